@@ -1,0 +1,492 @@
+//! File formats: detection, incremental decoding with byte-offset positions, encoding.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+
+use flate2::read::GzDecoder;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sluice_sdk::{io_error, ConnectorError, Result};
+
+/// The record encodings the connector reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// Comma- (or `delimiter`-) separated values with a header row.
+    Csv,
+    /// A JSON array of objects.
+    Json,
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// CSV options from the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsvOptions {
+    /// Field delimiter, one ASCII character.
+    pub delimiter: char,
+    /// Turn numbers, booleans and empty cells into typed JSON instead of strings.
+    pub infer_types: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        Self {
+            delimiter: ',',
+            infer_types: false,
+        }
+    }
+}
+
+impl CsvOptions {
+    pub fn delimiter_byte(&self) -> Result<u8> {
+        u8::try_from(self.delimiter)
+            .ok()
+            .filter(u8::is_ascii)
+            .ok_or_else(|| {
+                ConnectorError::InvalidConfig(format!(
+                    "field `csv.delimiter`: `{}` is not a single ASCII character",
+                    self.delimiter
+                ))
+            })
+    }
+}
+
+/// How a file is encoded: its format and whether it is gzip-compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub format: Format,
+    pub gzip: bool,
+}
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// Work out a file's encoding from its extension, then from its first bytes.
+pub fn detect(path: &str, forced: Option<Format>) -> Result<Encoding> {
+    let lower = path.to_ascii_lowercase();
+    let (stem, gz_ext) = match lower.strip_suffix(".gz") {
+        Some(stem) => (stem.to_string(), true),
+        None => (lower.clone(), false),
+    };
+    let mut head = [0u8; 512];
+    let n = File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .map_err(|e| io_error(path, e))?;
+    let gzip = gz_ext || head[..n].starts_with(&GZIP_MAGIC);
+    let by_ext = if stem.ends_with(".csv") || stem.ends_with(".tsv") {
+        Some(Format::Csv)
+    } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
+        Some(Format::Ndjson)
+    } else if stem.ends_with(".json") {
+        Some(Format::Json)
+    } else {
+        None
+    };
+    let format = match forced.or(by_ext) {
+        Some(format) => format,
+        None => sniff(gzip, &head[..n]),
+    };
+    Ok(Encoding { format, gzip })
+}
+
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled)
+}
+
+fn sniff(gzip: bool, head: &[u8]) -> Format {
+    let mut decoded = [0u8; 512];
+    let bytes: &[u8] = if gzip {
+        let n = read_up_to(&mut GzDecoder::new(head), &mut decoded).unwrap_or(0);
+        &decoded[..n]
+    } else {
+        head
+    };
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Format::Json,
+        Some(b'{') => Format::Ndjson,
+        _ => Format::Csv,
+    }
+}
+
+/// Open `path` for reading, decompressing when needed.
+pub fn open(path: &str, encoding: Encoding) -> Result<Box<dyn BufRead>> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    let reader: Box<dyn BufRead> = if encoding.gzip {
+        Box::new(BufReader::with_capacity(
+            64 * 1024,
+            GzDecoder::new(BufReader::new(file)),
+        ))
+    } else {
+        Box::new(BufReader::with_capacity(64 * 1024, file))
+    };
+    Ok(reader)
+}
+
+/// A position in the decoded byte stream: the offset of the next unread
+/// record and its line number (1-based). Encoded as a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub offset: u64,
+    pub line: u64,
+}
+
+impl Position {
+    pub const START: Position = Position { offset: 0, line: 1 };
+
+    pub fn to_checkpoint(self) -> String {
+        format!("byte:{}:line:{}", self.offset, self.line)
+    }
+
+    pub fn from_checkpoint(text: &str) -> Result<Self> {
+        let bad = || {
+            ConnectorError::InvalidRequest(format!(
+                "checkpoint `{text}` was not issued by the file connector"
+            ))
+        };
+        let rest = text.strip_prefix("byte:").ok_or_else(bad)?;
+        let (offset, line) = rest.split_once(":line:").ok_or_else(bad)?;
+        Ok(Self {
+            offset: offset.parse().map_err(|_| bad())?,
+            line: line.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Reads one record at a time and knows the position after it.
+pub trait RowReader {
+    /// The next record, or `None` at the end of the file.
+    fn next_row(&mut self) -> Result<Option<Value>>;
+    /// The position just after the last record returned.
+    fn position(&self) -> Position;
+}
+
+/// Open a reader for `path` that starts at `from`.
+pub fn reader(
+    path: &str,
+    encoding: Encoding,
+    csv: &CsvOptions,
+    from: Position,
+) -> Result<Box<dyn RowReader>> {
+    Ok(match encoding.format {
+        Format::Csv => Box::new(CsvReader::new(path, encoding, csv, from)?),
+        Format::Ndjson => {
+            let mut input = open(path, encoding)?;
+            skip(path, &mut input, from.offset)?;
+            Box::new(NdjsonReader {
+                path: path.to_string(),
+                input,
+                pos: from,
+                buf: String::new(),
+            })
+        }
+        Format::Json => Box::new(JsonArrayReader::new(path, open(path, encoding)?, from)?),
+    })
+}
+
+fn skip(path: &str, input: &mut dyn BufRead, bytes: u64) -> Result<()> {
+    let skipped =
+        io::copy(&mut input.take(bytes), &mut io::sink()).map_err(|e| io_error(path, e))?;
+    if skipped < bytes {
+        return Err(ConnectorError::InvalidRequest(format!(
+            "checkpoint at byte {bytes} is past the end of `{path}` ({skipped} bytes)"
+        )));
+    }
+    Ok(())
+}
+
+fn malformed(path: &str, line: u64, what: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::InvalidRequest(format!("{path}: line {line}: {what}"))
+}
+
+struct NdjsonReader {
+    path: String,
+    input: Box<dyn BufRead>,
+    pos: Position,
+    buf: String,
+}
+
+impl RowReader for NdjsonReader {
+    fn next_row(&mut self) -> Result<Option<Value>> {
+        loop {
+            self.buf.clear();
+            let n = self
+                .input
+                .read_line(&mut self.buf)
+                .map_err(|e| malformed(&self.path, self.pos.line, e))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let line = self.pos.line;
+            self.pos.offset += n as u64;
+            self.pos.line += 1;
+            let text = self.buf.trim();
+            if text.is_empty() {
+                continue;
+            }
+            let value: Value =
+                serde_json::from_str(text).map_err(|e| malformed(&self.path, line, e))?;
+            if !value.is_object() {
+                return Err(malformed(&self.path, line, "expected a JSON object"));
+            }
+            return Ok(Some(value));
+        }
+    }
+
+    fn position(&self) -> Position {
+        self.pos
+    }
+}
+
+/// Splits a JSON array into its elements without holding more than one.
+struct JsonArrayReader {
+    path: String,
+    input: Box<dyn BufRead>,
+    pos: Position,
+    done: bool,
+    element: Vec<u8>,
+}
+
+impl JsonArrayReader {
+    fn new(path: &str, input: Box<dyn BufRead>, from: Position) -> Result<Self> {
+        let mut reader = Self {
+            path: path.to_string(),
+            input,
+            pos: Position::START,
+            done: false,
+            element: Vec::new(),
+        };
+        if from == Position::START {
+            match reader.next_significant()? {
+                Some(b'[') => {}
+                Some(other) => {
+                    return Err(malformed(
+                        path,
+                        reader.pos.line,
+                        format!("expected `[`, found `{}`", other as char),
+                    ))
+                }
+                None => reader.done = true,
+            }
+        } else {
+            skip(path, &mut reader.input, from.offset)?;
+            reader.pos = from;
+        }
+        Ok(reader)
+    }
+
+    fn next_byte(&mut self) -> Result<Option<u8>> {
+        let buf = self
+            .input
+            .fill_buf()
+            .map_err(|e| malformed(&self.path, self.pos.line, e))?;
+        let Some(&byte) = buf.first() else {
+            return Ok(None);
+        };
+        self.input.consume(1);
+        self.pos.offset += 1;
+        if byte == b'\n' {
+            self.pos.line += 1;
+        }
+        Ok(Some(byte))
+    }
+
+    fn next_significant(&mut self) -> Result<Option<u8>> {
+        while let Some(byte) = self.next_byte()? {
+            if !byte.is_ascii_whitespace() {
+                return Ok(Some(byte));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl RowReader for JsonArrayReader {
+    fn next_row(&mut self) -> Result<Option<Value>> {
+        if self.done {
+            return Ok(None);
+        }
+        let first = loop {
+            match self.next_significant()? {
+                Some(b',') => continue,
+                Some(b']') | None => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Some(byte) => break byte,
+            }
+        };
+        let line = self.pos.line;
+        self.element.clear();
+        self.element.push(first);
+        let (mut depth, mut in_string, mut escaped) = (0i32, first == b'"', false);
+        if first == b'{' || first == b'[' {
+            depth = 1;
+        }
+        while depth > 0 || in_string {
+            let byte = self.next_byte()?.ok_or_else(|| {
+                malformed(&self.path, line, "unexpected end of file inside an element")
+            })?;
+            self.element.push(byte);
+            if in_string {
+                match (escaped, byte) {
+                    (true, _) => escaped = false,
+                    (false, b'\\') => escaped = true,
+                    (false, b'"') => in_string = false,
+                    _ => {}
+                }
+            } else {
+                match byte {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => depth -= 1,
+                    _ => {}
+                }
+            }
+        }
+        let value: Value =
+            serde_json::from_slice(&self.element).map_err(|e| malformed(&self.path, line, e))?;
+        if !value.is_object() {
+            return Err(malformed(
+                &self.path,
+                line,
+                "array element is not a JSON object",
+            ));
+        }
+        Ok(Some(value))
+    }
+
+    fn position(&self) -> Position {
+        self.pos
+    }
+}
+
+struct CsvReader {
+    path: String,
+    reader: csv::Reader<Box<dyn BufRead>>,
+    headers: Vec<String>,
+    base: Position,
+    infer_types: bool,
+    record: csv::StringRecord,
+}
+
+impl CsvReader {
+    fn new(path: &str, encoding: Encoding, options: &CsvOptions, from: Position) -> Result<Self> {
+        let delimiter = options.delimiter_byte()?;
+        let mut builder = csv::ReaderBuilder::new();
+        builder
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(false);
+        // Read the header row from the start of the file in every case.
+        let mut header_reader = builder.from_reader(open(path, encoding)?);
+        let mut header = csv::StringRecord::new();
+        let has_header = header_reader
+            .read_record(&mut header)
+            .map_err(|e| malformed(path, 1, e))?;
+        let header_end = header_reader.position().clone();
+        drop(header_reader);
+        if !has_header {
+            return Err(malformed(path, 1, "empty CSV file: expected a header row"));
+        }
+        let headers: Vec<String> = header.iter().map(str::to_string).collect();
+        // The header reader may have buffered past the header, so reopen and skip.
+        let mut input = open(path, encoding)?;
+        let base = if from == Position::START {
+            Position {
+                offset: header_end.byte(),
+                line: header_end.line(),
+            }
+        } else {
+            from
+        };
+        skip(path, &mut input, base.offset)?;
+        let reader = builder.from_reader(input);
+        Ok(Self {
+            path: path.to_string(),
+            reader,
+            headers,
+            base,
+            infer_types: options.infer_types,
+            record: csv::StringRecord::new(),
+        })
+    }
+}
+
+impl RowReader for CsvReader {
+    fn next_row(&mut self) -> Result<Option<Value>> {
+        let line = self.position().line;
+        let more = self.reader.read_record(&mut self.record).map_err(|e| {
+            let line = e.position().map_or(line, |p| self.base.line + p.line() - 1);
+            malformed(&self.path, line, e)
+        })?;
+        if !more {
+            return Ok(None);
+        }
+        if self.record.len() != self.headers.len() {
+            return Err(malformed(
+                &self.path,
+                line,
+                format!(
+                    "{} fields, but the header has {}",
+                    self.record.len(),
+                    self.headers.len()
+                ),
+            ));
+        }
+        let mut object = Map::with_capacity(self.headers.len());
+        for (name, cell) in self.headers.iter().zip(self.record.iter()) {
+            let value = if self.infer_types {
+                infer(cell)
+            } else {
+                Value::String(cell.to_string())
+            };
+            object.insert(name.clone(), value);
+        }
+        Ok(Some(Value::Object(object)))
+    }
+
+    fn position(&self) -> Position {
+        let p = self.reader.position();
+        Position {
+            offset: self.base.offset + p.byte(),
+            line: self.base.line + p.line() - 1,
+        }
+    }
+}
+
+/// Type a CSV cell: empty → null, integers, floats, booleans, else text.
+pub fn infer(cell: &str) -> Value {
+    if cell.is_empty() {
+        return Value::Null;
+    }
+    if let Ok(n) = cell.parse::<i64>() {
+        return Value::from(n);
+    }
+    if let Ok(f) = cell.parse::<f64>() {
+        if f.is_finite() {
+            return Value::from(f);
+        }
+    }
+    match cell {
+        "true" | "TRUE" | "True" => Value::Bool(true),
+        "false" | "FALSE" | "False" => Value::Bool(false),
+        _ => Value::String(cell.to_string()),
+    }
+}
+
+/// Render a JSON value as a CSV cell.
+pub fn cell(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}

@@ -1,0 +1,337 @@
+//! The `file` connector: CSV, JSON arrays and NDJSON, optionally gzip-compressed,
+//! read from and written to directories the host mounted.
+//!
+//! A resource is a path inside a mount, absolute or relative to `root`.
+//! `fetch` filters, sorts, selects fields and paginates (offset and cursor);
+//! `stream` reads incrementally with bounded memory and emits byte-offset
+//! checkpoints; `discover` lists the files under the mounts with their
+//! inferred fields; `execute` supports `append` and `write` (NDJSON/CSV).
+
+mod format;
+mod write;
+
+use std::collections::BTreeMap;
+
+use format::{CsvOptions, Encoding, Format, Position, RowReader};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sluice_sdk::query::{self, Predicate};
+use sluice_sdk::{
+    config, io_error, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
+    ExecuteResponse, FetchRequest, FetchResponse, RecordBuilder, RecordStream, ResourceInfo,
+    Result, Session,
+};
+
+/// The connector's config.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Directory that relative resource paths start from.
+    #[serde(default = "default_root")]
+    root: String,
+    /// Force a format instead of detecting it from the extension and content.
+    #[serde(default)]
+    format: Option<Format>,
+    /// CSV options.
+    #[serde(default)]
+    csv: CsvOptions,
+}
+
+fn default_root() -> String {
+    "/".into()
+}
+
+struct FileConnector;
+
+struct FileSession {
+    config: Config,
+}
+
+/// Rows a stream reads at most per `next` call.
+const MAX_ROWS_SCANNED_PER_BATCH: usize = 65_536;
+
+/// Records read for `discover` to infer a file's fields.
+const DISCOVER_SAMPLE: usize = 100;
+
+impl Connector for FileConnector {
+    type Session = FileSession;
+
+    fn describe() -> Descriptor {
+        sluice_sdk::descriptor(
+            "file",
+            env!("CARGO_PKG_VERSION"),
+            "CSV, JSON and NDJSON files (optionally gzip) in mounted directories",
+        )
+        .config_schema(json!({
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "root": { "type": "string", "default": "/", "description": "directory relative resource paths start from" },
+                "format": { "enum": ["csv", "json", "ndjson"], "description": "force a format instead of detecting it" },
+                "csv": {
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "delimiter": { "type": "string", "minLength": 1, "maxLength": 1, "default": "," },
+                        "infer_types": { "type": "boolean", "default": false }
+                    }
+                }
+            }
+        }))
+        .capabilities(Capabilities {
+            streaming: true,
+            pagination: true,
+            filtering: true,
+            sorting: true,
+            aggregation: false,
+            transactions: false,
+            max_page_size: None,
+        })
+        .build()
+    }
+
+    fn open(config_json: &str) -> Result<FileSession> {
+        let config: Config = config::parse(config_json)?;
+        config.csv.delimiter_byte()?;
+        Ok(FileSession { config })
+    }
+}
+
+impl FileSession {
+    fn path(&self, resource: &str) -> Result<String> {
+        if resource.is_empty() {
+            return Err(ConnectorError::InvalidRequest(
+                "resource must be a file path".into(),
+            ));
+        }
+        Ok(if resource.starts_with('/') {
+            resource.to_string()
+        } else {
+            format!("{}/{resource}", self.config.root.trim_end_matches('/'))
+        })
+    }
+
+    fn encoding(&self, path: &str) -> Result<Encoding> {
+        format::detect(path, self.config.format)
+    }
+
+    fn rows(&self, path: &str, from: Position) -> Result<Box<dyn RowReader>> {
+        format::reader(path, self.encoding(path)?, &self.config.csv, from)
+    }
+
+    /// Without a sort, read only as far as the page needs.
+    fn fetch_unsorted(&self, req: &FetchRequest, path: &str) -> Result<FetchResponse> {
+        let predicate = Predicate::compile(&req.filters)?;
+        let (start, page_size) = query::page_window(req)?;
+        let mut rows = self.rows(path, Position::START)?;
+        let mut records = Vec::new();
+        let mut matched: u64 = 0;
+        while let Some(row) = rows.next_row()? {
+            if !predicate.matches(&row) {
+                continue;
+            }
+            matched += 1;
+            if matched <= start {
+                continue;
+            }
+            if page_size.is_some_and(|size| records.len() as u64 == size) {
+                // One more match exists: there is a next page.
+                return Ok(FetchResponse {
+                    records,
+                    total_count: None,
+                    next_cursor: Some(query::offset_cursor(matched - 1)),
+                });
+            }
+            records.push(RecordBuilder::new(query::project(row, &req.fields)).build());
+        }
+        Ok(FetchResponse {
+            records,
+            total_count: Some(matched),
+            next_cursor: None,
+        })
+    }
+}
+
+impl Session for FileSession {
+    fn health_check(&self) -> Result<()> {
+        let root = &self.config.root;
+        std::fs::metadata(root)
+            .map_err(|e| io_error(root, e))
+            .and_then(|m| {
+                if m.is_dir() {
+                    Ok(())
+                } else {
+                    Err(ConnectorError::InvalidConfig(format!(
+                        "field `root`: `{root}` is not a directory"
+                    )))
+                }
+            })
+    }
+
+    fn discover(&self) -> Result<Vec<ResourceInfo>> {
+        let mut found = Vec::new();
+        for (_, mount) in sluice_sdk::bindings::wasi::filesystem::preopens::get_directories() {
+            collect_files(&mount, &mut found)?;
+        }
+        found.sort();
+        found
+            .into_iter()
+            .filter_map(|path| {
+                let schema = self.infer_schema(&path).ok()?;
+                Some(Ok(ResourceInfo {
+                    name: path,
+                    schema: Some(schema.to_string()),
+                }))
+            })
+            .collect()
+    }
+
+    fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
+        let path = self.path(&req.resource)?;
+        if req.sort.is_empty() {
+            return self.fetch_unsorted(&req, &path);
+        }
+        let predicate = Predicate::compile(&req.filters)?;
+        let mut rows = self.rows(&path, Position::START)?;
+        let mut matching = Vec::new();
+        while let Some(row) = rows.next_row()? {
+            if predicate.matches(&row) {
+                matching.push(RecordBuilder::new(row));
+            }
+        }
+        let matched_only = FetchRequest {
+            filters: Vec::new(),
+            ..req
+        };
+        query::apply(&matched_only, matching)
+    }
+
+    fn stream(
+        &self,
+        req: FetchRequest,
+        checkpoint: Option<String>,
+    ) -> Result<Box<dyn RecordStream>> {
+        if !req.sort.is_empty() {
+            return Err(ConnectorError::InvalidRequest(
+                "stream reads in file order and cannot sort; use fetch to sort".into(),
+            ));
+        }
+        let path = self.path(&req.resource)?;
+        let from = match checkpoint {
+            Some(text) => Position::from_checkpoint(&text)?,
+            None => Position::START,
+        };
+        Ok(Box::new(FileStream {
+            rows: self.rows(&path, from)?,
+            predicate: Predicate::compile(&req.filters)?,
+            fields: req.fields,
+            done: false,
+        }))
+    }
+
+    fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
+        let path = self.path(&req.resource)?;
+        write::execute(&path, &req, self.config.format, &self.config.csv)
+    }
+}
+
+impl FileSession {
+    fn infer_schema(&self, path: &str) -> Result<Value> {
+        let mut rows = self.rows(path, Position::START)?;
+        let mut fields: BTreeMap<String, &'static str> = BTreeMap::new();
+        for _ in 0..DISCOVER_SAMPLE {
+            let Some(Value::Object(row)) = rows.next_row()? else {
+                break;
+            };
+            for (name, value) in row {
+                let kind = match value {
+                    Value::Null => continue,
+                    Value::Bool(_) => "boolean",
+                    Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+                    Value::Number(_) => "number",
+                    Value::String(_) => "string",
+                    Value::Array(_) => "array",
+                    Value::Object(_) => "object",
+                };
+                fields
+                    .entry(name)
+                    .and_modify(|k| {
+                        if *k != kind {
+                            *k = if (*k, kind) == ("integer", "number") {
+                                "number"
+                            } else {
+                                "string"
+                            };
+                        }
+                    })
+                    .or_insert(kind);
+            }
+        }
+        let properties: serde_json::Map<String, Value> = fields
+            .into_iter()
+            .map(|(name, kind)| (name, json!({ "type": kind })))
+            .collect();
+        Ok(json!({ "type": "object", "properties": properties }))
+    }
+}
+
+fn collect_files(dir: &str, found: &mut Vec<String>) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| io_error(dir, e))?;
+        let path = format!(
+            "{}/{}",
+            dir.trim_end_matches('/'),
+            entry.file_name().to_string_lossy()
+        );
+        let kind = entry.file_type().map_err(|e| io_error(&path, e))?;
+        if kind.is_dir() {
+            collect_files(&path, found)?;
+        } else if kind.is_file() {
+            found.push(path);
+        }
+    }
+    Ok(())
+}
+
+struct FileStream {
+    rows: Box<dyn RowReader>,
+    predicate: Predicate,
+    fields: Vec<String>,
+    done: bool,
+}
+
+impl RecordStream for FileStream {
+    fn next(&mut self, max: u32) -> Result<Option<Batch>> {
+        if self.done {
+            return Ok(None);
+        }
+        let max = max.max(1) as usize;
+        let mut records = Vec::with_capacity(max.min(1024));
+        // Bound the work of one call when the filter rejects long runs of rows:
+        // an empty batch still carries the checkpoint, so progress is kept.
+        let mut scanned = 0;
+        while records.len() < max && scanned < MAX_ROWS_SCANNED_PER_BATCH {
+            scanned += 1;
+            match self.rows.next_row()? {
+                Some(row) if self.predicate.matches(&row) => {
+                    records.push(RecordBuilder::new(query::project(row, &self.fields)).build());
+                }
+                Some(_) => {}
+                None => {
+                    self.done = true;
+                    break;
+                }
+            }
+        }
+        if records.is_empty() && self.done {
+            return Ok(None);
+        }
+        Ok(Some(Batch {
+            records,
+            checkpoint: Some(self.rows.position().to_checkpoint()),
+        }))
+    }
+}
+
+sluice_sdk::export_connector!(FileConnector);

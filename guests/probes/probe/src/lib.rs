@@ -1,0 +1,192 @@
+//! A hostile and probing connector for the test suite.
+//!
+//! Each `fetch` resource performs one action and reports what happened, so
+//! tests can check that the host allows exactly what was granted and survives
+//! guests that misbehave. Parameters come from the request's `options`.
+//!
+//! | resource | action |
+//! |---|---|
+//! | `read` | read file `path`, return its text |
+//! | `write` | write `text` to file `path` |
+//! | `tcp` | connect to `addr` |
+//! | `listen` | bind and listen on `addr` |
+//! | `udp` | bind a UDP socket on `addr` |
+//! | `dns` | resolve `host` |
+//! | `http` | GET `url`, return status, `location` and body |
+//! | `http-follow` | GET `url` and follow one redirect as a naive client would |
+//! | `env` | return the environment the guest sees |
+//! | `log` | log `message` at warn level |
+//! | `loop` | spin forever |
+//! | `memory-bomb` | allocate until something gives |
+//! | `recursion` | recurse without bound |
+//! | `trap` | panic (a wasm trap) |
+//! | `sleep` | block in the host for `ms` milliseconds |
+
+use std::io::{Read, Write};
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sluice_sdk::{
+    config, http, io_error, Connector, ConnectorError, Descriptor, FetchRequest, FetchResponse,
+    RecordBuilder, Result, Session,
+};
+
+struct Probe;
+struct ProbeSession;
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct Params {
+    path: String,
+    text: String,
+    addr: String,
+    host: String,
+    url: String,
+    message: String,
+    ms: u64,
+}
+
+impl Connector for Probe {
+    type Session = ProbeSession;
+
+    fn describe() -> Descriptor {
+        sluice_sdk::descriptor(
+            "probe",
+            "0.1.0",
+            "Probes capabilities and misbehaves on request",
+        )
+        .build()
+    }
+
+    fn open(_config: &str) -> Result<ProbeSession> {
+        Ok(ProbeSession)
+    }
+}
+
+fn one(data: Value) -> FetchResponse {
+    FetchResponse {
+        records: vec![RecordBuilder::new(data).build()],
+        total_count: Some(1),
+        next_cursor: None,
+    }
+}
+
+fn denied_or(err: std::io::Error, what: &str) -> ConnectorError {
+    match err.kind() {
+        std::io::ErrorKind::PermissionDenied => ConnectorError::Denied(format!("{what}: {err}")),
+        _ => ConnectorError::Unavailable(format!("{what}: {err}")),
+    }
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64, pad: &mut [u8; 256]) -> u64 {
+    pad[(depth % 256) as usize] = depth as u8;
+    let mut next = [0u8; 256];
+    next.copy_from_slice(pad);
+    recurse(depth + 1, &mut next) + u64::from(std::hint::black_box(next[0]))
+}
+
+impl Session for ProbeSession {
+    fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
+        let p: Params = config::parse_options(req.options.as_deref())?;
+        match req.resource.as_str() {
+            "read" => {
+                let mut text = String::new();
+                std::fs::File::open(&p.path)
+                    .and_then(|mut f| f.read_to_string(&mut text))
+                    .map_err(|e| io_error(&p.path, e))?;
+                Ok(one(json!({ "text": text })))
+            }
+            "write" => {
+                std::fs::File::create(&p.path)
+                    .and_then(|mut f| f.write_all(p.text.as_bytes()))
+                    .map_err(|e| io_error(&p.path, e))?;
+                Ok(one(json!({ "written": p.text.len() })))
+            }
+            "tcp" => {
+                let stream = std::net::TcpStream::connect(&p.addr)
+                    .map_err(|e| denied_or(e, &format!("connect to {}", p.addr)))?;
+                Ok(one(
+                    json!({ "peer": stream.peer_addr().map(|a| a.to_string()).ok() }),
+                ))
+            }
+            "listen" => {
+                let listener = std::net::TcpListener::bind(&p.addr)
+                    .map_err(|e| denied_or(e, &format!("listen on {}", p.addr)))?;
+                Ok(one(
+                    json!({ "local": listener.local_addr().map(|a| a.to_string()).ok() }),
+                ))
+            }
+            "udp" => {
+                let socket = std::net::UdpSocket::bind(&p.addr)
+                    .map_err(|e| denied_or(e, &format!("udp bind {}", p.addr)))?;
+                Ok(one(
+                    json!({ "local": socket.local_addr().map(|a| a.to_string()).ok() }),
+                ))
+            }
+            "dns" => {
+                use std::net::ToSocketAddrs;
+                let addrs: Vec<String> = (p.host.as_str(), 80)
+                    .to_socket_addrs()
+                    .map_err(|e| denied_or(e, &format!("resolve {}", p.host)))?
+                    .map(|a| a.ip().to_string())
+                    .collect();
+                Ok(one(json!({ "addrs": addrs })))
+            }
+            "http" => {
+                let res = http::get(&p.url)?;
+                Ok(one(json!({
+                    "status": res.status,
+                    "location": res.header("location"),
+                    "body": String::from_utf8_lossy(&res.body),
+                })))
+            }
+            "http-follow" => {
+                let first = http::get(&p.url)?;
+                let Some(location) = first.header("location").map(str::to_string) else {
+                    return Err(ConnectorError::InvalidRequest("no redirect".into()));
+                };
+                let second = http::get(&location)?;
+                Ok(one(json!({ "status": second.status })))
+            }
+            "env" => {
+                let vars: serde_json::Map<String, Value> = std::env::vars()
+                    .map(|(k, v)| (k, Value::String(v)))
+                    .collect();
+                Ok(one(Value::Object(vars)))
+            }
+            "log" => {
+                sluice_sdk::log::warn(&p.message);
+                Ok(one(json!({ "logged": true })))
+            }
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "memory-bomb" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 16 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "recursion" => {
+                let mut pad = [0u8; 256];
+                Ok(one(json!({ "depth": recurse(0, &mut pad) })))
+            }
+            "trap" => panic!("probe asked to trap"),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_millis(p.ms));
+                Ok(one(json!({ "slept_ms": p.ms })))
+            }
+            other => Err(ConnectorError::NotFound(format!(
+                "no probe action `{other}`"
+            ))),
+        }
+    }
+}
+
+sluice_sdk::export_connector!(Probe);

@@ -1,0 +1,181 @@
+//! A small blocking HTTP client over `wasi:http/outgoing-handler`.
+//!
+//! The host decides which origins are reachable; a refused origin comes back
+//! as `denied` naming the grant to add. Redirects are returned, never followed.
+
+use crate::bindings::wasi::http::outgoing_handler;
+use crate::bindings::wasi::http::types::{
+    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+};
+use crate::bindings::wasi::io::streams::StreamError;
+use crate::{ConnectorError, Result};
+
+/// A complete HTTP response.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values, in arrival order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// The first value of header `name` (case-insensitive), as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+}
+
+/// `GET url`.
+///
+/// # Errors
+///
+/// See [`request`].
+pub fn get(url: &str) -> Result<Response> {
+    request("GET", url, &[], None)
+}
+
+/// Send one request and read the whole response.
+///
+/// # Errors
+///
+/// `invalid-request` for a URL without `http://` or `https://`; `denied` when
+/// the host refuses the origin; `timeout` when a connect/first-byte/
+/// between-bytes timeout fires; `unavailable` for other transport failures,
+/// including a response over the host's size cap.
+pub fn request(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Response> {
+    let (scheme, authority, path) = split_url(url)?;
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields.append(name, value.as_bytes()).map_err(|err| {
+            ConnectorError::InvalidRequest(format!("header `{name}` refused: {err:?}"))
+        })?;
+    }
+    let req = OutgoingRequest::new(fields);
+    let method = match method.to_ascii_uppercase().as_str() {
+        "GET" => Method::Get,
+        "HEAD" => Method::Head,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "PATCH" => Method::Patch,
+        "DELETE" => Method::Delete,
+        "OPTIONS" => Method::Options,
+        other => Method::Other(other.to_string()),
+    };
+    let refused =
+        |what: &str| ConnectorError::InvalidRequest(format!("{what} refused for `{url}`"));
+    req.set_method(&method).map_err(|()| refused("method"))?;
+    req.set_scheme(Some(&scheme))
+        .map_err(|()| refused("scheme"))?;
+    req.set_authority(Some(authority))
+        .map_err(|()| refused("authority"))?;
+    req.set_path_with_query(Some(path))
+        .map_err(|()| refused("path"))?;
+    let outgoing = req.body().map_err(|()| refused("body"))?;
+    if let Some(bytes) = body {
+        let stream = outgoing.write().map_err(|()| refused("body"))?;
+        for chunk in bytes.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|err| ConnectorError::Unavailable(format!("sending body: {err:?}")))?;
+        }
+    }
+    let origin = format!(
+        "{}://{authority}",
+        if matches!(scheme, Scheme::Http) {
+            "http"
+        } else {
+            "https"
+        }
+    );
+    let future = outgoing_handler::handle(req, None).map_err(|e| http_error(&origin, e))?;
+    OutgoingBody::finish(outgoing, None).map_err(|e| http_error(&origin, e))?;
+    let response = loop {
+        match future.get() {
+            Some(result) => break result,
+            None => future.subscribe().block(),
+        }
+    };
+    let response = response
+        .map_err(|()| ConnectorError::Internal("response taken twice".into()))?
+        .map_err(|e| http_error(&origin, e))?;
+    let status = response.status();
+    let headers = response.headers().entries();
+    let incoming = response
+        .consume()
+        .map_err(|()| ConnectorError::Internal("response body taken twice".into()))?;
+    let body = read_body(&origin, &incoming)?;
+    drop(incoming);
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn read_body(origin: &str, incoming: &IncomingBody) -> Result<Vec<u8>> {
+    let stream = incoming
+        .stream()
+        .map_err(|()| ConnectorError::Internal("body stream taken twice".into()))?;
+    let mut body = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(StreamError::Closed) => return Ok(body),
+            Err(StreamError::LastOperationFailed(err)) => {
+                let code = crate::bindings::wasi::http::types::http_error_code(&err);
+                return Err(match code {
+                    Some(code) => http_error(origin, code),
+                    None => ConnectorError::Unavailable(format!(
+                        "reading body from {origin}: {}",
+                        err.to_debug_string()
+                    )),
+                });
+            }
+        }
+    }
+}
+
+fn split_url(url: &str) -> Result<(Scheme, &str, &str)> {
+    let (scheme, rest) = if let Some(rest) = url.strip_prefix("https://") {
+        (Scheme::Https, rest)
+    } else if let Some(rest) = url.strip_prefix("http://") {
+        (Scheme::Http, rest)
+    } else {
+        return Err(ConnectorError::InvalidRequest(format!(
+            "URL `{url}` must start with http:// or https://"
+        )));
+    };
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    let path = if path.is_empty() { "/" } else { path };
+    Ok((scheme, authority, path))
+}
+
+/// Turn a `wasi:http` error code into a typed connector error.
+pub fn http_error(origin: &str, code: ErrorCode) -> ConnectorError {
+    match code {
+        ErrorCode::HttpRequestDenied => ConnectorError::Denied(format!(
+            "HTTP request to {origin} denied: the origin is not granted (grant it with --allow-http {origin})"
+        )),
+        ErrorCode::ConnectionTimeout
+        | ErrorCode::ConnectionReadTimeout
+        | ErrorCode::ConnectionWriteTimeout
+        | ErrorCode::DnsTimeout => ConnectorError::Timeout,
+        ErrorCode::HttpResponseBodySize(limit) => ConnectorError::Unavailable(format!(
+            "response from {origin} is larger than the host's cap{}",
+            limit.map(|l| format!(" of {l} bytes")).unwrap_or_default()
+        )),
+        other => ConnectorError::Unavailable(format!("HTTP request to {origin} failed: {other:?}")),
+    }
+}

@@ -1,0 +1,328 @@
+//! Filters, sort, field selection and pagination over in-memory records.
+//!
+//! Connectors whose upstream cannot do the work itself (files, simple APIs)
+//! hand their records to [`apply`]; streaming connectors compile the filters
+//! once with [`Predicate::compile`] and test each record with
+//! [`Predicate::matches`].
+//!
+//! Comparison rules: numbers compare numerically (`1 == 1.0`), strings
+//! lexicographically, booleans `false < true`; a string that parses as a
+//! number compares numerically against a number (so CSV text columns filter
+//! naturally). Values of different kinds are unequal and unordered, so `lt`,
+//! `le`, `gt`, `ge` and `like` are false for them. Field names may be dotted
+//! paths into nested objects (`address.city`).
+
+use std::cmp::Ordering;
+
+use serde_json::{Map, Value};
+
+use crate::{
+    ConnectorError, FetchRequest, FetchResponse, Filter, FilterOp, RecordBuilder, Result,
+    SortDirection, SortField,
+};
+
+/// Filters compiled once: operand JSON parsed, operators checked.
+#[derive(Debug, Clone, Default)]
+pub struct Predicate {
+    conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone)]
+struct Condition {
+    field: String,
+    op: FilterOp,
+    operand: Value,
+}
+
+impl Predicate {
+    /// Compile `filters`.
+    ///
+    /// # Errors
+    ///
+    /// `invalid-request` when an operand is not JSON, or `in`/`not-in` is not
+    /// given an array, or `like` is not given a string.
+    pub fn compile(filters: &[Filter]) -> Result<Self> {
+        let conditions = filters
+            .iter()
+            .map(|f| {
+                let operand = parse_operand(f)?;
+                Ok(Condition {
+                    field: f.field.clone(),
+                    op: f.op,
+                    operand,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { conditions })
+    }
+
+    /// Whether `record` (a JSON object) satisfies every condition.
+    pub fn matches(&self, record: &Value) -> bool {
+        self.conditions.iter().all(|c| c.matches(record))
+    }
+
+    /// Whether there are no conditions.
+    pub fn is_empty(&self) -> bool {
+        self.conditions.is_empty()
+    }
+}
+
+fn parse_operand(filter: &Filter) -> Result<Value> {
+    if matches!(filter.op, FilterOp::IsNull | FilterOp::IsNotNull) {
+        return Ok(Value::Null);
+    }
+    let value: Value = serde_json::from_str(&filter.value).map_err(|err| {
+        ConnectorError::InvalidRequest(format!(
+            "filter on `{}`: value `{}` is not JSON ({err}); quote strings, e.g. \"\\\"text\\\"\"",
+            filter.field, filter.value
+        ))
+    })?;
+    match filter.op {
+        FilterOp::In | FilterOp::NotIn if !value.is_array() => {
+            Err(ConnectorError::InvalidRequest(format!(
+                "filter on `{}`: `in`/`not-in` needs a JSON array, got `{}`",
+                filter.field, filter.value
+            )))
+        }
+        FilterOp::Like if !value.is_string() => Err(ConnectorError::InvalidRequest(format!(
+            "filter on `{}`: `like` needs a JSON string pattern, got `{}`",
+            filter.field, filter.value
+        ))),
+        _ => Ok(value),
+    }
+}
+
+impl Condition {
+    fn matches(&self, record: &Value) -> bool {
+        let field = lookup(record, &self.field);
+        let is_null = field.is_none_or(Value::is_null);
+        match self.op {
+            FilterOp::IsNull => is_null,
+            FilterOp::IsNotNull => !is_null,
+            FilterOp::Eq => field.is_some_and(|v| equal(v, &self.operand)),
+            FilterOp::Ne => !field.is_some_and(|v| equal(v, &self.operand)),
+            FilterOp::Lt => ordered(field, &self.operand, |o| o == Ordering::Less),
+            FilterOp::Le => ordered(field, &self.operand, |o| o != Ordering::Greater),
+            FilterOp::Gt => ordered(field, &self.operand, |o| o == Ordering::Greater),
+            FilterOp::Ge => ordered(field, &self.operand, |o| o != Ordering::Less),
+            FilterOp::In => field.is_some_and(|v| self.in_operand(v)),
+            FilterOp::NotIn => !field.is_some_and(|v| self.in_operand(v)),
+            FilterOp::Like => match (field, &self.operand) {
+                (Some(Value::String(s)), Value::String(p)) => like(s, p),
+                (Some(Value::Number(n)), Value::String(p)) => like(&n.to_string(), p),
+                _ => false,
+            },
+        }
+    }
+
+    fn in_operand(&self, value: &Value) -> bool {
+        self.operand
+            .as_array()
+            .is_some_and(|items| items.iter().any(|item| equal(value, item)))
+    }
+}
+
+fn ordered(field: Option<&Value>, operand: &Value, test: impl Fn(Ordering) -> bool) -> bool {
+    field.and_then(|v| compare(v, operand)).is_some_and(test)
+}
+
+/// Look up a dotted field path in a JSON object.
+pub fn lookup<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
+    if let Some(v) = record.get(field) {
+        return Some(v);
+    }
+    field
+        .split('.')
+        .try_fold(record, |value, part| value.get(part))
+}
+
+fn as_number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+fn equal(a: &Value, b: &Value) -> bool {
+    compare(a, b) == Some(Ordering::Equal) || a == b
+}
+
+/// Compare two JSON values by the rules in the module docs; `None` when they are not comparable.
+pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        },
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::Null, Value::Null) => Some(Ordering::Equal),
+        (Value::String(_), Value::Number(_)) | (Value::Number(_), Value::String(_)) => {
+            as_number(a)?.partial_cmp(&as_number(b)?)
+        }
+        _ => None,
+    }
+}
+
+/// SQL LIKE: `%` matches any run of characters, `_` exactly one.
+pub fn like(text: &str, pattern: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let pattern: Vec<char> = pattern.chars().collect();
+    // Iterative wildcard matching with backtracking to the last `%`.
+    let (mut t, mut p) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while t < text.len() {
+        if p < pattern.len() && (pattern[p] == '_' || pattern[p] == text[t]) {
+            t += 1;
+            p += 1;
+        } else if p < pattern.len() && pattern[p] == '%' {
+            star = Some((p, t));
+            p += 1;
+        } else if let Some((sp, st)) = star {
+            p = sp + 1;
+            t = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|&c| c == '%')
+}
+
+/// Total order used for sorting: null < bool < number < string < array < object.
+fn sort_order(a: Option<&Value>, b: Option<&Value>) -> Ordering {
+    fn rank(v: Option<&Value>) -> u8 {
+        match v {
+            None | Some(Value::Null) => 0,
+            Some(Value::Bool(_)) => 1,
+            Some(Value::Number(_)) => 2,
+            Some(Value::String(_)) => 3,
+            Some(Value::Array(_)) => 4,
+            Some(Value::Object(_)) => 5,
+        }
+    }
+    match (a, b) {
+        (Some(x), Some(y)) if rank(a) == rank(b) => compare(x, y).unwrap_or(Ordering::Equal),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+/// Sort JSON objects by `keys`, most significant first (stable).
+pub fn sort_values<T>(items: &mut [T], keys: &[SortField], value: impl Fn(&T) -> &Value) {
+    if keys.is_empty() {
+        return;
+    }
+    items.sort_by(|a, b| {
+        let (a, b) = (value(a), value(b));
+        keys.iter()
+            .map(|key| {
+                let order = sort_order(lookup(a, &key.field), lookup(b, &key.field));
+                match key.direction {
+                    SortDirection::Asc => order,
+                    SortDirection::Desc => order.reverse(),
+                }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or(Ordering::Equal)
+    });
+}
+
+/// Keep only `fields` of a JSON object (all of them when `fields` is empty).
+pub fn project(record: Value, fields: &[String]) -> Value {
+    if fields.is_empty() {
+        return record;
+    }
+    match record {
+        Value::Object(mut map) => {
+            let mut kept = Map::new();
+            for field in fields {
+                if let Some(v) = map.remove(field) {
+                    kept.insert(field.clone(), v);
+                } else if let Some(v) = lookup(&Value::Object(map.clone()), field) {
+                    kept.insert(field.clone(), v.clone());
+                }
+            }
+            Value::Object(kept)
+        }
+        other => other,
+    }
+}
+
+/// Encode an offset as an opaque page cursor.
+pub fn offset_cursor(offset: u64) -> String {
+    format!("offset:{offset}")
+}
+
+/// Decode a cursor made by [`offset_cursor`].
+///
+/// # Errors
+///
+/// `invalid-request` when the cursor was not made by [`offset_cursor`].
+pub fn parse_offset_cursor(cursor: &str) -> Result<u64> {
+    cursor
+        .strip_prefix("offset:")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            ConnectorError::InvalidRequest(format!(
+                "cursor `{cursor}` was not issued by this connector"
+            ))
+        })
+}
+
+/// The starting offset and page size a request asks for: the cursor wins
+/// over the offset; no pagination means everything from the start.
+///
+/// # Errors
+///
+/// `invalid-request` for a foreign cursor or a zero page size.
+pub fn page_window(req: &FetchRequest) -> Result<(u64, Option<u64>)> {
+    match &req.pagination {
+        None => Ok((0, None)),
+        Some(p) => {
+            if p.page_size == 0 {
+                return Err(ConnectorError::InvalidRequest(
+                    "page size must be at least 1".into(),
+                ));
+            }
+            let start = match &p.cursor {
+                Some(cursor) => parse_offset_cursor(cursor)?,
+                None => p.offset.unwrap_or(0),
+            };
+            Ok((start, Some(u64::from(p.page_size))))
+        }
+    }
+}
+
+/// Apply a fetch request's filters, sort, pagination and field selection to
+/// `records`, returning the page with its total count and next cursor.
+///
+/// # Errors
+///
+/// `invalid-request` for malformed filters or cursors.
+pub fn apply(
+    req: &FetchRequest,
+    records: impl IntoIterator<Item = RecordBuilder>,
+) -> Result<FetchResponse> {
+    let predicate = Predicate::compile(&req.filters)?;
+    let (start, page_size) = page_window(req)?;
+    let mut matching: Vec<RecordBuilder> = records
+        .into_iter()
+        .filter(|r| predicate.matches(r.data()))
+        .collect();
+    sort_values(&mut matching, &req.sort, RecordBuilder::data);
+    let total = matching.len() as u64;
+    let end = page_size.map_or(total, |size| start.saturating_add(size).min(total));
+    let next_cursor = (end < total && page_size.is_some()).then(|| offset_cursor(end));
+    let records = matching
+        .into_iter()
+        .skip(start.min(total) as usize)
+        .take(end.saturating_sub(start) as usize)
+        .map(|r| r.map_data(|d| project(d, &req.fields)).build())
+        .collect();
+    Ok(FetchResponse {
+        records,
+        total_count: Some(total),
+        next_cursor,
+    })
+}

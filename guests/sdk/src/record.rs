@@ -1,0 +1,124 @@
+//! Builders for records and descriptors, and the I/O error mapping.
+
+use serde_json::Value;
+
+use crate::{Capabilities, ConnectorError, Descriptor, Record};
+
+/// Builds a [`Record`] from a JSON value.
+#[derive(Debug, Clone)]
+pub struct RecordBuilder {
+    data: Value,
+    id: Option<String>,
+    metadata: Option<Value>,
+    timestamp: Option<i64>,
+}
+
+impl RecordBuilder {
+    /// Start a record whose data is `data` (normally a JSON object).
+    pub fn new(data: Value) -> Self {
+        Self {
+            data,
+            id: None,
+            metadata: None,
+            timestamp: None,
+        }
+    }
+
+    /// Set the record's id.
+    pub fn id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Set the record's metadata object.
+    pub fn metadata(mut self, metadata: Value) -> Self {
+        self.metadata = Some(metadata);
+        self
+    }
+
+    /// Set the record's event time, in milliseconds since the Unix epoch.
+    pub fn timestamp(mut self, millis: i64) -> Self {
+        self.timestamp = Some(millis);
+        self
+    }
+
+    /// The record's data.
+    pub fn data(&self) -> &Value {
+        &self.data
+    }
+
+    /// Replace the record's data with `f(data)`.
+    pub fn map_data(mut self, f: impl FnOnce(Value) -> Value) -> Self {
+        self.data = f(self.data);
+        self
+    }
+
+    /// Finish the record.
+    pub fn build(self) -> Record {
+        Record {
+            id: self.id,
+            data: self.data.to_string(),
+            metadata: self.metadata.map(|m| m.to_string()),
+            timestamp: self.timestamp,
+        }
+    }
+}
+
+/// Start a [`Descriptor`] with every capability off and an empty-object config schema.
+pub fn descriptor(name: &str, version: &str, description: &str) -> DescriptorBuilder {
+    DescriptorBuilder(Descriptor {
+        name: name.into(),
+        version: version.into(),
+        description: description.into(),
+        config_schema: r#"{"type":"object"}"#.into(),
+        capabilities: Capabilities {
+            streaming: false,
+            pagination: false,
+            filtering: false,
+            sorting: false,
+            aggregation: false,
+            transactions: false,
+            max_page_size: None,
+        },
+    })
+}
+
+/// Builds a [`Descriptor`]; see [`descriptor`].
+#[derive(Debug, Clone)]
+pub struct DescriptorBuilder(Descriptor);
+
+impl DescriptorBuilder {
+    /// Set the JSON Schema of the config.
+    pub fn config_schema(mut self, schema: Value) -> Self {
+        self.0.config_schema = schema.to_string();
+        self
+    }
+
+    /// Set the capabilities.
+    pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
+        self.0.capabilities = capabilities;
+        self
+    }
+
+    /// Finish the descriptor.
+    pub fn build(self) -> Descriptor {
+        self.0
+    }
+}
+
+/// Turn an I/O error on `path` into a typed error.
+///
+/// Permission errors (including paths outside every mount, `..` escapes and
+/// writes to read-only mounts) become `denied`, naming the grant that would
+/// allow the access; a missing file becomes `not-found`; anything else
+/// `unavailable`.
+pub fn io_error(path: &str, err: std::io::Error) -> ConnectorError {
+    use std::io::ErrorKind;
+    match err.kind() {
+        ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => ConnectorError::Denied(
+            format!("access to `{path}` denied ({err}): grant it with a mount (`--mount HOST:GUEST:rw` to write)"),
+        ),
+        ErrorKind::NotFound => ConnectorError::NotFound(format!("`{path}`: {err}")),
+        _ => ConnectorError::Unavailable(format!("`{path}`: {err}")),
+    }
+}

@@ -1,0 +1,297 @@
+//! HTTP: an origin allow-list enforced in the `wasi:http` `send_request` hook,
+//! with timeouts and a response size cap.
+//!
+//! Threat model: the guest chooses method, URL, headers and body. Only
+//! requests whose `scheme://host:port` matches a granted [`HostPattern`] leave
+//! the host; an empty list denies all. The host follows no redirects, so a
+//! granted origin cannot bounce the guest elsewhere: the redirect reaches the
+//! guest, and a request to the new location is checked like any other.
+//! Timeouts are the grant's (a guest may ask for shorter ones, never longer),
+//! and a body larger than the cap fails with `HttpResponseBodySize`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use crate::error::{Capability, Denial, Error};
+use crate::policy::HostPattern;
+use crate::state::Denials;
+
+/// Default time to establish a connection.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time to the first byte of the response.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default time between two chunks of the response body.
+pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default cap on a response body.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The HTTP grant of one session.
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    origins: Vec<HostPattern>,
+    /// Time allowed to connect.
+    pub connect_timeout: Duration,
+    /// Time allowed until the first response byte.
+    pub first_byte_timeout: Duration,
+    /// Time allowed between response body chunks.
+    pub between_bytes_timeout: Duration,
+    /// Largest response body accepted, in bytes.
+    pub max_response_bytes: u64,
+}
+
+impl Default for HttpPolicy {
+    fn default() -> Self {
+        Self {
+            origins: Vec::new(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
+            between_bytes_timeout: DEFAULT_BETWEEN_BYTES_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpSpec {
+    #[serde(default)]
+    origins: Vec<String>,
+    connect_timeout_ms: Option<u64>,
+    first_byte_timeout_ms: Option<u64>,
+    between_bytes_timeout_ms: Option<u64>,
+    max_response_bytes: Option<u64>,
+}
+
+impl HttpPolicy {
+    pub(crate) fn from_spec(spec: HttpSpec) -> Result<Self, Error> {
+        let mut policy = Self::default();
+        for origin in &spec.origins {
+            policy.allow(HostPattern::parse(origin)?);
+        }
+        let ms = Duration::from_millis;
+        policy.connect_timeout = spec.connect_timeout_ms.map_or(policy.connect_timeout, ms);
+        policy.first_byte_timeout = spec
+            .first_byte_timeout_ms
+            .map_or(policy.first_byte_timeout, ms);
+        policy.between_bytes_timeout = spec
+            .between_bytes_timeout_ms
+            .map_or(policy.between_bytes_timeout, ms);
+        policy.max_response_bytes = spec.max_response_bytes.unwrap_or(policy.max_response_bytes);
+        if [
+            policy.connect_timeout,
+            policy.first_byte_timeout,
+            policy.between_bytes_timeout,
+        ]
+        .contains(&Duration::ZERO)
+        {
+            return Err(Error::InvalidGrant(
+                "http timeouts must be at least 1 ms".into(),
+            ));
+        }
+        Ok(policy)
+    }
+
+    /// Allow an origin.
+    pub fn allow(&mut self, origin: HostPattern) {
+        if !self.origins.contains(&origin) {
+            self.origins.push(origin);
+        }
+    }
+
+    /// The allowed origins.
+    pub fn origins(&self) -> &[HostPattern] {
+        &self.origins
+    }
+
+    /// Decide one request URI.
+    ///
+    /// # Errors
+    ///
+    /// The [`Denial`] naming the origin and the flag that would grant it.
+    pub fn check(&self, method: &http::Method, uri: &http::Uri) -> Result<(), Denial> {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri.host().unwrap_or("");
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        if !host.is_empty() && self.origins.iter().any(|o| o.matches(scheme, host, port)) {
+            return Ok(());
+        }
+        let origin = match uri.authority() {
+            Some(authority) => format!("{scheme}://{authority}"),
+            None => format!("{scheme}://"),
+        };
+        Err(Denial {
+            capability: Capability::Http,
+            attempted: format!("{method} {uri}"),
+            grant: format!("--allow-http {origin}"),
+            connector_error: None,
+        })
+    }
+
+    /// The guest's timeouts, never longer than the grant's.
+    fn clamp(&self, asked: Option<RequestOptions>) -> RequestOptions {
+        let asked = asked.unwrap_or_default();
+        let pick = |guest: Option<Duration>, cap: Duration| Some(guest.map_or(cap, |g| g.min(cap)));
+        RequestOptions {
+            connect_timeout: pick(asked.connect_timeout, self.connect_timeout),
+            first_byte_timeout: pick(asked.first_byte_timeout, self.first_byte_timeout),
+            between_bytes_timeout: pick(asked.between_bytes_timeout, self.between_bytes_timeout),
+        }
+    }
+}
+
+/// The `wasi:http` hooks of one session: the policy plus its denial log.
+pub(crate) struct HttpHooks {
+    pub policy: Arc<HttpPolicy>,
+    pub denials: Denials,
+}
+
+type SendFuture = Box<
+    dyn std::future::Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for HttpHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        if let Err(denial) = self.policy.check(request.method(), request.uri()) {
+            self.denials.record(denial);
+            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        }
+        let options = self.policy.clamp(options);
+        let cap = self.policy.max_response_bytes;
+        Box::new(async move {
+            let (response, io) =
+                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+            let declared = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|len| len > cap) {
+                return Err(HttpError::HttpResponseBodySize(declared));
+            }
+            let response = response.map(|body| {
+                CappedBody {
+                    inner: body.boxed_unsync(),
+                    remaining: cap,
+                    cap,
+                }
+                .boxed_unsync()
+            });
+            Ok((
+                response,
+                Box::new(io) as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+            ))
+        })
+    }
+}
+
+/// A response body that fails once more than `cap` bytes have arrived.
+struct CappedBody {
+    inner: WasiBody,
+    remaining: u64,
+    cap: u64,
+}
+
+impl Body for CappedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &frame {
+            if let Some(data) = frame.data_ref() {
+                let len = data.len() as u64;
+                if len > self.remaining {
+                    self.remaining = 0;
+                    return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(self.cap)))));
+                }
+                self.remaining -= len;
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(origins: &[&str]) -> HttpPolicy {
+        let mut p = HttpPolicy::default();
+        for o in origins {
+            p.allow(HostPattern::parse(o).unwrap());
+        }
+        p
+    }
+
+    #[test]
+    fn only_granted_origins_pass() {
+        let p = policy(&["http://127.0.0.1:8080", "https://*.example.com"]);
+        let get = http::Method::GET;
+        assert!(p
+            .check(&get, &"http://127.0.0.1:8080/x?y".parse().unwrap())
+            .is_ok());
+        assert!(p
+            .check(&get, &"https://api.example.com/".parse().unwrap())
+            .is_ok());
+        let denial = p
+            .check(&get, &"http://127.0.0.1:9090/x".parse().unwrap())
+            .unwrap_err();
+        assert_eq!(denial.grant, "--allow-http http://127.0.0.1:9090");
+        assert_eq!(denial.attempted, "GET http://127.0.0.1:9090/x");
+        assert!(p
+            .check(&get, &"https://example.com/".parse().unwrap())
+            .is_err());
+    }
+
+    #[test]
+    fn guest_timeouts_are_clamped_to_the_grant() {
+        let p = HttpPolicy::default();
+        let asked = RequestOptions {
+            connect_timeout: Some(Duration::from_secs(3600)),
+            first_byte_timeout: Some(Duration::from_millis(5)),
+            between_bytes_timeout: None,
+        };
+        let got = p.clamp(Some(asked));
+        assert_eq!(got.connect_timeout, Some(DEFAULT_CONNECT_TIMEOUT));
+        assert_eq!(got.first_byte_timeout, Some(Duration::from_millis(5)));
+        assert_eq!(
+            got.between_bytes_timeout,
+            Some(DEFAULT_BETWEEN_BYTES_TIMEOUT)
+        );
+    }
+}

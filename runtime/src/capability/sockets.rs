@@ -1,0 +1,362 @@
+//! Sockets: a TCP (and, when asked, UDP) allow-list of `host:port` and `cidr:port`.
+//!
+//! Threat model: the guest picks every address it binds, connects or sends
+//! to. An empty list denies all. Entries are resolved to IP networks once, when
+//! the grant is parsed; checks only match. IPv4-mapped IPv6 addresses
+//! (`::ffff:a.b.c.d`) are canonicalised to IPv4 on both sides, so they can
+//! neither dodge a rule nor need one of their own. The implicit bind to
+//! `0.0.0.0:0` (or `[::]:0`) that a TCP connect performs is allowed; any real
+//! bind, and every listen, is denied. DNS lookup is off unless granted.
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::error::{Capability, Denial, Error};
+use crate::state::Denials;
+
+/// One allow-list entry: an IP network and a port (or any port).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AddrRule {
+    net: IpNet,
+    port: Option<u16>,
+}
+
+impl AddrRule {
+    fn matches(&self, addr: &SocketAddr) -> bool {
+        self.net.contains(&addr.ip()) && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+/// The socket allow-lists of one session.
+#[derive(Debug, Clone, Default)]
+pub struct SocketsPolicy {
+    tcp: Vec<AddrRule>,
+    udp: Vec<AddrRule>,
+    dns: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SocketsSpec {
+    #[serde(default)]
+    tcp: Vec<String>,
+    #[serde(default)]
+    udp: Vec<String>,
+    #[serde(default)]
+    dns: bool,
+}
+
+/// Turn IPv4-mapped IPv6 into plain IPv4.
+fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn canonical(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(canonical_ip(addr.ip()), addr.port())
+}
+
+fn parse_rules(entry: &str) -> Result<Vec<AddrRule>, Error> {
+    let bad = |why: &str| {
+        Error::InvalidGrant(format!(
+            "socket entry `{entry}`: {why}; write `HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `db.internal:5432`"
+        ))
+    };
+    let (host, port_text) = if let Some(rest) = entry.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+        (
+            host,
+            after.strip_prefix(':').ok_or_else(|| bad("missing port"))?,
+        )
+    } else {
+        entry.rsplit_once(':').ok_or_else(|| bad("missing port"))?
+    };
+    let port = match port_text {
+        "*" => None,
+        text => Some(text.parse::<u16>().map_err(|_| bad("bad port"))?),
+    };
+    if host.is_empty() {
+        return Err(bad("empty host"));
+    }
+    if host.contains('/') {
+        let net: IpNet = host.parse().map_err(|_| bad("bad CIDR"))?;
+        let net = match net {
+            IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => {
+                let v4 = v6
+                    .addr()
+                    .to_ipv4_mapped()
+                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
+                IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_err(|_| bad("bad CIDR"))?
+            }
+            other => other.trunc(),
+        };
+        return Ok(vec![AddrRule { net, port }]);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![AddrRule {
+            net: IpNet::from(canonical_ip(ip)),
+            port,
+        }]);
+    }
+    let resolved: Vec<AddrRule> = (host, port.unwrap_or(0))
+        .to_socket_addrs()
+        .map_err(|e| bad(&format!("cannot resolve `{host}`: {e}")))?
+        .map(|addr| AddrRule {
+            net: IpNet::from(canonical_ip(addr.ip())),
+            port,
+        })
+        .collect();
+    if resolved.is_empty() {
+        return Err(bad(&format!("`{host}` resolves to no address")));
+    }
+    Ok(resolved)
+}
+
+/// An address as the CLI flag expects it (`[v6]:port` for IPv6).
+fn hint_addr(addr: &SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(v4) => v4.to_string(),
+        SocketAddr::V6(v6) => format!("[{}]:{}", v6.ip(), v6.port()),
+    }
+}
+
+impl SocketsPolicy {
+    pub(crate) fn from_spec(spec: SocketsSpec) -> Result<Self, Error> {
+        let mut policy = Self {
+            dns: spec.dns,
+            ..Self::default()
+        };
+        for entry in &spec.tcp {
+            policy.allow_tcp(entry)?;
+        }
+        for entry in &spec.udp {
+            policy.udp.extend(parse_rules(entry)?);
+        }
+        Ok(policy)
+    }
+
+    /// Allow TCP connections to `HOST:PORT` / `CIDR:PORT`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a malformed or unresolvable entry.
+    pub fn allow_tcp(&mut self, entry: &str) -> Result<(), Error> {
+        self.tcp.extend(parse_rules(entry)?);
+        Ok(())
+    }
+
+    /// Allow UDP traffic to `HOST:PORT` / `CIDR:PORT`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a malformed or unresolvable entry.
+    pub fn allow_udp(&mut self, entry: &str) -> Result<(), Error> {
+        self.udp.extend(parse_rules(entry)?);
+        Ok(())
+    }
+
+    /// Allow or forbid DNS lookups.
+    pub fn allow_dns(&mut self, allow: bool) {
+        self.dns = allow;
+    }
+
+    /// Decide one socket operation.
+    ///
+    /// # Errors
+    ///
+    /// The [`Denial`] naming the operation and the grant that would allow it.
+    pub fn check(&self, addr: SocketAddr, usage: SocketAddrUse) -> Result<(), Denial> {
+        let addr = canonical(addr);
+        let implicit_bind = addr.ip().is_unspecified() && addr.port() == 0;
+        let (capability, verb, allowed, flag) = match usage {
+            SocketAddrUse::TcpConnect => (
+                Capability::Tcp,
+                "connect to",
+                self.tcp.iter().any(|r| r.matches(&addr)),
+                "--allow-tcp",
+            ),
+            SocketAddrUse::TcpBind => (
+                Capability::Tcp,
+                "bind",
+                implicit_bind,
+                "(no grant: bind is not supported)",
+            ),
+            SocketAddrUse::TcpListen => (
+                Capability::Tcp,
+                "listen on",
+                false,
+                "(no grant: listen is not supported)",
+            ),
+            SocketAddrUse::TcpAccept => (
+                Capability::Tcp,
+                "accept from",
+                false,
+                "(no grant: accept is not supported)",
+            ),
+            SocketAddrUse::UdpBind => (
+                Capability::Udp,
+                "bind",
+                implicit_bind && !self.udp.is_empty(),
+                "sockets.udp",
+            ),
+            SocketAddrUse::UdpSend => (
+                Capability::Udp,
+                "send to",
+                self.udp.iter().any(|r| r.matches(&addr)),
+                "sockets.udp",
+            ),
+            SocketAddrUse::UdpReceive => (
+                Capability::Udp,
+                "receive from",
+                self.udp.iter().any(|r| r.matches(&addr)),
+                "sockets.udp",
+            ),
+        };
+        if allowed {
+            return Ok(());
+        }
+        let target = hint_addr(&addr);
+        let grant = if flag.starts_with('(') {
+            flag.to_string()
+        } else {
+            format!("{flag} {target}")
+        };
+        Err(Denial {
+            capability,
+            attempted: format!("{verb} {target}"),
+            grant,
+            connector_error: None,
+        })
+    }
+
+    /// Install the checks into a WASI context, recording denials.
+    pub(crate) fn apply(self: &Arc<Self>, wasi: &mut WasiCtxBuilder, denials: &Denials) {
+        wasi.allow_tcp(!self.tcp.is_empty());
+        wasi.allow_udp(!self.udp.is_empty());
+        wasi.allow_ip_name_lookup(self.dns);
+        let policy = Arc::clone(self);
+        let denials = denials.clone();
+        wasi.socket_addr_check(move |addr, usage| {
+            let verdict = policy.check(addr, usage);
+            let allowed = match verdict {
+                Ok(()) => true,
+                Err(denial) => {
+                    denials.record(denial);
+                    false
+                }
+            };
+            Box::pin(std::future::ready(allowed))
+                as Pin<Box<dyn Future<Output = bool> + Send + Sync>>
+        });
+    }
+
+    /// Whether nothing at all is granted.
+    pub fn is_empty(&self) -> bool {
+        self.tcp.is_empty() && self.udp.is_empty() && !self.dns
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(entries: &[&str]) -> SocketsPolicy {
+        let mut p = SocketsPolicy::default();
+        for e in entries {
+            p.allow_tcp(e).unwrap();
+        }
+        p
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn tcp_connect_is_allowed_only_to_listed_addresses() {
+        let p = tcp(&["127.0.0.1:5432", "10.0.0.0/8:443"]);
+        assert!(p
+            .check(addr("127.0.0.1:5432"), SocketAddrUse::TcpConnect)
+            .is_ok());
+        assert!(p
+            .check(addr("10.1.2.3:443"), SocketAddrUse::TcpConnect)
+            .is_ok());
+        let denial = p
+            .check(addr("127.0.0.1:5433"), SocketAddrUse::TcpConnect)
+            .unwrap_err();
+        assert_eq!(denial.attempted, "connect to 127.0.0.1:5433");
+        assert_eq!(denial.grant, "--allow-tcp 127.0.0.1:5433");
+        assert!(p
+            .check(addr("11.0.0.1:443"), SocketAddrUse::TcpConnect)
+            .is_err());
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_treated_as_ipv4() {
+        let p = tcp(&["127.0.0.1:80"]);
+        assert!(p
+            .check(addr("[::ffff:127.0.0.1]:80"), SocketAddrUse::TcpConnect)
+            .is_ok());
+        assert!(p
+            .check(addr("[::ffff:127.0.0.2]:80"), SocketAddrUse::TcpConnect)
+            .is_err());
+        let mapped = tcp(&["[::ffff:10.0.0.1]:80"]);
+        assert!(mapped
+            .check(addr("10.0.0.1:80"), SocketAddrUse::TcpConnect)
+            .is_ok());
+    }
+
+    #[test]
+    fn implicit_bind_is_allowed_but_real_bind_and_listen_are_not() {
+        let p = tcp(&["127.0.0.1:80"]);
+        assert!(p.check(addr("0.0.0.0:0"), SocketAddrUse::TcpBind).is_ok());
+        assert!(p.check(addr("[::]:0"), SocketAddrUse::TcpBind).is_ok());
+        assert!(p
+            .check(addr("127.0.0.1:8080"), SocketAddrUse::TcpBind)
+            .is_err());
+        assert!(p
+            .check(addr("0.0.0.0:8080"), SocketAddrUse::TcpBind)
+            .is_err());
+        assert!(p
+            .check(addr("0.0.0.0:0"), SocketAddrUse::TcpListen)
+            .is_err());
+    }
+
+    #[test]
+    fn any_port_wildcard_and_udp_need_their_own_grants() {
+        let p = tcp(&["192.168.0.0/16:*"]);
+        assert!(p
+            .check(addr("192.168.9.9:1"), SocketAddrUse::TcpConnect)
+            .is_ok());
+        assert!(p
+            .check(addr("192.168.9.9:53"), SocketAddrUse::UdpSend)
+            .is_err());
+        assert!(p.check(addr("0.0.0.0:0"), SocketAddrUse::UdpBind).is_err());
+    }
+
+    #[test]
+    fn malformed_entries_say_what_to_write() {
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:http",
+            "10.0.0.0/33:80",
+            ":80",
+            "[::1:80",
+        ] {
+            let err = SocketsPolicy::default()
+                .allow_tcp(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("HOST:PORT"), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The library's error type.
+
+use std::fmt;
+use std::time::Duration;
+
+pub use crate::bindings::ConnectorError;
+
+/// Everything that can go wrong loading, opening or calling a connector.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The bytes are not WebAssembly at all.
+    #[error("not a WebAssembly file ({0}); expected a component built for wasm32-wasip2")]
+    NotWasm(String),
+    /// The bytes are a core module, not a component.
+    #[error("this is a core WebAssembly module, not a component; build the connector for `wasm32-wasip2` (or wrap it with `wasm-tools component new`)")]
+    CoreModule,
+    /// The component does not export the connector interface.
+    #[error("the component does not export `{expected}` (it exports: {})", if exports.is_empty() { "nothing".to_string() } else { exports.join(", ") })]
+    WrongWorld {
+        /// The export the host looks for.
+        expected: &'static str,
+        /// What the component exports instead.
+        exports: Vec<String>,
+    },
+    /// The component imports something this host does not provide.
+    #[error("the component needs imports this host does not provide: {0}")]
+    UnsupportedImport(String),
+    /// The component failed to validate or compile.
+    #[error("invalid component: {0}")]
+    InvalidComponent(String),
+    /// A file could not be read.
+    #[error("cannot read `{path}`: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A grant is malformed.
+    #[error("invalid grant: {0}")]
+    InvalidGrant(String),
+    /// A limit or runtime setting is malformed.
+    #[error("invalid runtime configuration: {0}")]
+    InvalidConfig(String),
+    /// The connector returned a typed error.
+    #[error("{}", .0.describe())]
+    Connector(ConnectorError),
+    /// The host refused a capability the connector needed; the call failed because of it.
+    #[error("{0}")]
+    Denied(Denial),
+    /// The call used more CPU time than its limit.
+    #[error("the call exceeded its CPU limit of {0:?} and was stopped")]
+    CpuLimit(Duration),
+    /// The call ran past its wall-clock deadline (guest code and host I/O together).
+    #[error("timeout: the call exceeded its wall-clock deadline of {0:?} and was stopped")]
+    Timeout(Duration),
+    /// The guest tried to grow its memory past the limit.
+    #[error(
+        "the connector tried to use more than its memory limit of {limit} bytes and was stopped"
+    )]
+    MemoryLimit {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The guest trapped (a panic, a stack overflow, an out-of-bounds access, ...).
+    #[error("the connector crashed: {0}")]
+    Trap(String),
+    /// An earlier call failed in a way that leaves the session unusable.
+    #[error("the session is unusable after an earlier failure ({0}); open a new session")]
+    SessionPoisoned(String),
+    /// An unexpected host-side failure.
+    #[error("host error: {0}")]
+    Host(String),
+}
+
+impl Error {
+    /// Whether the error is a deadline: the wall clock, the CPU limit or the connector's own `timeout`.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout(_) | Error::CpuLimit(_) | Error::Connector(ConnectorError::Timeout)
+        )
+    }
+
+    /// Whether a capability was denied, by the host or as reported by the connector.
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self,
+            Error::Denied(_) | Error::Connector(ConnectorError::Denied(_))
+        )
+    }
+
+    /// Whether the error was caused by a bad `.wasm` (not wasm, core module, wrong world, bad imports).
+    pub fn is_invalid_component(&self) -> bool {
+        matches!(
+            self,
+            Error::NotWasm(_)
+                | Error::CoreModule
+                | Error::WrongWorld { .. }
+                | Error::UnsupportedImport(_)
+                | Error::InvalidComponent(_)
+        )
+    }
+
+    /// The connector's typed error, if this is one.
+    pub fn connector_error(&self) -> Option<&ConnectorError> {
+        match self {
+            Error::Connector(e) => Some(e),
+            Error::Denied(d) => d.connector_error.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Which capability a denial concerns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// `wasi:sockets` TCP.
+    Tcp,
+    /// `wasi:sockets` UDP.
+    Udp,
+    /// `wasi:sockets/ip-name-lookup`.
+    Dns,
+    /// `wasi:http/outgoing-handler`.
+    Http,
+    /// `sluice:connector/sql`.
+    Sql,
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Capability::Tcp => "tcp",
+            Capability::Udp => "udp",
+            Capability::Dns => "dns",
+            Capability::Http => "http",
+            Capability::Sql => "sql",
+        })
+    }
+}
+
+/// A capability the host refused: what was asked for and the grant that would allow it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denial {
+    /// The capability.
+    pub capability: Capability,
+    /// What was attempted, e.g. `connect to 127.0.0.1:9` or `GET http://evil.test/`.
+    pub attempted: String,
+    /// The grant that would allow it, e.g. `--allow-tcp 127.0.0.1:9`.
+    pub grant: String,
+    /// The error the connector returned after the denial, if any.
+    pub connector_error: Option<ConnectorError>,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "denied: {} {} is not granted; to allow it, grant `{}`",
+            self.capability, self.attempted, self.grant
+        )
+    }
+}
+
+impl ConnectorError {
+    /// A sentence a person can act on: the variant's name and its message.
+    pub fn describe(&self) -> String {
+        match self {
+            ConnectorError::InvalidConfig(m) => format!("invalid config: {m}"),
+            ConnectorError::InvalidRequest(m) => format!("invalid request: {m}"),
+            ConnectorError::Unsupported(m) => format!("unsupported: {m}"),
+            ConnectorError::Denied(m) => format!("denied: {m}"),
+            ConnectorError::NotFound(m) => format!("not found: {m}"),
+            ConnectorError::Unavailable(m) => format!("unavailable: {m}"),
+            ConnectorError::RateLimited(Some(s)) => format!("rate limited: retry after {s} s"),
+            ConnectorError::RateLimited(None) => "rate limited".to_string(),
+            ConnectorError::Timeout => "timeout: the connector's own deadline expired".to_string(),
+            ConnectorError::Internal(m) => format!("connector bug: {m}"),
+        }
+    }
+
+    /// A stable machine-readable name of the variant (`invalid-config`, `denied`, ...).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ConnectorError::InvalidConfig(_) => "invalid-config",
+            ConnectorError::InvalidRequest(_) => "invalid-request",
+            ConnectorError::Unsupported(_) => "unsupported",
+            ConnectorError::Denied(_) => "denied",
+            ConnectorError::NotFound(_) => "not-found",
+            ConnectorError::Unavailable(_) => "unavailable",
+            ConnectorError::RateLimited(_) => "rate-limited",
+            ConnectorError::Timeout => "timeout",
+            ConnectorError::Internal(_) => "internal",
+        }
+    }
+}

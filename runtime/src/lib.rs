@@ -1,0 +1,67 @@
+//! sluice: run untrusted data connectors in a WebAssembly sandbox.
+//!
+//! A connector is a WASI 0.2 component exporting `sluice:connector/connector-api`
+//! (see `wit/connector.wit`). The host gives each session only what its
+//! [`Grants`] allow — mounted directories, socket addresses, HTTP origins —
+//! and runs every call under [`Limits`] (memory, CPU, wall clock, resources).
+//!
+//! # Example
+//!
+//! Load the bundled `file` connector, mount a directory read-only and stream
+//! an NDJSON file, resuming from a checkpoint:
+//!
+//! ```no_run
+//! use sluice::{FetchRequest, Grants, Runtime};
+//!
+//! # async fn run() -> Result<(), sluice::Error> {
+//! let runtime = Runtime::new()?;
+//! let connector = runtime.load_file("guests/target/wasm32-wasip2/release/sluice_file.wasm")?;
+//! let grants = Grants::none().mount("examples/data:/data:ro")?;
+//! let mut session = connector.open(r#"{"root": "/data"}"#, &grants).await?;
+//!
+//! let mut stream = session.stream(&FetchRequest::new("people.ndjson"), None).await?;
+//! while let Some(batch) = stream.next(100).await? {
+//!     for record in &batch.records {
+//!         println!("{}", record.data);
+//!     }
+//!     // Persist batch.checkpoint to resume later with `session.stream(&req, Some(cp))`.
+//! }
+//! stream.close().await?;
+//! session.close().await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The same program runs as a test: `tests/tests/all/embedding.rs`.
+//!
+//! # Errors
+//!
+//! Every failure is an [`Error`]: malformed components, bad grants, the
+//! connector's own typed [`ConnectorError`], host [`Denial`]s that name the
+//! grant to add, and limits (`CpuLimit`, `Timeout`, `MemoryLimit`). A session
+//! whose call was stopped by a limit or a trap refuses further calls; the
+//! [`Runtime`] and every other session carry on.
+
+#![deny(missing_docs)]
+
+mod bindings;
+pub mod capability;
+mod component;
+mod engine;
+mod error;
+mod limits;
+pub mod policy;
+mod request;
+mod session;
+mod state;
+
+pub use bindings::{
+    Batch, Capabilities, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse, FetchRequest,
+    FetchResponse, Filter, FilterOp, Pagination, Record, ResourceInfo, SortDirection, SortField,
+};
+pub use component::{host_provides, Connector, CONNECTOR_EXPORT};
+pub use engine::{PoolingConfig, Runtime, RuntimeConfig, DEFAULT_EPOCH_TICK};
+pub use error::{Capability, Denial, Error};
+pub use limits::Limits;
+pub use policy::Grants;
+pub use session::{RecordStream, Session};

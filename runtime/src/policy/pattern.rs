@@ -1,0 +1,174 @@
+//! `HostPattern`: the one allow-list matcher for HTTP origins.
+//!
+//! Threat model: a guest controls the URL of every request it makes. An empty
+//! allow-list denies everything; a pattern matches exactly one scheme, one
+//! port and one host, or every subdomain of a suffix (`*.example.com` matches
+//! `api.example.com` but neither `example.com` nor `badexample.com`).
+
+use std::fmt;
+
+use crate::error::Error;
+
+/// One allowed origin: `scheme://host[:port]`, host optionally `*.suffix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPattern {
+    scheme: String,
+    host: HostMatch,
+    port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostMatch {
+    Exact(String),
+    /// Any host ending in `.suffix` (stored with the leading dot).
+    Subdomains(String),
+}
+
+fn default_port(scheme: &str) -> Option<u16> {
+    match scheme {
+        "http" => Some(80),
+        "https" => Some(443),
+        _ => None,
+    }
+}
+
+impl HostPattern {
+    /// Parse `scheme://host[:port]`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] saying what to write instead, for a missing or
+    /// unknown scheme, a path, query or user info, an empty host, a wildcard
+    /// anywhere but the first label, or a bad port.
+    pub fn parse(text: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::InvalidGrant(format!(
+                "http origin `{text}`: {why}; write `scheme://host[:port]`, e.g. `https://api.example.com` or `https://*.example.com:8443`"
+            ))
+        };
+        let (scheme, rest) = text
+            .split_once("://")
+            .ok_or_else(|| bad("missing scheme"))?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default = default_port(&scheme).ok_or_else(|| bad("scheme must be http or https"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.contains(['/', '?', '#', '@']) {
+            return Err(bad("an origin has no path, query, fragment or user info"));
+        }
+        let (host, port) = split_host_port(rest).ok_or_else(|| bad("bad port"))?;
+        let port = port.unwrap_or(default);
+        let host = host.to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(bad("empty host"));
+        }
+        let host = match host.strip_prefix("*.") {
+            Some(suffix) if !suffix.is_empty() && !suffix.contains('*') => {
+                HostMatch::Subdomains(format!(".{suffix}"))
+            }
+            Some(_) => return Err(bad("`*.` must be followed by a domain")),
+            None if host.contains('*') => {
+                return Err(bad(
+                    "a wildcard may only be the whole first label (`*.example.com`)",
+                ))
+            }
+            None => HostMatch::Exact(host),
+        };
+        Ok(Self { scheme, host, port })
+    }
+
+    /// Whether a request to `scheme://host:port` is allowed by this pattern.
+    pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if !self.scheme.eq_ignore_ascii_case(scheme) || self.port != port {
+            return false;
+        }
+        let host = host.trim_end_matches('.');
+        match &self.host {
+            HostMatch::Exact(exact) => exact.eq_ignore_ascii_case(host),
+            HostMatch::Subdomains(suffix) => {
+                host.len() > suffix.len()
+                    && host
+                        .get(host.len() - suffix.len()..)
+                        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+            }
+        }
+    }
+}
+
+/// Split `host[:port]`, understanding `[v6]:port`. `None` when the port is malformed.
+fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = text.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        return match after {
+            "" => Some((host, None)),
+            _ => Some((host, Some(after.strip_prefix(':')?.parse().ok()?))),
+        };
+    }
+    match text.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => Some((host, Some(port.parse().ok()?))),
+        _ => Some((text, None)),
+    }
+}
+
+impl fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let host = match &self.host {
+            HostMatch::Exact(h) => h.clone(),
+            HostMatch::Subdomains(s) => format!("*{s}"),
+        };
+        if default_port(&self.scheme) == Some(self.port) {
+            write!(f, "{}://{host}", self.scheme)
+        } else {
+            write!(f, "{}://{host}:{}", self.scheme, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_origin_matches_only_its_scheme_host_and_port() {
+        let p = HostPattern::parse("https://API.example.com").unwrap();
+        assert!(p.matches("https", "api.example.com", 443));
+        assert!(!p.matches("http", "api.example.com", 443));
+        assert!(!p.matches("https", "api.example.com", 8443));
+        assert!(!p.matches("https", "evil.com", 443));
+    }
+
+    #[test]
+    fn wildcard_matches_subdomains_but_not_the_apex_or_lookalikes() {
+        let p = HostPattern::parse("http://*.example.com:8080").unwrap();
+        assert!(p.matches("http", "a.example.com", 8080));
+        assert!(p.matches("http", "a.b.example.com", 8080));
+        assert!(!p.matches("http", "example.com", 8080));
+        assert!(!p.matches("http", "badexample.com", 8080));
+        assert!(!p.matches("http", "a.example.com", 80));
+    }
+
+    #[test]
+    fn malformed_origins_are_rejected_with_advice() {
+        for bad in [
+            "api.example.com",
+            "ftp://x",
+            "https://x/path",
+            "https://a.*.com",
+            "https://x:99999",
+            "https://",
+        ] {
+            let err = HostPattern::parse(bad).unwrap_err().to_string();
+            assert!(err.contains("scheme://host[:port]"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for text in [
+            "https://api.example.com",
+            "http://*.x.org:8080",
+            "http://127.0.0.1:3000",
+        ] {
+            assert_eq!(HostPattern::parse(text).unwrap().to_string(), text);
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! A live connector: one `Store`, one instance, one guest `session` resource.
+//!
+//! Every call runs under the session's limits: the epoch callback stops guest
+//! code past its CPU budget, a wall-clock timeout covers guest code and host
+//! I/O together, and the memory limiter refuses growth past the limit. A call
+//! stopped by a limit or a trap leaves the store in an unknown state, so the
+//! session refuses further calls; the `Runtime` and other sessions are
+//! untouched.
+
+use std::sync::Arc;
+
+use wasmtime::component::{ResourceAny, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi_http::WasiHttpCtx;
+
+use crate::bindings::{
+    Batch, Connector as Bindings, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse,
+    FetchRequest, FetchResponse, ResourceInfo,
+};
+use crate::capability::http::HttpHooks;
+use crate::capability::log::LogTags;
+use crate::component::Connector;
+use crate::error::{Denial, Error};
+use crate::limits::{LimitExceeded, Limits, StoreLimiter};
+use crate::policy::Grants;
+use crate::state::{Denials, HostState};
+
+/// An open connector session. Dropping it disconnects: the store and every
+/// host resource it holds (files, sockets, requests) are released.
+/// [`Session::close`] also lets the connector run its own cleanup.
+pub struct Session {
+    store: Store<HostState>,
+    bindings: Bindings,
+    handle: Option<ResourceAny>,
+    limits: Limits,
+    denials: Denials,
+    id: u64,
+    poisoned: Option<String>,
+    /// Stream handles dropped without `close`, released before the next call.
+    abandoned: Vec<ResourceAny>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("limits", &self.limits)
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of one guest call before classification.
+type CallOutcome<T> =
+    Result<wasmtime::Result<Result<T, ConnectorError>>, tokio::time::error::Elapsed>;
+
+impl Session {
+    /// A fresh store and instance with `grants` and `limits`; no guest session yet.
+    pub(crate) async fn instantiate(
+        connector: &Connector,
+        grants: &Grants,
+        limits: &Limits,
+    ) -> Result<Self, Error> {
+        let runtime = connector.runtime();
+        let id = runtime.next_session_id();
+        let denials = Denials::default();
+        let mut wasi = WasiCtxBuilder::new();
+        grants.files.apply(&mut wasi)?;
+        Arc::new(grants.sockets.clone()).apply(&mut wasi, &denials);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
+        let state = HostState {
+            wasi: wasi.build(),
+            http: WasiHttpCtx::new(),
+            hooks: HttpHooks {
+                policy: Arc::new(grants.http.clone()),
+                denials: denials.clone(),
+            },
+            table,
+            limiter: StoreLimiter::new(limits, runtime.config().epoch_tick),
+            log: LogTags {
+                connector: connector.name_arc(),
+                session: id,
+            },
+            denials: denials.clone(),
+        };
+        let mut store = Store::new(runtime.engine(), state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(limits.hostcall_fuel);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let limiter = &mut ctx.data_mut().limiter;
+            limiter.cpu_ticks_used += 1;
+            if limiter.cpu_ticks_used > limiter.cpu_ticks_allowed {
+                return Err(wasmtime::Error::new(LimitExceeded::Cpu(limiter.cpu_limit)));
+            }
+            // Yield so a long-running guest shares its thread with other tasks.
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let instantiated = tokio::time::timeout(
+            limits.wall_clock_per_call,
+            connector.pre().instantiate_async(&mut store),
+        )
+        .await;
+        let bindings = match instantiated {
+            Err(_) => return Err(Error::Timeout(limits.wall_clock_per_call)),
+            Ok(Err(e)) => return Err(classify_trap(e)),
+            Ok(Ok(bindings)) => bindings,
+        };
+        Ok(Self {
+            store,
+            bindings,
+            handle: None,
+            limits: limits.clone(),
+            denials,
+            id,
+            poisoned: None,
+            abandoned: Vec::new(),
+        })
+    }
+
+    /// Run the guest's `session.open`.
+    pub(crate) async fn connect(&mut self, config: &str) -> Result<(), Error> {
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api().session();
+        let outcome = tokio::time::timeout(
+            self.limits.wall_clock_per_call,
+            api.call_open(&mut self.store, &config.to_string()),
+        )
+        .await;
+        self.handle = Some(self.finish(mark, outcome)?);
+        Ok(())
+    }
+
+    /// Call `describe` (allowed before or after `open`).
+    pub(crate) async fn describe(&mut self) -> Result<Descriptor, Error> {
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api();
+        let outcome = tokio::time::timeout(self.limits.wall_clock_per_call, async {
+            api.call_describe(&mut self.store).await.map(Ok)
+        })
+        .await;
+        self.finish(mark, outcome)
+    }
+
+    /// This session's number, unique within its runtime (it tags the guest's logs).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The limits this session runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Every capability the host refused this session so far.
+    pub fn denials(&self) -> Vec<Denial> {
+        self.denials.all()
+    }
+
+    fn handle(&self) -> Result<ResourceAny, Error> {
+        self.handle
+            .ok_or_else(|| Error::SessionPoisoned("the session was never opened".into()))
+    }
+
+    /// Check the upstream is reachable.
+    ///
+    /// # Errors
+    ///
+    /// The connector's error, a denial, a limit or a trap.
+    pub async fn health(&mut self) -> Result<(), Error> {
+        let handle = self.handle()?;
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api().session();
+        let outcome = tokio::time::timeout(
+            self.limits.wall_clock_per_call,
+            api.call_health_check(&mut self.store, handle),
+        )
+        .await;
+        self.finish(mark, outcome)
+    }
+
+    /// List the resources the connector can read.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn discover(&mut self) -> Result<Vec<ResourceInfo>, Error> {
+        let handle = self.handle()?;
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api().session();
+        let outcome = tokio::time::timeout(
+            self.limits.wall_clock_per_call,
+            api.call_discover(&mut self.store, handle),
+        )
+        .await;
+        self.finish(mark, outcome)
+    }
+
+    /// Read one page of a resource.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn fetch(&mut self, req: &FetchRequest) -> Result<FetchResponse, Error> {
+        let handle = self.handle()?;
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api().session();
+        let outcome = tokio::time::timeout(
+            self.limits.wall_clock_per_call,
+            api.call_fetch(&mut self.store, handle, req),
+        )
+        .await;
+        self.finish(mark, outcome)
+    }
+
+    /// Open a stream over a resource, resuming after `checkpoint` when given.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn stream(
+        &mut self,
+        req: &FetchRequest,
+        checkpoint: Option<&str>,
+    ) -> Result<RecordStream<'_>, Error> {
+        let handle = self.handle()?;
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api().session();
+        let outcome = tokio::time::timeout(
+            self.limits.wall_clock_per_call,
+            api.call_stream(&mut self.store, handle, req, checkpoint),
+        )
+        .await;
+        let stream = self.finish(mark, outcome)?;
+        Ok(RecordStream {
+            session: self,
+            handle: Some(stream),
+        })
+    }
+
+    /// Write to a resource.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn execute(&mut self, req: &ExecuteRequest) -> Result<ExecuteResponse, Error> {
+        let handle = self.handle()?;
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api().session();
+        let outcome = tokio::time::timeout(
+            self.limits.wall_clock_per_call,
+            api.call_execute(&mut self.store, handle, req),
+        )
+        .await;
+        self.finish(mark, outcome)
+    }
+
+    /// Disconnect, letting the connector run its own cleanup first.
+    ///
+    /// # Errors
+    ///
+    /// A limit or trap error if the connector's cleanup misbehaves; the
+    /// session is released either way.
+    pub async fn close(mut self) -> Result<(), Error> {
+        let Some(handle) = self.handle.take() else {
+            return Ok(());
+        };
+        if self.poisoned.is_some() {
+            return Ok(());
+        }
+        self.release_abandoned().await?;
+        self.drop_resource(handle).await
+    }
+
+    /// Prepare a call: refuse if poisoned, release abandoned streams, reset the CPU budget.
+    /// Returns the denial count, so the call's own denials can be told apart.
+    async fn begin(&mut self) -> Result<usize, Error> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::SessionPoisoned(reason.clone()));
+        }
+        self.release_abandoned().await?;
+        self.reset_cpu();
+        Ok(self.denials.len())
+    }
+
+    fn reset_cpu(&mut self) {
+        self.store.data_mut().limiter.cpu_ticks_used = 0;
+        self.store.set_epoch_deadline(1);
+    }
+
+    async fn release_abandoned(&mut self) -> Result<(), Error> {
+        while let Some(handle) = self.abandoned.pop() {
+            self.drop_resource(handle).await?;
+        }
+        Ok(())
+    }
+
+    async fn drop_resource(&mut self, handle: ResourceAny) -> Result<(), Error> {
+        self.reset_cpu();
+        let outcome = tokio::time::timeout(self.limits.wall_clock_per_call, async {
+            handle.resource_drop_async(&mut self.store).await.map(Ok)
+        })
+        .await;
+        let mark = self.denials.len();
+        self.finish(mark, outcome)
+    }
+
+    /// Classify a call's outcome; poison the session when the store may be inconsistent.
+    fn finish<T>(&mut self, mark: usize, outcome: CallOutcome<T>) -> Result<T, Error> {
+        let error = match outcome {
+            Ok(Ok(Ok(value))) => return Ok(value),
+            Ok(Ok(Err(connector_error))) => {
+                // A failure that follows a host denial is reported as that denial.
+                return Err(match self.denials.first_since(mark) {
+                    Some(mut denial) => {
+                        denial.connector_error = Some(connector_error);
+                        Error::Denied(denial)
+                    }
+                    None => Error::Connector(connector_error),
+                });
+            }
+            Ok(Err(trap)) => classify_trap(trap),
+            Err(_elapsed) => Error::Timeout(self.limits.wall_clock_per_call),
+        };
+        tracing::warn!(session = self.id, error = %error, "connector call stopped");
+        self.poisoned = Some(error.to_string());
+        Err(error)
+    }
+}
+
+/// Turn a wasmtime error from a guest call into a typed [`Error`].
+fn classify_trap(err: wasmtime::Error) -> Error {
+    if let Some(limit) = err.downcast_ref::<LimitExceeded>() {
+        return (*limit).into();
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        let what = match trap {
+            wasmtime::Trap::StackOverflow => "stack overflow (recursion too deep)".to_string(),
+            wasmtime::Trap::UnreachableCodeReached => {
+                "the connector panicked (wasm `unreachable`)".to_string()
+            }
+            other => format!("wasm trap: {other}"),
+        };
+        return Error::Trap(what);
+    }
+    Error::Trap(format!("{err:#}"))
+}
+
+/// An open stream. Dropping it releases the guest's stream before the
+/// session's next call; [`RecordStream::close`] releases it now.
+pub struct RecordStream<'s> {
+    session: &'s mut Session,
+    handle: Option<ResourceAny>,
+}
+
+impl RecordStream<'_> {
+    fn handle(&self) -> Result<ResourceAny, Error> {
+        self.handle
+            .ok_or_else(|| Error::SessionPoisoned("the stream is closed".into()))
+    }
+
+    /// The next batch of at most `max` records; `None` at the end.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn next(&mut self, max: u32) -> Result<Option<Batch>, Error> {
+        let handle = self.handle()?;
+        let session = &mut *self.session;
+        let mark = session.begin().await?;
+        let api = session
+            .bindings
+            .sluice_connector_connector_api()
+            .record_stream();
+        let outcome = tokio::time::timeout(
+            session.limits.wall_clock_per_call,
+            api.call_next(&mut session.store, handle, max),
+        )
+        .await;
+        session.finish(mark, outcome)
+    }
+
+    /// Acknowledge delivered records by id.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn ack(&mut self, ids: &[String]) -> Result<(), Error> {
+        let handle = self.handle()?;
+        let session = &mut *self.session;
+        let mark = session.begin().await?;
+        let api = session
+            .bindings
+            .sluice_connector_connector_api()
+            .record_stream();
+        let outcome = tokio::time::timeout(
+            session.limits.wall_clock_per_call,
+            api.call_ack(&mut session.store, handle, ids),
+        )
+        .await;
+        session.finish(mark, outcome)
+    }
+
+    /// Reject delivered records by id.
+    ///
+    /// # Errors
+    ///
+    /// As [`Session::health`].
+    pub async fn nack(&mut self, ids: &[String]) -> Result<(), Error> {
+        let handle = self.handle()?;
+        let session = &mut *self.session;
+        let mark = session.begin().await?;
+        let api = session
+            .bindings
+            .sluice_connector_connector_api()
+            .record_stream();
+        let outcome = tokio::time::timeout(
+            session.limits.wall_clock_per_call,
+            api.call_nack(&mut session.store, handle, ids),
+        )
+        .await;
+        session.finish(mark, outcome)
+    }
+
+    /// Release the stream now.
+    ///
+    /// # Errors
+    ///
+    /// A limit or trap error if the connector's cleanup misbehaves.
+    pub async fn close(mut self) -> Result<(), Error> {
+        match self.handle.take() {
+            Some(handle) if self.session.poisoned.is_none() => {
+                self.session.drop_resource(handle).await
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for RecordStream<'_> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            self.session.abandoned.push(handle);
+        }
+    }
+}
