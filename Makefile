@@ -34,7 +34,7 @@ run: build
 		stream people.ndjson --batch-size 3 --emit-checkpoints
 
 ## test: build the guests and run every test
-test: guests
+test: build
 	$(CARGO) test --workspace --no-fail-fast
 
 ## lint: rustfmt and clippy (-D warnings) on the host and the guests

@@ -1,1 +1,95 @@
+//! Shared helpers for the integration tests: guest artifacts, one shared
+//! runtime, temporary directories, the CLI binary and a test HTTP upstream.
 
+pub mod upstream;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+
+use sluice::{Connector, FetchRequest, Runtime};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of a built guest component, e.g. `guest("sluice_file")`.
+///
+/// # Panics
+///
+/// When the guest has not been built, saying how to build it.
+pub fn guest(name: &str) -> PathBuf {
+    let path = root().join(format!("guests/target/wasm32-wasip2/release/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "guest component {} is missing: run `make guests` (or `make test`, which builds them)",
+        path.display()
+    );
+    path
+}
+
+/// The runtime shared by the tests of one binary (one engine, one epoch ticker).
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new().expect("runtime"))
+}
+
+/// A guest compiled once per test binary.
+pub fn connector(name: &str) -> Connector {
+    static CACHE: OnceLock<Mutex<HashMap<String, Connector>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+    cache
+        .entry(name.to_string())
+        .or_insert_with(|| runtime().load_file(guest(name)).expect("guest loads"))
+        .clone()
+}
+
+/// The file connector.
+pub fn file_connector() -> Connector {
+    connector("sluice_file")
+}
+
+/// The probe guest.
+pub fn probe() -> Connector {
+    connector("sluice_probe")
+}
+
+/// A probe request: `action` with `params` as options.
+pub fn probe_request(action: &str, params: serde_json::Value) -> FetchRequest {
+    FetchRequest::new(action).options(&params)
+}
+
+/// The `sluice` binary built by `make build` / `make test`.
+///
+/// # Panics
+///
+/// When it has not been built, saying how to build it.
+pub fn sluice_bin() -> PathBuf {
+    let path = std::env::var_os("SLUICE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target/debug/sluice"));
+    assert!(
+        path.exists(),
+        "the sluice binary {} is missing: run `make build` (or `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// A fresh temporary directory, removed when dropped.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temporary directory")
+}
+
+/// The JSON data of every record of a page or batch.
+pub fn data(records: &[sluice::Record]) -> Vec<serde_json::Value> {
+    records
+        .iter()
+        .map(|r| serde_json::from_str(&r.data).expect("record data is JSON"))
+        .collect()
+}

@@ -136,10 +136,7 @@ fn read_body(origin: &str, incoming: &IncomingBody) -> Result<Vec<u8>> {
                 let code = crate::bindings::wasi::http::types::http_error_code(&err);
                 return Err(match code {
                     Some(code) => http_error(origin, code),
-                    None => ConnectorError::Unavailable(format!(
-                        "reading body from {origin}: {}",
-                        err.to_debug_string()
-                    )),
+                    None => body_error(origin, &err.to_debug_string()),
                 });
             }
         }
@@ -160,6 +157,22 @@ fn split_url(url: &str) -> Result<(Scheme, &str, &str)> {
     let (authority, path) = rest.split_at(split);
     let path = if path.is_empty() { "/" } else { path };
     Ok((scheme, authority, path))
+}
+
+/// Classify a body error the host reported only as text. Only the first line
+/// is kept: hosts running with `RUST_BACKTRACE` append a host backtrace.
+fn body_error(origin: &str, debug: &str) -> ConnectorError {
+    let first = debug.lines().next().unwrap_or("").trim();
+    let lower = first.to_ascii_lowercase();
+    if lower.contains("body size exceeds") {
+        ConnectorError::Unavailable(format!(
+            "response from {origin} is larger than the host's cap ({first})"
+        ))
+    } else if lower.contains("timeout") || lower.contains("timed out") {
+        ConnectorError::Timeout
+    } else {
+        ConnectorError::Unavailable(format!("reading body from {origin}: {first}"))
+    }
 }
 
 /// Turn a `wasi:http` error code into a typed connector error.

@@ -114,6 +114,12 @@ impl DescriptorBuilder {
 /// `unavailable`.
 pub fn io_error(path: &str, err: std::io::Error) -> ConnectorError {
     use std::io::ErrorKind;
+    if err.kind() == ErrorKind::NotFound && !inside_a_mount(path) {
+        // WASI reports paths outside every preopen as missing; say why.
+        return ConnectorError::Denied(format!(
+            "`{path}` is outside every mounted directory: grant it with a mount (`--mount HOST:GUEST[:ro|rw]`)"
+        ));
+    }
     match err.kind() {
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => ConnectorError::Denied(
             format!("access to `{path}` denied ({err}): grant it with a mount (`--mount HOST:GUEST:rw` to write)"),
@@ -121,4 +127,21 @@ pub fn io_error(path: &str, err: std::io::Error) -> ConnectorError {
         ErrorKind::NotFound => ConnectorError::NotFound(format!("`{path}`: {err}")),
         _ => ConnectorError::Unavailable(format!("`{path}`: {err}")),
     }
+}
+
+/// Whether an absolute `path` lies under one of the guest's mounts (relative paths always do).
+fn inside_a_mount(path: &str) -> bool {
+    if !path.starts_with('/') {
+        return true;
+    }
+    crate::bindings::wasi::filesystem::preopens::get_directories()
+        .iter()
+        .any(|(_, mount)| {
+            let mount = mount.trim_end_matches('/');
+            mount.is_empty()
+                || path == mount
+                || path
+                    .strip_prefix(mount)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
 }

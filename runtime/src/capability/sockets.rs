@@ -240,8 +240,10 @@ impl SocketsPolicy {
 
     /// Install the checks into a WASI context, recording denials.
     pub(crate) fn apply(self: &Arc<Self>, wasi: &mut WasiCtxBuilder, denials: &Denials) {
-        wasi.allow_tcp(!self.tcp.is_empty());
-        wasi.allow_udp(!self.udp.is_empty());
+        // Sockets are always available so that every attempt reaches the
+        // address check below, which decides and records the denial.
+        wasi.allow_tcp(true);
+        wasi.allow_udp(true);
         wasi.allow_ip_name_lookup(self.dns);
         let policy = Arc::clone(self);
         let denials = denials.clone();

@@ -1,0 +1,555 @@
+//! The file connector on CSV, JSON and NDJSON, plain and gzip, including
+//! malformed input, pagination, streaming with checkpoints and writes.
+
+use std::io::Write;
+use std::path::Path;
+
+use serde_json::{json, Value};
+use sluice::{
+    ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Grants, Limits, Record, Session,
+    SortDirection,
+};
+use sluice_tests::{data, file_connector, tempdir};
+
+const CSV: &str = "id,name,age,city\n1,Ada,36,London\n2,Alan,41,Wilmslow\n3,Grace,85,Arlington\n4,Edsger,72,Nuenen\n5,Barbara,86,Boston\n";
+
+fn people() -> Vec<Value> {
+    vec![
+        json!({"id": 1, "name": "Ada", "age": 36, "city": "London"}),
+        json!({"id": 2, "name": "Alan", "age": 41, "city": "Wilmslow"}),
+        json!({"id": 3, "name": "Grace", "age": 85, "city": "Arlington"}),
+        json!({"id": 4, "name": "Edsger", "age": 72, "city": "Nuenen"}),
+        json!({"id": 5, "name": "Barbara", "age": 86, "city": "Boston"}),
+    ]
+}
+
+fn ndjson(rows: &[Value]) -> String {
+    rows.iter().map(|r| format!("{r}\n")).collect()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).unwrap();
+    enc.finish().unwrap()
+}
+
+async fn open(dir: &Path, mode: &str, config: Value) -> Session {
+    let grants = Grants::none()
+        .mount(&format!("{}:/data:{mode}", dir.display()))
+        .unwrap();
+    let mut config = config;
+    config["root"] = json!("/data");
+    file_connector()
+        .open(&config.to_string(), &grants)
+        .await
+        .expect("file connector opens")
+}
+
+async fn fetch_all(session: &mut Session, resource: &str) -> Vec<Value> {
+    data(
+        &session
+            .fetch(&FetchRequest::new(resource))
+            .await
+            .unwrap()
+            .records,
+    )
+}
+
+/// Stream everything from `checkpoint`, returning records and the checkpoint after each batch.
+async fn stream_all(
+    session: &mut Session,
+    req: &FetchRequest,
+    checkpoint: Option<&str>,
+    batch: u32,
+) -> Vec<(Vec<Value>, String)> {
+    let mut stream = session.stream(req, checkpoint).await.unwrap();
+    let mut batches = Vec::new();
+    while let Some(b) = stream.next(batch).await.unwrap() {
+        batches.push((
+            data(&b.records),
+            b.checkpoint.expect("every batch has a checkpoint"),
+        ));
+    }
+    stream.close().await.unwrap();
+    batches
+}
+
+#[tokio::test]
+async fn csv_with_type_inference_reads_typed_records() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
+    let mut session = open(dir.path(), "ro", json!({"csv": {"infer_types": true}})).await;
+    assert_eq!(fetch_all(&mut session, "people.csv").await, people());
+}
+
+#[tokio::test]
+async fn csv_without_inference_keeps_text_and_filters_numerically() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let req = FetchRequest::new("people.csv")
+        .filter("age", FilterOp::Gt, "80")
+        .fields(["name", "age"]);
+    let page = session.fetch(&req).await.unwrap();
+    assert_eq!(
+        data(&page.records),
+        vec![
+            json!({"name": "Grace", "age": "85"}),
+            json!({"name": "Barbara", "age": "86"})
+        ]
+    );
+}
+
+#[tokio::test]
+async fn csv_delimiter_option_is_honoured() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.tsv"), CSV.replace(',', "\t")).unwrap();
+    let mut session = open(
+        dir.path(),
+        "ro",
+        json!({"csv": {"delimiter": "\t", "infer_types": true}}),
+    )
+    .await;
+    assert_eq!(fetch_all(&mut session, "people.tsv").await, people());
+}
+
+#[tokio::test]
+async fn json_array_and_ndjson_read_the_same_records() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("people.json"),
+        serde_json::to_string_pretty(&people()).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("people.ndjson"), ndjson(&people())).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    assert_eq!(fetch_all(&mut session, "people.json").await, people());
+    assert_eq!(fetch_all(&mut session, "people.ndjson").await, people());
+}
+
+#[tokio::test]
+async fn gzip_is_detected_by_extension_and_by_magic_bytes() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("people.ndjson.gz"),
+        gzip(ndjson(&people()).as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("people.csv.gz"), gzip(CSV.as_bytes())).unwrap();
+    std::fs::write(
+        dir.path().join("mystery"),
+        gzip(ndjson(&people()).as_bytes()),
+    )
+    .unwrap();
+    let mut session = open(dir.path(), "ro", json!({"csv": {"infer_types": true}})).await;
+    assert_eq!(fetch_all(&mut session, "people.ndjson.gz").await, people());
+    assert_eq!(fetch_all(&mut session, "people.csv.gz").await, people());
+    assert_eq!(fetch_all(&mut session, "mystery").await, people());
+}
+
+#[tokio::test]
+async fn fetch_filters_sorts_and_selects_fields() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.ndjson"), ndjson(&people())).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let req = FetchRequest::new("people.ndjson")
+        .filter("age", FilterOp::Ge, "41")
+        .filter("city", FilterOp::Ne, "\"Nuenen\"")
+        .sort("age", SortDirection::Desc)
+        .fields(["name"]);
+    let page = session.fetch(&req).await.unwrap();
+    assert_eq!(
+        data(&page.records),
+        vec![
+            json!({"name": "Barbara"}),
+            json!({"name": "Grace"}),
+            json!({"name": "Alan"})
+        ]
+    );
+    assert_eq!(page.total_count, Some(3));
+    let like = FetchRequest::new("people.ndjson")
+        .filter("name", FilterOp::Like, "\"%a%\"")
+        .fields(["id"]);
+    let ids: Vec<Value> = data(&session.fetch(&like).await.unwrap().records);
+    assert_eq!(
+        ids,
+        vec![
+            json!({"id": 1}),
+            json!({"id": 2}),
+            json!({"id": 3}),
+            json!({"id": 5})
+        ]
+    );
+    let within = FetchRequest::new("people.ndjson")
+        .filter("id", FilterOp::In, "[2, 4]")
+        .fields(["id"]);
+    assert_eq!(
+        data(&session.fetch(&within).await.unwrap().records),
+        vec![json!({"id": 2}), json!({"id": 4})]
+    );
+}
+
+#[tokio::test]
+async fn offset_and_cursor_pagination_cover_every_record_once() {
+    let dir = tempdir();
+    let rows: Vec<Value> = (0..23).map(|i| json!({"n": i})).collect();
+    std::fs::write(dir.path().join("n.ndjson"), ndjson(&rows)).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    for sorted in [false, true] {
+        let base = if sorted {
+            FetchRequest::new("n.ndjson").sort("n", SortDirection::Asc)
+        } else {
+            FetchRequest::new("n.ndjson")
+        };
+        // Cursor pagination.
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = session
+                .fetch(&base.clone().page(5, None, cursor.clone()))
+                .await
+                .unwrap();
+            seen.extend(data(&page.records));
+            pages += 1;
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, rows, "cursor pages (sorted: {sorted})");
+        assert_eq!(pages, 5);
+        // Offset pagination.
+        let page = session
+            .fetch(&base.clone().page(5, Some(20), None))
+            .await
+            .unwrap();
+        assert_eq!(data(&page.records), rows[20..].to_vec());
+        assert_eq!(page.next_cursor, None);
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_cursor_is_an_invalid_request() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("n.ndjson"), ndjson(&people())).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let err = session
+        .fetch(&FetchRequest::new("n.ndjson").page(2, None, Some("page=7".into())))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::InvalidRequest(_))),
+        "{err:?}"
+    );
+}
+
+async fn assert_malformed(file: &str, contents: &[u8], line: u64) {
+    let dir = tempdir();
+    std::fs::write(dir.path().join(file), contents).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let err = session.fetch(&FetchRequest::new(file)).await.unwrap_err();
+    match err {
+        Error::Connector(ConnectorError::InvalidRequest(message)) => {
+            assert!(
+                message.contains(&format!("/data/{file}: line {line}:")),
+                "{file}: {message}"
+            )
+        }
+        other => panic!("{file}: expected invalid-request, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn malformed_rows_name_the_file_and_line() {
+    assert_malformed("bad.ndjson", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": oops}\n", 3).await;
+    assert_malformed("bad.ndjson.gz", &gzip(b"{\"a\": 1}\n\n[1, 2]\n"), 3).await;
+    assert_malformed("bad.csv", b"a,b\n1,2\n3,4,5\n", 3).await;
+    assert_malformed("bad.json", b"[\n  {\"a\": 1},\n  {\"a\": }\n]\n", 3).await;
+    assert_malformed("notarray.json", b"{\"a\": 1}", 1).await;
+}
+
+#[tokio::test]
+async fn a_missing_file_is_not_found() {
+    let dir = tempdir();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let err = session
+        .fetch(&FetchRequest::new("absent.csv"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::NotFound(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_names_the_field() {
+    let dir = tempdir();
+    let grants = Grants::none()
+        .mount(&format!("{}:/data:ro", dir.path().display()))
+        .unwrap();
+    for (config, field) in [
+        (r#"{"csv": {"delimiter": 5}}"#, "csv.delimiter"),
+        (r#"{"root": "/data", "colour": "blue"}"#, "colour"),
+        (r#"{"format": "xml"}"#, "format"),
+    ] {
+        let err = file_connector().open(config, &grants).await.unwrap_err();
+        match err {
+            Error::Connector(ConnectorError::InvalidConfig(message)) => {
+                assert!(message.contains(field), "{config}: {message}")
+            }
+            other => panic!("{config}: expected invalid-config, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_resumed_from_any_checkpoint_yields_exactly_the_rest() {
+    let dir = tempdir();
+    let rows: Vec<Value> = (0..50)
+        .map(|i| json!({"n": i, "text": format!("row, \"{i}\"\nline two")}))
+        .collect();
+    let csv_rows: String = rows
+        .iter()
+        .map(|r| {
+            format!(
+                "{},\"{}\"\n",
+                r["n"],
+                r["text"].as_str().unwrap().replace('"', "\"\"")
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("rows.ndjson"), ndjson(&rows)).unwrap();
+    std::fs::write(
+        dir.path().join("rows.json"),
+        serde_json::to_string_pretty(&rows).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rows.ndjson.gz"),
+        gzip(ndjson(&rows).as_bytes()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("rows.csv"), format!("n,text\n{csv_rows}")).unwrap();
+    let mut session = open(dir.path(), "ro", json!({"csv": {"infer_types": true}})).await;
+    for file in ["rows.ndjson", "rows.json", "rows.ndjson.gz", "rows.csv"] {
+        let req = FetchRequest::new(file);
+        let batches = stream_all(&mut session, &req, None, 7).await;
+        let all: Vec<Value> = batches.iter().flat_map(|(r, _)| r.clone()).collect();
+        assert_eq!(all, rows, "{file}: full stream");
+        assert_eq!(batches.len(), 8, "{file}: 50 records in batches of 7");
+        let mut delivered = 0;
+        for (records, checkpoint) in &batches {
+            delivered += records.len();
+            let rest: Vec<Value> = stream_all(&mut session, &req, Some(checkpoint), 13)
+                .await
+                .into_iter()
+                .flat_map(|(r, _)| r)
+                .collect();
+            assert_eq!(
+                rest,
+                rows[delivered..].to_vec(),
+                "{file}: resume after {delivered}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_applies_filters_and_fields() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.ndjson"), ndjson(&people())).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let req = FetchRequest::new("people.ndjson")
+        .filter("age", FilterOp::Lt, "50")
+        .fields(["name"]);
+    let batches = stream_all(&mut session, &req, None, 100).await;
+    let all: Vec<Value> = batches.into_iter().flat_map(|(r, _)| r).collect();
+    assert_eq!(all, vec![json!({"name": "Ada"}), json!({"name": "Alan"})]);
+}
+
+#[tokio::test]
+async fn a_stream_reads_a_file_much_larger_than_the_memory_limit() {
+    let dir = tempdir();
+    let path = dir.path().join("big.ndjson");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    let filler = "x".repeat(200);
+    let count = 200_000u64; // about 44 MB
+    for i in 0..count {
+        writeln!(out, "{{\"n\":{i},\"filler\":\"{filler}\"}}").unwrap();
+    }
+    out.flush().unwrap();
+    drop(out);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let limits = Limits {
+        memory_bytes: 16 << 20,
+        ..Limits::default()
+    };
+    let grants = Grants::none()
+        .mount(&format!("{}:/data:ro", dir.path().display()))
+        .unwrap();
+    let mut session = file_connector()
+        .open_with_limits(r#"{"root": "/data"}"#, &grants, &limits)
+        .await
+        .unwrap();
+    assert!(size > 2 * limits.memory_bytes as u64);
+    let req = FetchRequest::new("big.ndjson").fields(["n"]);
+    let mut stream = session.stream(&req, None).await.unwrap();
+    let (mut seen, mut sum) = (0u64, 0u64);
+    while let Some(batch) = stream.next(1000).await.unwrap() {
+        for value in data(&batch.records) {
+            sum += value["n"].as_u64().unwrap();
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, count);
+    assert_eq!(sum, count * (count - 1) / 2);
+}
+
+#[tokio::test]
+async fn discover_lists_files_with_inferred_fields() {
+    let dir = tempdir();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("people.ndjson"), ndjson(&people())).unwrap();
+    std::fs::write(dir.path().join("sub/people.csv"), CSV).unwrap();
+    let mut session = open(dir.path(), "ro", json!({"csv": {"infer_types": true}})).await;
+    let resources = session.discover().await.unwrap();
+    let names: Vec<&str> = resources.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["/data/people.ndjson", "/data/sub/people.csv"]);
+    for resource in &resources {
+        let schema: Value = serde_json::from_str(resource.schema.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            schema["properties"]["age"]["type"], "integer",
+            "{}",
+            resource.name
+        );
+        assert_eq!(
+            schema["properties"]["name"]["type"], "string",
+            "{}",
+            resource.name
+        );
+    }
+}
+
+fn records(rows: &[Value]) -> Vec<Record> {
+    rows.iter().map(Record::from_json).collect()
+}
+
+#[tokio::test]
+async fn execute_appends_and_writes_ndjson_and_csv_on_a_rw_mount() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("people.csv"),
+        "id,name,age,city\n1,Ada,36,London\n",
+    )
+    .unwrap();
+    let mut session = open(dir.path(), "rw", json!({"csv": {"infer_types": true}})).await;
+    let more = people()[1..].to_vec();
+    let result = session
+        .execute(&ExecuteRequest::new("people.csv", "append", records(&more)))
+        .await
+        .unwrap();
+    assert_eq!(result.affected, 4);
+    assert_eq!(fetch_all(&mut session, "people.csv").await, people());
+
+    let result = session
+        .execute(&ExecuteRequest::new(
+            "out.ndjson",
+            "write",
+            records(&people()),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(result.affected, 5);
+    session
+        .execute(&ExecuteRequest::new(
+            "out.ndjson",
+            "append",
+            records(&people()[..1]),
+        ))
+        .await
+        .unwrap();
+    let mut expected = people();
+    expected.push(people()[0].clone());
+    assert_eq!(fetch_all(&mut session, "out.ndjson").await, expected);
+
+    session
+        .execute(&ExecuteRequest::new(
+            "out.ndjson",
+            "write",
+            records(&people()[..2]),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetch_all(&mut session, "out.ndjson").await,
+        people()[..2].to_vec()
+    );
+}
+
+#[tokio::test]
+async fn execute_on_a_read_only_mount_is_denied() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.ndjson"), ndjson(&people())).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let err = session
+        .execute(&ExecuteRequest::new(
+            "people.ndjson",
+            "append",
+            records(&people()),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::Denied(_))),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("people.ndjson")).unwrap(),
+        ndjson(&people())
+    );
+}
+
+#[tokio::test]
+async fn an_execute_batch_with_one_bad_record_writes_nothing() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("people.csv"), CSV).unwrap();
+    let mut session = open(dir.path(), "rw", json!({})).await;
+    let mut batch = records(&[json!({"id": 6, "name": "Ken", "age": 83, "city": "Berkeley"})]);
+    batch.push(Record::from_json(&json!({"id": 7, "nickname": "dmr"})));
+    let err = session
+        .execute(&ExecuteRequest::new("people.csv", "append", batch.clone()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::InvalidRequest(ref m)) if m.contains("nickname")),
+        "{err:?}"
+    );
+    batch[1].data = "[1, 2]".into();
+    let err = session
+        .execute(&ExecuteRequest::new("people.ndjson", "write", batch))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::InvalidRequest(_))),
+        "{err:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("people.csv")).unwrap(),
+        CSV
+    );
+    assert!(!dir.path().join("people.ndjson").exists());
+}
+
+#[tokio::test]
+async fn an_unknown_operation_is_unsupported() {
+    let dir = tempdir();
+    let mut session = open(dir.path(), "rw", json!({})).await;
+    let err = session
+        .execute(&ExecuteRequest::new("x.ndjson", "delete", Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::Unsupported(_))),
+        "{err:?}"
+    );
+}

@@ -1,0 +1,208 @@
+//! Hostile guests: every limit stops its guest with a typed error, and the
+//! same `Runtime` keeps serving the next session.
+
+use std::time::Duration;
+
+use serde_json::json;
+use sluice::{ConnectorError, Error, Grants, Limits};
+use sluice_tests::{data, probe, probe_request};
+
+fn tight_limits() -> Limits {
+    Limits {
+        memory_bytes: 64 << 20,
+        cpu_per_call: Duration::from_millis(300),
+        wall_clock_per_call: Duration::from_secs(20),
+        ..Limits::default()
+    }
+}
+
+/// A following session on the same runtime works.
+async fn assert_runtime_still_serves() {
+    let mut session = probe()
+        .open("{}", &Grants::none())
+        .await
+        .expect("a new session opens");
+    let page = session
+        .fetch(&probe_request("env", json!({})))
+        .await
+        .expect("a new session answers");
+    assert_eq!(data(&page.records), vec![json!({})]);
+}
+
+#[tokio::test]
+async fn infinite_loop_is_stopped_by_the_cpu_limit() {
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &tight_limits())
+        .await
+        .unwrap();
+    let err = session
+        .fetch(&probe_request("loop", json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::CpuLimit(limit) if limit == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert!(err.is_timeout());
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn memory_bomb_is_stopped_by_the_memory_limit() {
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &tight_limits())
+        .await
+        .unwrap();
+    let err = session
+        .fetch(&probe_request("memory-bomb", json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::MemoryLimit { limit } if limit == 64 << 20),
+        "{err:?}"
+    );
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn deep_recursion_traps() {
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &tight_limits())
+        .await
+        .unwrap();
+    let err = session
+        .fetch(&probe_request("recursion", json!({})))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Trap(what) => assert!(what.contains("stack overflow"), "{what}"),
+        other => panic!("expected a stack-overflow trap, got {other:?}"),
+    }
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_trap_inside_fetch_returns_an_error() {
+    let mut session = probe().open("{}", &Grants::none()).await.unwrap();
+    let err = session
+        .fetch(&probe_request("trap", json!({})))
+        .await
+        .unwrap_err();
+    match &err {
+        Error::Trap(what) => assert!(what.contains("panicked"), "{what}"),
+        other => panic!("expected a trap, got {other:?}"),
+    }
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_call_blocked_in_host_io_is_stopped_by_the_wall_clock() {
+    let limits = Limits {
+        wall_clock_per_call: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &limits)
+        .await
+        .unwrap();
+    let err = session
+        .fetch(&probe_request("sleep", json!({ "ms": 30_000 })))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout(limit) if limit == Duration::from_millis(300)),
+        "{err:?}"
+    );
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_session_stopped_by_a_limit_refuses_further_calls() {
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &tight_limits())
+        .await
+        .unwrap();
+    session
+        .fetch(&probe_request("loop", json!({})))
+        .await
+        .unwrap_err();
+    let err = session
+        .fetch(&probe_request("env", json!({})))
+        .await
+        .unwrap_err();
+    match err {
+        Error::SessionPoisoned(reason) => assert!(reason.contains("CPU limit"), "{reason}"),
+        other => panic!("expected a poisoned session, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_connector_error_leaves_the_session_usable() {
+    let mut session = probe().open("{}", &Grants::none()).await.unwrap();
+    let err = session
+        .fetch(&probe_request("no-such-action", json!({})))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::NotFound(_))),
+        "{err:?}"
+    );
+    session
+        .fetch(&probe_request("env", json!({})))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn many_hostile_sessions_at_once_do_not_disturb_a_well_behaved_one() {
+    let limits = tight_limits();
+    let hostile: Vec<_> = (0..4)
+        .map(|i| {
+            let limits = limits.clone();
+            tokio::spawn(async move {
+                let action = ["loop", "memory-bomb", "recursion", "trap"][i];
+                let mut session = probe()
+                    .open_with_limits("{}", &Grants::none(), &limits)
+                    .await
+                    .unwrap();
+                session
+                    .fetch(&probe_request(action, json!({})))
+                    .await
+                    .unwrap_err()
+            })
+        })
+        .collect();
+    let mut session = probe().open("{}", &Grants::none()).await.unwrap();
+    for _ in 0..20 {
+        session
+            .fetch(&probe_request("env", json!({})))
+            .await
+            .unwrap();
+    }
+    for task in hostile {
+        let err = task.await.unwrap();
+        assert!(
+            matches!(
+                err,
+                Error::CpuLimit(_) | Error::MemoryLimit { .. } | Error::Trap(_)
+            ),
+            "{err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn zero_limits_are_rejected() {
+    let limits = Limits {
+        memory_bytes: 0,
+        ..Limits::default()
+    };
+    let err = probe()
+        .open_with_limits("{}", &Grants::none(), &limits)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidConfig(ref m) if m.contains("memory_bytes")),
+        "{err:?}"
+    );
+}

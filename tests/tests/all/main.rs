@@ -1,0 +1,8 @@
+//! Integration tests, one binary: real guests on a real host.
+
+mod capabilities;
+mod cli;
+mod embedding;
+mod file_connector;
+mod hostile;
+mod loading;
