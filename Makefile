@@ -1,11 +1,12 @@
 # sluice — see README.md. Every target works on a fresh clone with only the Rust toolchain.
 
+SHELL      := bash
 CARGO      ?= cargo
 GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests build run test lint fmt clean
+.PHONY: setup wasm-target guests build run test services lint fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -33,9 +34,17 @@ run: build
 		--config '{"root": "/data"}' \
 		stream people.ndjson --batch-size 3 --emit-checkpoints
 
-## test: build the guests and run every test
-test: build
+## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
+test: build services
 	$(CARGO) test --workspace --no-fail-fast
+
+## services: check that the services the tests use are reachable
+services:
+	@(exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null || { \
+		echo "PostgreSQL is not reachable on 127.0.0.1:5432; the tests need it (trust auth, database 'test')."; \
+		echo "Install it (Debian: apt-get install postgresql) and start it:"; \
+		echo "  pg_ctlcluster --skip-systemctl-redirect \$$(ls /etc/postgresql) main start"; \
+		exit 1; }
 
 ## lint: rustfmt and clippy (-D warnings) on the host and the guests
 lint:

@@ -17,7 +17,7 @@ wasmtime::component::bindgen!({
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });
 
-pub use sluice::connector::types::{
+pub use self::sluice::connector::types::{
     Batch, Capabilities, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse, FetchRequest,
     FetchResponse, Filter, FilterOp, Pagination, Record, ResourceInfo, SortDirection, SortField,
 };

@@ -64,6 +64,18 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The guest tried to hold more live resources (files, sockets, streams) than allowed.
+    #[error("the connector tried to hold more than {limit} live resources (files, sockets, streams) and was stopped")]
+    ResourceLimit {
+        /// The limit.
+        limit: usize,
+    },
+    /// The guest passed more data to one host call than allowed.
+    #[error("the connector passed more than {limit} bytes to one host call and was stopped")]
+    HostcallLimit {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The guest trapped (a panic, a stack overflow, an out-of-bounds access, ...).
     #[error("the connector crashed: {0}")]
     Trap(String),

@@ -17,7 +17,8 @@ pub struct Limits {
     pub wall_clock_per_call: Duration,
     /// Most live resources (files, sockets, streams, ...) a session may hold. Default 10 000.
     pub max_resources: usize,
-    /// Bytes the host will copy out of the guest per call in strings and lists. Default 128 MiB.
+    /// Bytes of strings and lists the host will copy out of the guest in one
+    /// host call (or one call result). Default 128 MiB.
     pub hostcall_fuel: usize,
 }
 
@@ -102,10 +103,14 @@ pub(crate) struct StoreLimiter {
 }
 
 impl StoreLimiter {
-    pub fn new(limits: &Limits, tick: Duration) -> Self {
+    /// `memory_ceiling` is the largest memory the instance allocator can give
+    /// (the pooling allocator's slot size); the limit never exceeds it, so
+    /// hitting it is always reported as the memory limit.
+    pub fn new(limits: &Limits, tick: Duration, memory_ceiling: Option<usize>) -> Self {
         let ticks = limits.cpu_per_call.as_nanos() / tick.as_nanos().max(1);
         Self {
-            memory_bytes: limits.memory_bytes,
+            memory_bytes: memory_ceiling
+                .map_or(limits.memory_bytes, |c| c.min(limits.memory_bytes)),
             cpu_ticks_allowed: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
             cpu_ticks_used: 0,
             cpu_limit: limits.cpu_per_call,

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use wasmtime::component::{ResourceAny, ResourceTable};
+use wasmtime::component::{ResourceAny, ResourceTable, ResourceTableError};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -78,12 +78,21 @@ impl Session {
                 denials: denials.clone(),
             },
             table,
-            limiter: StoreLimiter::new(limits, runtime.config().epoch_tick),
+            limiter: StoreLimiter::new(
+                limits,
+                runtime.config().epoch_tick,
+                runtime
+                    .config()
+                    .pooling
+                    .as_ref()
+                    .map(|p| p.max_memory_bytes),
+            ),
             log: LogTags {
                 connector: connector.name_arc(),
                 session: id,
             },
             denials: denials.clone(),
+            sql: grants.sql.clone(),
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -105,7 +114,7 @@ impl Session {
         .await;
         let bindings = match instantiated {
             Err(_) => return Err(Error::Timeout(limits.wall_clock_per_call)),
-            Ok(Err(e)) => return Err(classify_trap(e)),
+            Ok(Err(e)) => return Err(classify_trap(e, limits)),
             Ok(Ok(bindings)) => bindings,
         };
         Ok(Self {
@@ -321,7 +330,7 @@ impl Session {
                     None => Error::Connector(connector_error),
                 });
             }
-            Ok(Err(trap)) => classify_trap(trap),
+            Ok(Err(trap)) => classify_trap(trap, &self.limits),
             Err(_elapsed) => Error::Timeout(self.limits.wall_clock_per_call),
         };
         tracing::warn!(session = self.id, error = %error, "connector call stopped");
@@ -330,10 +339,23 @@ impl Session {
     }
 }
 
+/// What wasmtime says when hostcall fuel runs out (its error type is private).
+const HOSTCALL_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
 /// Turn a wasmtime error from a guest call into a typed [`Error`].
-fn classify_trap(err: wasmtime::Error) -> Error {
+fn classify_trap(err: wasmtime::Error, limits: &Limits) -> Error {
     if let Some(limit) = err.downcast_ref::<LimitExceeded>() {
         return (*limit).into();
+    }
+    if let Some(ResourceTableError::Full) = err.downcast_ref::<ResourceTableError>() {
+        return Error::ResourceLimit {
+            limit: limits.max_resources,
+        };
+    }
+    if format!("{err:#}").contains(HOSTCALL_FUEL_EXHAUSTED) {
+        return Error::HostcallLimit {
+            limit: limits.hostcall_fuel,
+        };
     }
     if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
         let what = match trap {

@@ -8,6 +8,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
+use crate::capability::sql::SqlPolicy;
 use crate::error::Denial;
 use crate::limits::StoreLimiter;
 
@@ -57,6 +58,7 @@ pub(crate) struct HostState {
     pub limiter: StoreLimiter,
     pub log: LogTags,
     pub denials: Denials,
+    pub sql: SqlPolicy,
 }
 
 impl WasiView for HostState {

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: guest artifacts, one shared
 //! runtime, temporary directories, the CLI binary and a test HTTP upstream.
 
+pub mod postgres;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -92,4 +93,9 @@ pub fn data(records: &[sluice::Record]) -> Vec<serde_json::Value> {
         .iter()
         .map(|r| serde_json::from_str(&r.data).expect("record data is JSON"))
         .collect()
+}
+
+/// The postgres connector.
+pub fn postgres_connector() -> Connector {
+    connector("sluice_postgres")
 }

@@ -13,6 +13,7 @@
 //!   pagination over in-memory records;
 //! - [`log`]: structured logs that land in the host's `tracing`;
 //! - [`http`]: a small outgoing HTTP client whose denials are typed;
+//! - [`sql`]: databases by grant name, errors typed;
 //! - [`io_error`]: WASI I/O errors turned into typed connector errors.
 //!
 //! # A complete minimal connector
@@ -95,6 +96,7 @@ pub mod http;
 pub mod log;
 pub mod query;
 mod record;
+pub mod sql;
 
 pub use bindings::sluice::connector::types::{
     Batch, Capabilities, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse, FetchRequest,

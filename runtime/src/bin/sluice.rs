@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Value};
+use sluice::policy::SqlMode;
 use sluice::{
     host_provides, ExecuteRequest, FetchRequest, FilterOp, Grants, Limits, Record, Runtime,
     SortDirection, CONNECTOR_EXPORT,
@@ -56,6 +57,12 @@ struct RunArgs {
     /// Allow TCP connections to `HOST:PORT` or `CIDR:PORT` (`*` = any port). Repeatable.
     #[arg(long = "allow-tcp", value_name = "HOST:PORT")]
     allow_tcp: Vec<String>,
+    /// Grant a PostgreSQL database read-only as `NAME=URL` (prefer --grants: URLs hold passwords). Repeatable.
+    #[arg(long = "allow-sql", value_name = "NAME=URL")]
+    allow_sql: Vec<String>,
+    /// Grant a PostgreSQL database read-write as `NAME=URL`. Repeatable.
+    #[arg(long = "allow-sql-write", value_name = "NAME=URL")]
+    allow_sql_write: Vec<String>,
     /// Memory limit of the connector, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     memory_mib: usize,
@@ -255,6 +262,14 @@ fn grants(args: &RunArgs) -> Result<Grants> {
     }
     for entry in &args.allow_tcp {
         grants = grants.allow_tcp(entry)?;
+    }
+    let sql = args.allow_sql.iter().map(|e| (e, SqlMode::ReadOnly));
+    let sql_write = args.allow_sql_write.iter().map(|e| (e, SqlMode::ReadWrite));
+    for (entry, mode) in sql.chain(sql_write) {
+        let (name, url) = entry.split_once('=').ok_or_else(|| {
+            anyhow!("sql grant: write NAME=URL, e.g. `main=postgres://user@127.0.0.1/db`")
+        })?;
+        grants = grants.allow_sql(name, url, mode)?;
     }
     Ok(grants)
 }

@@ -11,7 +11,9 @@
 //!   "sockets": { "tcp": ["127.0.0.1:5432", "10.0.0.0/8:443"], "udp": [], "dns": false },
 //!   "http":    { "origins": ["https://api.example.com", "https://*.example.org"],
 //!                "connect_timeout_ms": 10000, "first_byte_timeout_ms": 30000,
-//!                "between_bytes_timeout_ms": 30000, "max_response_bytes": 67108864 }
+//!                "between_bytes_timeout_ms": 30000, "max_response_bytes": 67108864 },
+//!   "sql":     [{ "name": "main", "url": "postgres://reader:secret@127.0.0.1:5432/app",
+//!                 "mode": "read-only", "max_connections": 4, "statement_timeout_ms": 30000 }]
 //! }
 //! ```
 
@@ -24,6 +26,7 @@ use serde::Deserialize;
 pub use crate::capability::files::{FilesPolicy, Mount, MountMode};
 pub use crate::capability::http::HttpPolicy;
 pub use crate::capability::sockets::SocketsPolicy;
+pub use crate::capability::sql::{SqlGrant, SqlMode, SqlPolicy, SqlUrlPolicy};
 use crate::error::Error;
 pub use pattern::HostPattern;
 
@@ -36,6 +39,8 @@ pub struct Grants {
     pub sockets: SocketsPolicy,
     /// HTTP origins the guest may call, and how.
     pub http: HttpPolicy,
+    /// Databases the guest may open by name (each with its own pool).
+    pub sql: SqlPolicy,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +52,8 @@ struct GrantsSpec {
     sockets: crate::capability::sockets::SocketsSpec,
     #[serde(default)]
     http: crate::capability::http::HttpSpec,
+    #[serde(default)]
+    sql: Vec<crate::capability::sql::SqlGrantSpec>,
 }
 
 impl Grants {
@@ -67,6 +74,7 @@ impl Grants {
             files: FilesPolicy::from_specs(spec.files)?,
             sockets: SocketsPolicy::from_spec(spec.sockets)?,
             http: HttpPolicy::from_spec(spec.http)?,
+            sql: SqlPolicy::from_specs(spec.sql)?,
         })
     }
 
@@ -100,6 +108,22 @@ impl Grants {
     /// [`Error::InvalidGrant`] for a malformed entry or a host name that does not resolve.
     pub fn allow_tcp(mut self, entry: &str) -> Result<Self, Error> {
         self.sockets.allow_tcp(entry)?;
+        Ok(self)
+    }
+
+    /// Grant the database at `url` under `name`, with default pool size and statement timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a duplicate name or an unparsable URL.
+    pub fn allow_sql(mut self, name: &str, url: &str, mode: SqlMode) -> Result<Self, Error> {
+        self.sql.add(
+            name,
+            url,
+            mode,
+            crate::capability::sql::DEFAULT_MAX_CONNECTIONS,
+            crate::capability::sql::DEFAULT_STATEMENT_TIMEOUT,
+        )?;
         Ok(self)
     }
 

@@ -192,6 +192,94 @@ async fn many_hostile_sessions_at_once_do_not_disturb_a_well_behaved_one() {
 }
 
 #[tokio::test]
+async fn holding_too_many_resources_is_stopped_by_the_resource_limit() {
+    let dir = sluice_tests::tempdir();
+    std::fs::write(dir.path().join("f.txt"), "x").unwrap();
+    let grants = Grants::none()
+        .mount(&format!("{}:/data:ro", dir.path().display()))
+        .unwrap();
+    let limits = Limits {
+        max_resources: 40,
+        ..Limits::default()
+    };
+    let mut session = probe()
+        .open_with_limits("{}", &grants, &limits)
+        .await
+        .unwrap();
+    let params = |count: usize| json!({ "path": "/data/f.txt", "count": count });
+    let page = session
+        .fetch(&probe_request("open-many", params(5)))
+        .await
+        .unwrap();
+    assert_eq!(data(&page.records), vec![json!({ "open": 5 })]);
+    let err = session
+        .fetch(&probe_request("open-many", params(500)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ResourceLimit { limit: 40 }), "{err:?}");
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn passing_too_much_data_to_the_host_is_stopped_by_the_hostcall_limit() {
+    let limits = Limits {
+        hostcall_fuel: 1 << 20,
+        ..Limits::default()
+    };
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &limits)
+        .await
+        .unwrap();
+    session
+        .fetch(&probe_request("log", json!({ "count": 1000 })))
+        .await
+        .unwrap();
+    let err = session
+        .fetch(&probe_request("log", json!({ "count": 4 << 20 })))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::HostcallLimit { limit } if limit == 1 << 20),
+        "{err:?}"
+    );
+    assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn the_pooling_allocator_runs_sessions_and_contains_hostile_ones() {
+    let runtime = sluice::Runtime::with_config(sluice::RuntimeConfig {
+        pooling: Some(sluice::PoolingConfig {
+            max_instances: 8,
+            max_memory_bytes: 64 << 20,
+        }),
+        ..sluice::RuntimeConfig::default()
+    })
+    .unwrap();
+    let connector = runtime
+        .load_file(sluice_tests::guest("sluice_probe"))
+        .unwrap();
+    let mut bomb = connector
+        .open_with_limits("{}", &Grants::none(), &tight_limits())
+        .await
+        .unwrap();
+    let err = bomb
+        .fetch(&probe_request("memory-bomb", json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MemoryLimit { .. }), "{err:?}");
+    drop(bomb);
+    // More sessions than slots, one after another: slots are reused.
+    for _ in 0..20 {
+        let mut session = connector.open("{}", &Grants::none()).await.unwrap();
+        let page = session
+            .fetch(&probe_request("env", json!({})))
+            .await
+            .unwrap();
+        assert_eq!(data(&page.records), vec![json!({})]);
+    }
+}
+
+#[tokio::test]
 async fn zero_limits_are_rejected() {
     let limits = Limits {
         memory_bytes: 0,

@@ -6,3 +6,4 @@ mod embedding;
 mod file_connector;
 mod hostile;
 mod loading;
+mod postgres;

@@ -15,7 +15,9 @@
 //! | `http` | GET `url`, return status, `location` and body |
 //! | `http-follow` | GET `url` and follow one redirect as a naive client would |
 //! | `env` | return the environment the guest sees |
-//! | `log` | log `message` at warn level |
+//! | `log` | log `message` at warn level (or `count` bytes of `x` when given) |
+//! | `sql` | run `statements` (each `[sql, [params...]]`) on grant `grant`; `stream` reads the last one in batches |
+//! | `open-many` | open file `path` `count` times, keeping every handle |
 //! | `loop` | spin forever |
 //! | `memory-bomb` | allocate until something gives |
 //! | `recursion` | recurse without bound |
@@ -44,6 +46,11 @@ struct Params {
     url: String,
     message: String,
     ms: u64,
+    count: usize,
+    grant: String,
+    statements: Vec<(String, Vec<Value>)>,
+    stream: bool,
+    batch: u32,
 }
 
 impl Connector for Probe {
@@ -149,6 +156,46 @@ impl Session for ProbeSession {
                 let second = http::get(&location)?;
                 Ok(one(json!({ "status": second.status })))
             }
+            "sql" => {
+                use sluice_sdk::sql::{self as db, Connection};
+                let conn = Connection::open(&p.grant).map_err(db::error)?;
+                let mut results = Vec::new();
+                for (i, (statement, params)) in p.statements.iter().enumerate() {
+                    let params: Vec<String> = params.iter().map(Value::to_string).collect();
+                    let last = i + 1 == p.statements.len();
+                    if p.stream && last {
+                        let rows = conn
+                            .query_stream(statement, &params, p.batch.max(1))
+                            .map_err(db::error)?;
+                        let mut batches = Vec::new();
+                        while let Some(batch) = rows.next().map_err(db::error)? {
+                            let batch: Vec<Value> = batch
+                                .iter()
+                                .map(|r| db::row_values(r).map(Value::Array))
+                                .collect::<Result<_>>()?;
+                            batches.push(Value::Array(batch));
+                        }
+                        results.push(json!({ "batches": batches }));
+                    } else {
+                        let set = conn.query(statement, &params).map_err(db::error)?;
+                        let rows: Vec<Value> = set
+                            .rows
+                            .iter()
+                            .map(|r| db::row_values(r).map(Value::Array))
+                            .collect::<Result<_>>()?;
+                        let types: Vec<String> =
+                            set.columns.iter().map(|c| c.type_name.clone()).collect();
+                        results.push(json!({ "rows": rows, "types": types }));
+                    }
+                }
+                Ok(one(json!({ "results": results })))
+            }
+            "open-many" => {
+                let files = (0..p.count)
+                    .map(|_| std::fs::File::open(&p.path).map_err(|e| io_error(&p.path, e)))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(one(json!({ "open": files.len() })))
+            }
             "env" => {
                 let vars: serde_json::Map<String, Value> = std::env::vars()
                     .map(|(k, v)| (k, Value::String(v)))
@@ -156,7 +203,12 @@ impl Session for ProbeSession {
                 Ok(one(Value::Object(vars)))
             }
             "log" => {
-                sluice_sdk::log::warn(&p.message);
+                let message = if p.count > 0 {
+                    "x".repeat(p.count)
+                } else {
+                    p.message
+                };
+                sluice_sdk::log::warn(&message);
                 Ok(one(json!({ "logged": true })))
             }
             "loop" => {

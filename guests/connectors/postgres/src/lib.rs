@@ -1,0 +1,395 @@
+//! The `postgres` connector: tables and views of one schema, through a host
+//! sql grant (the connector never sees the URL or the password).
+//!
+//! - `fetch` builds SQL from validated, quoted identifiers and bound values:
+//!   filters, multi-field sort, field selection, offset pagination and keyset
+//!   pagination (an opaque cursor holding the last row's sort key, so
+//!   concurrent inserts neither skip nor repeat rows); `{"count": true}` in
+//!   the options adds the total count.
+//! - `discover` lists tables and views with their columns and types.
+//! - `stream` reads a server-side portal, one batch per fetch, and emits the
+//!   last row's key as checkpoint.
+//! - `execute` runs `insert`, `update`, `delete` or `upsert` of a list of
+//!   records in one transaction (`{"returning": true}` returns the rows).
+
+mod catalog;
+mod select;
+mod write;
+
+use std::collections::HashMap;
+
+use catalog::{quote, Table};
+use select::{OrderKey, Statement};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use sluice_sdk::sql::{self, Connection, RowStream};
+use sluice_sdk::{
+    config, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
+    ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder, RecordStream,
+    ResourceInfo, Result, Session,
+};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Name of the host's sql grant.
+    grant: String,
+    /// Schema whose tables are the resources.
+    #[serde(default = "default_schema")]
+    schema: String,
+    /// Page size when a fetch gives none, and the stream batch size.
+    #[serde(default = "default_page_size")]
+    page_size: u32,
+    /// Key columns per table, for tables without a primary key (views).
+    #[serde(default)]
+    keys: HashMap<String, Vec<String>>,
+}
+
+fn default_schema() -> String {
+    "public".into()
+}
+
+fn default_page_size() -> u32 {
+    500
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FetchOptions {
+    /// Also return the total number of matching rows.
+    count: bool,
+}
+
+struct Postgres;
+
+struct PgSession {
+    config: Config,
+    conn: Connection,
+}
+
+impl Connector for Postgres {
+    type Session = PgSession;
+
+    fn describe() -> Descriptor {
+        sluice_sdk::descriptor(
+            "postgres",
+            env!("CARGO_PKG_VERSION"),
+            "PostgreSQL tables and views through a host sql grant",
+        )
+        .config_schema(json!({
+            "type": "object",
+            "additionalProperties": false,
+            "required": ["grant"],
+            "properties": {
+                "grant": { "type": "string", "description": "name of the host's sql grant" },
+                "schema": { "type": "string", "default": "public" },
+                "page_size": { "type": "integer", "minimum": 1, "default": 500 },
+                "keys": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } } }
+            }
+        }))
+        .capabilities(Capabilities {
+            streaming: true,
+            pagination: true,
+            filtering: true,
+            sorting: true,
+            aggregation: false,
+            transactions: true,
+            max_page_size: Some(100_000),
+        })
+        .build()
+    }
+
+    fn open(config_json: &str) -> Result<PgSession> {
+        let config: Config = config::parse(config_json)?;
+        if config.page_size == 0 {
+            return Err(ConnectorError::InvalidConfig(
+                "field `page_size`: must be at least 1".into(),
+            ));
+        }
+        let conn = Connection::open(&config.grant).map_err(sql::error)?;
+        Ok(PgSession { config, conn })
+    }
+}
+
+impl PgSession {
+    fn table(&self, resource: &str) -> Result<Table> {
+        Table::load(
+            &self.conn,
+            &self.config.schema,
+            resource,
+            self.config.keys.get(resource).map(Vec::as_slice),
+        )
+    }
+
+    /// The columns a read returns: the requested fields plus the order keys.
+    fn read_columns(table: &Table, fields: &[String], order: &[OrderKey]) -> Result<Vec<String>> {
+        let mut columns: Vec<String> = if fields.is_empty() {
+            table.columns.iter().map(|(n, _)| n.clone()).collect()
+        } else {
+            fields
+                .iter()
+                .map(|f| table.column(f).map(str::to_string))
+                .collect::<Result<_>>()?
+        };
+        for key in order {
+            if !columns.contains(&key.column) {
+                columns.push(key.column.clone());
+            }
+        }
+        Ok(columns)
+    }
+}
+
+/// Turns result rows into records, keeping only the requested fields.
+struct Shaper {
+    columns: Vec<String>,
+    /// How many leading columns the caller asked for (the rest are order keys).
+    visible: usize,
+    key_positions: Vec<usize>,
+    order_positions: Vec<usize>,
+}
+
+impl Shaper {
+    fn new(columns: Vec<String>, visible: usize, table: &Table, order: &[OrderKey]) -> Self {
+        let position = |name: &String| columns.iter().position(|c| c == name).unwrap_or(0);
+        Self {
+            key_positions: table.key.iter().map(position).collect(),
+            order_positions: order.iter().map(|k| position(&k.column)).collect(),
+            columns,
+            visible,
+        }
+    }
+
+    fn record(&self, values: &[Value]) -> Record {
+        let data: Map<String, Value> = self
+            .columns
+            .iter()
+            .zip(values)
+            .take(self.visible)
+            .map(|(c, v)| (c.clone(), v.clone()))
+            .collect();
+        let mut builder = RecordBuilder::new(Value::Object(data));
+        if !self.key_positions.is_empty() {
+            let id: Vec<String> = self
+                .key_positions
+                .iter()
+                .map(|&i| match &values[i] {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            builder = builder.id(id.join(","));
+        }
+        builder.build()
+    }
+
+    fn position(&self, values: &[Value]) -> Vec<Value> {
+        self.order_positions
+            .iter()
+            .map(|&i| values[i].clone())
+            .collect()
+    }
+}
+
+/// A SELECT over `table` honouring filters, order and an optional "after" position.
+fn build_select(
+    table: &Table,
+    columns: &[String],
+    req: &FetchRequest,
+    order: &[OrderKey],
+    after: Option<&[Value]>,
+) -> Result<Statement> {
+    let mut stmt = Statement::default();
+    let mut conditions = select::conditions(table, &req.filters, &mut stmt)?;
+    if let Some(after) = after {
+        conditions.push(select::after(order, after, &mut stmt));
+    }
+    let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    stmt.sql = format!("SELECT {} FROM {}", list.join(", "), table.qualified());
+    if !conditions.is_empty() {
+        stmt.sql
+            .push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+    }
+    if !order.is_empty() {
+        stmt.sql
+            .push_str(&format!(" ORDER BY {}", select::order_by(order)));
+    }
+    Ok(stmt)
+}
+
+impl Session for PgSession {
+    fn health_check(&self) -> Result<()> {
+        self.conn.query("SELECT 1", &[]).map_err(sql::error)?;
+        Ok(())
+    }
+
+    fn discover(&self) -> Result<Vec<ResourceInfo>> {
+        catalog::list(&self.conn, &self.config.schema)?
+            .into_iter()
+            .map(|name| {
+                let table = self.table(&name)?;
+                Ok(ResourceInfo {
+                    name,
+                    schema: Some(table.schema_json().to_string()),
+                })
+            })
+            .collect()
+    }
+
+    fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
+        let options: FetchOptions = config::parse_options(req.options.as_deref())?;
+        let table = self.table(&req.resource)?;
+        let order = select::order(&table, &req.sort)?;
+        let visible = if req.fields.is_empty() {
+            table.columns.len()
+        } else {
+            req.fields.len()
+        };
+        let columns = Self::read_columns(&table, &req.fields, &order)?;
+        let page_size = req
+            .pagination
+            .as_ref()
+            .map_or(self.config.page_size, |p| p.page_size);
+        if page_size == 0 {
+            return Err(ConnectorError::InvalidRequest(
+                "page size must be at least 1".into(),
+            ));
+        }
+        let cursor = req.pagination.as_ref().and_then(|p| p.cursor.clone());
+        let offset = req.pagination.as_ref().and_then(|p| p.offset);
+        if cursor.is_some() && order.is_empty() {
+            return Err(ConnectorError::Unsupported(format!(
+                "cursor pagination on `{}`: it has no primary key; sort by unique fields or configure `keys`",
+                table.name
+            )));
+        }
+        let after = cursor
+            .as_deref()
+            .map(|c| select::decode_position(&order, c))
+            .transpose()?;
+        let mut stmt = build_select(&table, &columns, &req, &order, after.as_deref())?;
+        let limit = stmt.bind(&json!(u64::from(page_size) + 1));
+        stmt.sql.push_str(&format!(" LIMIT {limit}"));
+        if let (Some(offset), None) = (offset, &cursor) {
+            let offset = stmt.bind(&json!(offset));
+            stmt.sql.push_str(&format!(" OFFSET {offset}"));
+        }
+        let set = self
+            .conn
+            .query(&stmt.sql, &stmt.params)
+            .map_err(sql::error)?;
+        let shaper = Shaper::new(columns, visible, &table, &order);
+        let mut rows = set
+            .rows
+            .iter()
+            .map(|r| sql::row_values(r))
+            .collect::<Result<Vec<_>>>()?;
+        let more = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let next_cursor = match (more, rows.last()) {
+            (true, Some(last)) if !order.is_empty() => {
+                Some(select::encode_position(&order, &shaper.position(last)))
+            }
+            _ => None,
+        };
+        let total_count = if options.count {
+            Some(self.count(&table, &req)?)
+        } else {
+            None
+        };
+        Ok(FetchResponse {
+            records: rows.iter().map(|r| shaper.record(r)).collect(),
+            total_count,
+            next_cursor,
+        })
+    }
+
+    fn stream(
+        &self,
+        req: FetchRequest,
+        checkpoint: Option<String>,
+    ) -> Result<Box<dyn RecordStream>> {
+        let table = self.table(&req.resource)?;
+        let order = select::order(&table, &req.sort)?;
+        if order.is_empty() {
+            return Err(ConnectorError::Unsupported(format!(
+                "streaming `{}`: it has no primary key to checkpoint by; configure `keys`",
+                table.name
+            )));
+        }
+        let visible = if req.fields.is_empty() {
+            table.columns.len()
+        } else {
+            req.fields.len()
+        };
+        let columns = Self::read_columns(&table, &req.fields, &order)?;
+        let after = checkpoint
+            .as_deref()
+            .map(|c| select::decode_position(&order, c))
+            .transpose()?;
+        let stmt = build_select(&table, &columns, &req, &order, after.as_deref())?;
+        let rows = self
+            .conn
+            .query_stream(&stmt.sql, &stmt.params, self.config.page_size)
+            .map_err(sql::error)?;
+        Ok(Box::new(PgStream {
+            rows,
+            shaper: Shaper::new(columns, visible, &table, &order),
+            order,
+        }))
+    }
+
+    fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
+        let table = self.table(&req.resource)?;
+        write::execute(&self.conn, &table, &req)
+    }
+}
+
+impl PgSession {
+    fn count(&self, table: &Table, req: &FetchRequest) -> Result<u64> {
+        let mut stmt = Statement::default();
+        let conditions = select::conditions(table, &req.filters, &mut stmt)?;
+        stmt.sql = format!("SELECT count(*) FROM {}", table.qualified());
+        if !conditions.is_empty() {
+            stmt.sql
+                .push_str(&format!(" WHERE {}", conditions.join(" AND ")));
+        }
+        let set = self
+            .conn
+            .query(&stmt.sql, &stmt.params)
+            .map_err(sql::error)?;
+        set.rows
+            .first()
+            .map(|r| sql::row_values(r))
+            .transpose()?
+            .and_then(|v| v.first().and_then(Value::as_u64))
+            .ok_or_else(|| ConnectorError::Internal("count returned no row".into()))
+    }
+}
+
+struct PgStream {
+    rows: RowStream,
+    shaper: Shaper,
+    order: Vec<OrderKey>,
+}
+
+impl RecordStream for PgStream {
+    fn next(&mut self, _max: u32) -> Result<Option<Batch>> {
+        let Some(rows) = self.rows.next().map_err(sql::error)? else {
+            return Ok(None);
+        };
+        let rows = rows
+            .iter()
+            .map(|r| sql::row_values(r))
+            .collect::<Result<Vec<_>>>()?;
+        let checkpoint = rows
+            .last()
+            .map(|last| select::encode_position(&self.order, &self.shaper.position(last)));
+        Ok(Some(Batch {
+            records: rows.iter().map(|r| self.shaper.record(r)).collect(),
+            checkpoint,
+        }))
+    }
+}
+
+sluice_sdk::export_connector!(Postgres);

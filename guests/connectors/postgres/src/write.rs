@@ -1,0 +1,208 @@
+//! `execute`: insert, update, delete and upsert of a batch of records in one
+//! transaction. Any failing record rolls the whole batch back.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sluice_sdk::sql::{self, Connection, Transaction};
+use sluice_sdk::{config, ConnectorError, ExecuteRequest, ExecuteResponse, RecordBuilder, Result};
+
+use crate::catalog::{quote, Table};
+use crate::select::Statement;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct WriteOptions {
+    /// Return the written rows.
+    returning: bool,
+    /// Columns identifying a row for update/delete/upsert (default: the primary key).
+    key: Option<Vec<String>>,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Operation {
+    Insert,
+    Update,
+    Delete,
+    Upsert,
+}
+
+pub fn execute(conn: &Connection, table: &Table, req: &ExecuteRequest) -> Result<ExecuteResponse> {
+    let operation = match req.operation.as_str() {
+        "insert" => Operation::Insert,
+        "update" => Operation::Update,
+        "delete" => Operation::Delete,
+        "upsert" => Operation::Upsert,
+        other => {
+            return Err(ConnectorError::Unsupported(format!(
+                "operation `{other}`; use insert, update, delete or upsert"
+            )))
+        }
+    };
+    let options: WriteOptions = config::parse_options(req.options.as_deref())?;
+    let key: Vec<String> = match &options.key {
+        Some(key) => key
+            .iter()
+            .map(|k| table.column(k).map(str::to_string))
+            .collect::<Result<_>>()?,
+        None => table.key.clone(),
+    };
+    if operation != Operation::Insert && key.is_empty() {
+        return Err(ConnectorError::InvalidRequest(format!(
+            "`{}` on `{}` needs a key: the table has no primary key, pass `{{\"key\": [...]}}` in the options",
+            req.operation, table.name
+        )));
+    }
+    // Build and validate every statement before starting the transaction.
+    let statements = req
+        .records
+        .iter()
+        .enumerate()
+        .map(|(i, record)| {
+            let row = match serde_json::from_str::<Value>(&record.data) {
+                Ok(Value::Object(row)) => row,
+                _ => {
+                    return Err(ConnectorError::InvalidRequest(format!(
+                        "record {i}: data is not a JSON object"
+                    )))
+                }
+            };
+            statement(table, operation, &key, &row, options.returning).map_err(|e| prefix(i, e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let tx = conn.begin().map_err(sql::error)?;
+    let outcome = run(&tx, &statements, options.returning);
+    match outcome {
+        Ok(response) => {
+            Transaction::commit(tx).map_err(sql::error)?;
+            Ok(response)
+        }
+        Err(e) => {
+            let _ = Transaction::rollback(tx);
+            Err(e)
+        }
+    }
+}
+
+fn run(tx: &Transaction, statements: &[Statement], returning: bool) -> Result<ExecuteResponse> {
+    let mut affected = 0;
+    let mut records = Vec::new();
+    for (i, stmt) in statements.iter().enumerate() {
+        if returning {
+            let set = tx
+                .query(&stmt.sql, &stmt.params)
+                .map_err(|e| prefix(i, sql::error(e)))?;
+            affected += set.rows.len() as u64;
+            for row in &set.rows {
+                let values = sql::row_values(row)?;
+                let data: Map<String, Value> = set
+                    .columns
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .zip(values)
+                    .collect();
+                records.push(RecordBuilder::new(Value::Object(data)).build());
+            }
+        } else {
+            affected += tx
+                .execute(&stmt.sql, &stmt.params)
+                .map_err(|e| prefix(i, sql::error(e)))?;
+        }
+    }
+    Ok(ExecuteResponse { affected, records })
+}
+
+fn prefix(i: usize, err: ConnectorError) -> ConnectorError {
+    match err {
+        ConnectorError::InvalidRequest(m) => {
+            ConnectorError::InvalidRequest(format!("record {i}: {m}"))
+        }
+        ConnectorError::Denied(m) => ConnectorError::Denied(format!("record {i}: {m}")),
+        other => other,
+    }
+}
+
+fn statement(
+    table: &Table,
+    operation: Operation,
+    key: &[String],
+    row: &Map<String, Value>,
+    returning: bool,
+) -> Result<Statement> {
+    let mut stmt = Statement::default();
+    let columns: Vec<&str> = row.keys().map(|k| table.column(k)).collect::<Result<_>>()?;
+    let key_condition = |stmt: &mut Statement| -> Result<String> {
+        key.iter()
+            .map(|k| {
+                let value = row.get(k).ok_or_else(|| {
+                    ConnectorError::InvalidRequest(format!("missing key field `{k}`"))
+                })?;
+                Ok(format!("{} = {}", quote(k), stmt.bind(value)))
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(|parts| parts.join(" AND "))
+    };
+    stmt.sql = match operation {
+        Operation::Insert | Operation::Upsert => {
+            if columns.is_empty() {
+                return Err(ConnectorError::InvalidRequest(
+                    "a record has no fields".into(),
+                ));
+            }
+            let values: Vec<String> = columns.iter().map(|c| stmt.bind(&row[*c])).collect();
+            let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+            let mut sql = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                table.qualified(),
+                names.join(", "),
+                values.join(", ")
+            );
+            if operation == Operation::Upsert {
+                let conflict: Vec<String> = key.iter().map(|k| quote(k)).collect();
+                let updates: Vec<String> = columns
+                    .iter()
+                    .filter(|c| !key.iter().any(|k| k == *c))
+                    .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
+                    .collect();
+                if updates.is_empty() {
+                    sql.push_str(&format!(
+                        " ON CONFLICT ({}) DO NOTHING",
+                        conflict.join(", ")
+                    ));
+                } else {
+                    sql.push_str(&format!(
+                        " ON CONFLICT ({}) DO UPDATE SET {}",
+                        conflict.join(", "),
+                        updates.join(", ")
+                    ));
+                }
+            }
+            sql
+        }
+        Operation::Update => {
+            let sets: Vec<String> = columns
+                .iter()
+                .filter(|c| !key.iter().any(|k| k == *c))
+                .map(|c| format!("{} = {}", quote(c), stmt.bind(&row[*c])))
+                .collect();
+            if sets.is_empty() {
+                return Err(ConnectorError::InvalidRequest(
+                    "an update sets no field besides the key".into(),
+                ));
+            }
+            let condition = key_condition(&mut stmt)?;
+            format!(
+                "UPDATE {} SET {} WHERE {condition}",
+                table.qualified(),
+                sets.join(", ")
+            )
+        }
+        Operation::Delete => {
+            let condition = key_condition(&mut stmt)?;
+            format!("DELETE FROM {} WHERE {condition}", table.qualified())
+        }
+    };
+    if returning {
+        stmt.sql.push_str(" RETURNING *");
+    }
+    Ok(stmt)
+}

@@ -1,0 +1,44 @@
+//! Databases by grant name (the host owns URLs, passwords and pools).
+//!
+//! [`Connection::open`] takes the name of a sql grant; every call maps the
+//! host's `sql-error` into a typed [`ConnectorError`] with [`error`].
+
+pub use crate::bindings::sluice::connector::sql::{
+    Column, Connection, DbError, RowSet, RowStream, SqlError, Transaction,
+};
+use crate::ConnectorError;
+
+/// Turn a host `sql-error` into a connector error.
+///
+/// `denied` stays `denied`; a server error becomes `invalid-request` carrying
+/// its SQLSTATE and message (connection failures become `unavailable`);
+/// timeouts stay `timeout`.
+pub fn error(err: SqlError) -> ConnectorError {
+    match err {
+        SqlError::Denied(m) => ConnectorError::Denied(m),
+        SqlError::QueryFailed(DbError { sqlstate, message }) => match sqlstate.as_deref() {
+            Some(code) if code.starts_with("08") || code.starts_with("57P") => {
+                ConnectorError::Unavailable(format!("SQLSTATE {code}: {message}"))
+            }
+            Some(code) => ConnectorError::InvalidRequest(format!("SQLSTATE {code}: {message}")),
+            None => ConnectorError::InvalidRequest(message),
+        },
+        SqlError::Unavailable(m) => ConnectorError::Unavailable(m),
+        SqlError::Timeout => ConnectorError::Timeout,
+        SqlError::InvalidValue(m) => ConnectorError::InvalidRequest(m),
+    }
+}
+
+/// Parse one row (a JSON array) into values.
+///
+/// # Errors
+///
+/// `internal` when the host sent something that is not a JSON array.
+pub fn row_values(row: &str) -> Result<Vec<serde_json::Value>, ConnectorError> {
+    match serde_json::from_str(row) {
+        Ok(serde_json::Value::Array(values)) => Ok(values),
+        _ => Err(ConnectorError::Internal(format!(
+            "row is not a JSON array: {row}"
+        ))),
+    }
+}

@@ -1,0 +1,161 @@
+//! A bounded connection pool per sql grant, owned by the host.
+//!
+//! At most `max_connections` connections exist per grant, whatever the number
+//! of sessions; a checkout waits for a free one (bounded by the call's
+//! deadline). A connection handed back is reset before its next use
+//! (`ROLLBACK`, `DISCARD ALL`, then the grant's `statement_timeout`), so no
+//! session state, prepared statement or open transaction leaks between uses.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_postgres::{Client, Config, NoTls};
+
+use super::SqlFailure;
+
+/// The pool of one grant.
+pub(crate) struct Pool {
+    grant: String,
+    config: Config,
+    statement_timeout: Duration,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<Client>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the config: it holds the password.
+        f.debug_struct("Pool")
+            .field("grant", &self.grant)
+            .field("available", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    pub fn new(
+        grant: &str,
+        config: Config,
+        max_connections: usize,
+        statement_timeout: Duration,
+    ) -> Self {
+        Self {
+            grant: grant.to_string(),
+            config,
+            statement_timeout,
+            permits: Arc::new(Semaphore::new(max_connections)),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn settings(&self) -> String {
+        format!(
+            "SET statement_timeout = {}",
+            self.statement_timeout.as_millis().max(1)
+        )
+    }
+
+    /// Check out a connection: a reset idle one, or a new one.
+    pub async fn get(self: &Arc<Self>) -> Result<PooledClient, SqlFailure> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| {
+                SqlFailure::Unavailable(format!("the pool of `{}` is closed", self.grant))
+            })?;
+        loop {
+            let candidate = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let Some(client) = candidate else { break };
+            if client.is_closed() {
+                continue;
+            }
+            if self.reset(&client).await.is_ok() {
+                return Ok(self.lend(client, permit));
+            }
+        }
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
+            SqlFailure::Unavailable(format!(
+                "cannot connect through sql grant `{}`: {e}",
+                self.grant
+            ))
+        })?;
+        let grant = self.grant.clone();
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(grant, error = %e, "sql connection ended");
+            }
+        });
+        client
+            .batch_execute(&self.settings())
+            .await
+            .map_err(|e| SqlFailure::from_pg(&self.grant, &e))?;
+        Ok(self.lend(client, permit))
+    }
+
+    async fn reset(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        client.batch_execute("ROLLBACK").await?;
+        client.batch_execute("DISCARD ALL").await?;
+        client.batch_execute(&self.settings()).await
+    }
+
+    fn lend(self: &Arc<Self>, client: Client, permit: OwnedSemaphorePermit) -> PooledClient {
+        PooledClient {
+            client: Some(client),
+            pool: Arc::clone(self),
+            _permit: permit,
+        }
+    }
+
+    /// Connections currently idle (for tests and metrics).
+    pub fn idle_count(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// The grant's statement timeout.
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
+    }
+}
+
+/// A checked-out connection; dropping it returns it to the pool (unless it broke).
+pub(crate) struct PooledClient {
+    client: Option<Client>,
+    pool: Arc<Pool>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl PooledClient {
+    /// The connection.
+    pub fn client(&mut self) -> &mut Client {
+        self.client.as_mut().expect("present until drop")
+    }
+}
+
+impl PooledClient {
+    /// Close the connection instead of returning it (it failed mid-use).
+    pub fn discard(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for PooledClient {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            if !client.is_closed() {
+                self.pool
+                    .idle
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(client);
+            }
+        }
+    }
+}
