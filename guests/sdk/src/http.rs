@@ -82,6 +82,12 @@ pub fn request(
     req.set_path_with_query(Some(path))
         .map_err(|()| refused("path"))?;
     let outgoing = req.body().map_err(|()| refused("body"))?;
+    let origin = format!(
+        "{}://{authority}",
+        if matches!(scheme, Scheme::Http) { "http" } else { "https" }
+    );
+    // Hand the request to the host first: it consumes the body while we write it.
+    let future = outgoing_handler::handle(req, None).map_err(|e| http_error(&origin, e))?;
     if let Some(bytes) = body {
         let stream = outgoing.write().map_err(|()| refused("body"))?;
         for chunk in bytes.chunks(4096) {
@@ -90,15 +96,6 @@ pub fn request(
                 .map_err(|err| ConnectorError::Unavailable(format!("sending body: {err:?}")))?;
         }
     }
-    let origin = format!(
-        "{}://{authority}",
-        if matches!(scheme, Scheme::Http) {
-            "http"
-        } else {
-            "https"
-        }
-    );
-    let future = outgoing_handler::handle(req, None).map_err(|e| http_error(&origin, e))?;
     OutgoingBody::finish(outgoing, None).map_err(|e| http_error(&origin, e))?;
     let response = loop {
         match future.get() {
@@ -189,6 +186,7 @@ pub fn http_error(origin: &str, code: ErrorCode) -> ConnectorError {
             "response from {origin} is larger than the host's cap{}",
             limit.map(|l| format!(" of {l} bytes")).unwrap_or_default()
         )),
+        ErrorCode::InternalError(Some(message)) => ConnectorError::Unavailable(message),
         other => ConnectorError::Unavailable(format!("HTTP request to {origin} failed: {other:?}")),
     }
 }

@@ -5,5 +5,6 @@ mod cli;
 mod embedding;
 mod file_connector;
 mod hostile;
+mod http;
 mod loading;
 mod postgres;

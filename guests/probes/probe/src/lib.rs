@@ -12,7 +12,7 @@
 //! | `listen` | bind and listen on `addr` |
 //! | `udp` | bind a UDP socket on `addr` |
 //! | `dns` | resolve `host` |
-//! | `http` | GET `url`, return status, `location` and body |
+//! | `http` | `method` (default GET) `url` with `text` as body, return status, `location`, `retry-after` and body |
 //! | `http-follow` | GET `url` and follow one redirect as a naive client would |
 //! | `env` | return the environment the guest sees |
 //! | `log` | log `message` at warn level (or `count` bytes of `x` when given) |
@@ -51,6 +51,7 @@ struct Params {
     statements: Vec<(String, Vec<Value>)>,
     stream: bool,
     batch: u32,
+    method: String,
 }
 
 impl Connector for Probe {
@@ -141,10 +142,13 @@ impl Session for ProbeSession {
                 Ok(one(json!({ "addrs": addrs })))
             }
             "http" => {
-                let res = http::get(&p.url)?;
+                let method = if p.method.is_empty() { "GET" } else { p.method.as_str() };
+                let body = (!p.text.is_empty()).then_some(p.text.as_bytes());
+                let res = http::request(method, &p.url, &[], body)?;
                 Ok(one(json!({
                     "status": res.status,
                     "location": res.header("location"),
+                    "retry-after": res.header("retry-after"),
                     "body": String::from_utf8_lossy(&res.body),
                 })))
             }

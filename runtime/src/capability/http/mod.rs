@@ -8,17 +8,31 @@
 //! guest, and a request to the new location is checked like any other.
 //! Timeouts are the grant's (a guest may ask for shorter ones, never longer),
 //! and a body larger than the cap fails with `HttpResponseBodySize`.
+//!
+//! The host also protects upstreams from guests, per grant and origin and
+//! shared by every session opened with the grant (see [`resilience`]): a
+//! token-bucket rate limit (requests over budget wait), retries of idempotent
+//! requests with backoff and `Retry-After`, a circuit breaker that fails fast
+//! with `unavailable` while open, and counters readable through
+//! [`HttpPolicy::counters`]. A guest cannot bypass any of it.
+
+pub mod resilience;
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Full};
 use serde::Deserialize;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+use resilience::{
+    retry_after, retryable_status, BreakerOpen, BreakerPolicy, CounterSnapshot, OriginState,
+    OriginStates, RateLimit, RetryPolicy,
+};
 
 use crate::error::{Capability, Denial, Error};
 use crate::policy::HostPattern;
@@ -45,6 +59,14 @@ pub struct HttpPolicy {
     pub between_bytes_timeout: Duration,
     /// Largest response body accepted, in bytes.
     pub max_response_bytes: u64,
+    /// Requests per second per origin (none = unlimited).
+    pub rate_limit: Option<RateLimit>,
+    /// Retries of idempotent requests.
+    pub retry: RetryPolicy,
+    /// Circuit breaker per origin.
+    pub breaker: BreakerPolicy,
+    /// Rate-limit budgets, breakers and counters, shared by every clone of this policy.
+    states: Arc<OriginStates>,
 }
 
 impl Default for HttpPolicy {
@@ -55,6 +77,10 @@ impl Default for HttpPolicy {
             first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
             between_bytes_timeout: DEFAULT_BETWEEN_BYTES_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            rate_limit: None,
+            retry: RetryPolicy::default(),
+            breaker: BreakerPolicy::default(),
+            states: Arc::default(),
         }
     }
 }
@@ -68,6 +94,9 @@ pub(crate) struct HttpSpec {
     first_byte_timeout_ms: Option<u64>,
     between_bytes_timeout_ms: Option<u64>,
     max_response_bytes: Option<u64>,
+    rate_limit: Option<RateLimit>,
+    retry: Option<RetryPolicy>,
+    breaker: Option<BreakerPolicy>,
 }
 
 impl HttpPolicy {
@@ -85,6 +114,21 @@ impl HttpPolicy {
             .between_bytes_timeout_ms
             .map_or(policy.between_bytes_timeout, ms);
         policy.max_response_bytes = spec.max_response_bytes.unwrap_or(policy.max_response_bytes);
+        if let Some(limit) = spec.rate_limit {
+            if !(limit.rps > 0.0 && limit.rps.is_finite()) || limit.burst == 0 {
+                return Err(Error::InvalidGrant(
+                    "http rate_limit needs rps > 0 and burst >= 1".into(),
+                ));
+            }
+            policy.rate_limit = Some(limit);
+        }
+        policy.retry = spec.retry.unwrap_or_default();
+        policy.breaker = spec.breaker.unwrap_or_default();
+        if policy.retry.max_attempts == 0 || policy.breaker.failure_threshold == 0 {
+            return Err(Error::InvalidGrant(
+                "http retry.max_attempts and breaker.failure_threshold must be at least 1".into(),
+            ));
+        }
         if [
             policy.connect_timeout,
             policy.first_byte_timeout,
@@ -138,6 +182,132 @@ impl HttpPolicy {
         })
     }
 
+    /// Counters per origin: requests, retries, throttled waits, breaker
+    /// opens and rejections, failures, bytes. Shared by every session of the grant.
+    pub fn counters(&self) -> Vec<(String, CounterSnapshot)> {
+        self.states.counters()
+    }
+
+    /// Send one request through the rate limit, the breaker and the retry loop.
+    async fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        options: RequestOptions,
+    ) -> Result<Sent, HttpError> {
+        let origin = origin_of(request.uri());
+        let burst = self.rate_limit.map_or(1, |l| l.burst);
+        let state = self.states.get(&origin, burst);
+        let retryable = self.retry.max_attempts > 1 && self.retry.retries(request.method());
+        let (parts, body) = request.into_parts();
+        // A retried request must be sent again, so its body is kept.
+        let (mut streaming, kept) = if retryable {
+            let bytes = body.collect().await?.to_bytes();
+            (None, Some(bytes))
+        } else {
+            (Some(body), None)
+        };
+        let mut delayed = Duration::ZERO;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            state.admit().map_err(|BreakerOpen(after)| {
+                HttpError::InternalError(Some(format!(
+                    "circuit breaker open for {origin} after repeated failures: failing fast; retry in {} s",
+                    after.as_secs().max(1)
+                )))
+            })?;
+            if let Some(limit) = &self.rate_limit {
+                let wait = state.reserve(limit);
+                if !wait.is_zero() {
+                    state.counters.add_throttled();
+                    tokio::time::sleep(wait).await;
+                }
+            }
+            if attempt > 1 {
+                state.counters.add_retry();
+            }
+            state.counters.add_request();
+            let body = match (&kept, streaming.take()) {
+                (Some(bytes), _) => Full::new(bytes.clone())
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+                (None, Some(body)) => body,
+                (None, None) => {
+                    return Err(HttpError::InternalError(Some(
+                        "request body already sent".into(),
+                    )))
+                }
+            };
+            let request = rebuild(&parts, body)?;
+            let can_retry = retryable && attempt < self.retry.max_attempts;
+            match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
+                Ok((response, io)) => {
+                    let status = response.status().as_u16();
+                    state.record(status < 500, &self.breaker);
+                    if can_retry && retryable_status(status) {
+                        let hinted = response
+                            .headers()
+                            .get(http::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| retry_after(v, SystemTime::now()));
+                        let delay = hinted.unwrap_or_else(|| self.retry.backoff(attempt));
+                        if self.within_budget(delay, delayed) {
+                            drop(response);
+                            delayed += delay;
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                    }
+                    let response = response.map(BodyExt::boxed_unsync);
+                    return Ok(self.deliver(response, Box::new(io), Arc::clone(&state)));
+                }
+                Err(err) => {
+                    let connect_failure = matches!(
+                        err,
+                        HttpError::Connect(_)
+                            | HttpError::ConnectionRefused
+                            | HttpError::ConnectionTimeout
+                    );
+                    state.record(false, &self.breaker);
+                    if can_retry && connect_failure {
+                        let delay = self.retry.backoff(attempt);
+                        if self.within_budget(delay, delayed) {
+                            delayed += delay;
+                            tokio::time::sleep(delay).await;
+                            continue;
+                        }
+                    }
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    fn within_budget(&self, delay: Duration, delayed: Duration) -> bool {
+        delay <= Duration::from_millis(self.retry.max_delay_ms)
+            && delayed + delay <= Duration::from_millis(self.retry.max_total_delay_ms)
+    }
+
+    /// Cap and count the response body.
+    fn deliver(
+        &self,
+        response: http::Response<WasiBody>,
+        io: IoFuture,
+        state: Arc<OriginState>,
+    ) -> Sent {
+        let cap = self.max_response_bytes;
+        let response = response.map(|body| {
+            CappedBody {
+                inner: body,
+                remaining: cap,
+                cap,
+                state,
+            }
+            .boxed_unsync()
+        });
+        (response, io)
+    }
+
     /// The guest's timeouts, never longer than the grant's.
     fn clamp(&self, asked: Option<RequestOptions>) -> RequestOptions {
         let asked = asked.unwrap_or_default();
@@ -156,17 +326,13 @@ pub(crate) struct HttpHooks {
     pub denials: Denials,
 }
 
-type SendFuture = Box<
-    dyn std::future::Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
-                ),
-                HttpError,
-            >,
-        > + Send,
->;
+/// The connection-driving future that accompanies a response.
+type IoFuture = Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>;
+
+/// A response and its connection future.
+type Sent = (http::Response<WasiBody>, IoFuture);
+
+type SendFuture = Box<dyn std::future::Future<Output = Result<Sent, HttpError>> + Send>;
 
 impl WasiHttpHooks for HttpHooks {
     fn send_request(
@@ -180,32 +346,44 @@ impl WasiHttpHooks for HttpHooks {
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
         let options = self.policy.clamp(options);
-        let cap = self.policy.max_response_bytes;
+        let policy = Arc::clone(&self.policy);
         Box::new(async move {
-            let (response, io) =
-                wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
-            let declared = response
-                .headers()
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if declared.is_some_and(|len| len > cap) {
-                return Err(HttpError::HttpResponseBodySize(declared));
+            let declared = |response: &http::Response<WasiBody>| {
+                response
+                    .headers()
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            let (response, io) = policy.send(request, options).await?;
+            if let Some(len) = declared(&response).filter(|len| *len > policy.max_response_bytes) {
+                return Err(HttpError::HttpResponseBodySize(Some(len)));
             }
-            let response = response.map(|body| {
-                CappedBody {
-                    inner: body.boxed_unsync(),
-                    remaining: cap,
-                    cap,
-                }
-                .boxed_unsync()
-            });
-            Ok((
-                response,
-                Box::new(io) as Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
-            ))
+            Ok((response, io))
         })
     }
+}
+
+/// `scheme://authority` of a request.
+fn origin_of(uri: &http::Uri) -> String {
+    format!(
+        "{}://{}",
+        uri.scheme_str().unwrap_or("https"),
+        uri.authority().map_or("", |a| a.as_str())
+    )
+}
+
+/// A fresh request with the same method, URI, version and headers.
+fn rebuild(
+    parts: &http::request::Parts,
+    body: WasiBody,
+) -> Result<http::Request<WasiBody>, HttpError> {
+    let mut request = http::Request::new(body);
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = parts.uri.clone();
+    *request.version_mut() = parts.version;
+    *request.headers_mut() = parts.headers.clone();
+    Ok(request)
 }
 
 /// A response body that fails once more than `cap` bytes have arrived.
@@ -213,6 +391,7 @@ struct CappedBody {
     inner: WasiBody,
     remaining: u64,
     cap: u64,
+    state: Arc<OriginState>,
 }
 
 impl Body for CappedBody {
@@ -227,6 +406,7 @@ impl Body for CappedBody {
         if let Some(Ok(frame)) = &frame {
             if let Some(data) = frame.data_ref() {
                 let len = data.len() as u64;
+                self.state.counters.add_bytes(len);
                 if len > self.remaining {
                     self.remaining = 0;
                     return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(self.cap)))));

@@ -1,0 +1,199 @@
+//! The host's HTTP protection, per grant and origin: rate limit, retries with
+//! backoff and `Retry-After`, circuit breaker, counters.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice::capability::http::resilience::{BreakerPolicy, RateLimit, RetryPolicy};
+use sluice::{ConnectorError, Error, Grants, Session};
+use sluice_tests::upstream::Upstream;
+use sluice_tests::{data, probe, probe_request};
+
+async fn get(session: &mut Session, url: String) -> Result<serde_json::Value, Error> {
+    let page = session
+        .fetch(&probe_request("http", json!({ "url": url })))
+        .await?;
+    Ok(data(&page.records).remove(0))
+}
+
+fn counters(
+    grants: &Grants,
+    origin: &str,
+) -> sluice::capability::http::resilience::CounterSnapshot {
+    grants
+        .http
+        .counters()
+        .into_iter()
+        .find(|(o, _)| o == origin)
+        .map(|(_, c)| c)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn the_rate_limit_makes_requests_wait_and_holds_across_sessions() {
+    let upstream = Upstream::start().await;
+    let mut grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    grants.http.rate_limit = Some(RateLimit {
+        rps: 20.0,
+        burst: 2,
+    });
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    for _ in 0..6 {
+        let out = get(&mut session, upstream.url("/hello?id=rl"))
+            .await
+            .unwrap();
+        assert_eq!(
+            out["status"], 200,
+            "waiting requests are delayed, not dropped"
+        );
+    }
+    let c = counters(&grants, &upstream.origin());
+    assert_eq!(
+        (c.requests, c.throttled),
+        (6, 4),
+        "a burst of two, then every request waits"
+    );
+    // A new session opened with the same grant shares the exhausted budget.
+    let mut other = probe().open("{}", &grants).await.unwrap();
+    get(&mut other, upstream.url("/hello?id=rl")).await.unwrap();
+    assert_eq!(counters(&grants, &upstream.origin()).throttled, 5);
+    assert_eq!(upstream.hits("rl"), 7);
+}
+
+#[tokio::test]
+async fn idempotent_requests_are_retried_honouring_retry_after() {
+    let upstream = Upstream::start().await;
+    let grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let started = Instant::now();
+    let out = get(
+        &mut session,
+        upstream.url("/flaky?id=ra&fail=1&status=429&retry_after=1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["status"], 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "waited the 1 s Retry-After: {:?}",
+        started.elapsed()
+    );
+    let out = get(&mut session, upstream.url("/flaky?id=bo&fail=2&status=503"))
+        .await
+        .unwrap();
+    assert_eq!(out["status"], 200);
+    assert_eq!((upstream.hits("ra"), upstream.hits("bo")), (2, 3));
+    let c = counters(&grants, &upstream.origin());
+    assert_eq!((c.requests, c.retries), (5, 3));
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_budget_is_handed_to_the_guest() {
+    let upstream = Upstream::start().await;
+    let grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let out = get(
+        &mut session,
+        upstream.url("/flaky?id=far&fail=5&status=429&retry_after=3600"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["status"], 429);
+    assert_eq!(out["retry-after"], "3600");
+    assert_eq!(upstream.hits("far"), 1);
+}
+
+#[tokio::test]
+async fn non_idempotent_requests_are_not_retried_unless_the_grant_says_so() {
+    let upstream = Upstream::start().await;
+    let mut grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let post = |id: &str| {
+        probe_request(
+            "http",
+            json!({ "url": upstream.url(&format!("/flaky?id={id}&fail=1")), "method": "POST", "text": "{\"a\":1}" }),
+        )
+    };
+    let page = session.fetch(&post("p1")).await.unwrap();
+    assert_eq!(data(&page.records)[0]["status"], 503);
+    assert_eq!(upstream.hits("p1"), 1);
+    grants.http.retry = RetryPolicy {
+        also_retry: vec!["POST".into()],
+        ..RetryPolicy::default()
+    };
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let page = session.fetch(&post("p2")).await.unwrap();
+    assert_eq!(data(&page.records)[0]["status"], 200);
+    assert_eq!(upstream.hits("p2"), 2);
+}
+
+#[tokio::test]
+async fn connect_errors_are_retried_then_reported_unavailable() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let grants = Grants::none().allow_http(&origin).unwrap();
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let err = get(&mut session, format!("{origin}/x")).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::Unavailable(_))),
+        "{err:?}"
+    );
+    let c = counters(&grants, &origin);
+    assert_eq!((c.requests, c.retries, c.failures), (3, 2, 3));
+}
+
+#[tokio::test]
+async fn the_breaker_opens_fails_fast_and_recovers() {
+    let upstream = Upstream::start().await;
+    let mut grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    grants.http.retry = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    grants.http.breaker = BreakerPolicy {
+        failure_threshold: 3,
+        cooldown_ms: 300,
+    };
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let flaky = upstream.url("/flaky?id=br&fail=3");
+    for _ in 0..3 {
+        assert_eq!(
+            get(&mut session, flaky.clone()).await.unwrap()["status"],
+            503
+        );
+    }
+    let err = get(&mut session, flaky.clone()).await.unwrap_err();
+    match &err {
+        Error::Connector(ConnectorError::Unavailable(m)) => {
+            assert!(m.contains("circuit breaker open"), "{m}")
+        }
+        other => panic!("expected a fast failure, got {other:?}"),
+    }
+    assert_eq!(
+        upstream.hits("br"),
+        3,
+        "the open breaker kept the request from the upstream"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        get(&mut session, flaky.clone()).await.unwrap()["status"],
+        200,
+        "the probe after the cool-down succeeds"
+    );
+    assert_eq!(
+        get(&mut session, flaky).await.unwrap()["status"],
+        200,
+        "closed again"
+    );
+    let c = counters(&grants, &upstream.origin());
+    assert_eq!(
+        (c.breaker_opens, c.breaker_rejections, c.failures),
+        (1, 1, 3)
+    );
+    assert_eq!(
+        c.bytes,
+        3 * 9 + 2 * 2,
+        "three `try later` bodies and two `ok`"
+    );
+}
