@@ -64,6 +64,7 @@ impl Session {
     ) -> Result<Self, Error> {
         let runtime = connector.runtime();
         let id = runtime.next_session_id();
+        grants.http.check_secrets()?;
         let denials = Denials::default();
         let mut wasi = WasiCtxBuilder::new();
         grants.files.apply(&mut wasi)?;

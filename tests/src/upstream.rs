@@ -6,6 +6,13 @@
 //! `/flaky?id=ID&fail=N[&status=S][&retry_after=R]` (status S, default 503,
 //! with `Retry-After: R` when given, for the first N requests of ID; then
 //! 200 "ok"). Every request is counted per `id` ([`Upstream::hits`]).
+//!
+//! Auth routes answer 200 "welcome" with the right credentials and 401
+//! otherwise: `/auth/bearer` (`Bearer s3cret-token`), `/auth/basic`
+//! (`alice:pa55word`), `/auth/header` (`X-Api-Key: k3y-v4lue`),
+//! `/auth/query` (`api_key=k3y-v4lue`), `/auth/jwt` (HS256 signed with
+//! `jwt-signing-key`, unexpired), `/auth/oauth` (the latest token issued by
+//! `/token` to client `app` with secret `cl1ent-secret`, unless revoked).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -28,10 +35,30 @@ pub struct Upstream {
     /// Its address.
     pub addr: SocketAddr,
     hits: Hits,
+    tokens: Arc<Mutex<Tokens>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 type Hits = Arc<Mutex<HashMap<String, u32>>>;
+
+/// Secrets the auth routes expect.
+pub const BEARER_TOKEN: &str = "s3cret-token";
+/// Basic auth password of `alice`.
+pub const BASIC_PASSWORD: &str = "pa55word";
+/// The API key.
+pub const API_KEY: &str = "k3y-v4lue";
+/// The JWT signing key.
+pub const JWT_KEY: &str = "jwt-signing-key";
+/// The OAuth2 client secret of client `app`.
+pub const CLIENT_SECRET: &str = "cl1ent-secret";
+
+/// OAuth2 token endpoint state.
+#[derive(Debug, Default)]
+struct Tokens {
+    issued: u32,
+    revoked: bool,
+    expires_in: u64,
+}
 
 impl Upstream {
     /// Start one on a free loopback port.
@@ -42,22 +69,55 @@ impl Upstream {
         let addr = listener.local_addr().expect("upstream address");
         let hits = Hits::default();
         let shared = Arc::clone(&hits);
+        let tokens = Arc::new(Mutex::new(Tokens {
+            expires_in: 3600,
+            ..Tokens::default()
+        }));
+        let shared_tokens = Arc::clone(&tokens);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
                 let hits = Arc::clone(&shared);
+                let tokens = Arc::clone(&shared_tokens);
                 tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| route(req, Arc::clone(&hits)));
+                    let service = hyper::service::service_fn(move |req| {
+                        route(req, Arc::clone(&hits), Arc::clone(&tokens))
+                    });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        Self { addr, hits, task }
+        Self {
+            addr,
+            hits,
+            tokens,
+            task,
+        }
+    }
+
+    /// OAuth2 tokens issued so far.
+    pub fn tokens_issued(&self) -> u32 {
+        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).issued
+    }
+
+    /// Make `/token` issue tokens valid for `seconds`.
+    pub fn set_token_lifetime(&self, seconds: u64) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .expires_in = seconds;
+    }
+
+    /// Reject the current token until a new one is issued.
+    pub fn revoke_token(&self) {
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .revoked = true;
     }
 
     /// How many requests carried `id=ID`.
@@ -94,7 +154,52 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
     })
 }
 
-async fn route(req: Request<Incoming>, hits: Hits) -> Result<Response<Body>, Infallible> {
+fn header<'r>(req: &'r Request<Incoming>, name: &str) -> &'r str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn jwt_valid(token: &str) -> bool {
+    use base64::Engine as _;
+    use hmac::{KeyInit, Mac};
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(mut mac) = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(JWT_KEY.as_bytes())
+    else {
+        return false;
+    };
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let Ok(signature) = b64.decode(signature) else {
+        return false;
+    };
+    if mac.verify_slice(&signature).is_err() {
+        return false;
+    }
+    let Ok(claims) = b64.decode(payload) else {
+        return false;
+    };
+    let Ok(claims) = serde_json::from_slice::<serde_json::Value>(&claims) else {
+        return false;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    claims["exp"].as_u64().is_some_and(|exp| exp > now) && claims["sub"] == "sluice-test"
+}
+
+async fn route(
+    req: Request<Incoming>,
+    hits: Hits,
+    tokens: Arc<Mutex<Tokens>>,
+) -> Result<Response<Body>, Infallible> {
+    use base64::Engine as _;
     let count = query(&req, "id").map(|id| {
         let mut hits = hits.lock().unwrap_or_else(|e| e.into_inner());
         let n = hits.entry(id).or_insert(0);
@@ -126,6 +231,58 @@ async fn route(req: Request<Incoming>, hits: Hits) -> Result<Response<Body>, Inf
             Response::new(Chunked { remaining: n }.boxed())
         }
         "/stall" => Response::new(Stalled.boxed()),
+        path if path.starts_with("/auth/") => {
+            let ok = match path {
+                "/auth/bearer" => header(&req, "authorization") == format!("Bearer {BEARER_TOKEN}"),
+                "/auth/basic" => {
+                    let pair = base64::engine::general_purpose::STANDARD
+                        .encode(format!("alice:{BASIC_PASSWORD}"));
+                    header(&req, "authorization") == format!("Basic {pair}")
+                }
+                "/auth/header" => header(&req, "x-api-key") == API_KEY,
+                "/auth/query" => query(&req, "api_key").as_deref() == Some(API_KEY),
+                "/auth/jwt" => header(&req, "authorization")
+                    .strip_prefix("Bearer ")
+                    .is_some_and(jwt_valid),
+                "/auth/oauth" => {
+                    let tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
+                    !tokens.revoked
+                        && header(&req, "authorization") == format!("Bearer tok-{}", tokens.issued)
+                }
+                _ => false,
+            };
+            if ok {
+                full(200, b"welcome".to_vec())
+            } else {
+                full(401, b"who are you?".to_vec())
+            }
+        }
+        "/token" => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let form = String::from_utf8_lossy(&body).to_string();
+            let fields: HashMap<&str, &str> =
+                form.split('&').filter_map(|p| p.split_once('=')).collect();
+            if fields.get("grant_type") != Some(&"client_credentials")
+                || fields.get("client_id") != Some(&"app")
+                || fields.get("client_secret") != Some(&CLIENT_SECRET)
+            {
+                return Ok(full(401, b"{\"error\": \"invalid_client\"}".to_vec()));
+            }
+            let mut tokens = tokens.lock().unwrap_or_else(|e| e.into_inner());
+            tokens.issued += 1;
+            tokens.revoked = false;
+            let reply = serde_json::json!({
+                "access_token": format!("tok-{}", tokens.issued),
+                "token_type": "Bearer",
+                "expires_in": tokens.expires_in,
+            });
+            full(200, reply.to_string().into_bytes())
+        }
         "/flaky" => {
             let fail: u32 = query(&req, "fail")
                 .and_then(|n| n.parse().ok())

@@ -84,7 +84,11 @@ pub fn request(
     let outgoing = req.body().map_err(|()| refused("body"))?;
     let origin = format!(
         "{}://{authority}",
-        if matches!(scheme, Scheme::Http) { "http" } else { "https" }
+        if matches!(scheme, Scheme::Http) {
+            "http"
+        } else {
+            "https"
+        }
     );
     // Hand the request to the host first: it consumes the body while we write it.
     let future = outgoing_handler::handle(req, None).map_err(|e| http_error(&origin, e))?;

@@ -63,6 +63,10 @@ struct RunArgs {
     /// Grant a PostgreSQL database read-write as `NAME=URL`. Repeatable.
     #[arg(long = "allow-sql-write", value_name = "NAME=URL")]
     allow_sql_write: Vec<String>,
+    /// Provide a secret for http `auth` entries of the grants file, as `NAME=VALUE`
+    /// (the connector never sees it). Repeatable.
+    #[arg(long = "secret", value_name = "NAME=VALUE")]
+    secrets: Vec<String>,
     /// Memory limit of the connector, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     memory_mib: usize,
@@ -262,6 +266,12 @@ fn grants(args: &RunArgs) -> Result<Grants> {
     }
     for entry in &args.allow_tcp {
         grants = grants.allow_tcp(entry)?;
+    }
+    for entry in &args.secrets {
+        let (name, value) = entry
+            .split_once('=')
+            .ok_or_else(|| anyhow!("--secret: write NAME=VALUE"))?;
+        grants = grants.secret(name, value);
     }
     let sql = args.allow_sql.iter().map(|e| (e, SqlMode::ReadOnly));
     let sql_write = args.allow_sql_write.iter().map(|e| (e, SqlMode::ReadWrite));

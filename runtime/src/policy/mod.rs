@@ -127,6 +127,16 @@ impl Grants {
         Ok(self)
     }
 
+    /// Provide the value of the secret `name`, used by http `auth` entries.
+    /// Secret values never reach the guest, logs or errors.
+    pub fn secret(mut self, name: &str, value: &str) -> Self {
+        self.http.secrets.insert(
+            name.to_string(),
+            crate::capability::http::auth::Secret::new(value),
+        );
+        self
+    }
+
     /// Allow HTTP requests to an origin `scheme://host[:port]` (`*.suffix` hosts allowed).
     ///
     /// # Errors

@@ -197,3 +197,187 @@ async fn the_breaker_opens_fails_fast_and_recovers() {
         "three `try later` bodies and two `ok`"
     );
 }
+
+mod auth {
+    //! Host-side auth injection: every kind, token renewal, and secrets that
+    //! never reach the guest.
+
+    use super::*;
+    use sluice_tests::upstream::{API_KEY, BASIC_PASSWORD, BEARER_TOKEN, CLIENT_SECRET, JWT_KEY};
+
+    fn grants_with(
+        upstream: &Upstream,
+        auth: serde_json::Value,
+        secrets: &[(&str, &str)],
+    ) -> Grants {
+        let mut auth = auth;
+        auth["origin"] = json!(upstream.origin());
+        let grants = json!({ "http": { "origins": [upstream.origin()], "auth": [auth] } });
+        let mut grants = Grants::from_json(&grants.to_string()).expect("grants parse");
+        for (name, value) in secrets {
+            grants = grants.secret(name, value);
+        }
+        grants
+    }
+
+    async fn status(session: &mut Session, upstream: &Upstream, path: &str) -> serde_json::Value {
+        get(session, upstream.url(path)).await.unwrap()["status"].clone()
+    }
+
+    #[tokio::test]
+    async fn static_credentials_are_added_by_the_host() {
+        let upstream = Upstream::start().await;
+        let cases = [
+            (
+                json!({"kind": "bearer", "secret": "token"}),
+                "token",
+                BEARER_TOKEN,
+                "/auth/bearer",
+            ),
+            (
+                json!({"kind": "basic", "username": "alice", "password_secret": "pw"}),
+                "pw",
+                BASIC_PASSWORD,
+                "/auth/basic",
+            ),
+            (
+                json!({"kind": "api-key", "header": "X-Api-Key", "secret": "key"}),
+                "key",
+                API_KEY,
+                "/auth/header",
+            ),
+            (
+                json!({"kind": "api-key", "query": "api_key", "secret": "key"}),
+                "key",
+                API_KEY,
+                "/auth/query",
+            ),
+        ];
+        for (auth, name, value, path) in cases {
+            let mut anonymous = probe()
+                .open(
+                    "{}",
+                    &Grants::none().allow_http(&upstream.origin()).unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                status(&mut anonymous, &upstream, path).await,
+                401,
+                "{path} without auth"
+            );
+            let grants = grants_with(&upstream, auth, &[(name, value)]);
+            let mut session = probe().open("{}", &grants).await.unwrap();
+            assert_eq!(
+                status(&mut session, &upstream, path).await,
+                200,
+                "{path} with auth"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_secret_is_never_visible_inside_the_guest() {
+        let upstream = Upstream::start().await;
+        let grants = grants_with(
+            &upstream,
+            json!({"kind": "bearer", "secret": "token"}),
+            &[("token", BEARER_TOKEN)],
+        );
+        let mut session = probe().open("{}", &grants).await.unwrap();
+        assert_eq!(status(&mut session, &upstream, "/auth/bearer").await, 200);
+        let scan = |text: &str| {
+            probe_request(
+                "memscan",
+                json!({ "text": text.chars().rev().collect::<String>() }),
+            )
+        };
+        let found = data(&session.fetch(&scan(BEARER_TOKEN)).await.unwrap().records).remove(0);
+        assert_eq!(
+            found["found"], false,
+            "the bearer token is nowhere in guest memory"
+        );
+        assert!(found["scanned"].as_u64().unwrap() >= 1 << 16);
+        // The scan does find what the guest did see: the response body.
+        let found = data(&session.fetch(&scan("welcome")).await.unwrap().records).remove(0);
+        assert_eq!(found["found"], true);
+        assert!(
+            !format!("{grants:?}").contains(BEARER_TOKEN),
+            "Debug of the grants hides the secret"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_secret_fails_the_open_naming_it_but_not_its_value() {
+        let upstream = Upstream::start().await;
+        let grants = grants_with(&upstream, json!({"kind": "bearer", "secret": "token"}), &[]);
+        let err = probe().open("{}", &grants).await.unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidGrant(ref m) if m.contains("`token`")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn jwt_tokens_are_minted_and_renewed_before_expiry() {
+        let upstream = Upstream::start().await;
+        let auth = json!({"kind": "jwt-hs256", "secret": "signing", "claims": {"sub": "sluice-test"}, "ttl_s": 1});
+        let grants = grants_with(&upstream, auth, &[("signing", JWT_KEY)]);
+        let mut session = probe().open("{}", &grants).await.unwrap();
+        assert_eq!(status(&mut session, &upstream, "/auth/jwt").await, 200);
+        assert_eq!(status(&mut session, &upstream, "/auth/jwt").await, 200);
+        assert_eq!(
+            grants.http.auth[0].tokens_issued(),
+            1,
+            "the token is cached"
+        );
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(
+            status(&mut session, &upstream, "/auth/jwt").await,
+            200,
+            "a renewed token, not an expired one"
+        );
+        assert_eq!(grants.http.auth[0].tokens_issued(), 2);
+    }
+
+    #[tokio::test]
+    async fn oauth2_tokens_are_fetched_cached_refreshed_on_expiry_and_on_401() {
+        let upstream = Upstream::start().await;
+        upstream.set_token_lifetime(1);
+        let auth = json!({
+            "kind": "oauth2-client-credentials", "token_url": upstream.url("/token"),
+            "client_id": "app", "client_secret": "client", "scope": "read"
+        });
+        let grants = grants_with(&upstream, auth, &[("client", CLIENT_SECRET)]);
+        let mut session = probe().open("{}", &grants).await.unwrap();
+        assert_eq!(status(&mut session, &upstream, "/auth/oauth").await, 200);
+        assert_eq!(status(&mut session, &upstream, "/auth/oauth").await, 200);
+        assert_eq!(upstream.tokens_issued(), 1, "cached between requests");
+        tokio::time::sleep(Duration::from_millis(900)).await;
+        assert_eq!(status(&mut session, &upstream, "/auth/oauth").await, 200);
+        assert_eq!(upstream.tokens_issued(), 2, "refreshed before expiry");
+        upstream.revoke_token();
+        assert_eq!(
+            status(&mut session, &upstream, "/auth/oauth").await,
+            200,
+            "a 401 refreshes once and retries"
+        );
+        assert_eq!(upstream.tokens_issued(), 3);
+        // A second session of the grant reuses the cached token.
+        let mut other = probe().open("{}", &grants).await.unwrap();
+        assert_eq!(status(&mut other, &upstream, "/auth/oauth").await, 200);
+        assert_eq!(upstream.tokens_issued(), 3);
+    }
+
+    #[tokio::test]
+    async fn auth_for_an_origin_outside_the_grant_is_rejected() {
+        let upstream = Upstream::start().await;
+        let grants = json!({ "http": { "origins": [upstream.origin()],
+            "auth": [{"origin": "https://elsewhere.example", "kind": "bearer", "secret": "t"}] } });
+        let err = Grants::from_json(&grants.to_string()).unwrap_err();
+        assert!(
+            err.to_string().contains("https://elsewhere.example"),
+            "{err}"
+        );
+    }
+}

@@ -17,6 +17,7 @@
 //! | `env` | return the environment the guest sees |
 //! | `log` | log `message` at warn level (or `count` bytes of `x` when given) |
 //! | `sql` | run `statements` (each `[sql, [params...]]`) on grant `grant`; `stream` reads the last one in batches |
+//! | `memscan` | search all of linear memory for `text` reversed (so the needle itself is never in memory forwards) |
 //! | `open-many` | open file `path` `count` times, keeping every handle |
 //! | `loop` | spin forever |
 //! | `memory-bomb` | allocate until something gives |
@@ -142,7 +143,11 @@ impl Session for ProbeSession {
                 Ok(one(json!({ "addrs": addrs })))
             }
             "http" => {
-                let method = if p.method.is_empty() { "GET" } else { p.method.as_str() };
+                let method = if p.method.is_empty() {
+                    "GET"
+                } else {
+                    p.method.as_str()
+                };
                 let body = (!p.text.is_empty()).then_some(p.text.as_bytes());
                 let res = http::request(method, &p.url, &[], body)?;
                 Ok(one(json!({
@@ -193,6 +198,20 @@ impl Session for ProbeSession {
                     }
                 }
                 Ok(one(json!({ "results": results })))
+            }
+            "memscan" => {
+                // `text` arrives reversed; compare it back to front so the
+                // forward needle is never built in memory.
+                let reversed = p.text.as_bytes();
+                let size = core::arch::wasm32::memory_size(0) * 65536;
+                let found = (1..size.saturating_sub(reversed.len())).any(|at| {
+                    reversed.iter().rev().enumerate().all(|(k, byte)| {
+                        // SAFETY: every address below memory_size is readable linear memory.
+                        let here = unsafe { core::ptr::read_volatile((at + k) as *const u8) };
+                        here == *byte
+                    })
+                });
+                Ok(one(json!({ "found": found, "scanned": size })))
             }
             "open-many" => {
                 let files = (0..p.count)

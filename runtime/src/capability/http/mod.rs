@@ -16,7 +16,12 @@
 //! with `unavailable` while open, and counters readable through
 //! [`HttpPolicy::counters`]. A guest cannot bypass any of it.
 
+pub mod auth;
 pub mod resilience;
+
+use std::collections::HashMap;
+
+use auth::{AuthSpec, OriginAuth, Secret};
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -65,6 +70,10 @@ pub struct HttpPolicy {
     pub retry: RetryPolicy,
     /// Circuit breaker per origin.
     pub breaker: BreakerPolicy,
+    /// Credentials the host adds, per origin.
+    pub auth: Vec<OriginAuth>,
+    /// Secret values the credentials are filled in from.
+    pub secrets: HashMap<String, Secret>,
     /// Rate-limit budgets, breakers and counters, shared by every clone of this policy.
     states: Arc<OriginStates>,
 }
@@ -80,6 +89,8 @@ impl Default for HttpPolicy {
             rate_limit: None,
             retry: RetryPolicy::default(),
             breaker: BreakerPolicy::default(),
+            auth: Vec::new(),
+            secrets: HashMap::new(),
             states: Arc::default(),
         }
     }
@@ -97,6 +108,8 @@ pub(crate) struct HttpSpec {
     rate_limit: Option<RateLimit>,
     retry: Option<RetryPolicy>,
     breaker: Option<BreakerPolicy>,
+    #[serde(default)]
+    auth: Vec<AuthSpec>,
 }
 
 impl HttpPolicy {
@@ -121,6 +134,22 @@ impl HttpPolicy {
                 ));
             }
             policy.rate_limit = Some(limit);
+        }
+        for entry in spec.auth {
+            let auth = OriginAuth::from_spec(entry)?;
+            if !policy.origins.contains(auth.origin()) {
+                return Err(Error::InvalidGrant(format!(
+                    "auth for {} names an origin this grant does not allow; add it to `origins`",
+                    auth.origin()
+                )));
+            }
+            if policy.auth.iter().any(|a| a.origin() == auth.origin()) {
+                return Err(Error::InvalidGrant(format!(
+                    "two auth entries for {}",
+                    auth.origin()
+                )));
+            }
+            policy.auth.push(auth);
         }
         policy.retry = spec.retry.unwrap_or_default();
         policy.breaker = spec.breaker.unwrap_or_default();
@@ -182,6 +211,41 @@ impl HttpPolicy {
         })
     }
 
+    /// Check that every secret the auth entries name was provided.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the missing secret (never a value).
+    pub fn check_secrets(&self) -> Result<(), Error> {
+        for auth in &self.auth {
+            for name in auth.secret_names() {
+                if !self.secrets.contains_key(name) {
+                    return Err(Error::InvalidGrant(format!(
+                        "auth for {} needs the secret `{name}`, which was not provided (CLI: --secret {name}=VALUE)",
+                        auth.origin()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The auth entry for a request URI, if any.
+    fn auth_for(&self, uri: &http::Uri) -> Option<&OriginAuth> {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri
+            .host()
+            .unwrap_or("")
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "http" { 80 } else { 443 });
+        self.auth
+            .iter()
+            .find(|a| a.origin().matches(scheme, host, port))
+    }
+
     /// Counters per origin: requests, retries, throttled waits, breaker
     /// opens and rejections, failures, bytes. Shared by every session of the grant.
     pub fn counters(&self) -> Vec<(String, CounterSnapshot)> {
@@ -206,6 +270,8 @@ impl HttpPolicy {
         } else {
             (Some(body), None)
         };
+        let auth = self.auth_for(&parts.uri);
+        let mut refreshed = false;
         let mut delayed = Duration::ZERO;
         let mut attempt = 0;
         loop {
@@ -238,11 +304,26 @@ impl HttpPolicy {
                     )))
                 }
             };
-            let request = rebuild(&parts, body)?;
+            let mut request = rebuild(&parts, body)?;
+            if let Some(auth) = auth {
+                auth.apply(&mut request, &self.secrets, options).await?;
+            }
             let can_retry = retryable && attempt < self.retry.max_attempts;
             match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
                 Ok((response, io)) => {
                     let status = response.status().as_u16();
+                    if status == 401 && !refreshed {
+                        if let Some(auth) = auth.filter(|a| a.refreshes_on_401()) {
+                            // The token may have been revoked or expired early: refresh it
+                            // once, and send again when the body can be sent again.
+                            auth.invalidate();
+                            refreshed = true;
+                            if kept.is_some() {
+                                drop(response);
+                                continue;
+                            }
+                        }
+                    }
                     state.record(status < 500, &self.breaker);
                     if can_retry && retryable_status(status) {
                         let hinted = response
