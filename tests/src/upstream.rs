@@ -13,6 +13,13 @@
 //! `/auth/query` (`api_key=k3y-v4lue`), `/auth/jwt` (HS256 signed with
 //! `jwt-signing-key`, unexpired), `/auth/oauth` (the latest token issued by
 //! `/token` to client `app` with secret `cl1ent-secret`, unless revoked).
+//!
+//! A small API: `/api/items` lists 25 items `{"id", "name", "status"}` as
+//! `{"data": [...], "next": token|null}`, paged by `offset`+`limit`,
+//! `page`+`per_page` (1-based), `cursor`+`limit` (token also in
+//! `X-Next-Cursor`) or `after`+`limit` (with a `Link: rel="next"` header),
+//! filtered by `status`; `POST /api/items` echoes the item with `"created":
+//! true`; `/api/err/CODE` answers CODE (429 with `Retry-After: 7`).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -283,6 +290,28 @@ async fn route(
             });
             full(200, reply.to_string().into_bytes())
         }
+        "/api/items" if req.method() == hyper::Method::POST => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let mut item: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            item["created"] = serde_json::json!(true);
+            full(201, item.to_string().into_bytes())
+        }
+        "/api/items" => items_page(&req),
+        path if path.starts_with("/api/err/") => {
+            let code: u16 = path["/api/err/".len()..].parse().unwrap_or(500);
+            let mut response = full(code, b"bad thing happened".to_vec());
+            if code == 429 {
+                response
+                    .headers_mut()
+                    .insert("retry-after", "7".parse().expect("header"));
+            }
+            response
+        }
         "/flaky" => {
             let fail: u32 = query(&req, "fail")
                 .and_then(|n| n.parse().ok())
@@ -305,6 +334,44 @@ async fn route(
         }
         _ => full(404, b"no such route".to_vec()),
     })
+}
+
+/// One page of `/api/items`.
+fn items_page(req: &Request<Incoming>) -> Response<Body> {
+    let number = |key: &str| query(req, key).and_then(|v| v.parse::<usize>().ok());
+    let status = query(req, "status");
+    let items: Vec<serde_json::Value> = (1..=25)
+        .map(|i| serde_json::json!({ "id": i, "name": format!("item-{i}"), "status": if i % 2 == 0 { "even" } else { "odd" } }))
+        .filter(|item| status.as_deref().is_none_or(|s| item["status"] == s))
+        .collect();
+    let limit = number("limit").or_else(|| number("per_page")).unwrap_or(10);
+    let start = number("offset")
+        .or_else(|| number("page").map(|p| p.saturating_sub(1) * limit))
+        .or_else(|| {
+            query(req, "cursor").and_then(|c| c.strip_prefix('c').and_then(|n| n.parse().ok()))
+        })
+        .or_else(|| number("after"))
+        .unwrap_or(0);
+    let page: Vec<_> = items.iter().skip(start).take(limit).cloned().collect();
+    let end = start + page.len();
+    let more = end < items.len();
+    let next = more.then(|| format!("c{end}"));
+    let body = serde_json::json!({ "data": page, "next": next });
+    let mut response = Response::builder().status(200);
+    if more {
+        let host = req
+            .headers()
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let status_param = status.map(|s| format!("&status={s}")).unwrap_or_default();
+        response = response
+            .header("x-next-cursor", format!("c{end}"))
+            .header("link", format!("<http://{host}/api/items?after={end}&limit={limit}{status_param}>; rel=\"next\", <http://{host}/api/items>; rel=\"first\""));
+    }
+    response
+        .body(Full::new(Bytes::from(body.to_string())).boxed())
+        .expect("response")
 }
 
 /// `remaining` bytes in 8 KiB chunks, with no declared length.

@@ -8,3 +8,4 @@ mod hostile;
 mod http;
 mod loading;
 mod postgres;
+mod rest;

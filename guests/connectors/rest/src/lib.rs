@@ -1,0 +1,466 @@
+//! The `rest` connector: JSON APIs described by config.
+//!
+//! Each resource names a path, the JSON pointer of its records, an id field,
+//! a pagination strategy (offset/limit, page/per_page, cursor from a JSON
+//! pointer or a header, RFC 8288 `Link: rel="next"`) and which filters map to
+//! which query parameters. An unmapped filter is `unsupported`, never
+//! silently ignored. Rate limits, retries, breakers and credentials are the
+//! host's business (the http grant); this connector only understands the API.
+
+mod page;
+
+use std::collections::BTreeMap;
+
+use page::{Pagination, Position};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sluice_sdk::{
+    config, http, query, Batch, Capabilities, Connector, ConnectorError, Descriptor,
+    ExecuteRequest, ExecuteResponse, FetchRequest, FetchResponse, FilterOp, Record, RecordBuilder,
+    RecordStream, ResourceInfo, Result, Session,
+};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// `scheme://host[:port][/prefix]`, no trailing slash needed.
+    base_url: String,
+    /// Headers sent with every request.
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    /// Resources by name.
+    resources: BTreeMap<String, Resource>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resource {
+    /// Path below `base_url`, e.g. `/v1/users`.
+    path: String,
+    /// HTTP method of reads. Default GET.
+    #[serde(default = "default_method")]
+    method: String,
+    /// JSON pointer of the record array in a response (`""` = the body itself).
+    #[serde(default)]
+    records_path: String,
+    /// Field holding each record's id.
+    id_field: Option<String>,
+    /// How pages are walked.
+    #[serde(default)]
+    pagination: Pagination,
+    /// Record field → query parameter, for `eq` filters.
+    #[serde(default)]
+    filters: BTreeMap<String, String>,
+    /// Query parameter taking the comma-separated field selection, if the API has one.
+    fields_param: Option<String>,
+}
+
+fn default_method() -> String {
+    "GET".into()
+}
+
+struct Rest;
+
+struct RestSession {
+    config: Config,
+}
+
+impl Connector for Rest {
+    type Session = RestSession;
+
+    fn describe() -> Descriptor {
+        sluice_sdk::descriptor(
+            "rest",
+            env!("CARGO_PKG_VERSION"),
+            "JSON REST APIs: configured resources, pagination and filter mapping",
+        )
+        .config_schema(json!({
+            "type": "object",
+            "required": ["base_url", "resources"],
+            "additionalProperties": false,
+            "properties": {
+                "base_url": { "type": "string" },
+                "headers": { "type": "object", "additionalProperties": { "type": "string" } },
+                "resources": { "type": "object", "additionalProperties": {
+                    "type": "object",
+                    "required": ["path"],
+                    "properties": {
+                        "path": { "type": "string" },
+                        "method": { "type": "string", "default": "GET" },
+                        "records_path": { "type": "string", "description": "JSON pointer" },
+                        "id_field": { "type": "string" },
+                        "pagination": { "type": "object", "properties": { "type": { "enum": ["none", "offset", "page", "cursor", "link"] } } },
+                        "filters": { "type": "object", "additionalProperties": { "type": "string" } },
+                        "fields_param": { "type": "string" }
+                    }
+                } }
+            }
+        }))
+        .capabilities(Capabilities {
+            streaming: true,
+            pagination: true,
+            filtering: true,
+            sorting: false,
+            aggregation: false,
+            transactions: false,
+            max_page_size: None,
+        })
+        .build()
+    }
+
+    fn open(config_json: &str) -> Result<RestSession> {
+        let config: Config = config::parse(config_json)?;
+        if !config.base_url.starts_with("http://") && !config.base_url.starts_with("https://") {
+            return Err(ConnectorError::InvalidConfig(
+                "field `base_url`: must start with http:// or https://".into(),
+            ));
+        }
+        for (name, resource) in &config.resources {
+            if !resource.records_path.is_empty() && !resource.records_path.starts_with('/') {
+                return Err(ConnectorError::InvalidConfig(format!(
+                    "field `resources.{name}.records_path`: a JSON pointer starts with `/`"
+                )));
+            }
+        }
+        Ok(RestSession { config })
+    }
+}
+
+/// Percent-encode a query component.
+pub(crate) fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Add `params` to `url`.
+pub(crate) fn with_query(url: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return url.to_string();
+    }
+    let joined: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", joined.join("&"))
+}
+
+/// Turn an upstream error status into a typed error.
+fn upstream_error(res: &http::Response) -> ConnectorError {
+    let mut message = String::from_utf8_lossy(&res.body).trim().to_string();
+    if message.len() > 300 {
+        let mut end = 300;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    match res.status {
+        400 | 422 => {
+            ConnectorError::InvalidRequest(format!("upstream said {}: {message}", res.status))
+        }
+        401 | 403 => ConnectorError::Denied(format!(
+            "upstream refused the credentials ({}): {message}",
+            res.status
+        )),
+        404 => ConnectorError::NotFound(format!("upstream: {message}")),
+        429 => ConnectorError::RateLimited(
+            res.header("retry-after")
+                .and_then(|v| v.trim().parse().ok()),
+        ),
+        500..=599 => {
+            ConnectorError::Unavailable(format!("upstream failed ({}): {message}", res.status))
+        }
+        other => {
+            ConnectorError::Unavailable(format!("unexpected upstream status {other}: {message}"))
+        }
+    }
+}
+
+impl RestSession {
+    fn resource(&self, name: &str) -> Result<&Resource> {
+        self.config.resources.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.config.resources.keys().map(String::as_str).collect();
+            ConnectorError::NotFound(format!(
+                "no resource `{name}` (configured: {})",
+                known.join(", ")
+            ))
+        })
+    }
+
+    fn headers(&self) -> Vec<(&str, &str)> {
+        let mut headers: Vec<(&str, &str)> = self
+            .config
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        if !self
+            .config
+            .headers
+            .keys()
+            .any(|k| k.eq_ignore_ascii_case("accept"))
+        {
+            headers.push(("accept", "application/json"));
+        }
+        headers
+    }
+
+    fn send(&self, method: &str, url: &str, body: Option<&[u8]>) -> Result<http::Response> {
+        let mut headers = self.headers();
+        if body.is_some() {
+            headers.push(("content-type", "application/json"));
+        }
+        let res = http::request(method, url, &headers, body)?;
+        if (200..300).contains(&res.status) {
+            Ok(res)
+        } else {
+            Err(upstream_error(&res))
+        }
+    }
+
+    /// Query parameters for the request's filters and fields.
+    fn request_params(resource: &Resource, req: &FetchRequest) -> Result<Vec<(String, String)>> {
+        let mut params = Vec::new();
+        for filter in &req.filters {
+            let Some(param) = resource.filters.get(&filter.field) else {
+                return Err(ConnectorError::Unsupported(format!(
+                    "filter on `{}`: no query parameter is configured for it (resource `filters`)",
+                    filter.field
+                )));
+            };
+            if filter.op != FilterOp::Eq {
+                return Err(ConnectorError::Unsupported(format!(
+                    "filter on `{}`: the API takes equality only",
+                    filter.field
+                )));
+            }
+            let value: Value = serde_json::from_str(&filter.value).map_err(|e| {
+                ConnectorError::InvalidRequest(format!(
+                    "filter on `{}`: value is not JSON ({e})",
+                    filter.field
+                ))
+            })?;
+            let text = match value {
+                Value::String(s) => s,
+                other => other.to_string(),
+            };
+            params.push((param.clone(), text));
+        }
+        if let (Some(param), false) = (&resource.fields_param, req.fields.is_empty()) {
+            params.push((param.clone(), req.fields.join(",")));
+        }
+        if !req.sort.is_empty() {
+            return Err(ConnectorError::Unsupported(
+                "sorting: the rest connector does not sort".into(),
+            ));
+        }
+        Ok(params)
+    }
+
+    /// Fetch one page at `position`; returns the records and the next position.
+    fn page(
+        &self,
+        resource: &Resource,
+        req: &FetchRequest,
+        position: &Position,
+        page_size: u32,
+    ) -> Result<(Vec<Record>, Option<Position>)> {
+        if *position == Position::End {
+            return Ok((Vec::new(), None));
+        }
+        let base = format!(
+            "{}{}",
+            self.config.base_url.trim_end_matches('/'),
+            resource.path
+        );
+        let mut params = Self::request_params(resource, req)?;
+        let url = match position {
+            Position::Url(url) => url.clone(),
+            other => {
+                params.extend(resource.pagination.params(other, page_size));
+                with_query(&base, &params)
+            }
+        };
+        let res = self.send(&resource.method, &url, None)?;
+        let body: Value = serde_json::from_slice(&res.body)
+            .map_err(|e| ConnectorError::Unavailable(format!("upstream sent invalid JSON: {e}")))?;
+        let items = body
+            .pointer(&resource.records_path)
+            .and_then(Value::as_array)
+            .ok_or_else(|| {
+                ConnectorError::Unavailable(format!(
+                    "no record array at `{}` in the upstream response",
+                    resource.records_path
+                ))
+            })?;
+        let records: Vec<Record> = items
+            .iter()
+            .map(|item| {
+                let mut builder = RecordBuilder::new(query::project(item.clone(), &req.fields));
+                if let Some(id) = resource.id_field.as_ref().and_then(|f| item.get(f)) {
+                    builder = builder.id(match id {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    });
+                }
+                builder.build()
+            })
+            .collect();
+        let next = resource
+            .pagination
+            .next(position, items.len(), page_size, &body, &res)?;
+        Ok((records, next))
+    }
+}
+
+impl Session for RestSession {
+    fn discover(&self) -> Result<Vec<ResourceInfo>> {
+        Ok(self
+            .config
+            .resources
+            .keys()
+            .map(|name| ResourceInfo {
+                name: name.clone(),
+                schema: None,
+            })
+            .collect())
+    }
+
+    fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
+        let resource = self.resource(&req.resource)?;
+        let page_size = req
+            .pagination
+            .as_ref()
+            .map_or(resource.pagination.default_page_size(), |p| p.page_size);
+        let position = match req.pagination.as_ref() {
+            Some(p) if p.cursor.is_some() => {
+                Position::decode(p.cursor.as_deref().unwrap_or_default())?
+            }
+            Some(p) if p.offset.is_some() => resource
+                .pagination
+                .at_offset(p.offset.unwrap_or(0), page_size)?,
+            _ => Position::Start,
+        };
+        let (records, next) = self.page(resource, &req, &position, page_size)?;
+        Ok(FetchResponse {
+            records,
+            total_count: None,
+            next_cursor: next.map(|n| n.encode()),
+        })
+    }
+
+    fn stream(
+        &self,
+        req: FetchRequest,
+        checkpoint: Option<String>,
+    ) -> Result<Box<dyn RecordStream>> {
+        let resource = self.resource(&req.resource)?.clone();
+        Self::request_params(&resource, &req)?;
+        let position = match checkpoint {
+            Some(text) => Some(Position::decode(&text)?),
+            None => Some(Position::Start),
+        };
+        Ok(Box::new(RestStream {
+            session: RestSession {
+                config: self.config.clone(),
+            },
+            page_size: resource.pagination.default_page_size(),
+            resource,
+            req,
+            position,
+        }))
+    }
+
+    fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
+        let resource = self.resource(&req.resource)?;
+        let method = req.operation.to_ascii_uppercase();
+        if !matches!(method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE") {
+            return Err(ConnectorError::Unsupported(format!(
+                "operation `{}`; use post, put, patch or delete",
+                req.operation
+            )));
+        }
+        let base = format!(
+            "{}{}",
+            self.config.base_url.trim_end_matches('/'),
+            resource.path
+        );
+        let mut records = Vec::new();
+        for (i, record) in req.records.iter().enumerate() {
+            let data: Value = serde_json::from_str(&record.data).map_err(|e| {
+                ConnectorError::InvalidRequest(format!("record {i}: not JSON ({e})"))
+            })?;
+            let url = if method == "POST" {
+                base.clone()
+            } else {
+                let id = record
+                    .id
+                    .clone()
+                    .or_else(|| {
+                        resource
+                            .id_field
+                            .as_ref()
+                            .and_then(|f| data.get(f))
+                            .map(|v| match v {
+                                Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            })
+                    })
+                    .ok_or_else(|| {
+                        ConnectorError::InvalidRequest(format!("record {i}: no id for {method}"))
+                    })?;
+                format!("{base}/{}", encode(&id))
+            };
+            let body = (method != "DELETE").then(|| data.to_string());
+            let res = self.send(&method, &url, body.as_deref().map(str::as_bytes))?;
+            if let Ok(value) = serde_json::from_slice::<Value>(&res.body) {
+                records.push(RecordBuilder::new(value).build());
+            }
+        }
+        Ok(ExecuteResponse {
+            affected: req.records.len() as u64,
+            records,
+        })
+    }
+}
+
+/// Walks pages lazily: one batch per page, the next page's position as checkpoint.
+struct RestStream {
+    session: RestSession,
+    resource: Resource,
+    req: FetchRequest,
+    page_size: u32,
+    position: Option<Position>,
+}
+
+impl RecordStream for RestStream {
+    fn next(&mut self, _max: u32) -> Result<Option<Batch>> {
+        let Some(position) = self.position.take() else {
+            return Ok(None);
+        };
+        let (records, next) =
+            self.session
+                .page(&self.resource, &self.req, &position, self.page_size)?;
+        let checkpoint = next
+            .as_ref()
+            .map_or_else(|| Position::End.encode(), Position::encode);
+        self.position = next;
+        if records.is_empty() && self.position.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Batch {
+            records,
+            checkpoint: Some(checkpoint),
+        }))
+    }
+}
+
+sluice_sdk::export_connector!(Rest);
