@@ -20,6 +20,11 @@
 //! `X-Next-Cursor`) or `after`+`limit` (with a `Link: rel="next"` header),
 //! filtered by `status`; `POST /api/items` echoes the item with `"created":
 //! true`; `/api/err/CODE` answers CODE (429 with `Retry-After: 7`).
+//!
+//! `POST /graphql` fakes a GraphQL server by looking at the document: `items`
+//! is a Relay connection over the same 25 items (`first`, `after`, `status`),
+//! `list` takes `offset`/`limit`, a `mutation` echoes `$input` with `id: 100`,
+//! `boom` answers an `errors` array, `secret` a FORBIDDEN error.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -302,6 +307,16 @@ async fn route(
             full(201, item.to_string().into_bytes())
         }
         "/api/items" => items_page(&req),
+        "/graphql" => {
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            full(200, graphql(&request).to_string().into_bytes())
+        }
         path if path.starts_with("/api/err/") => {
             let code: u16 = path["/api/err/".len()..].parse().unwrap_or(500);
             let mut response = full(code, b"bad thing happened".to_vec());
@@ -334,6 +349,52 @@ async fn route(
         }
         _ => full(404, b"no such route".to_vec()),
     })
+}
+
+/// The fake GraphQL server's answer.
+fn graphql(request: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let document = request["query"].as_str().unwrap_or("");
+    let vars = &request["variables"];
+    if document.contains("boom") {
+        return json!({ "data": null, "errors": [{ "message": "Cannot query field `boom`" }, { "message": "second problem" }] });
+    }
+    if document.contains("secret") {
+        return json!({ "errors": [{ "message": "not allowed", "extensions": { "code": "FORBIDDEN" } }] });
+    }
+    if document.trim_start().starts_with("mutation") {
+        let mut item = vars["input"].clone();
+        item["id"] = json!(100);
+        return json!({ "data": { "createItem": item } });
+    }
+    let items: Vec<serde_json::Value> = (1..=25)
+        .map(|i| json!({ "id": i, "name": format!("item-{i}"), "status": if i % 2 == 0 { "even" } else { "odd" } }))
+        .filter(|item| vars["status"].as_str().is_none_or(|s| item["status"] == s))
+        .collect();
+    if document.contains("list") {
+        let offset = vars["offset"].as_u64().unwrap_or(0) as usize;
+        let limit = vars["limit"].as_u64().unwrap_or(10) as usize;
+        let page: Vec<_> = items.iter().skip(offset).take(limit).cloned().collect();
+        return json!({ "data": { "list": page } });
+    }
+    let first = vars["first"].as_u64().unwrap_or(10) as usize;
+    let start = vars["after"]
+        .as_str()
+        .and_then(|c| c.strip_prefix("cursor-"))
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or(0);
+    let edges: Vec<_> = items
+        .iter()
+        .enumerate()
+        .skip(start)
+        .take(first)
+        .map(|(i, node)| json!({ "node": node, "cursor": format!("cursor-{}", i + 1) }))
+        .collect();
+    let end = start + edges.len();
+    json!({ "data": { "items": {
+        "edges": edges,
+        "pageInfo": { "hasNextPage": end < items.len(), "endCursor": format!("cursor-{end}") }
+    } } })
 }
 
 /// One page of `/api/items`.

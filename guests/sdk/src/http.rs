@@ -22,6 +22,49 @@ pub struct Response {
 }
 
 impl Response {
+    /// This response when its status is 2xx, else the typed error for the status:
+    /// 400/422 `invalid-request` with the upstream message (truncated), 401/403
+    /// `denied`, 404 `not-found`, 429 `rate-limited` with `Retry-After` seconds,
+    /// 5xx (and anything else) `unavailable`.
+    ///
+    /// # Errors
+    ///
+    /// As above.
+    pub fn error_for_status(self) -> Result<Self> {
+        if (200..300).contains(&self.status) {
+            return Ok(self);
+        }
+        let mut message = String::from_utf8_lossy(&self.body).trim().to_string();
+        if message.len() > 300 {
+            let mut end = 300;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push('…');
+        }
+        Err(match self.status {
+            400 | 422 => {
+                ConnectorError::InvalidRequest(format!("upstream said {}: {message}", self.status))
+            }
+            401 | 403 => ConnectorError::Denied(format!(
+                "upstream refused the credentials ({}): {message}",
+                self.status
+            )),
+            404 => ConnectorError::NotFound(format!("upstream: {message}")),
+            429 => ConnectorError::RateLimited(
+                self.header("retry-after")
+                    .and_then(|v| v.trim().parse().ok()),
+            ),
+            500..=599 => {
+                ConnectorError::Unavailable(format!("upstream failed ({}): {message}", self.status))
+            }
+            other => ConnectorError::Unavailable(format!(
+                "unexpected upstream status {other}: {message}"
+            )),
+        })
+    }
+
     /// The first value of header `name` (case-insensitive), as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -29,6 +72,31 @@ impl Response {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
+}
+
+/// Percent-encode a URL query component.
+pub fn encode_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// `url` with `params` appended as a query string.
+pub fn with_query(url: &str, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        return url.to_string();
+    }
+    let joined: Vec<String> = params
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+        .collect();
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{}", joined.join("&"))
 }
 
 /// `GET url`.

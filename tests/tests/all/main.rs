@@ -4,6 +4,7 @@ mod capabilities;
 mod cli;
 mod embedding;
 mod file_connector;
+mod graphql;
 mod hostile;
 mod http;
 mod loading;

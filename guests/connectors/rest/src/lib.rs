@@ -126,64 +126,6 @@ impl Connector for Rest {
     }
 }
 
-/// Percent-encode a query component.
-pub(crate) fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
-/// Add `params` to `url`.
-pub(crate) fn with_query(url: &str, params: &[(String, String)]) -> String {
-    if params.is_empty() {
-        return url.to_string();
-    }
-    let joined: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{}", joined.join("&"))
-}
-
-/// Turn an upstream error status into a typed error.
-fn upstream_error(res: &http::Response) -> ConnectorError {
-    let mut message = String::from_utf8_lossy(&res.body).trim().to_string();
-    if message.len() > 300 {
-        let mut end = 300;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push('…');
-    }
-    match res.status {
-        400 | 422 => {
-            ConnectorError::InvalidRequest(format!("upstream said {}: {message}", res.status))
-        }
-        401 | 403 => ConnectorError::Denied(format!(
-            "upstream refused the credentials ({}): {message}",
-            res.status
-        )),
-        404 => ConnectorError::NotFound(format!("upstream: {message}")),
-        429 => ConnectorError::RateLimited(
-            res.header("retry-after")
-                .and_then(|v| v.trim().parse().ok()),
-        ),
-        500..=599 => {
-            ConnectorError::Unavailable(format!("upstream failed ({}): {message}", res.status))
-        }
-        other => {
-            ConnectorError::Unavailable(format!("unexpected upstream status {other}: {message}"))
-        }
-    }
-}
-
 impl RestSession {
     fn resource(&self, name: &str) -> Result<&Resource> {
         self.config.resources.get(name).ok_or_else(|| {
@@ -218,12 +160,7 @@ impl RestSession {
         if body.is_some() {
             headers.push(("content-type", "application/json"));
         }
-        let res = http::request(method, url, &headers, body)?;
-        if (200..300).contains(&res.status) {
-            Ok(res)
-        } else {
-            Err(upstream_error(&res))
-        }
+        http::request(method, url, &headers, body)?.error_for_status()
     }
 
     /// Query parameters for the request's filters and fields.
@@ -286,7 +223,7 @@ impl RestSession {
             Position::Url(url) => url.clone(),
             other => {
                 params.extend(resource.pagination.params(other, page_size));
-                with_query(&base, &params)
+                http::with_query(&base, &params)
             }
         };
         let res = self.send(&resource.method, &url, None)?;
@@ -417,7 +354,7 @@ impl Session for RestSession {
                     .ok_or_else(|| {
                         ConnectorError::InvalidRequest(format!("record {i}: no id for {method}"))
                     })?;
-                format!("{base}/{}", encode(&id))
+                format!("{base}/{}", http::encode_component(&id))
             };
             let body = (method != "DELETE").then(|| data.to_string());
             let res = self.send(&method, &url, body.as_deref().map(str::as_bytes))?;
