@@ -326,3 +326,58 @@ pub fn apply(
         next_cursor,
     })
 }
+
+/// A JSON value as plain text: strings unquoted, anything else as JSON.
+pub fn value_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// For APIs that take filters as named parameters: each filter's target name
+/// (from `mapping`, record field → parameter) and its value.
+///
+/// # Errors
+///
+/// `unsupported` for a field without a mapping or an operator other than
+/// `eq` (a filter is never silently ignored); `invalid-request` for a value
+/// that is not JSON.
+pub fn mapped_equalities(
+    filters: &[Filter],
+    mapping: &std::collections::BTreeMap<String, String>,
+) -> Result<Vec<(String, Value)>> {
+    filters
+        .iter()
+        .map(|filter| {
+            let target = mapping.get(&filter.field).ok_or_else(|| {
+                ConnectorError::Unsupported(format!(
+                    "filter on `{}`: nothing is configured to receive it (resource `filters`)",
+                    filter.field
+                ))
+            })?;
+            if filter.op != FilterOp::Eq {
+                return Err(ConnectorError::Unsupported(format!(
+                    "filter on `{}`: the API takes equality only",
+                    filter.field
+                )));
+            }
+            let value = serde_json::from_str(&filter.value).map_err(|e| {
+                ConnectorError::InvalidRequest(format!(
+                    "filter on `{}`: value is not JSON ({e})",
+                    filter.field
+                ))
+            })?;
+            Ok((target.clone(), value))
+        })
+        .collect()
+}
+
+/// A record from an API item: `fields` kept, id read from `id_field`.
+pub fn api_record(item: &Value, fields: &[String], id_field: Option<&str>) -> crate::Record {
+    let mut builder = RecordBuilder::new(project(item.clone(), fields));
+    if let Some(id) = id_field.and_then(|f| item.get(f)) {
+        builder = builder.id(value_text(id));
+    }
+    builder.build()
+}

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sluice_sdk::{
     config, http, query, Batch, Capabilities, Connector, ConnectorError, Descriptor,
-    ExecuteRequest, ExecuteResponse, FetchRequest, FetchResponse, FilterOp, Record, RecordBuilder,
+    ExecuteRequest, ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder,
     RecordStream, ResourceInfo, Result, Session,
 };
 
@@ -268,27 +268,7 @@ impl GraphQlSession {
 
     fn variables(resource: &Resource, req: &FetchRequest) -> Result<Map<String, Value>> {
         let mut variables = resource.variables.clone();
-        for filter in &req.filters {
-            let Some(var) = resource.filters.get(&filter.field) else {
-                return Err(ConnectorError::Unsupported(format!(
-                    "filter on `{}`: no variable is configured for it (resource `filters`)",
-                    filter.field
-                )));
-            };
-            if filter.op != FilterOp::Eq {
-                return Err(ConnectorError::Unsupported(format!(
-                    "filter on `{}`: only equality maps to a variable",
-                    filter.field
-                )));
-            }
-            let value: Value = serde_json::from_str(&filter.value).map_err(|e| {
-                ConnectorError::InvalidRequest(format!(
-                    "filter on `{}`: value is not JSON ({e})",
-                    filter.field
-                ))
-            })?;
-            variables.insert(var.clone(), value);
-        }
+        variables.extend(query::mapped_equalities(&req.filters, &resource.filters)?);
         if !req.sort.is_empty() {
             return Err(ConnectorError::Unsupported(
                 "sorting: the graphql connector does not sort".into(),
@@ -350,18 +330,8 @@ impl GraphQlSession {
         let records = items
             .iter()
             .map(|item| {
-                let node = item
-                    .pointer(&resource.node_path)
-                    .cloned()
-                    .unwrap_or(Value::Null);
-                let mut builder = RecordBuilder::new(query::project(node.clone(), &req.fields));
-                if let Some(id) = resource.id_field.as_ref().and_then(|f| node.get(f)) {
-                    builder = builder.id(match id {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    });
-                }
-                builder.build()
+                let node = item.pointer(&resource.node_path).unwrap_or(&Value::Null);
+                query::api_record(node, &req.fields, resource.id_field.as_deref())
             })
             .collect();
         let next = match &resource.pagination {

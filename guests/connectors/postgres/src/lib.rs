@@ -173,10 +173,7 @@ impl Shaper {
             let id: Vec<String> = self
                 .key_positions
                 .iter()
-                .map(|&i| match &values[i] {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
+                .map(|&i| sluice_sdk::query::value_text(&values[i]))
                 .collect();
             builder = builder.id(id.join(","));
         }

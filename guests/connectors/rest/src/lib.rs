@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_sdk::{
     config, http, query, Batch, Capabilities, Connector, ConnectorError, Descriptor,
-    ExecuteRequest, ExecuteResponse, FetchRequest, FetchResponse, FilterOp, Record, RecordBuilder,
+    ExecuteRequest, ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder,
     RecordStream, ResourceInfo, Result, Session,
 };
 
@@ -165,32 +165,11 @@ impl RestSession {
 
     /// Query parameters for the request's filters and fields.
     fn request_params(resource: &Resource, req: &FetchRequest) -> Result<Vec<(String, String)>> {
-        let mut params = Vec::new();
-        for filter in &req.filters {
-            let Some(param) = resource.filters.get(&filter.field) else {
-                return Err(ConnectorError::Unsupported(format!(
-                    "filter on `{}`: no query parameter is configured for it (resource `filters`)",
-                    filter.field
-                )));
-            };
-            if filter.op != FilterOp::Eq {
-                return Err(ConnectorError::Unsupported(format!(
-                    "filter on `{}`: the API takes equality only",
-                    filter.field
-                )));
-            }
-            let value: Value = serde_json::from_str(&filter.value).map_err(|e| {
-                ConnectorError::InvalidRequest(format!(
-                    "filter on `{}`: value is not JSON ({e})",
-                    filter.field
-                ))
-            })?;
-            let text = match value {
-                Value::String(s) => s,
-                other => other.to_string(),
-            };
-            params.push((param.clone(), text));
-        }
+        let mut params: Vec<(String, String)> =
+            query::mapped_equalities(&req.filters, &resource.filters)?
+                .into_iter()
+                .map(|(param, value)| (param, query::value_text(&value)))
+                .collect();
         if let (Some(param), false) = (&resource.fields_param, req.fields.is_empty()) {
             params.push((param.clone(), req.fields.join(",")));
         }
@@ -240,16 +219,7 @@ impl RestSession {
             })?;
         let records: Vec<Record> = items
             .iter()
-            .map(|item| {
-                let mut builder = RecordBuilder::new(query::project(item.clone(), &req.fields));
-                if let Some(id) = resource.id_field.as_ref().and_then(|f| item.get(f)) {
-                    builder = builder.id(match id {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    });
-                }
-                builder.build()
-            })
+            .map(|item| query::api_record(item, &req.fields, resource.id_field.as_deref()))
             .collect();
         let next = resource
             .pagination
@@ -346,10 +316,7 @@ impl Session for RestSession {
                             .id_field
                             .as_ref()
                             .and_then(|f| data.get(f))
-                            .map(|v| match v {
-                                Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            })
+                            .map(query::value_text)
                     })
                     .ok_or_else(|| {
                         ConnectorError::InvalidRequest(format!("record {i}: no id for {method}"))
