@@ -52,6 +52,7 @@ mod error;
 mod limits;
 pub mod policy;
 mod request;
+pub mod server;
 mod session;
 mod state;
 

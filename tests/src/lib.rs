@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: guest artifacts, one shared
 //! runtime, temporary directories, the CLI binary and a test HTTP upstream.
 
+pub mod client;
 pub mod postgres;
 pub mod upstream;
 

@@ -36,6 +36,24 @@ enum Command {
     },
     /// Open a session with a config and grants, and run one operation.
     Run(Box<RunArgs>),
+    /// Serve the multi-tenant HTTP API (tenants, connector uploads, instances, invocations).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "sluice-data")]
+    data_dir: PathBuf,
+    /// Admin token (default: the stored one, or a new one printed once).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Largest connector upload, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    max_upload_mib: usize,
 }
 
 #[derive(Args)]
@@ -183,7 +201,31 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Describe { wasm } => describe(wasm).await,
         Command::Inspect { wasm } => inspect(wasm).await,
         Command::Run(args) => run(*args).await,
+        Command::Serve(args) => serve(args).await,
     }
+}
+
+async fn serve(args: ServeArgs) -> Result<()> {
+    let server = sluice::server::Server::bind(sluice::server::ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir.clone(),
+        admin_token: args.admin_token,
+        max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
+    })
+    .await?;
+    let addr = server.local_addr()?;
+    eprintln!(
+        "sluice: serving http://{addr} from {}",
+        args.data_dir.display()
+    );
+    if let Some(token) = &server.generated_admin_token {
+        eprintln!("sluice: generated admin token (shown once, stored hashed): {token}");
+    }
+    tokio::select! {
+        () = server.run() => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("sluice: shutting down"),
+    }
+    Ok(())
 }
 
 fn print_json(value: &Value) -> Result<()> {

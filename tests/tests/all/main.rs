@@ -10,3 +10,4 @@ mod http;
 mod loading;
 mod postgres;
 mod rest;
+mod server;

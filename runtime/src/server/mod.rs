@@ -1,0 +1,867 @@
+//! `sluice serve`: tenants upload connectors, configure instances and invoke
+//! them over HTTP; each tenant sees only its own objects.
+//!
+//! Isolation: every object key starts with its tenant id, so a lookup with
+//! another tenant's id finds nothing and answers 404 exactly like a missing
+//! object. Tokens are stored as SHA-256 hashes and shown once. Instance
+//! grants must fit the tenant's egress ceiling; file mounts live under the
+//! tenant's own file root; secrets are write-only.
+
+mod api_error;
+pub mod model;
+pub mod store;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+
+pub use api_error::ApiError;
+use model::{fit_grants, Ceiling, ConnectorMeta, Instance, Quotas, Tenant, TokenRecord};
+use store::{LocalStore, Store};
+
+use crate::{Connector, ExecuteRequest, FetchRequest, Grants, Limits, Runtime};
+
+/// Largest accepted upload by default.
+pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
+
+/// How a server is started.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory (the embedded store).
+    pub data_dir: PathBuf,
+    /// Admin token; generated and printed once when neither this nor a stored one exists.
+    pub admin_token: Option<String>,
+    /// Largest connector upload, bytes.
+    pub max_upload_bytes: usize,
+}
+
+type ResponseBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+/// Shared server state.
+struct State {
+    runtime: Runtime,
+    store: Arc<dyn Store>,
+    admin_hash: String,
+    files_root: PathBuf,
+    max_upload_bytes: usize,
+    connectors: Mutex<HashMap<String, Connector>>,
+    running: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    state: Arc<State>,
+    /// The admin token, when this start generated it (print it once).
+    pub generated_admin_token: Option<String>,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// A random token: 244 bits from the operating system's CSPRNG.
+fn new_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+fn new_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_string()
+}
+
+impl Server {
+    /// Open the data directory and bind the listener.
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::Io`] for the data directory or the address.
+    pub async fn bind(config: ServerConfig) -> Result<Self, crate::Error> {
+        let store: Arc<dyn Store> = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
+        let (admin_hash, generated) = match (&config.admin_token, store.get("admin", "token")?) {
+            (Some(token), _) => (sha256_hex(token.as_bytes()), None),
+            (None, Some(hash)) => (String::from_utf8_lossy(&hash).into_owned(), None),
+            (None, None) => {
+                let token = new_token();
+                let hash = sha256_hex(token.as_bytes());
+                store.put("admin", "token", hash.as_bytes())?;
+                (hash, Some(token))
+            }
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| crate::Error::Io {
+                    path: config.listen.to_string(),
+                    source,
+                })?;
+        let runtime = Runtime::new()?;
+        Ok(Self {
+            listener,
+            state: Arc::new(State {
+                runtime,
+                store,
+                admin_hash,
+                files_root: config.data_dir.join("files"),
+                max_upload_bytes: config.max_upload_bytes,
+                connectors: Mutex::default(),
+                running: Mutex::default(),
+            }),
+            generated_admin_token: generated,
+        })
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    ///
+    /// When the socket has no local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serve until the future is dropped.
+    pub async fn run(self) {
+        loop {
+            let Ok((stream, _)) = self.listener.accept().await else {
+                continue;
+            };
+            let state = Arc::clone(&self.state);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let state = Arc::clone(&state);
+                    async move { Ok::<_, Infallible>(handle(state, req).await) }
+                });
+                let io = hyper_util::rt::TokioIo::new(stream);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(io, service)
+                    .await;
+            });
+        }
+    }
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(value.to_string())).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn error_response(err: &ApiError) -> Response<ResponseBody> {
+    let mut response = Response::builder()
+        .status(err.status)
+        .header(http::header::CONTENT_TYPE, "application/json");
+    if err.status == StatusCode::TOO_MANY_REQUESTS {
+        response = response.header(http::header::RETRY_AFTER, "1");
+    }
+    response
+        .body(Full::new(err.body()).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+type Reply = Result<Response<ResponseBody>, ApiError>;
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ResponseBody> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let result = route(&state, req).await;
+    match result {
+        Ok(response) => response,
+        Err(err) => {
+            if err.status.is_server_error() {
+                tracing::warn!(%method, path, code = err.code, "request failed: {}", err.message);
+            }
+            error_response(&err)
+        }
+    }
+}
+
+fn bearer(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+        .map(str::to_string)
+}
+
+async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    Limited::new(req.into_body(), limit)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {limit} bytes"),
+            )
+        })
+}
+
+async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
+    let body = read_body(req, 1 << 20).await?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+impl State {
+    fn load<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>, ApiError> {
+        match self.store.get(kind, key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    format!("corrupt {kind} `{key}`: {e}"),
+                )
+            }),
+        }
+    }
+
+    fn save<T: serde::Serialize>(&self, kind: &str, key: &str, value: &T) -> Result<(), ApiError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })?;
+        Ok(self.store.put(kind, key, &bytes)?)
+    }
+
+    fn is_admin(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| sha256_hex(t.as_bytes()) == self.admin_hash)
+    }
+
+    fn tenant_of(&self, token: Option<&str>) -> Result<Tenant, ApiError> {
+        let token = token.ok_or_else(ApiError::unauthorized)?;
+        let record: TokenRecord = self
+            .load("tokens", &sha256_hex(token.as_bytes()))?
+            .ok_or_else(ApiError::unauthorized)?;
+        self.load("tenants", &record.tenant)?
+            .ok_or_else(ApiError::unauthorized)
+    }
+
+    /// The compiled connector `id` of `tenant` (compiled on first use after a restart).
+    fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
+        if let Some(found) = self
+            .connectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+        {
+            if self
+                .store
+                .get("connectors", &format!("{tenant}/{id}"))?
+                .is_some()
+            {
+                return Ok(found.clone());
+            }
+        }
+        let bytes = self
+            .store
+            .get("components", &format!("{tenant}/{id}"))?
+            .ok_or_else(|| ApiError::not_found("connector", id))?;
+        let connector = self.runtime.load(&bytes)?;
+        self.connectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id.to_string(), connector.clone());
+        Ok(connector)
+    }
+
+    fn semaphore(&self, tenant: &Tenant) -> Arc<Semaphore> {
+        let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(running.entry(tenant.id.clone()).or_insert_with(|| {
+            Arc::new(Semaphore::new(tenant.quotas.max_concurrent.max(1) as usize))
+        }))
+    }
+}
+
+/// Path segments after the leading slash.
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_matches('/')
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
+    let path = req.uri().path().to_string();
+    let parts = segments(&path);
+    let method = req.method().clone();
+    match (method.clone(), parts.as_slice()) {
+        (Method::GET, ["healthz"]) => {
+            return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+        }
+        (Method::GET, ["readyz"]) => {
+            state.store.list("tenants", "")?;
+            return Ok(json_response(StatusCode::OK, &json!({ "status": "ready" })));
+        }
+        _ => {}
+    }
+    let token = bearer(&req);
+    if let ["v1", "tenants", rest @ ..] = parts.as_slice() {
+        if !state.is_admin(token.as_deref()) {
+            return Err(ApiError::unauthorized());
+        }
+        let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
+        return admin(state, method, &rest, req).await;
+    }
+    let tenant = state.tenant_of(token.as_deref())?;
+    let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
+    match (
+        method,
+        parts
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .as_slice(),
+    ) {
+        (Method::POST, ["v1", "connectors"]) => upload(state, &tenant, req).await,
+        (Method::GET, ["v1", "connectors"]) => {
+            list(state, "connectors", &tenant, |v: ConnectorMeta| json!(v))
+        }
+        (Method::GET, ["v1", "connectors", id]) => {
+            let meta: ConnectorMeta = state
+                .load("connectors", &format!("{}/{id}", tenant.id))?
+                .ok_or_else(|| ApiError::not_found("connector", id))?;
+            Ok(json_response(StatusCode::OK, &json!(meta)))
+        }
+        (Method::DELETE, ["v1", "connectors", id]) => delete_connector(state, &tenant, id),
+        (Method::POST, ["v1", "instances"]) => create_instance(state, &tenant, req).await,
+        (Method::GET, ["v1", "instances"]) => {
+            list(state, "instances", &tenant, |v: Instance| v.view())
+        }
+        (Method::GET, ["v1", "instances", id]) => Ok(json_response(
+            StatusCode::OK,
+            &instance(state, &tenant, id)?.view(),
+        )),
+        (Method::DELETE, ["v1", "instances", id]) => {
+            if !state
+                .store
+                .delete("instances", &format!("{}/{id}", tenant.id))?
+            {
+                return Err(ApiError::not_found("instance", id));
+            }
+            Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+        }
+        (Method::POST, ["v1", "instances", id, operation]) => {
+            invoke(state, &tenant, id, operation, req).await
+        }
+        (method, _) => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!("no route for {method} {path}"),
+        )),
+    }
+}
+
+fn list<T: DeserializeOwned>(
+    state: &State,
+    kind: &str,
+    tenant: &Tenant,
+    view: impl Fn(T) -> Value,
+) -> Reply {
+    let mut items = Vec::new();
+    for key in state.store.list(kind, &format!("{}/", tenant.id))? {
+        let id = key.rsplit('/').next().unwrap_or_default().to_string();
+        if let Some(item) = state.load::<T>(kind, &format!("{}/{id}", tenant.id))? {
+            items.push(view(item));
+        }
+    }
+    Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantSpec {
+    name: String,
+    #[serde(default)]
+    quotas: Quotas,
+    #[serde(default)]
+    ceiling: Ceiling,
+}
+
+async fn admin(
+    state: &Arc<State>,
+    method: Method,
+    rest: &[String],
+    req: Request<Incoming>,
+) -> Reply {
+    let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+    match (method, rest.as_slice()) {
+        (Method::POST, []) => {
+            let spec: TenantSpec = read_json(req).await?;
+            let tenant = Tenant {
+                id: new_id(),
+                name: spec.name,
+                quotas: spec.quotas,
+                ceiling: spec.ceiling,
+            };
+            state.save("tenants", &tenant.id, &tenant)?;
+            Ok(json_response(StatusCode::CREATED, &json!(tenant)))
+        }
+        (Method::GET, []) => {
+            let tenants: Vec<Tenant> = state
+                .store
+                .list("tenants", "")?
+                .iter()
+                .filter_map(|id| state.load("tenants", id).ok().flatten())
+                .collect();
+            Ok(json_response(StatusCode::OK, &json!({ "items": tenants })))
+        }
+        (Method::GET, [id]) => {
+            let tenant: Tenant = state
+                .load("tenants", id)?
+                .ok_or_else(|| ApiError::not_found("tenant", id))?;
+            Ok(json_response(StatusCode::OK, &json!(tenant)))
+        }
+        (Method::PUT, [id]) => {
+            let mut tenant: Tenant = state
+                .load("tenants", id)?
+                .ok_or_else(|| ApiError::not_found("tenant", id))?;
+            let spec: TenantSpec = read_json(req).await?;
+            tenant.name = spec.name;
+            tenant.quotas = spec.quotas;
+            tenant.ceiling = spec.ceiling;
+            state.save("tenants", id, &tenant)?;
+            state
+                .running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(*id);
+            Ok(json_response(StatusCode::OK, &json!(tenant)))
+        }
+        (Method::DELETE, [id]) => {
+            if !state.store.delete("tenants", id)? {
+                return Err(ApiError::not_found("tenant", id));
+            }
+            Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+        }
+        (Method::POST, [id, "tokens"]) => {
+            state
+                .load::<Tenant>("tenants", id)?
+                .ok_or_else(|| ApiError::not_found("tenant", id))?;
+            let token = new_token();
+            let record = TokenRecord {
+                id: new_id(),
+                tenant: id.to_string(),
+                hash: sha256_hex(token.as_bytes()),
+            };
+            state.save("tokens", &record.hash, &record)?;
+            state.save("token-ids", &format!("{id}/{}", record.id), &record)?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({ "id": record.id, "token": token }),
+            ))
+        }
+        (Method::DELETE, [id, "tokens", token_id]) => {
+            let record: TokenRecord = state
+                .load("token-ids", &format!("{id}/{token_id}"))?
+                .ok_or_else(|| ApiError::not_found("token", token_id))?;
+            state.store.delete("tokens", &record.hash)?;
+            state
+                .store
+                .delete("token-ids", &format!("{id}/{token_id}"))?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "revoked": token_id }),
+            ))
+        }
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            "no such admin route",
+        )),
+    }
+}
+
+async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
+    let bytes = read_body(req, state.max_upload_bytes).await?;
+    let connector = state.runtime.load(&bytes)?;
+    let id = connector.sha256().to_string();
+    let key = format!("{}/{id}", tenant.id);
+    if let Some(existing) = state.load::<ConnectorMeta>("connectors", &key)? {
+        return Ok(json_response(StatusCode::OK, &json!(existing)));
+    }
+    if state
+        .store
+        .list("connectors", &format!("{}/", tenant.id))?
+        .len()
+        >= tenant.quotas.max_connectors as usize
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            "the tenant's connector quota is used up",
+        ));
+    }
+    let descriptor = connector.describe().await?;
+    let meta = ConnectorMeta {
+        id: id.clone(),
+        name: descriptor.name,
+        version: descriptor.version,
+        description: descriptor.description,
+        config_schema: serde_json::from_str(&descriptor.config_schema).unwrap_or(Value::Null),
+        imports: connector.imports().to_vec(),
+        size: connector.size(),
+    };
+    state.store.put("components", &key, &bytes)?;
+    state.save("connectors", &key, &meta)?;
+    state
+        .connectors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, connector);
+    Ok(json_response(StatusCode::CREATED, &json!(meta)))
+}
+
+fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
+    let key = format!("{}/{id}", tenant.id);
+    if state.store.get("connectors", &key)?.is_none() {
+        return Err(ApiError::not_found("connector", id));
+    }
+    for instance_key in state.store.list("instances", &format!("{}/", tenant.id))? {
+        if let Some(instance) = state.load::<Instance>("instances", &instance_key)? {
+            if instance.connector == id {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "in_use",
+                    format!("connector `{id}` is used by instance `{}`", instance.id),
+                ));
+            }
+        }
+    }
+    state.store.delete("connectors", &key)?;
+    state.store.delete("components", &key)?;
+    Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InstanceSpec {
+    connector: String,
+    #[serde(default)]
+    config: Value,
+    #[serde(default)]
+    secrets: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    grants: Value,
+}
+
+async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
+    let spec: InstanceSpec = read_json(req).await?;
+    if state
+        .load::<ConnectorMeta>("connectors", &format!("{}/{}", tenant.id, spec.connector))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("connector", &spec.connector));
+    }
+    if state
+        .store
+        .list("instances", &format!("{}/", tenant.id))?
+        .len()
+        >= tenant.quotas.max_instances as usize
+    {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "quota_exceeded",
+            "the tenant's instance quota is used up",
+        ));
+    }
+    let instance = Instance {
+        id: new_id(),
+        connector: spec.connector,
+        config: if spec.config.is_null() {
+            json!({})
+        } else {
+            spec.config
+        },
+        secrets: spec.secrets,
+        grants: spec.grants,
+    };
+    // Validate the grants now, so a bad instance is refused at creation.
+    grants_of(state, tenant, &instance)?;
+    state.save(
+        "instances",
+        &format!("{}/{}", tenant.id, instance.id),
+        &instance,
+    )?;
+    Ok(json_response(StatusCode::CREATED, &instance.view()))
+}
+
+fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, ApiError> {
+    state
+        .load("instances", &format!("{}/{id}", tenant.id))?
+        .ok_or_else(|| ApiError::not_found("instance", id))
+}
+
+fn grants_of(state: &State, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
+    let spec = fit_grants(
+        &instance.grants,
+        &tenant.ceiling,
+        &state.files_root.join(&tenant.id),
+    )?;
+    let mut grants = Grants::from_json(&spec.to_string())?;
+    grants
+        .sql
+        .check_urls(&crate::policy::SqlUrlPolicy::STRICT)?;
+    for (name, value) in &instance.secrets {
+        grants = grants.secret(name, value);
+    }
+    Ok(grants)
+}
+
+fn limits_of(tenant: &Tenant) -> Limits {
+    Limits {
+        memory_bytes: tenant.quotas.memory_mib.saturating_mul(1 << 20),
+        cpu_per_call: Duration::from_millis(tenant.quotas.cpu_ms),
+        wall_clock_per_call: Duration::from_millis(tenant.quotas.timeout_ms),
+        ..Limits::default()
+    }
+}
+
+/// A filter as the API takes it: `{"field": "age", "op": "gt", "value": 30}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilterSpec {
+    field: String,
+    op: String,
+    #[serde(default)]
+    value: Value,
+}
+
+/// A sort key: `{"field": "age", "direction": "desc"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SortSpec {
+    field: String,
+    #[serde(default = "ascending")]
+    direction: String,
+}
+
+fn ascending() -> String {
+    "asc".into()
+}
+
+/// A page: `{"page_size": 100, "offset": 0, "cursor": "..."}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageSpec {
+    page_size: u32,
+    offset: Option<u64>,
+    cursor: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct InvokeSpec {
+    resource: String,
+    operation: String,
+    filters: Vec<FilterSpec>,
+    sort: Vec<SortSpec>,
+    fields: Vec<String>,
+    pagination: Option<PageSpec>,
+    options: Option<Value>,
+    records: Vec<Value>,
+    checkpoint: Option<String>,
+    batch_size: Option<u32>,
+}
+
+async fn invoke(
+    state: &Arc<State>,
+    tenant: &Tenant,
+    id: &str,
+    operation: &str,
+    req: Request<Incoming>,
+) -> Reply {
+    if !matches!(
+        operation,
+        "health" | "discover" | "fetch" | "execute" | "stream"
+    ) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!("no operation `{operation}`"),
+        ));
+    }
+    let instance = instance(state, tenant, id)?;
+    let spec: InvokeSpec = {
+        let body = read_body(req, 8 << 20).await?;
+        if body.is_empty() {
+            InvokeSpec::default()
+        } else {
+            serde_json::from_slice(&body)
+                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        }
+    };
+    let permit = state.semaphore(tenant).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_invocations",
+            "the tenant's concurrent invocations are all busy; retry shortly",
+        )
+    })?;
+    let connector = state.connector(&tenant.id, &instance.connector)?;
+    let grants = grants_of(state, tenant, &instance)?;
+    let mut session = connector
+        .open_with_limits(&instance.config.to_string(), &grants, &limits_of(tenant))
+        .await?;
+    let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
+    for filter in &spec.filters {
+        let op =
+            crate::FilterOp::parse(&filter.op).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        fetch = fetch.filter(&filter.field, op, &filter.value.to_string());
+    }
+    for key in &spec.sort {
+        let direction = crate::SortDirection::parse(&key.direction)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        fetch = fetch.sort(&key.field, direction);
+    }
+    if let Some(page) = &spec.pagination {
+        fetch = fetch.page(page.page_size, page.offset, page.cursor.clone());
+    }
+    fetch.options = spec.options.as_ref().map(Value::to_string);
+    let value = match operation {
+        "health" => {
+            session.health().await?;
+            json!({ "healthy": true })
+        }
+        "discover" => {
+            let resources = session.discover().await?;
+            json!({ "resources": resources.iter().map(|r| json!({
+                "name": r.name,
+                "schema": r.schema.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
+            })).collect::<Vec<_>>() })
+        }
+        "fetch" => {
+            let page = session.fetch(&fetch).await?;
+            json!({
+                "records": page.records.iter().map(|r| r.to_json()).collect::<Result<Vec<_>, _>>()?,
+                "total_count": page.total_count,
+                "next_cursor": page.next_cursor,
+            })
+        }
+        "execute" => {
+            let records = spec.records.iter().map(crate::Record::from_json).collect();
+            let mut request =
+                ExecuteRequest::new(spec.resource.clone(), spec.operation.clone(), records);
+            request.options = spec.options.as_ref().map(Value::to_string);
+            let result = session.execute(&request).await?;
+            json!({
+                "affected": result.affected,
+                "records": result.records.iter().map(|r| r.to_json()).collect::<Result<Vec<_>, _>>()?,
+            })
+        }
+        _ => {
+            return Ok(stream(
+                session,
+                fetch,
+                spec.checkpoint,
+                spec.batch_size.unwrap_or(500),
+                permit,
+            ))
+        }
+    };
+    let _ = session.close().await;
+    drop(permit);
+    Ok(json_response(StatusCode::OK, &value))
+}
+
+/// A chunked NDJSON body fed by the streaming task; dropping it (client gone) stops the task.
+struct ChannelBody(mpsc::Receiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|bytes| Ok(Frame::data(bytes))))
+    }
+}
+
+fn stream(
+    mut session: crate::Session,
+    fetch: FetchRequest,
+    checkpoint: Option<String>,
+    batch_size: u32,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) -> Response<ResponseBody> {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let line = |value: Value| Bytes::from(format!("{value}\n"));
+        let mut stream = match session.stream(&fetch, checkpoint.as_deref()).await {
+            Ok(stream) => stream,
+            Err(e) => {
+                let err = ApiError::from(e);
+                let _ = tx.send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } }))).await;
+                return;
+            }
+        };
+        loop {
+            match stream.next(batch_size.max(1)).await {
+                Ok(Some(batch)) => {
+                    let mut chunk = String::new();
+                    for record in &batch.records {
+                        match record.to_json() {
+                            Ok(value) => {
+                                chunk.push_str(&value.to_string());
+                                chunk.push('\n');
+                            }
+                            Err(_) => continue,
+                        }
+                    }
+                    if let Some(cp) = &batch.checkpoint {
+                        chunk.push_str(&json!({ "checkpoint": cp }).to_string());
+                        chunk.push('\n');
+                    }
+                    if tx.send(Bytes::from(chunk)).await.is_err() {
+                        // The client went away: dropping the session cancels the guest.
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let err = ApiError::from(e);
+                    let _ = tx.send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } }))).await;
+                    return;
+                }
+            }
+        }
+        let _ = stream.close().await;
+        let _ = session.close().await;
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(ChannelBody(rx).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}

@@ -1,0 +1,609 @@
+//! `sluice serve` over real HTTP: tenants, uploads, instances, invocations,
+//! isolation, quotas, restarts.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sluice::server::{Server, ServerConfig};
+use sluice_tests::client::{json, send};
+use sluice_tests::{guest, tempdir};
+
+const ADMIN: &str = "admin-test-token";
+
+async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let server = Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data_dir.to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+        max_upload_bytes: 4 << 20,
+    })
+    .await
+    .expect("server binds");
+    let addr = server.local_addr().unwrap();
+    (addr, tokio::spawn(server.run()))
+}
+
+/// A tenant and its token.
+async fn tenant(addr: SocketAddr, spec: Value) -> (String, String) {
+    let created = json(addr, "POST", "/v1/tenants", Some(ADMIN), &spec).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let token = json(
+        addr,
+        "POST",
+        &format!("/v1/tenants/{id}/tokens"),
+        Some(ADMIN),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(token.status, 201);
+    (id, token.json()["token"].as_str().unwrap().to_string())
+}
+
+async fn upload(addr: SocketAddr, token: &str, name: &str) -> String {
+    let reply = send(
+        addr,
+        "POST",
+        "/v1/connectors",
+        Some(token),
+        std::fs::read(guest(name)).unwrap(),
+    )
+    .await;
+    assert!(
+        reply.status == 201 || reply.status == 200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn the_whole_tenant_lifecycle_works_over_http() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) = tenant(
+        addr,
+        json!({ "name": "acme", "ceiling": { "files": true } }),
+    )
+    .await;
+    let connector = upload(addr, &token, "sluice_file").await;
+    let meta = send(
+        addr,
+        "GET",
+        &format!("/v1/connectors/{connector}"),
+        Some(&token),
+        vec![],
+    )
+    .await
+    .json();
+    assert_eq!(meta["name"], "file");
+    assert_eq!(connector.len(), 64);
+    // The same bytes give the same id.
+    assert_eq!(upload(addr, &token, "sluice_file").await, connector);
+
+    let files = dir.path().join("files").join(&tenant_id).join("data");
+    std::fs::create_dir_all(&files).unwrap();
+    let rows: String = (1..=7).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    std::fs::write(files.join("n.ndjson"), rows).unwrap();
+    let created = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({
+            "connector": connector,
+            "config": { "root": "/data" },
+            "secrets": { "api_key": "do-not-show" },
+            "grants": { "files": [{ "host": "data", "guest": "/data", "mode": "ro" }] }
+        }),
+    )
+    .await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    let instance = created.json()["id"].as_str().unwrap().to_string();
+    let shown = send(
+        addr,
+        "GET",
+        &format!("/v1/instances/{instance}"),
+        Some(&token),
+        vec![],
+    )
+    .await;
+    assert_eq!(shown.json()["secrets"], json!({ "api_key": "***" }));
+    assert!(!String::from_utf8_lossy(&shown.body).contains("do-not-show"));
+
+    let health = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{instance}/health"),
+        Some(&token),
+        &json!({}),
+    )
+    .await;
+    assert_eq!(health.json(), json!({ "healthy": true }));
+    let page = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{instance}/fetch"),
+        Some(&token),
+        &json!({
+            "resource": "n.ndjson", "filters": [{ "field": "n", "op": "gt", "value": 5 }]
+        }),
+    )
+    .await;
+    assert_eq!(page.json()["records"], json!([{ "n": 6 }, { "n": 7 }]));
+
+    let streamed = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{instance}/stream"),
+        Some(&token),
+        &json!({
+            "resource": "n.ndjson", "batch_size": 3
+        }),
+    )
+    .await;
+    assert_eq!(streamed.headers["content-type"], "application/x-ndjson");
+    let lines = streamed.lines();
+    let records: Vec<&Value> = lines.iter().filter(|l| l.get("n").is_some()).collect();
+    assert_eq!(records.len(), 7);
+    let checkpoint = lines[3]["checkpoint"]
+        .as_str()
+        .expect("a checkpoint after the first batch")
+        .to_string();
+    let resumed = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{instance}/stream"),
+        Some(&token),
+        &json!({
+            "resource": "n.ndjson", "checkpoint": checkpoint
+        }),
+    )
+    .await;
+    let ns: Vec<i64> = resumed
+        .lines()
+        .iter()
+        .filter_map(|l| l["n"].as_i64())
+        .collect();
+    assert_eq!(ns, [4, 5, 6, 7]);
+
+    let busy = send(
+        addr,
+        "DELETE",
+        &format!("/v1/connectors/{connector}"),
+        Some(&token),
+        vec![],
+    )
+    .await;
+    assert_eq!(busy.status, 409, "a connector in use is not deleted");
+    assert_eq!(
+        send(
+            addr,
+            "DELETE",
+            &format!("/v1/instances/{instance}"),
+            Some(&token),
+            vec![]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        send(
+            addr,
+            "DELETE",
+            &format!("/v1/connectors/{connector}"),
+            Some(&token),
+            vec![]
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        send(
+            addr,
+            "GET",
+            &format!("/v1/connectors/{connector}"),
+            Some(&token),
+            vec![]
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn tenants_cannot_see_or_touch_each_other() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, alice) = tenant(addr, json!({ "name": "alice" })).await;
+    let (_, bob) = tenant(addr, json!({ "name": "bob" })).await;
+    let connector = upload(addr, &alice, "sluice_probe").await;
+    let instance = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&alice),
+        &json!({ "connector": connector }),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let missing = send(
+        addr,
+        "GET",
+        "/v1/instances/0000000000000000",
+        Some(&bob),
+        vec![],
+    )
+    .await;
+    for (method, path) in [
+        ("GET", format!("/v1/connectors/{connector}")),
+        ("DELETE", format!("/v1/connectors/{connector}")),
+        ("GET", format!("/v1/instances/{instance}")),
+        ("DELETE", format!("/v1/instances/{instance}")),
+        ("POST", format!("/v1/instances/{instance}/health")),
+    ] {
+        let reply = send(addr, method, &path, Some(&bob), vec![]).await;
+        assert_eq!(reply.status, 404, "{method} {path}");
+        assert_eq!(
+            reply.json()["error"]["code"],
+            missing.json()["error"]["code"],
+            "foreign ids look missing"
+        );
+    }
+    let reply = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&bob),
+        &json!({ "connector": connector }),
+    )
+    .await;
+    assert_eq!(
+        reply.status, 404,
+        "bob cannot instantiate alice's connector"
+    );
+    assert_eq!(
+        send(addr, "GET", "/v1/instances", Some(&bob), vec![])
+            .await
+            .json()["items"],
+        json!([])
+    );
+    assert_eq!(
+        send(addr, "GET", "/v1/connectors", Some(&bob), vec![])
+            .await
+            .json()["items"],
+        json!([])
+    );
+    // Alice still has everything.
+    assert_eq!(
+        send(
+            addr,
+            "GET",
+            &format!("/v1/instances/{instance}"),
+            Some(&alice),
+            vec![]
+        )
+        .await
+        .status,
+        200
+    );
+    // Tokens are not interchangeable with the admin token.
+    assert_eq!(
+        send(addr, "GET", "/v1/tenants", Some(&alice), vec![])
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        send(addr, "GET", "/v1/instances", None, vec![])
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn bad_uploads_are_refused_and_nothing_is_stored() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let module = wat::parse_str("(module)").unwrap();
+    let wrong_world = wat::parse_str("(component)").unwrap();
+    let probe = std::fs::read(guest("sluice_probe")).unwrap();
+    let cases: [(Vec<u8>, u16, &str); 5] = [
+        (b"definitely not wasm".to_vec(), 422, "invalid_component"),
+        (module, 422, "invalid_component"),
+        (wrong_world, 422, "invalid_component"),
+        (probe[..probe.len() / 3].to_vec(), 422, "invalid_component"),
+        (vec![0u8; 5 << 20], 413, "too_large"),
+    ];
+    for (body, status, code) in cases {
+        let reply = send(addr, "POST", "/v1/connectors", Some(&token), body).await;
+        assert_eq!(
+            reply.status,
+            status,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let error = &reply.json()["error"];
+        assert_eq!(error["code"], code);
+        assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    assert_eq!(
+        send(addr, "GET", "/v1/connectors", Some(&token), vec![])
+            .await
+            .json()["items"],
+        json!([])
+    );
+}
+
+#[tokio::test]
+async fn grants_outside_the_ceiling_are_refused_naming_them() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(
+        addr,
+        json!({ "name": "t", "ceiling": { "http": ["https://api.example.com"] } }),
+    )
+    .await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let cases = [
+        (
+            json!({ "http": { "origins": ["https://evil.example.com"] } }),
+            "https://evil.example.com",
+        ),
+        (
+            json!({ "sockets": { "tcp": ["127.0.0.1:5432"] } }),
+            "127.0.0.1:5432",
+        ),
+        (
+            json!({ "files": [{ "host": "../other", "guest": "/x" }] }),
+            "../other",
+        ),
+        (
+            json!({ "sql": [{ "name": "db", "url": "postgres://u@db.internal/x" }] }),
+            "db.internal",
+        ),
+    ];
+    for (grants, named) in cases {
+        let reply = json(
+            addr,
+            "POST",
+            "/v1/instances",
+            Some(&token),
+            &json!({ "connector": connector, "grants": grants }),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            403,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["error"]["code"], "grant_outside_ceiling");
+        assert_eq!(reply.json()["error"]["details"]["grant"], named);
+    }
+    let ok = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({
+            "connector": connector, "grants": { "http": { "origins": ["https://api.example.com"] } }
+        }),
+    )
+    .await;
+    assert_eq!(ok.status, 201);
+}
+
+#[tokio::test]
+async fn concurrency_quota_answers_429_while_other_tenants_are_served() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, busy) = tenant(
+        addr,
+        json!({ "name": "busy", "quotas": { "max_concurrent": 1 } }),
+    )
+    .await;
+    let (_, calm) = tenant(addr, json!({ "name": "calm" })).await;
+    let busy_instance = {
+        let c = upload(addr, &busy, "sluice_probe").await;
+        json(
+            addr,
+            "POST",
+            "/v1/instances",
+            Some(&busy),
+            &json!({ "connector": c }),
+        )
+        .await
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let calm_instance = {
+        let c = upload(addr, &calm, "sluice_probe").await;
+        json(
+            addr,
+            "POST",
+            "/v1/instances",
+            Some(&calm),
+            &json!({ "connector": c }),
+        )
+        .await
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let slow_path = format!("/v1/instances/{busy_instance}/fetch");
+    let slow_token = busy.clone();
+    let slow = tokio::spawn(async move {
+        json(
+            addr,
+            "POST",
+            &slow_path,
+            Some(&slow_token),
+            &json!({ "resource": "sleep", "options": { "ms": 1500 } }),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let refused = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{busy_instance}/fetch"),
+        Some(&busy),
+        &json!({ "resource": "env" }),
+    )
+    .await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.headers["retry-after"], "1");
+    assert_eq!(refused.json()["error"]["code"], "too_many_invocations");
+    let served = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{calm_instance}/fetch"),
+        Some(&calm),
+        &json!({ "resource": "env" }),
+    )
+    .await;
+    assert_eq!(served.status, 200);
+    assert_eq!(slow.await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_hostile_connector_in_one_tenant_does_not_stop_another() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, evil) = tenant(
+        addr,
+        json!({ "name": "evil", "quotas": { "cpu_ms": 300, "memory_mib": 32 } }),
+    )
+    .await;
+    let (_, good) = tenant(addr, json!({ "name": "good" })).await;
+    let evil_instance = {
+        let c = upload(addr, &evil, "sluice_probe").await;
+        json(
+            addr,
+            "POST",
+            "/v1/instances",
+            Some(&evil),
+            &json!({ "connector": c }),
+        )
+        .await
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let good_instance = {
+        let c = upload(addr, &good, "sluice_probe").await;
+        json(
+            addr,
+            "POST",
+            "/v1/instances",
+            Some(&good),
+            &json!({ "connector": c }),
+        )
+        .await
+        .json()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    for (action, code) in [("loop", "timeout"), ("memory-bomb", "limit_exceeded")] {
+        let path = format!("/v1/instances/{evil_instance}/fetch");
+        let token = evil.clone();
+        let attack = tokio::spawn(async move {
+            json(
+                addr,
+                "POST",
+                &path,
+                Some(&token),
+                &json!({ "resource": action }),
+            )
+            .await
+        });
+        for _ in 0..5 {
+            let reply = json(
+                addr,
+                "POST",
+                &format!("/v1/instances/{good_instance}/fetch"),
+                Some(&good),
+                &json!({ "resource": "env" }),
+            )
+            .await;
+            assert_eq!(reply.status, 200);
+        }
+        let reply = attack.await.unwrap();
+        assert_eq!(reply.json()["error"]["code"], code, "{action}");
+    }
+}
+
+#[tokio::test]
+async fn everything_survives_a_restart() {
+    let dir = tempdir();
+    let (addr, server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "durable" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({ "connector": connector }),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    server.abort();
+    let _ = server.await;
+    let (addr, _server) = start(dir.path()).await;
+    let reply = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{instance}/fetch"),
+        Some(&token),
+        &json!({ "resource": "env" }),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["records"], json!([{}]));
+}
+
+#[tokio::test]
+async fn health_endpoints_and_the_error_shape() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    assert_eq!(
+        send(addr, "GET", "/healthz", None, vec![]).await.status,
+        200
+    );
+    assert_eq!(send(addr, "GET", "/readyz", None, vec![]).await.status, 200);
+    let reply = send(addr, "GET", "/v1/nothing-here", Some(ADMIN), vec![]).await;
+    let error = &reply.json()["error"];
+    assert!(
+        error["code"].is_string() && error["message"].is_string() && error["details"].is_object(),
+        "{error}"
+    );
+}
