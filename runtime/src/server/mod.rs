@@ -8,6 +8,7 @@
 //! tenant's own file root; secrets are write-only.
 
 mod api_error;
+pub mod metrics;
 pub mod model;
 pub mod store;
 
@@ -65,6 +66,10 @@ struct State {
     max_upload_bytes: usize,
     connectors: Mutex<HashMap<String, Connector>>,
     running: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Grants per instance, kept between invocations so sql pools, rate-limit
+    /// budgets, breakers and tokens outlive a call. Dropped when the instance changes.
+    grants: Mutex<HashMap<String, Grants>>,
+    metrics: metrics::Metrics,
 }
 
 /// A bound server, ready to run.
@@ -128,6 +133,8 @@ impl Server {
                 max_upload_bytes: config.max_upload_bytes,
                 connectors: Mutex::default(),
                 running: Mutex::default(),
+                grants: Mutex::default(),
+                metrics: metrics::Metrics::default(),
             }),
             generated_admin_token: generated,
         })
@@ -291,6 +298,25 @@ impl State {
         Ok(connector)
     }
 
+    /// The instance's grants, built once and kept (with their pools and budgets).
+    fn instance_grants(&self, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
+        let key = format!("{}/{}", tenant.id, instance.id);
+        let mut cache = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(grants) = cache.get(&key) {
+            return Ok(grants.clone());
+        }
+        let grants = grants_of(self, tenant, instance)?;
+        cache.insert(key, grants.clone());
+        Ok(grants)
+    }
+
+    fn forget_instance(&self, tenant: &str, instance: &str) {
+        self.grants
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&format!("{tenant}/{instance}"));
+    }
+
     fn semaphore(&self, tenant: &Tenant) -> Arc<Semaphore> {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         Arc::clone(running.entry(tenant.id.clone()).or_insert_with(|| {
@@ -314,6 +340,29 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     match (method.clone(), parts.as_slice()) {
         (Method::GET, ["healthz"]) => {
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
+        }
+        (Method::GET, ["metrics"]) => {
+            let upstream: Vec<_> = state
+                .grants
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .flat_map(|(key, grants)| {
+                    let (tenant, instance) = key.split_once('/').unwrap_or((key, ""));
+                    grants
+                        .http
+                        .counters()
+                        .into_iter()
+                        .map(|(origin, c)| (tenant.to_string(), instance.to_string(), origin, c))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let text = state.metrics.render(&upstream);
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .body(Full::new(Bytes::from(text)).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
         }
         (Method::GET, ["readyz"]) => {
             state.store.list("tenants", "")?;
@@ -358,6 +407,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             StatusCode::OK,
             &instance(state, &tenant, id)?.view(),
         )),
+        (Method::PUT, ["v1", "instances", id]) => update_instance(state, &tenant, id, req).await,
         (Method::DELETE, ["v1", "instances", id]) => {
             if !state
                 .store
@@ -365,6 +415,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             {
                 return Err(ApiError::not_found("instance", id));
             }
+            state.forget_instance(&tenant.id, id);
             Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
         }
         (Method::POST, ["v1", "instances", id, operation]) => {
@@ -612,6 +663,37 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
     Ok(json_response(StatusCode::CREATED, &instance.view()))
 }
 
+/// Replace an instance's config and grants; secrets are replaced only when given.
+async fn update_instance(
+    state: &Arc<State>,
+    tenant: &Tenant,
+    id: &str,
+    req: Request<Incoming>,
+) -> Reply {
+    let mut current = instance(state, tenant, id)?;
+    let spec: InstanceSpec = read_json(req).await?;
+    if state
+        .load::<ConnectorMeta>("connectors", &format!("{}/{}", tenant.id, spec.connector))?
+        .is_none()
+    {
+        return Err(ApiError::not_found("connector", &spec.connector));
+    }
+    current.connector = spec.connector;
+    current.config = if spec.config.is_null() {
+        json!({})
+    } else {
+        spec.config
+    };
+    current.grants = spec.grants;
+    if !spec.secrets.is_empty() {
+        current.secrets = spec.secrets;
+    }
+    grants_of(state, tenant, &current)?;
+    state.save("instances", &format!("{}/{id}", tenant.id), &current)?;
+    state.forget_instance(&tenant.id, id);
+    Ok(json_response(StatusCode::OK, &current.view()))
+}
+
 fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, ApiError> {
     state
         .load("instances", &format!("{}/{id}", tenant.id))?
@@ -697,6 +779,35 @@ async fn invoke(
     operation: &str,
     req: Request<Incoming>,
 ) -> Reply {
+    let started = std::time::Instant::now();
+    let connector = instance(state, tenant, id)
+        .map(|i| i.connector)
+        .unwrap_or_default();
+    let result = invoke_inner(state, tenant, id, operation, req).await;
+    // A stream records its own outcome when it ends.
+    if operation != "stream" || result.is_err() {
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.code,
+        };
+        state.metrics.invocation(
+            &tenant.id,
+            &connector,
+            operation,
+            outcome,
+            started.elapsed(),
+        );
+    }
+    result
+}
+
+async fn invoke_inner(
+    state: &Arc<State>,
+    tenant: &Tenant,
+    id: &str,
+    operation: &str,
+    req: Request<Incoming>,
+) -> Reply {
     if !matches!(
         operation,
         "health" | "discover" | "fetch" | "execute" | "stream"
@@ -725,7 +836,8 @@ async fn invoke(
         )
     })?;
     let connector = state.connector(&tenant.id, &instance.connector)?;
-    let grants = grants_of(state, tenant, &instance)?;
+    let grants = state.instance_grants(tenant, &instance)?;
+    let active = state.metrics.session();
     let mut session = connector
         .open_with_limits(&instance.config.to_string(), &grants, &limits_of(tenant))
         .await?;
@@ -745,6 +857,22 @@ async fn invoke(
     }
     fetch.options = spec.options.as_ref().map(Value::to_string);
     let value = match operation {
+        "stream" => {
+            drop(active);
+            let context = StreamContext {
+                state: Arc::clone(state),
+                tenant: tenant.id.clone(),
+                connector: instance.connector.clone(),
+            };
+            return Ok(stream(
+                session,
+                fetch,
+                spec.checkpoint,
+                spec.batch_size.unwrap_or(500),
+                permit,
+                context,
+            ));
+        }
         "health" => {
             session.health().await?;
             json!({ "healthy": true })
@@ -776,16 +904,16 @@ async fn invoke(
             })
         }
         _ => {
-            return Ok(stream(
-                session,
-                fetch,
-                spec.checkpoint,
-                spec.batch_size.unwrap_or(500),
-                permit,
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_route",
+                format!("no operation `{operation}`"),
             ))
         }
     };
+    state.metrics.denials(&tenant.id, &session.denials());
     let _ = session.close().await;
+    drop(active);
     drop(permit);
     Ok(json_response(StatusCode::OK, &value))
 }
@@ -807,23 +935,60 @@ impl Body for ChannelBody {
     }
 }
 
+/// Who a stream belongs to, for its metrics.
+struct StreamContext {
+    state: Arc<State>,
+    tenant: String,
+    connector: String,
+}
+
 fn stream(
-    mut session: crate::Session,
+    session: crate::Session,
     fetch: FetchRequest,
     checkpoint: Option<String>,
     batch_size: u32,
     permit: tokio::sync::OwnedSemaphorePermit,
+    context: StreamContext,
 ) -> Response<ResponseBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tokio::spawn(async move {
-        let _permit = permit;
+        let started = std::time::Instant::now();
+        let _active = context.state.metrics.session();
+        let outcome = pump(session, fetch, checkpoint, batch_size, tx).await;
+        context.state.metrics.invocation(
+            &context.tenant,
+            &context.connector,
+            "stream",
+            outcome,
+            started.elapsed(),
+        );
+        drop(permit);
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+        .body(ChannelBody(rx).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+/// Move a stream's batches into the response; returns the outcome.
+async fn pump(
+    mut session: crate::Session,
+    fetch: FetchRequest,
+    checkpoint: Option<String>,
+    batch_size: u32,
+    tx: mpsc::Sender<Bytes>,
+) -> &'static str {
+    {
         let line = |value: Value| Bytes::from(format!("{value}\n"));
         let mut stream = match session.stream(&fetch, checkpoint.as_deref()).await {
             Ok(stream) => stream,
             Err(e) => {
                 let err = ApiError::from(e);
-                let _ = tx.send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } }))).await;
-                return;
+                let _ = tx
+                    .send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } })))
+                    .await;
+                return err.code;
             }
         };
         loop {
@@ -831,12 +996,9 @@ fn stream(
                 Ok(Some(batch)) => {
                     let mut chunk = String::new();
                     for record in &batch.records {
-                        match record.to_json() {
-                            Ok(value) => {
-                                chunk.push_str(&value.to_string());
-                                chunk.push('\n');
-                            }
-                            Err(_) => continue,
+                        if let Ok(value) = record.to_json() {
+                            chunk.push_str(&value.to_string());
+                            chunk.push('\n');
                         }
                     }
                     if let Some(cp) = &batch.checkpoint {
@@ -845,23 +1007,21 @@ fn stream(
                     }
                     if tx.send(Bytes::from(chunk)).await.is_err() {
                         // The client went away: dropping the session cancels the guest.
-                        return;
+                        return "client_gone";
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     let err = ApiError::from(e);
-                    let _ = tx.send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } }))).await;
-                    return;
+                    let _ = tx
+                        .send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } })))
+                        .await;
+                    return err.code;
                 }
             }
         }
         let _ = stream.close().await;
-        let _ = session.close().await;
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
-        .body(ChannelBody(rx).boxed())
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+    }
+    let _ = session.close().await;
+    "ok"
 }

@@ -607,3 +607,139 @@ async fn health_endpoints_and_the_error_shape() {
         "{error}"
     );
 }
+
+async fn metric(addr: SocketAddr, line_prefix: &str) -> Option<f64> {
+    let text = String::from_utf8(
+        send(addr, "GET", "/metrics", None, vec![])
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn a_client_disconnect_mid_stream_frees_the_session() {
+    use http_body_util::BodyExt;
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "s", "ceiling": { "files": true } })).await;
+    let files = dir.path().join("files").join(&tenant_id).join("data");
+    std::fs::create_dir_all(&files).unwrap();
+    let rows: String = (0..100_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    std::fs::write(files.join("big.ndjson"), rows).unwrap();
+    let connector = upload(addr, &token, "sluice_file").await;
+    let instance = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({
+            "connector": connector, "config": { "root": "/data" },
+            "grants": { "files": [{ "host": "data", "guest": "/data" }] }
+        }),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    {
+        let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(connection);
+        let body = json!({ "resource": "big.ndjson", "batch_size": 10 }).to_string();
+        let request = hyper::Request::post(format!("/v1/instances/{instance}/stream"))
+            .header("host", addr.to_string())
+            .header("authorization", format!("Bearer {token}"))
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .unwrap();
+        let mut response = sender.send_request(request).await.unwrap();
+        let first = response.body_mut().frame().await.unwrap().unwrap();
+        assert!(!first.data_ref().unwrap().is_empty());
+        assert_eq!(metric(addr, "sluice_active_sessions").await, Some(1.0));
+        driver.abort();
+    }
+    let mut freed = false;
+    for _ in 0..100 {
+        if metric(addr, "sluice_active_sessions").await == Some(0.0) {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(freed, "the session closed after the client left");
+    let gone = format!("sluice_invocations_total{{tenant=\"{tenant_id}\",connector=\"{connector}\",operation=\"stream\",outcome=\"client_gone\"}}");
+    assert_eq!(metric(addr, &gone).await, Some(1.0));
+}
+
+#[tokio::test]
+async fn host_state_of_an_instance_outlives_each_invocation() {
+    let upstream = sluice_tests::upstream::Upstream::start().await;
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) = tenant(
+        addr,
+        json!({ "name": "h", "ceiling": { "http": [upstream.origin()] } }),
+    )
+    .await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = json(addr, "POST", "/v1/instances", Some(&token), &json!({
+        "connector": connector,
+        "grants": { "http": { "origins": [upstream.origin()], "rate_limit": { "rps": 2, "burst": 1 } } }
+    }))
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..3 {
+        let reply = json(
+            addr,
+            "POST",
+            &format!("/v1/instances/{instance}/fetch"),
+            Some(&token),
+            &json!({
+                "resource": "http", "options": { "url": upstream.url("/hello") }
+            }),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    let labels = format!(
+        "{{tenant=\"{tenant_id}\",instance=\"{instance}\",origin=\"{}\"}}",
+        upstream.origin()
+    );
+    assert_eq!(
+        metric(
+            addr,
+            &format!("sluice_upstream_http_requests_total{labels}")
+        )
+        .await,
+        Some(3.0)
+    );
+    assert_eq!(
+        metric(
+            addr,
+            &format!("sluice_upstream_http_throttled_total{labels}")
+        )
+        .await,
+        Some(2.0),
+        "one shared bucket across invocations: only the first request was free"
+    );
+    let ok = format!("sluice_invocations_total{{tenant=\"{tenant_id}\",connector=\"{connector}\",operation=\"fetch\",outcome=\"ok\"}}");
+    assert_eq!(metric(addr, &ok).await, Some(3.0));
+}
