@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests build run test services lint fmt clean
+.PHONY: setup wasm-target guests build run demo test services lint fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -23,16 +23,23 @@ guests: wasm-target
 build: guests
 	$(CARGO) build -p sluice --bin sluice
 
-## run: run the file connector over the bundled sample dataset
+SLUICE_ADMIN_TOKEN ?= dev-admin-token
+export SLUICE_ADMIN_TOKEN
+
+## run: start `sluice serve` on http://127.0.0.1:8080 (data in target/sluice-data, bundled connectors preloaded)
 run: build
-	@echo "== sluice run file.wasm fetch people.csv --filter age=gt:80 --sort age:desc"
+	@echo "sluice serve: http://127.0.0.1:8080  (admin token: $$SLUICE_ADMIN_TOKEN)"
+	@echo "In another terminal, run the walkthrough: sh examples/walkthrough.sh"
+	@echo "-- examples/walkthrough.sh -----------------------------------------------"
+	@grep -v '^#!' examples/walkthrough.sh
+	@echo "---------------------------------------------------------------------------"
+	@$(SLUICE) serve --listen 127.0.0.1:8080 --data-dir target/sluice-data --connectors $(GUEST_OUT)
+
+## demo: run the file connector once from the command line over the sample data
+demo: build
 	@$(SLUICE) run $(FILE_WASM) --mount examples/data:/data:ro \
 		--config '{"root": "/data", "csv": {"infer_types": true}}' \
 		fetch people.csv --filter age=gt:80 --sort age:desc --fields name,age,city
-	@echo "== sluice run file.wasm stream people.ndjson --emit-checkpoints"
-	@$(SLUICE) run $(FILE_WASM) --mount examples/data:/data:ro \
-		--config '{"root": "/data"}' \
-		stream people.ndjson --batch-size 3 --emit-checkpoints
 
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
 test: build services

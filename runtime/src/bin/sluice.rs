@@ -54,6 +54,9 @@ struct ServeArgs {
     /// Largest connector upload, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     max_upload_mib: usize,
+    /// Directory of bundled `.wasm` connectors offered to every tenant.
+    #[arg(long, value_name = "DIR")]
+    connectors: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -211,6 +214,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         data_dir: args.data_dir.clone(),
         admin_token: args.admin_token,
         max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
+        builtin_dir: args.connectors.clone(),
     })
     .await?;
     let addr = server.local_addr()?;

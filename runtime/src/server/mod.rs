@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub admin_token: Option<String>,
     /// Largest connector upload, bytes.
     pub max_upload_bytes: usize,
+    /// A directory of bundled `.wasm` connectors every tenant may use.
+    pub builtin_dir: Option<PathBuf>,
 }
 
 type ResponseBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -70,6 +72,8 @@ struct State {
     /// budgets, breakers and tokens outlive a call. Dropped when the instance changes.
     grants: Mutex<HashMap<String, Grants>>,
     metrics: metrics::Metrics,
+    /// Bundled connectors by id, shared by every tenant.
+    builtins: HashMap<String, (ConnectorMeta, Connector)>,
 }
 
 /// A bound server, ready to run.
@@ -78,6 +82,48 @@ pub struct Server {
     state: Arc<State>,
     /// The admin token, when this start generated it (print it once).
     pub generated_admin_token: Option<String>,
+}
+
+/// Load and describe every `.wasm` in `dir`.
+async fn load_builtins(
+    runtime: &Runtime,
+    dir: &std::path::Path,
+) -> Result<HashMap<String, (ConnectorMeta, Connector)>, crate::Error> {
+    let io = |source| crate::Error::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut builtins = HashMap::new();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        let connector = runtime.load_file(&path)?;
+        let meta = describe_meta(&connector, true).await?;
+        builtins.insert(meta.id.clone(), (meta, connector));
+    }
+    Ok(builtins)
+}
+
+/// A connector's metadata, from `describe`.
+async fn describe_meta(
+    connector: &Connector,
+    builtin: bool,
+) -> Result<ConnectorMeta, crate::Error> {
+    let descriptor = connector.describe().await?;
+    Ok(ConnectorMeta {
+        id: connector.sha256().to_string(),
+        name: descriptor.name,
+        version: descriptor.version,
+        description: descriptor.description,
+        config_schema: serde_json::from_str(&descriptor.config_schema).unwrap_or(Value::Null),
+        imports: connector.imports().to_vec(),
+        size: connector.size(),
+        builtin,
+    })
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -123,6 +169,10 @@ impl Server {
                     source,
                 })?;
         let runtime = Runtime::new()?;
+        let builtins = match &config.builtin_dir {
+            Some(dir) => load_builtins(&runtime, dir).await?,
+            None => HashMap::new(),
+        };
         Ok(Self {
             listener,
             state: Arc::new(State {
@@ -135,6 +185,7 @@ impl Server {
                 running: Mutex::default(),
                 grants: Mutex::default(),
                 metrics: metrics::Metrics::default(),
+                builtins,
             }),
             generated_admin_token: generated,
         })
@@ -271,7 +322,24 @@ impl State {
     }
 
     /// The compiled connector `id` of `tenant` (compiled on first use after a restart).
+    /// Metadata of connector `id` as `tenant` sees it: its own upload or a builtin.
+    fn connector_meta(&self, tenant: &str, id: &str) -> Result<Option<ConnectorMeta>, ApiError> {
+        if let Some(meta) = self.load::<ConnectorMeta>("connectors", &format!("{tenant}/{id}"))? {
+            return Ok(Some(meta));
+        }
+        Ok(self.builtins.get(id).map(|(meta, _)| meta.clone()))
+    }
+
     fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
+        if let Some((_, connector)) = self.builtins.get(id) {
+            if self
+                .store
+                .get("connectors", &format!("{tenant}/{id}"))?
+                .is_none()
+            {
+                return Ok(connector.clone());
+            }
+        }
         if let Some(found) = self
             .connectors
             .lock()
@@ -390,11 +458,21 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     ) {
         (Method::POST, ["v1", "connectors"]) => upload(state, &tenant, req).await,
         (Method::GET, ["v1", "connectors"]) => {
-            list(state, "connectors", &tenant, |v: ConnectorMeta| json!(v))
+            let mut builtins: Vec<&ConnectorMeta> =
+                state.builtins.values().map(|(m, _)| m).collect();
+            builtins.sort_by(|a, b| a.name.cmp(&b.name));
+            let reply = list(state, "connectors", &tenant, |v: ConnectorMeta| json!(v))?;
+            if builtins.is_empty() {
+                return Ok(reply);
+            }
+            let own = read_json_response(reply).await?;
+            let mut items: Vec<Value> = builtins.into_iter().map(|m| json!(m)).collect();
+            items.extend(own["items"].as_array().cloned().unwrap_or_default());
+            Ok(json_response(StatusCode::OK, &json!({ "items": items })))
         }
         (Method::GET, ["v1", "connectors", id]) => {
-            let meta: ConnectorMeta = state
-                .load("connectors", &format!("{}/{id}", tenant.id))?
+            let meta = state
+                .connector_meta(&tenant.id, id)?
                 .ok_or_else(|| ApiError::not_found("connector", id))?;
             Ok(json_response(StatusCode::OK, &json!(meta)))
         }
@@ -427,6 +505,18 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             format!("no route for {method} {path}"),
         )),
     }
+}
+
+/// The JSON body of a response built by this server.
+async fn read_json_response(response: Response<ResponseBody>) -> Result<Value, ApiError> {
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
 fn list<T: DeserializeOwned>(
@@ -569,16 +659,7 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
             "the tenant's connector quota is used up",
         ));
     }
-    let descriptor = connector.describe().await?;
-    let meta = ConnectorMeta {
-        id: id.clone(),
-        name: descriptor.name,
-        version: descriptor.version,
-        description: descriptor.description,
-        config_schema: serde_json::from_str(&descriptor.config_schema).unwrap_or(Value::Null),
-        imports: connector.imports().to_vec(),
-        size: connector.size(),
-    };
+    let meta = describe_meta(&connector, false).await?;
     state.store.put("components", &key, &bytes)?;
     state.save("connectors", &key, &meta)?;
     state
@@ -624,10 +705,7 @@ struct InstanceSpec {
 
 async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
     let spec: InstanceSpec = read_json(req).await?;
-    if state
-        .load::<ConnectorMeta>("connectors", &format!("{}/{}", tenant.id, spec.connector))?
-        .is_none()
-    {
+    if state.connector_meta(&tenant.id, &spec.connector)?.is_none() {
         return Err(ApiError::not_found("connector", &spec.connector));
     }
     if state
@@ -672,10 +750,7 @@ async fn update_instance(
 ) -> Reply {
     let mut current = instance(state, tenant, id)?;
     let spec: InstanceSpec = read_json(req).await?;
-    if state
-        .load::<ConnectorMeta>("connectors", &format!("{}/{}", tenant.id, spec.connector))?
-        .is_none()
-    {
+    if state.connector_meta(&tenant.id, &spec.connector)?.is_none() {
         return Err(ApiError::not_found("connector", &spec.connector));
     }
     current.connector = spec.connector;

@@ -95,6 +95,9 @@ pub struct ConnectorMeta {
     pub imports: Vec<String>,
     /// Size in bytes.
     pub size: usize,
+    /// Bundled with the server and shared by every tenant (read-only).
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 /// A configured connector instance.

@@ -17,6 +17,7 @@ async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::task::JoinHand
         data_dir: data_dir.to_path_buf(),
         admin_token: Some(ADMIN.into()),
         max_upload_bytes: 4 << 20,
+        builtin_dir: None,
     })
     .await
     .expect("server binds");
@@ -742,4 +743,103 @@ async fn host_state_of_an_instance_outlives_each_invocation() {
     );
     let ok = format!("sluice_invocations_total{{tenant=\"{tenant_id}\",connector=\"{connector}\",operation=\"fetch\",outcome=\"ok\"}}");
     assert_eq!(metric(addr, &ok).await, Some(3.0));
+}
+
+#[tokio::test]
+async fn the_readme_walkthrough_runs_against_a_spawned_server() {
+    use std::io::BufRead;
+    let dir = tempdir();
+    let mut server = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .arg("--connectors")
+        .arg(sluice_tests::root().join("guests/target/wasm32-wasip2/release"))
+        .env("SLUICE_ADMIN_TOKEN", "walkthrough-admin")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice serve starts");
+    let stderr = server.stderr.take().unwrap();
+    let first = std::io::BufReader::new(stderr)
+        .lines()
+        .next()
+        .unwrap()
+        .unwrap();
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in `{first}`"))
+        .to_string();
+    let out = std::process::Command::new("sh")
+        .arg("examples/walkthrough.sh")
+        .current_dir(sluice_tests::root())
+        .env("URL", &url)
+        .env("DATA", dir.path())
+        .env("SLUICE_ADMIN_TOKEN", "walkthrough-admin")
+        .output()
+        .expect("sh runs (the walkthrough needs curl and python3)");
+    let _ = server.kill();
+    let _ = server.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "walkthrough failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(r#"{"name":"Barbara Liskov","age":86}"#),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(r#"{"checkpoint":"byte:127:line:3"}"#),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn bundled_connectors_are_offered_to_every_tenant() {
+    let dir = tempdir();
+    let server = Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+        max_upload_bytes: 4 << 20,
+        builtin_dir: Some(sluice_tests::root().join("guests/target/wasm32-wasip2/release")),
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let _server = tokio::spawn(server.run());
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
+        .await
+        .json();
+    let file = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "file" && c["builtin"] == true)
+        .expect("the bundled file connector is listed")
+        .clone();
+    let id = file["id"].as_str().unwrap();
+    let created = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({ "connector": id }),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let deleted = send(
+        addr,
+        "DELETE",
+        &format!("/v1/connectors/{id}"),
+        Some(&token),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        deleted.status, 404,
+        "a bundled connector is not the tenant's to delete"
+    );
 }
