@@ -172,14 +172,20 @@ enum Operation {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
     let cli = Cli::parse();
+    let serving = matches!(cli.command, Command::Serve(_));
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if serving { "info" } else { "warn" })
+    });
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if serving {
+        // The server logs one JSON object per line.
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -208,6 +214,27 @@ async fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
+/// Ctrl-C or SIGTERM. A signal that cannot be watched never fires.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
 async fn serve(args: ServeArgs) -> Result<()> {
     let server = sluice::server::Server::bind(sluice::server::ServerConfig {
         listen: args.listen,
@@ -225,10 +252,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
     if let Some(token) = &server.generated_admin_token {
         eprintln!("sluice: generated admin token (shown once, stored hashed): {token}");
     }
-    tokio::select! {
-        () = server.run() => {}
-        _ = tokio::signal::ctrl_c() => eprintln!("sluice: shutting down"),
-    }
+    let shutdown = async {
+        shutdown_signal().await;
+        tracing::info!("shutting down; draining in-flight invocations (up to 30 s)");
+    };
+    server.run_until(shutdown, Duration::from_secs(30)).await;
     Ok(())
 }
 

@@ -10,6 +10,7 @@
 mod api_error;
 pub mod metrics;
 pub mod model;
+pub mod openapi;
 pub mod store;
 
 use std::collections::HashMap;
@@ -74,6 +75,8 @@ struct State {
     metrics: metrics::Metrics,
     /// Bundled connectors by id, shared by every tenant.
     builtins: HashMap<String, (ConnectorMeta, Connector)>,
+    /// Requests being answered now.
+    in_flight: std::sync::atomic::AtomicUsize,
 }
 
 /// A bound server, ready to run.
@@ -186,6 +189,7 @@ impl Server {
                 grants: Mutex::default(),
                 metrics: metrics::Metrics::default(),
                 builtins,
+                in_flight: std::sync::atomic::AtomicUsize::new(0),
             }),
             generated_admin_token: generated,
         })
@@ -202,8 +206,19 @@ impl Server {
 
     /// Serve until the future is dropped.
     pub async fn run(self) {
+        self.run_until(std::future::pending(), Duration::ZERO).await;
+    }
+
+    /// Serve until `shutdown` completes, then stop accepting and let in-flight
+    /// requests (streams included) finish for up to `drain`.
+    pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
+        tokio::pin!(shutdown);
         loop {
-            let Ok((stream, _)) = self.listener.accept().await else {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            let Ok((stream, _)) = accepted else {
                 continue;
             };
             let state = Arc::clone(&self.state);
@@ -217,6 +232,21 @@ impl Server {
                     .serve_connection(io, service)
                     .await;
             });
+        }
+        drop(self.listener);
+        let deadline = tokio::time::Instant::now() + drain;
+        while self
+            .state
+            .in_flight
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+            || self.state.metrics.active_sessions() > 0
+        {
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("shutdown: drain deadline reached with work in flight");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
@@ -244,18 +274,29 @@ fn error_response(err: &ApiError) -> Response<ResponseBody> {
 type Reply = Result<Response<ResponseBody>, ApiError>;
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ResponseBody> {
+    use std::sync::atomic::Ordering;
+    state.in_flight.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let result = route(&state, req).await;
-    match result {
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .map_or_else(new_id, str::to_string);
+    let started = std::time::Instant::now();
+    let mut response = match route(&state, req).await {
         Ok(response) => response,
-        Err(err) => {
-            if err.status.is_server_error() {
-                tracing::warn!(%method, path, code = err.code, "request failed: {}", err.message);
-            }
-            error_response(&err)
-        }
+        Err(err) => error_response(&err),
+    };
+    let status = response.status().as_u16();
+    // Paths carry ids, never secrets; bodies and headers are not logged.
+    tracing::info!(request_id, %method, path, status, ms = started.elapsed().as_millis() as u64, "request");
+    if let Ok(value) = http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
     }
+    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    response
 }
 
 fn bearer(req: &Request<Incoming>) -> Option<String> {
@@ -431,6 +472,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
                 .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
+        }
+        (Method::GET, ["openapi.json"]) => {
+            return Ok(json_response(StatusCode::OK, &openapi::document()));
         }
         (Method::GET, ["readyz"]) => {
             state.store.list("tenants", "")?;

@@ -759,16 +759,26 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
         .spawn()
         .expect("sluice serve starts");
     let stderr = server.stderr.take().unwrap();
-    let first = std::io::BufReader::new(stderr)
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let url = first
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("serving http://"))
+        .expect("the server says where it serves");
+    let url = serving
         .split_whitespace()
         .find(|w| w.starts_with("http://"))
-        .unwrap_or_else(|| panic!("no URL in `{first}`"))
+        .unwrap_or_else(|| panic!("no URL in `{serving}`"))
         .to_string();
+    // Keep reading the server's logs (so it never writes into a closed pipe);
+    // they are shown if the walkthrough fails.
+    let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = std::sync::Arc::clone(&logs);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
     let out = std::process::Command::new("sh")
         .arg("examples/walkthrough.sh")
         .current_dir(sluice_tests::root())
@@ -782,8 +792,9 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "walkthrough failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        "walkthrough failed: {stdout}\n{}\nserver log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        logs.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     );
     assert!(
         stdout.contains(r#"{"name":"Barbara Liskov","age":86}"#),
@@ -841,5 +852,111 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     assert_eq!(
         deleted.status, 404,
         "a bundled connector is not the tenant's to delete"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_and_each_one_answers() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) = tenant(addr, json!({ "name": "doc" })).await;
+    let doc = send(addr, "GET", "/openapi.json", None, vec![])
+        .await
+        .json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let paths = doc["paths"].as_object().unwrap();
+    let mut checked = 0;
+    for (template, methods) in paths {
+        for (method, operation) in methods.as_object().unwrap() {
+            let path = template
+                .replace("{tenant}", &tenant_id)
+                .replace("{token}", "0000000000000000")
+                .replace("{connector}", "0000000000000000")
+                .replace("{instance}", "0000000000000000");
+            let auth = match operation["security"][0]
+                .as_object()
+                .and_then(|o| o.keys().next().cloned())
+                .as_deref()
+            {
+                Some("admin") => Some(ADMIN),
+                Some(_) => Some(token.as_str()),
+                None => None,
+            };
+            // Skip destroying the tenant the other calls use.
+            if method == "delete" && template == "/v1/tenants/{tenant}" {
+                continue;
+            }
+            let reply = send(addr, &method.to_uppercase(), &path, auth, b"{}".to_vec()).await;
+            if reply.status >= 400
+                && reply
+                    .headers
+                    .get("content-type")
+                    .is_some_and(|c| c == "application/json")
+            {
+                assert_ne!(
+                    reply.json()["error"]["code"],
+                    "no_route",
+                    "{method} {template} is documented but not routed"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 24, "{checked} routes checked");
+}
+
+#[tokio::test]
+async fn shutdown_drains_in_flight_invocations() {
+    let dir = tempdir();
+    let server = Server::bind(ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().to_path_buf(),
+        admin_token: Some(ADMIN.into()),
+        max_upload_bytes: 4 << 20,
+        builtin_dir: None,
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(server.run_until(
+        async {
+            let _ = stopped.await;
+        },
+        Duration::from_secs(10),
+    ));
+    let (_, token) = tenant(addr, json!({ "name": "d" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({ "connector": connector }),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = format!("/v1/instances/{instance}/fetch");
+    let slow = tokio::spawn(async move {
+        json(
+            addr,
+            "POST",
+            &path,
+            Some(&token),
+            &json!({ "resource": "sleep", "options": { "ms": 800 } }),
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop.send(());
+    let reply = slow.await.unwrap();
+    assert_eq!(reply.status, 200, "the in-flight invocation finished");
+    running.await.unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "no new connections after shutdown"
     );
 }
