@@ -960,3 +960,151 @@ async fn shutdown_drains_in_flight_invocations() {
         "no new connections after shutdown"
     );
 }
+
+/// Start `sluice serve` as a process on `data_dir`; returns it and its address.
+fn spawn_server(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("SLUICE_ADMIN_TOKEN", ADMIN)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice serve starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let serving = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("serving http://"))
+        .expect("the server says where it serves");
+    std::thread::spawn(move || lines.for_each(drop));
+    let addr = serving
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .and_then(|a| a.parse().ok())
+        .expect("an address");
+    (child, addr)
+}
+
+#[tokio::test]
+async fn sigkill_during_updates_and_uploads_never_leaves_a_torn_object() {
+    let dir = tempdir();
+    let (mut child, addr) = spawn_server(dir.path());
+    let (_, token) = tenant(addr, json!({ "name": "crash" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({ "connector": connector, "config": { "v": 0 } }),
+    )
+    .await
+    .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut addr = addr;
+    let mut updates_seen = 0;
+    for round in 1..=5u64 {
+        // Hammer the instance and re-upload components while the server is killed at a random point.
+        let writer = {
+            let (token, instance, connector) = (token.clone(), instance.clone(), connector.clone());
+            tokio::spawn(async move {
+                for i in 0..10_000u64 {
+                    // Every value written in this round is at least 1 000 000 × round.
+                    let v = round * 1_000_000 + i;
+                    let body = json!({ "connector": connector, "config": { "v": v, "pad": "x".repeat(4096) } });
+                    let stream = tokio::net::TcpStream::connect(addr).await;
+                    if stream.is_err() {
+                        return;
+                    }
+                    drop(stream);
+                    let _ = tokio::time::timeout(
+                        Duration::from_secs(2),
+                        json(
+                            addr,
+                            "PUT",
+                            &format!("/v1/instances/{instance}"),
+                            Some(&token),
+                            &body,
+                        ),
+                    )
+                    .await;
+                    if i % 7 == 0 {
+                        let bytes = std::fs::read(guest("sluice_file")).unwrap();
+                        let _ = tokio::time::timeout(
+                            Duration::from_secs(2),
+                            send(addr, "POST", "/v1/connectors", Some(&token), bytes),
+                        )
+                        .await;
+                    }
+                }
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100 + fastrand_ms(round) % 400)).await;
+        child.kill().expect("SIGKILL");
+        let _ = child.wait();
+        writer.abort();
+        let (next, next_addr) = spawn_server(dir.path());
+        child = next;
+        addr = next_addr;
+        let shown = send(
+            addr,
+            "GET",
+            &format!("/v1/instances/{instance}"),
+            Some(&token),
+            vec![],
+        )
+        .await;
+        assert_eq!(
+            shown.status,
+            200,
+            "round {round}: {}",
+            String::from_utf8_lossy(&shown.body)
+        );
+        let config = &shown.json()["config"];
+        assert!(
+            config["v"].is_u64(),
+            "round {round}: the instance is whole: {config}"
+        );
+        updates_seen = updates_seen.max(config["v"].as_u64().unwrap_or(0));
+        let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![]).await;
+        assert_eq!(listed.status, 200);
+        for item in listed.json()["items"].as_array().unwrap() {
+            let id = item["id"].as_str().unwrap();
+            let got = send(
+                addr,
+                "GET",
+                &format!("/v1/connectors/{id}"),
+                Some(&token),
+                vec![],
+            )
+            .await;
+            assert_eq!(got.status, 200, "round {round}: connector {id} is whole");
+        }
+        let health = json(
+            addr,
+            "POST",
+            &format!("/v1/instances/{instance}/fetch"),
+            Some(&token),
+            &json!({ "resource": "env" }),
+        )
+        .await;
+        assert_eq!(health.status, 200, "round {round}: the instance still runs");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        updates_seen > 0,
+        "updates were landing when the server was killed"
+    );
+}
+
+/// A pseudo-random number of milliseconds for round `n` (no RNG dependency in tests).
+fn fastrand_ms(n: u64) -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()));
+    nanos.wrapping_mul(6364136223846793005).wrapping_add(n) >> 33
+}
