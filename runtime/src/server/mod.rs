@@ -407,6 +407,18 @@ impl State {
         Ok(connector)
     }
 
+    /// Refuse with 429 when `tenant` already holds `max` objects of `kind`.
+    fn check_quota(&self, tenant: &Tenant, kind: &str, max: u32) -> Result<(), ApiError> {
+        if self.store.list(kind, &format!("{}/", tenant.id))?.len() >= max as usize {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                format!("the tenant's {kind} quota ({max}) is used up"),
+            ));
+        }
+        Ok(())
+    }
+
     /// The instance's grants, built once and kept (with their pools and budgets).
     fn instance_grants(&self, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
         let key = format!("{}/{}", tenant.id, instance.id);
@@ -691,18 +703,7 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
     if let Some(existing) = state.load::<ConnectorMeta>("connectors", &key)? {
         return Ok(json_response(StatusCode::OK, &json!(existing)));
     }
-    if state
-        .store
-        .list("connectors", &format!("{}/", tenant.id))?
-        .len()
-        >= tenant.quotas.max_connectors as usize
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            "the tenant's connector quota is used up",
-        ));
-    }
+    state.check_quota(tenant, "connectors", tenant.quotas.max_connectors)?;
     let meta = describe_meta(&connector, false).await?;
     state.store.put("components", &key, &bytes)?;
     state.save("connectors", &key, &meta)?;
@@ -752,18 +753,7 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
     if state.connector_meta(&tenant.id, &spec.connector)?.is_none() {
         return Err(ApiError::not_found("connector", &spec.connector));
     }
-    if state
-        .store
-        .list("instances", &format!("{}/", tenant.id))?
-        .len()
-        >= tenant.quotas.max_instances as usize
-    {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "quota_exceeded",
-            "the tenant's instance quota is used up",
-        ));
-    }
+    state.check_quota(tenant, "instances", tenant.quotas.max_instances)?;
     let instance = Instance {
         id: new_id(),
         connector: spec.connector,
@@ -1090,6 +1080,15 @@ fn stream(
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
+/// End a stream with an error line; returns the error code as the outcome.
+async fn report(tx: &mpsc::Sender<Bytes>, err: crate::Error) -> &'static str {
+    let err = ApiError::from(err);
+    let mut line = err.body().to_vec();
+    line.push(b'\n');
+    let _ = tx.send(Bytes::from(line)).await;
+    err.code
+}
+
 /// Move a stream's batches into the response; returns the outcome.
 async fn pump(
     mut session: crate::Session,
@@ -1099,16 +1098,9 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
 ) -> &'static str {
     {
-        let line = |value: Value| Bytes::from(format!("{value}\n"));
         let mut stream = match session.stream(&fetch, checkpoint.as_deref()).await {
             Ok(stream) => stream,
-            Err(e) => {
-                let err = ApiError::from(e);
-                let _ = tx
-                    .send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } })))
-                    .await;
-                return err.code;
-            }
+            Err(e) => return report(&tx, e).await,
         };
         loop {
             match stream.next(batch_size.max(1)).await {
@@ -1130,13 +1122,7 @@ async fn pump(
                     }
                 }
                 Ok(None) => break,
-                Err(e) => {
-                    let err = ApiError::from(e);
-                    let _ = tx
-                        .send(line(json!({ "error": { "code": err.code, "message": err.message, "details": err.details } })))
-                        .await;
-                    return err.code;
-                }
+                Err(e) => return report(&tx, e).await,
             }
         }
         let _ = stream.close().await;

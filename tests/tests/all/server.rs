@@ -42,6 +42,21 @@ async fn tenant(addr: SocketAddr, spec: Value) -> (String, String) {
     (id, token.json()["token"].as_str().unwrap().to_string())
 }
 
+/// Upload guest `name` and create an instance of it with `spec` (connector filled in); returns the instance id.
+async fn instance_of(addr: SocketAddr, token: &str, name: &str, spec: Value) -> String {
+    let connector = upload(addr, token, name).await;
+    let mut spec = spec;
+    spec["connector"] = json!(connector);
+    let created = json(addr, "POST", "/v1/instances", Some(token), &spec).await;
+    assert_eq!(
+        created.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&created.body)
+    );
+    created.json()["id"].as_str().unwrap().to_string()
+}
+
 async fn upload(addr: SocketAddr, token: &str, name: &str) -> String {
     let reply = send(
         addr,
@@ -419,36 +434,8 @@ async fn concurrency_quota_answers_429_while_other_tenants_are_served() {
     )
     .await;
     let (_, calm) = tenant(addr, json!({ "name": "calm" })).await;
-    let busy_instance = {
-        let c = upload(addr, &busy, "sluice_probe").await;
-        json(
-            addr,
-            "POST",
-            "/v1/instances",
-            Some(&busy),
-            &json!({ "connector": c }),
-        )
-        .await
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let calm_instance = {
-        let c = upload(addr, &calm, "sluice_probe").await;
-        json(
-            addr,
-            "POST",
-            "/v1/instances",
-            Some(&calm),
-            &json!({ "connector": c }),
-        )
-        .await
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let busy_instance = instance_of(addr, &busy, "sluice_probe", json!({})).await;
+    let calm_instance = instance_of(addr, &calm, "sluice_probe", json!({})).await;
     let slow_path = format!("/v1/instances/{busy_instance}/fetch");
     let slow_token = busy.clone();
     let slow = tokio::spawn(async move {
@@ -495,36 +482,8 @@ async fn a_hostile_connector_in_one_tenant_does_not_stop_another() {
     )
     .await;
     let (_, good) = tenant(addr, json!({ "name": "good" })).await;
-    let evil_instance = {
-        let c = upload(addr, &evil, "sluice_probe").await;
-        json(
-            addr,
-            "POST",
-            "/v1/instances",
-            Some(&evil),
-            &json!({ "connector": c }),
-        )
-        .await
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
-    let good_instance = {
-        let c = upload(addr, &good, "sluice_probe").await;
-        json(
-            addr,
-            "POST",
-            "/v1/instances",
-            Some(&good),
-            &json!({ "connector": c }),
-        )
-        .await
-        .json()["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    };
+    let evil_instance = instance_of(addr, &evil, "sluice_probe", json!({})).await;
+    let good_instance = instance_of(addr, &good, "sluice_probe", json!({})).await;
     for (action, code) in [("loop", "timeout"), ("memory-bomb", "limit_exceeded")] {
         let path = format!("/v1/instances/{evil_instance}/fetch");
         let token = evil.clone();
