@@ -212,7 +212,16 @@ pub fn fit_grants(grants: &Value, ceiling: &Ceiling, files_root: &Path) -> Resul
             let path = files_root.join(relative);
             std::fs::create_dir_all(&path)
                 .map_err(|e| ApiError::bad_request(format!("mount `{host}`: {e}")))?;
-            mount["host"] = json!(path.display().to_string());
+            // A symlink inside the root (a guest with a rw mount can make one)
+            // must not lead the mount outside it.
+            let resolved = path.canonicalize().ok();
+            let root = files_root.canonicalize().ok();
+            match (resolved, root) {
+                (Some(resolved), Some(root)) if resolved.starts_with(&root) => {
+                    mount["host"] = json!(resolved.display().to_string());
+                }
+                _ => return Err(outside("files", &host)),
+            }
         }
     }
     if let Some(sql) = object.get("sql").and_then(Value::as_array) {

@@ -425,6 +425,36 @@ async fn grants_outside_the_ceiling_are_refused_naming_them() {
 }
 
 #[tokio::test]
+async fn a_symlink_in_the_file_root_cannot_take_a_mount_outside_it() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "t", "ceiling": { "files": true } })).await;
+    let root = dir.path().join("files").join(&tenant_id);
+    std::fs::create_dir_all(&root).unwrap();
+    let outside = tempdir();
+    std::os::unix::fs::symlink(outside.path(), root.join("escape")).unwrap();
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let reply = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({
+            "connector": connector, "grants": { "files": [{ "host": "escape", "guest": "/x" }] }
+        }),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"]["details"]["grant"], "escape");
+}
+
+#[tokio::test]
 async fn concurrency_quota_answers_429_while_other_tenants_are_served() {
     let dir = tempdir();
     let (addr, _server) = start(dir.path()).await;
