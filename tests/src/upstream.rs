@@ -331,12 +331,15 @@ async fn route(
             let fail: u32 = query(&req, "fail")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
+            let status: u16 = query(&req, "status")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(503);
+            let retry_after = query(&req, "retry_after");
+            // Read the whole request body first, as a real API would.
+            let _ = req.into_body().collect().await;
             if count.unwrap_or(0) <= fail {
-                let status: u16 = query(&req, "status")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(503);
                 let mut response = full(status, b"try later".to_vec());
-                if let Some(after) = query(&req, "retry_after") {
+                if let Some(after) = retry_after {
                     let value = after.replace("%20", " ").replace("%2C", ",");
                     response
                         .headers_mut()

@@ -124,6 +124,19 @@ pub fn request(
 ) -> Result<Response> {
     let (scheme, authority, path) = split_url(url)?;
     let fields = Fields::new();
+    if let Some(bytes) = body {
+        // A declared length lets the host retry small bodies and stream large ones.
+        if !headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        {
+            fields
+                .append("content-length", bytes.len().to_string().as_bytes())
+                .map_err(|err| {
+                    ConnectorError::Internal(format!("content-length refused: {err:?}"))
+                })?;
+        }
+    }
     for (name, value) in headers {
         fields.append(name, value.as_bytes()).map_err(|err| {
             ConnectorError::InvalidRequest(format!("header `{name}` refused: {err:?}"))
@@ -160,15 +173,29 @@ pub fn request(
     );
     // Hand the request to the host first: it consumes the body while we write it.
     let future = outgoing_handler::handle(req, None).map_err(|e| http_error(&origin, e))?;
+    let mut body_closed = false;
     if let Some(bytes) = body {
         let stream = outgoing.write().map_err(|()| refused("body"))?;
         for chunk in bytes.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|err| ConnectorError::Unavailable(format!("sending body: {err:?}")))?;
+            match stream.blocking_write_and_flush(chunk) {
+                Ok(()) => {}
+                // The upstream answered before reading the whole body: read its answer.
+                Err(StreamError::Closed) => {
+                    body_closed = true;
+                    break;
+                }
+                Err(err) => {
+                    return Err(ConnectorError::Unavailable(format!(
+                        "sending body: {err:?}"
+                    )))
+                }
+            }
         }
     }
-    OutgoingBody::finish(outgoing, None).map_err(|e| http_error(&origin, e))?;
+    let finished = OutgoingBody::finish(outgoing, None);
+    if !body_closed {
+        finished.map_err(|e| http_error(&origin, e))?;
+    }
     let response = loop {
         match future.get() {
             Some(result) => break result,

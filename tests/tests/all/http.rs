@@ -128,6 +128,33 @@ async fn non_idempotent_requests_are_not_retried_unless_the_grant_says_so() {
 }
 
 #[tokio::test]
+async fn only_small_request_bodies_are_kept_for_retries() {
+    let upstream = Upstream::start().await;
+    let grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let put = |id: &str, size: usize| {
+        probe_request(
+            "http",
+            json!({ "url": upstream.url(&format!("/flaky?id={id}&fail=1")), "method": "PUT", "text": "x".repeat(size) }),
+        )
+    };
+    let page = session.fetch(&put("small", 1000)).await.unwrap();
+    assert_eq!(
+        data(&page.records)[0]["status"],
+        200,
+        "a small PUT is retried"
+    );
+    assert_eq!(upstream.hits("small"), 2);
+    let page = session.fetch(&put("large", 2 << 20)).await.unwrap();
+    assert_eq!(
+        data(&page.records)[0]["status"],
+        503,
+        "a large PUT is sent once, not buffered"
+    );
+    assert_eq!(upstream.hits("large"), 1);
+}
+
+#[tokio::test]
 async fn connect_errors_are_retried_then_reported_unavailable() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let origin = format!("http://{}", closed.local_addr().unwrap());

@@ -49,6 +49,10 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time between two chunks of the response body.
 pub const DEFAULT_BETWEEN_BYTES_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body the host keeps to send again on a retry (1 MiB);
+/// a retryable request with a larger declared body is sent once, and one
+/// without a declared length that grows past this fails.
+pub const MAX_RETRIED_BODY_BYTES: usize = 1 << 20;
 /// Default cap on a response body.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -261,11 +265,23 @@ impl HttpPolicy {
         let origin = origin_of(request.uri());
         let burst = self.rate_limit.map_or(1, |l| l.burst);
         let state = self.states.get(&origin, burst);
-        let retryable = self.retry.max_attempts > 1 && self.retry.retries(request.method());
+        // A retried request must be sent again, so its body is kept in the
+        // host — only when it is small enough: a larger one goes once.
+        let declared = request
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let retryable = self.retry.max_attempts > 1
+            && self.retry.retries(request.method())
+            && declared.is_none_or(|len| len <= MAX_RETRIED_BODY_BYTES as u64);
         let (parts, body) = request.into_parts();
-        // A retried request must be sent again, so its body is kept.
         let (mut streaming, kept) = if retryable {
-            let bytes = body.collect().await?.to_bytes();
+            let bytes = http_body_util::Limited::new(body, MAX_RETRIED_BODY_BYTES)
+                .collect()
+                .await
+                .map_err(|_| HttpError::HttpRequestBodySize(Some(MAX_RETRIED_BODY_BYTES as u64)))?
+                .to_bytes();
             (None, Some(bytes))
         } else {
             (Some(body), None)
