@@ -39,6 +39,16 @@ async fn people(schema: &TestSchema) {
         .await;
 }
 
+/// Rows in the test schema's `people` table, read directly.
+async fn people_count(schema: &TestSchema) -> i64 {
+    schema
+        .client
+        .query_one(&format!("SELECT count(*) FROM {}.people", schema.name), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 async fn probe_sql(grants: &Grants, statements: Value) -> Result<Value, Error> {
     let mut session = probe().open("{}", grants).await.expect("probe opens");
     let page = session
@@ -198,12 +208,7 @@ async fn injection_attempts_fail_safely_and_leave_the_data_intact() {
         vec![Record::from_json(&json!({"id": "1 OR 1=1"}))],
     );
     assert!(session.execute(&delete).await.is_err());
-    let count: i64 = schema
-        .client
-        .query_one(&format!("SELECT count(*) FROM {}.people", schema.name), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 = people_count(&schema).await;
     assert_eq!(count, 5);
 }
 
@@ -245,12 +250,7 @@ async fn a_write_through_a_read_only_grant_is_denied() {
             "{statements}: {err:?}"
         );
     }
-    let count: i64 = schema
-        .client
-        .query_one(&format!("SELECT count(*) FROM {}.people", schema.name), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let count: i64 = people_count(&schema).await;
     assert_eq!(count, 5);
 }
 
@@ -564,12 +564,7 @@ async fn execute_writes_in_one_transaction_and_a_bad_record_changes_nothing() {
     );
     assert_eq!(session.execute(&delete).await.unwrap().affected, 1);
 
-    let before: i64 = schema
-        .client
-        .query_one(&format!("SELECT count(*) FROM {}.people", schema.name), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let before: i64 = people_count(&schema).await;
     let batch = ExecuteRequest::new(
         "people",
         "insert",
@@ -584,12 +579,7 @@ async fn execute_writes_in_one_transaction_and_a_bad_record_changes_nothing() {
         matches!(err, Error::Connector(ConnectorError::InvalidRequest(ref m)) if m.starts_with("record 1") && m.contains("23502")),
         "{err:?}"
     );
-    let after: i64 = schema
-        .client
-        .query_one(&format!("SELECT count(*) FROM {}.people", schema.name), &[])
-        .await
-        .unwrap()
-        .get(0);
+    let after: i64 = people_count(&schema).await;
     assert_eq!(before, after);
     let city: Option<String> = schema
         .client

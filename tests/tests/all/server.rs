@@ -47,7 +47,12 @@ async fn instance_of(addr: SocketAddr, token: &str, name: &str, spec: Value) -> 
     let connector = upload(addr, token, name).await;
     let mut spec = spec;
     spec["connector"] = json!(connector);
-    let created = json(addr, "POST", "/v1/instances", Some(token), &spec).await;
+    new_instance(addr, token, &spec).await
+}
+
+/// Create an instance from `spec`; returns its id.
+async fn new_instance(addr: SocketAddr, token: &str, spec: &Value) -> String {
+    let created = json(addr, "POST", "/v1/instances", Some(token), spec).await;
     assert_eq!(
         created.status,
         201,
@@ -243,18 +248,7 @@ async fn tenants_cannot_see_or_touch_each_other() {
     let (_, alice) = tenant(addr, json!({ "name": "alice" })).await;
     let (_, bob) = tenant(addr, json!({ "name": "bob" })).await;
     let connector = upload(addr, &alice, "sluice_probe").await;
-    let instance = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&alice),
-        &json!({ "connector": connector }),
-    )
-    .await
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let instance = new_instance(addr, &alice, &json!({ "connector": connector })).await;
     let missing = send(
         addr,
         "GET",
@@ -549,18 +543,7 @@ async fn everything_survives_a_restart() {
     let (addr, server) = start(dir.path()).await;
     let (_, token) = tenant(addr, json!({ "name": "durable" })).await;
     let connector = upload(addr, &token, "sluice_probe").await;
-    let instance = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({ "connector": connector }),
-    )
-    .await
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
     server.abort();
     let _ = server.await;
     let (addr, _server) = start(dir.path()).await;
@@ -624,21 +607,15 @@ async fn a_client_disconnect_mid_stream_frees_the_session() {
     let rows: String = (0..100_000).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     std::fs::write(files.join("big.ndjson"), rows).unwrap();
     let connector = upload(addr, &token, "sluice_file").await;
-    let instance = json(
+    let instance = new_instance(
         addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
+        &token,
         &json!({
             "connector": connector, "config": { "root": "/data" },
             "grants": { "files": [{ "host": "data", "guest": "/data" }] }
         }),
     )
-    .await
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     {
         let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let (mut sender, connection) =
@@ -916,18 +893,7 @@ async fn shutdown_drains_in_flight_invocations() {
     ));
     let (_, token) = tenant(addr, json!({ "name": "d" })).await;
     let connector = upload(addr, &token, "sluice_probe").await;
-    let instance = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({ "connector": connector }),
-    )
-    .await
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
     let path = format!("/v1/instances/{instance}/fetch");
     let slow = tokio::spawn(async move {
         json(
@@ -981,18 +947,12 @@ async fn sigkill_during_updates_and_uploads_never_leaves_a_torn_object() {
     let (mut child, addr) = spawn_server(dir.path());
     let (_, token) = tenant(addr, json!({ "name": "crash" })).await;
     let connector = upload(addr, &token, "sluice_probe").await;
-    let instance = json(
+    let instance = new_instance(
         addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
+        &token,
         &json!({ "connector": connector, "config": { "v": 0 } }),
     )
-    .await
-    .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    .await;
     let mut addr = addr;
     let mut updates_seen = 0;
     for round in 1..=5u64 {
