@@ -7,6 +7,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use crate::artifacts::ArtifactCache;
 use crate::bindings::{ConnectorPre, Descriptor};
 use crate::engine::Runtime;
 use crate::error::Error;
@@ -18,6 +19,8 @@ use crate::session::Session;
 pub const CONNECTOR_EXPORT: &str = "sluice:connector/connector-api@0.1.0";
 
 const WASM_MAGIC: &[u8; 4] = b"\0asm";
+/// wasmtime's precompiled artifacts are ELF files.
+const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const CORE_MODULE_VERSION: [u8; 4] = [1, 0, 0, 0];
 const COMPONENT_VERSION: [u8; 4] = [0x0d, 0, 1, 0];
 
@@ -71,6 +74,9 @@ impl std::fmt::Debug for Connector {
 
 /// What kind of file some bytes are.
 fn check_header(bytes: &[u8]) -> Result<(), Error> {
+    if bytes.starts_with(ELF_MAGIC) {
+        return Err(Error::PrecompiledArtifact);
+    }
     if bytes.len() < 8 || &bytes[..4] != WASM_MAGIC {
         let what = if bytes.is_empty() {
             "the file is empty".to_string()
@@ -93,12 +99,16 @@ impl Connector {
         runtime: Runtime,
         bytes: &[u8],
         name: Option<String>,
+        cache: Option<&ArtifactCache>,
     ) -> Result<Self, Error> {
         check_header(bytes)?;
         let sha256 = hex::encode(Sha256::digest(bytes));
         let engine = runtime.engine();
-        let component =
-            Component::new(engine, bytes).map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
+        let component = match cache {
+            Some(cache) => cache.component(engine, &sha256, bytes)?,
+            None => Component::new(engine, bytes)
+                .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?,
+        };
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
         let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
@@ -231,6 +241,10 @@ mod tests {
             Err(Error::CoreModule)
         ));
         assert!(check_header(b"\0asm\x0d\0\x01\0").is_ok());
+        assert!(matches!(
+            check_header(b"\x7fELF\x02\x01\x01\0"),
+            Err(Error::PrecompiledArtifact)
+        ));
         assert!(matches!(
             check_header(b"\0asm\x02\0\0\0"),
             Err(Error::InvalidComponent(_))

@@ -11,6 +11,7 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use crate::artifacts::ArtifactCache;
 use crate::component::Connector;
 use crate::error::Error;
 use crate::limits::Limits;
@@ -43,7 +44,8 @@ impl Default for RuntimeConfig {
 /// Bounds of the pooling allocator: fast instantiation, memory reserved up front.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolingConfig {
-    /// Most connector instances alive at once. Default 1000.
+    /// Most connector instances alive at once (one linear memory each; every
+    /// memory slot reserves 4 GiB of address space, not of RAM). Default 1000.
     pub max_instances: u32,
     /// Largest linear memory per instance, in bytes; session memory limits
     /// above it are lowered to it. Default 256 MiB.
@@ -117,7 +119,7 @@ impl Runtime {
             let n = pooling.max_instances;
             pool.total_component_instances(n)
                 .total_core_instances(n.saturating_mul(8))
-                .total_memories(n.saturating_mul(2))
+                .total_memories(n)
                 .total_tables(n.saturating_mul(4))
                 .max_memory_size(pooling.max_memory_bytes);
             wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -143,7 +145,23 @@ impl Runtime {
     /// [`Error::NotWasm`], [`Error::CoreModule`], [`Error::InvalidComponent`],
     /// [`Error::WrongWorld`] or [`Error::UnsupportedImport`].
     pub fn load(&self, bytes: &[u8]) -> Result<Connector, Error> {
-        Connector::load(self.clone(), bytes, None)
+        Connector::load(self.clone(), bytes, None, None)
+    }
+
+    /// As [`Runtime::load`], taking the compiled code from `cache` when this
+    /// host compiled the same bytes before under the same engine, and storing
+    /// it there otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As [`Runtime::load`]; [`Error::PrecompiledArtifact`] for precompiled bytes.
+    pub fn load_cached(
+        &self,
+        bytes: &[u8],
+        name: Option<String>,
+        cache: &ArtifactCache,
+    ) -> Result<Connector, Error> {
+        Connector::load(self.clone(), bytes, name, Some(cache))
     }
 
     /// Read, validate and compile a connector from a `.wasm` file.
@@ -160,7 +178,7 @@ impl Runtime {
         let name = path
             .file_stem()
             .map(|stem| stem.to_string_lossy().into_owned());
-        Connector::load(self.clone(), &bytes, name)
+        Connector::load(self.clone(), &bytes, name, None)
     }
 
     /// The configuration this runtime was built with.

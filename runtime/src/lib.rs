@@ -44,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+mod artifacts;
 mod bindings;
 pub mod capability;
 mod component;
@@ -56,6 +57,7 @@ pub mod server;
 mod session;
 mod state;
 
+pub use artifacts::{ArtifactCache, CacheStats};
 pub use bindings::{
     Batch, Capabilities, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse, FetchRequest,
     FetchResponse, Filter, FilterOp, Pagination, Record, ResourceInfo, SortDirection, SortField,

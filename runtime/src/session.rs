@@ -39,6 +39,8 @@ pub struct Session {
     poisoned: Option<String>,
     /// Stream handles dropped without `close`, released before the next call.
     abandoned: Vec<ResourceAny>,
+    /// How long creating the store and instantiating the component took.
+    instantiation_time: std::time::Duration,
 }
 
 impl std::fmt::Debug for Session {
@@ -62,6 +64,7 @@ impl Session {
         grants: &Grants,
         limits: &Limits,
     ) -> Result<Self, Error> {
+        let started = std::time::Instant::now();
         let runtime = connector.runtime();
         let id = runtime.next_session_id();
         grants.http.check_secrets()?;
@@ -127,6 +130,7 @@ impl Session {
             id,
             poisoned: None,
             abandoned: Vec::new(),
+            instantiation_time: started.elapsed(),
         })
     }
 
@@ -157,6 +161,12 @@ impl Session {
     /// This session's number, unique within its runtime (it tags the guest's logs).
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// How long creating this session's store and instantiating the
+    /// component took (before the connector's `open`).
+    pub fn instantiation_time(&self) -> std::time::Duration {
+        self.instantiation_time
     }
 
     /// The limits this session runs under.

@@ -62,6 +62,13 @@ impl TestSchema {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// A URL whose connections use this schema (for `sluice serve --store`).
+    pub fn store_url(&self) -> String {
+        let base = url();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}options=-csearch_path%3D{}", self.name)
+    }
+
     /// The grant URL, tagged with an `application_name` so a test can find its backends.
     pub fn grant_url(&self, application_name: &str) -> String {
         let base = url();

@@ -57,6 +57,24 @@ struct ServeArgs {
     /// Directory of bundled `.wasm` connectors offered to every tenant.
     #[arg(long, value_name = "DIR")]
     connectors: Option<PathBuf>,
+    /// Keep tenants, connectors and instances in PostgreSQL instead of the data
+    /// directory, shared by every node given the same URL
+    /// (`postgres://user@host/db`; tables go in the connection's search_path,
+    /// e.g. `?options=-csearch_path%3Dsluice`). Compiled artifacts and tenant
+    /// files stay in each node's data directory.
+    #[arg(long, value_name = "URL", env = "SLUICE_STORE", hide_env_values = true)]
+    store: Option<String>,
+    /// How long compiling one uploaded connector may take, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    compile_timeout_ms: u64,
+    /// Connector instances the pooling allocator keeps slots for (0 turns
+    /// pooling off and allocates each instance on demand).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pooling_instances: u32,
+    /// Largest linear memory of one pooled instance, in MiB (tenant memory
+    /// quotas above it are lowered to it).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pooling_memory_mib: usize,
 }
 
 #[derive(Args)]
@@ -242,6 +260,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         admin_token: args.admin_token,
         max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
         builtin_dir: args.connectors.clone(),
+        store_url: args.store,
+        compile_timeout: Duration::from_millis(args.compile_timeout_ms),
+        pooling: (args.pooling_instances > 0).then(|| sluice::PoolingConfig {
+            max_instances: args.pooling_instances,
+            max_memory_bytes: args.pooling_memory_mib.saturating_mul(1 << 20),
+        }),
     })
     .await?;
     let addr = server.local_addr()?;

@@ -81,6 +81,15 @@ impl From<Error> for ApiError {
             | Error::InvalidComponent(_) => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_component", message)
             }
+            Error::PrecompiledArtifact => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "precompiled_artifact", message)
+            }
+            Error::CompileTimeout(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "compile_timeout", message)
+            }
+            Error::Storage(_) => {
+                ApiError::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", message)
+            }
             Error::InvalidGrant(_) => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_grant", message)
             }

@@ -1,6 +1,7 @@
 //! Prometheus metrics: invocations by tenant, connector, operation and
-//! outcome; duration histograms; active sessions; denials; and the upstream
-//! HTTP counters of every instance's grants.
+//! outcome; duration and instantiation-time histograms; active sessions;
+//! denials; the artifact cache; and the upstream HTTP counters of every
+//! instance's grants.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -8,14 +9,59 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-/// Histogram bucket bounds, seconds.
-const BUCKETS: [f64; 10] = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
+/// Bucket bounds of invocation durations, seconds.
+const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
 
-#[derive(Debug, Default)]
+/// Bucket bounds of instantiation times, seconds (10 µs to 100 ms).
+const INSTANTIATION_BUCKETS: &[f64] = &[
+    0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1,
+];
+
+/// A cumulative Prometheus histogram.
+#[derive(Debug)]
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
+    bounds: &'static [f64],
+    counts: Vec<u64>,
     sum: f64,
     count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: vec![0; bounds.len()],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (count, bound) in self.counts.iter_mut().zip(self.bounds) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    /// Append the series of `name` with `labels` (`key="value",` pairs, or empty).
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", self.count);
+        let labels = labels.trim_end_matches(',');
+        let labels = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(out, "{name}_sum{labels} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{labels} {}", self.count);
+    }
 }
 
 /// The server's metrics.
@@ -23,6 +69,7 @@ struct Histogram {
 pub struct Metrics {
     invocations: Mutex<BTreeMap<(String, String, String, String), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
+    instantiations: Mutex<Option<Histogram>>,
     denials: Mutex<BTreeMap<(String, String), u64>>,
     active_sessions: AtomicI64,
 }
@@ -79,15 +126,19 @@ impl Metrics {
             .durations
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let histogram = durations.entry(operation.to_string()).or_default();
-        let seconds = took.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if seconds <= *bound {
-                histogram.counts[i] += 1;
-            }
-        }
-        histogram.sum += seconds;
-        histogram.count += 1;
+        durations
+            .entry(operation.to_string())
+            .or_insert_with(|| Histogram::new(DURATION_BUCKETS))
+            .observe(took);
+    }
+
+    /// Record how long instantiating a connector for an invocation took.
+    pub fn instantiated(&self, took: Duration) {
+        self.instantiations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| Histogram::new(INSTANTIATION_BUCKETS))
+            .observe(took);
     }
 
     /// Record capability denials.
@@ -99,9 +150,11 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text, with `upstream` lines `(tenant, instance, origin, counters)` appended.
+    /// The Prometheus text, with the artifact cache's counters and `upstream`
+    /// lines `(tenant, instance, origin, counters)` appended.
     pub fn render(
         &self,
+        artifacts: crate::CacheStats,
         upstream: &[(
             String,
             String,
@@ -130,20 +183,25 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
         {
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(out, "sluice_invocation_duration_seconds_bucket{{operation=\"{operation}\",le=\"{bound}\"}} {count}");
-            }
-            let _ = writeln!(out, "sluice_invocation_duration_seconds_bucket{{operation=\"{operation}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(
-                out,
-                "sluice_invocation_duration_seconds_sum{{operation=\"{operation}\"}} {}",
-                h.sum
+            h.render(
+                &mut out,
+                "sluice_invocation_duration_seconds",
+                &format!("operation=\"{}\",", escape(operation)),
             );
-            let _ = writeln!(
-                out,
-                "sluice_invocation_duration_seconds_count{{operation=\"{operation}\"}} {}",
-                h.count
-            );
+        }
+        out.push_str("# HELP sluice_instantiation_seconds Time to create a store and instantiate a connector for an invocation.\n# TYPE sluice_instantiation_seconds histogram\n");
+        self.instantiations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| Histogram::new(INSTANTIATION_BUCKETS))
+            .render(&mut out, "sluice_instantiation_seconds", "");
+        out.push_str("# HELP sluice_artifact_cache_total Connectors loaded from the compiled-artifact cache (hit), compiled, or rejected by its integrity check.\n# TYPE sluice_artifact_cache_total counter\n");
+        for (event, n) in [
+            ("hit", artifacts.hits),
+            ("compiled", artifacts.compiled),
+            ("rejected", artifacts.rejected),
+        ] {
+            let _ = writeln!(out, "sluice_artifact_cache_total{{event=\"{event}\"}} {n}");
         }
         out.push_str("# HELP sluice_active_sessions Connector sessions open now.\n# TYPE sluice_active_sessions gauge\n");
         let _ = writeln!(out, "sluice_active_sessions {}", self.active_sessions());

@@ -11,6 +11,7 @@ mod api_error;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+mod schema;
 pub mod store;
 
 use std::collections::HashMap;
@@ -36,12 +37,18 @@ use tokio::sync::{mpsc, Semaphore};
 
 pub use api_error::ApiError;
 use model::{fit_grants, Ceiling, ConnectorMeta, Instance, Quotas, Tenant, TokenRecord};
-use store::{LocalStore, Store};
+use store::{LocalStore, PostgresStore, Store};
 
-use crate::{Connector, ExecuteRequest, FetchRequest, Grants, Limits, Runtime};
+use crate::{
+    ArtifactCache, Connector, ExecuteRequest, FetchRequest, Grants, Limits, PoolingConfig, Runtime,
+    RuntimeConfig,
+};
 
 /// Largest accepted upload by default.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
+
+/// How long compiling one uploaded component may take by default.
+pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a server is started.
 #[derive(Debug, Clone)]
@@ -56,6 +63,29 @@ pub struct ServerConfig {
     pub max_upload_bytes: usize,
     /// A directory of bundled `.wasm` connectors every tenant may use.
     pub builtin_dir: Option<PathBuf>,
+    /// A PostgreSQL URL: keep tenants, connectors and instances there (shared by
+    /// every node pointing at it) instead of in the data directory.
+    pub store_url: Option<String>,
+    /// How long compiling one uploaded component may take.
+    pub compile_timeout: Duration,
+    /// Bounds of the pooling allocator; `None` allocates on demand.
+    pub pooling: Option<PoolingConfig>,
+}
+
+impl ServerConfig {
+    /// The defaults of `sluice serve` with no flags, on `listen` and `data_dir`.
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            listen,
+            data_dir: data_dir.into(),
+            admin_token: None,
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            builtin_dir: None,
+            store_url: None,
+            compile_timeout: DEFAULT_COMPILE_TIMEOUT,
+            pooling: Some(PoolingConfig::default()),
+        }
+    }
 }
 
 type ResponseBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -67,11 +97,19 @@ struct State {
     admin_hash: String,
     files_root: PathBuf,
     max_upload_bytes: usize,
+    /// Compiled connectors this host produced, kept across restarts.
+    artifacts: Arc<ArtifactCache>,
+    /// Compilations running at once (one per core): a flood of uploads queues here.
+    compilers: Arc<Semaphore>,
+    compile_timeout: Duration,
     connectors: Mutex<HashMap<String, Connector>>,
-    running: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Concurrent invocations per tenant: the quota they were sized for, and the permits.
+    running: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     /// Grants per instance, kept between invocations so sql pools, rate-limit
-    /// budgets, breakers and tokens outlive a call. Dropped when the instance changes.
-    grants: Mutex<HashMap<String, Grants>>,
+    /// budgets, breakers and tokens outlive a call; each is tagged with a digest
+    /// of the instance record and tenant ceiling it was built from, and rebuilt
+    /// when either changed (here or on another node sharing the store).
+    grants: Mutex<HashMap<String, (String, Grants)>>,
     metrics: metrics::Metrics,
     /// Bundled connectors by id, shared by every tenant.
     builtins: HashMap<String, (ConnectorMeta, Connector)>,
@@ -90,6 +128,7 @@ pub struct Server {
 /// Load and describe every `.wasm` in `dir`.
 async fn load_builtins(
     runtime: &Runtime,
+    artifacts: &ArtifactCache,
     dir: &std::path::Path,
 ) -> Result<HashMap<String, (ConnectorMeta, Connector)>, crate::Error> {
     let io = |source| crate::Error::Io {
@@ -104,7 +143,12 @@ async fn load_builtins(
         .collect();
     paths.sort();
     for path in paths {
-        let connector = runtime.load_file(&path)?;
+        let bytes = std::fs::read(&path).map_err(|source| crate::Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+        let connector = runtime.load_cached(&bytes, name, artifacts)?;
         let meta = describe_meta(&connector, true).await?;
         builtins.insert(meta.id.clone(), (meta, connector));
     }
@@ -153,17 +197,13 @@ impl Server {
     ///
     /// [`crate::Error::Io`] for the data directory or the address.
     pub async fn bind(config: ServerConfig) -> Result<Self, crate::Error> {
-        let store: Arc<dyn Store> = Arc::new(LocalStore::open(config.data_dir.join("store"))?);
-        let (admin_hash, generated) = match (&config.admin_token, store.get("admin", "token")?) {
-            (Some(token), _) => (sha256_hex(token.as_bytes()), None),
-            (None, Some(hash)) => (String::from_utf8_lossy(&hash).into_owned(), None),
-            (None, None) => {
-                let token = new_token();
-                let hash = sha256_hex(token.as_bytes());
-                store.put("admin", "token", hash.as_bytes())?;
-                (hash, Some(token))
-            }
+        let store: Arc<dyn Store> = match &config.store_url {
+            Some(url) => Arc::new(PostgresStore::connect(url).await?),
+            None => Arc::new(LocalStore::open(config.data_dir.join("store"))?),
         };
+        tracing::info!(store = store.describe(), "store opened");
+        let (admin_hash, generated) =
+            admin_token(store.as_ref(), config.admin_token.as_deref()).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await
@@ -171,11 +211,16 @@ impl Server {
                     path: config.listen.to_string(),
                     source,
                 })?;
-        let runtime = Runtime::new()?;
+        let runtime = Runtime::with_config(RuntimeConfig {
+            pooling: config.pooling.clone(),
+            ..RuntimeConfig::default()
+        })?;
+        let artifacts = Arc::new(ArtifactCache::open(config.data_dir.join("artifacts"))?);
         let builtins = match &config.builtin_dir {
-            Some(dir) => load_builtins(&runtime, dir).await?,
+            Some(dir) => load_builtins(&runtime, &artifacts, dir).await?,
             None => HashMap::new(),
         };
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
         Ok(Self {
             listener,
             state: Arc::new(State {
@@ -184,6 +229,9 @@ impl Server {
                 admin_hash,
                 files_root: config.data_dir.join("files"),
                 max_upload_bytes: config.max_upload_bytes,
+                artifacts,
+                compilers: Arc::new(Semaphore::new(cores)),
+                compile_timeout: config.compile_timeout,
                 connectors: Mutex::default(),
                 running: Mutex::default(),
                 grants: Mutex::default(),
@@ -249,6 +297,28 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The admin token's hash: from `configured`, else the stored one, else a new
+/// token (returned to be printed once). Nodes starting together on one store
+/// agree: only the first stored hash counts.
+async fn admin_token(
+    store: &dyn Store,
+    configured: Option<&str>,
+) -> Result<(String, Option<String>), crate::Error> {
+    if let Some(token) = configured {
+        return Ok((sha256_hex(token.as_bytes()), None));
+    }
+    if let Some(hash) = store.get("admin", "token").await? {
+        return Ok((String::from_utf8_lossy(&hash).into_owned(), None));
+    }
+    let token = new_token();
+    let hash = sha256_hex(token.as_bytes());
+    if store.create("admin", "token", hash.as_bytes()).await? {
+        return Ok((hash, Some(token)));
+    }
+    let stored = store.get("admin", "token").await?.unwrap_or_default();
+    Ok((String::from_utf8_lossy(&stored).into_owned(), None))
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
@@ -329,8 +399,12 @@ async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Api
 }
 
 impl State {
-    fn load<T: DeserializeOwned>(&self, kind: &str, key: &str) -> Result<Option<T>, ApiError> {
-        match self.store.get(kind, key)? {
+    async fn load<T: DeserializeOwned>(
+        &self,
+        kind: &str,
+        key: &str,
+    ) -> Result<Option<T>, ApiError> {
+        match self.store.get(kind, key).await? {
             None => Ok(None),
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
                 ApiError::new(
@@ -342,64 +416,74 @@ impl State {
         }
     }
 
-    fn save<T: serde::Serialize>(&self, kind: &str, key: &str, value: &T) -> Result<(), ApiError> {
+    async fn save<T: serde::Serialize>(
+        &self,
+        kind: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), ApiError> {
         let bytes = serde_json::to_vec(value).map_err(|e| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         })?;
-        Ok(self.store.put(kind, key, &bytes)?)
+        Ok(self.store.put(kind, key, &bytes).await?)
     }
 
     fn is_admin(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| sha256_hex(t.as_bytes()) == self.admin_hash)
     }
 
-    fn tenant_of(&self, token: Option<&str>) -> Result<Tenant, ApiError> {
+    async fn tenant_of(&self, token: Option<&str>) -> Result<Tenant, ApiError> {
         let token = token.ok_or_else(ApiError::unauthorized)?;
         let record: TokenRecord = self
-            .load("tokens", &sha256_hex(token.as_bytes()))?
+            .load("tokens", &sha256_hex(token.as_bytes()))
+            .await?
             .ok_or_else(ApiError::unauthorized)?;
-        self.load("tenants", &record.tenant)?
+        self.load("tenants", &record.tenant)
+            .await?
             .ok_or_else(ApiError::unauthorized)
     }
 
-    /// The compiled connector `id` of `tenant` (compiled on first use after a restart).
     /// Metadata of connector `id` as `tenant` sees it: its own upload or a builtin.
-    fn connector_meta(&self, tenant: &str, id: &str) -> Result<Option<ConnectorMeta>, ApiError> {
-        if let Some(meta) = self.load::<ConnectorMeta>("connectors", &format!("{tenant}/{id}"))? {
+    async fn connector_meta(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<ConnectorMeta>, ApiError> {
+        if let Some(meta) = self
+            .load::<ConnectorMeta>("connectors", &format!("{tenant}/{id}"))
+            .await?
+        {
             return Ok(Some(meta));
         }
         Ok(self.builtins.get(id).map(|(meta, _)| meta.clone()))
     }
 
-    fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
-        if let Some((_, connector)) = self.builtins.get(id) {
-            if self
-                .store
-                .get("connectors", &format!("{tenant}/{id}"))?
-                .is_none()
-            {
-                return Ok(connector.clone());
-            }
+    /// The compiled connector `id` of `tenant`: a builtin, or the tenant's own
+    /// upload (compiled, or taken from the artifact cache, on first use after a restart).
+    async fn connector(&self, tenant: &str, id: &str) -> Result<Connector, ApiError> {
+        let key = format!("{tenant}/{id}");
+        let owned = self.store.get("connectors", &key).await?.is_some();
+        if !owned {
+            return match self.builtins.get(id) {
+                Some((_, connector)) => Ok(connector.clone()),
+                None => Err(ApiError::not_found("connector", id)),
+            };
         }
-        if let Some(found) = self
+        let cached = self
             .connectors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(id)
-        {
-            if self
-                .store
-                .get("connectors", &format!("{tenant}/{id}"))?
-                .is_some()
-            {
-                return Ok(found.clone());
-            }
+            .cloned();
+        if let Some(connector) = cached {
+            return Ok(connector);
         }
         let bytes = self
             .store
-            .get("components", &format!("{tenant}/{id}"))?
+            .get("components", &key)
+            .await?
             .ok_or_else(|| ApiError::not_found("connector", id))?;
-        let connector = self.runtime.load(&bytes)?;
+        let connector = self.compile(Bytes::from(bytes)).await?;
         self.connectors
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -407,27 +491,79 @@ impl State {
         Ok(connector)
     }
 
+    /// Validate and compile `bytes` off the async threads, under the compile
+    /// budget. A compilation past its budget is abandoned (its thread finishes
+    /// in the background and still holds its compiler slot until it does).
+    async fn compile(&self, bytes: Bytes) -> Result<Connector, ApiError> {
+        let permit = Arc::clone(&self.compilers)
+            .acquire_owned()
+            .await
+            .map_err(|_| crate::Error::Host("compiler slots closed".into()))?;
+        let runtime = self.runtime.clone();
+        let artifacts = Arc::clone(&self.artifacts);
+        let work = tokio::task::spawn_blocking(move || {
+            let result = runtime.load_cached(&bytes, None, &artifacts);
+            drop(permit);
+            result
+        });
+        match tokio::time::timeout(self.compile_timeout, work).await {
+            Ok(Ok(result)) => Ok(result?),
+            Ok(Err(e)) => Err(crate::Error::Host(format!("compiler task failed: {e}")).into()),
+            Err(_) => Err(crate::Error::CompileTimeout(self.compile_timeout).into()),
+        }
+    }
+
     /// Refuse with 429 when `tenant` already holds `max` objects of `kind`.
-    fn check_quota(&self, tenant: &Tenant, kind: &str, max: u32) -> Result<(), ApiError> {
-        if self.store.list(kind, &format!("{}/", tenant.id))?.len() >= max as usize {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "quota_exceeded",
-                format!("the tenant's {kind} quota ({max}) is used up"),
-            ));
+    async fn check_quota(&self, tenant: &Tenant, kind: &str, max: u32) -> Result<(), ApiError> {
+        let held = self
+            .store
+            .list(kind, &format!("{}/", tenant.id))
+            .await?
+            .len();
+        if held >= max as usize {
+            return Err(quota_exceeded(format!(
+                "the tenant's {kind} quota ({max}) is used up"
+            )));
         }
         Ok(())
     }
 
-    /// The instance's grants, built once and kept (with their pools and budgets).
+    /// Refuse with 429 when storing `adding` more bytes of components would
+    /// take `tenant` past its stored-bytes quota.
+    async fn check_stored_bytes(&self, tenant: &Tenant, adding: usize) -> Result<(), ApiError> {
+        let mut stored = 0usize;
+        for key in self
+            .store
+            .list("connectors", &format!("{}/", tenant.id))
+            .await?
+        {
+            if let Some(meta) = self.load::<ConnectorMeta>("connectors", &key).await? {
+                stored = stored.saturating_add(meta.size);
+            }
+        }
+        let max = tenant.quotas.max_stored_mib.saturating_mul(1 << 20);
+        if stored.saturating_add(adding) > max {
+            return Err(quota_exceeded(format!(
+                "storing {adding} more bytes would exceed the tenant's stored-bytes quota ({} MiB; {stored} bytes used)",
+                tenant.quotas.max_stored_mib
+            )));
+        }
+        Ok(())
+    }
+
+    /// The instance's grants, built once and kept (with their pools and budgets)
+    /// for as long as the instance record and the tenant's ceiling stay the same.
     fn instance_grants(&self, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
         let key = format!("{}/{}", tenant.id, instance.id);
+        let version = sha256_hex(json!([instance, tenant.ceiling]).to_string().as_bytes());
         let mut cache = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(grants) = cache.get(&key) {
-            return Ok(grants.clone());
+        if let Some((built_from, grants)) = cache.get(&key) {
+            if *built_from == version {
+                return Ok(grants.clone());
+            }
         }
         let grants = grants_of(self, tenant, instance)?;
-        cache.insert(key, grants.clone());
+        cache.insert(key, (version, grants.clone()));
         Ok(grants)
     }
 
@@ -438,12 +574,24 @@ impl State {
             .remove(&format!("{tenant}/{instance}"));
     }
 
+    /// The tenant's invocation permits, resized when its quota changed.
     fn semaphore(&self, tenant: &Tenant) -> Arc<Semaphore> {
+        let max = tenant.quotas.max_concurrent.max(1);
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(running.entry(tenant.id.clone()).or_insert_with(|| {
-            Arc::new(Semaphore::new(tenant.quotas.max_concurrent.max(1) as usize))
-        }))
+        match running.get(&tenant.id) {
+            Some((sized_for, permits)) if *sized_for == max => Arc::clone(permits),
+            _ => {
+                let permits = Arc::new(Semaphore::new(max as usize));
+                running.insert(tenant.id.clone(), (max, Arc::clone(&permits)));
+                permits
+            }
+        }
     }
+}
+
+/// 429 for a used-up tenant quota.
+fn quota_exceeded(message: String) -> ApiError {
+    ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message)
 }
 
 /// Path segments after the leading slash.
@@ -468,7 +616,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
-                .flat_map(|(key, grants)| {
+                .flat_map(|(key, (_, grants))| {
                     let (tenant, instance) = key.split_once('/').unwrap_or((key, ""));
                     grants
                         .http
@@ -478,7 +626,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            let text = state.metrics.render(&upstream);
+            let text = state.metrics.render(state.artifacts.stats(), &upstream);
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
@@ -489,7 +637,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             return Ok(json_response(StatusCode::OK, &openapi::document()));
         }
         (Method::GET, ["readyz"]) => {
-            state.store.list("tenants", "")?;
+            state.store.list("tenants", "").await?;
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ready" })));
         }
         _ => {}
@@ -502,7 +650,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         let rest: Vec<String> = rest.iter().map(|s| s.to_string()).collect();
         return admin(state, method, &rest, req).await;
     }
-    let tenant = state.tenant_of(token.as_deref())?;
+    let tenant = state.tenant_of(token.as_deref()).await?;
     let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
     match (
         method,
@@ -517,7 +665,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             let mut builtins: Vec<&ConnectorMeta> =
                 state.builtins.values().map(|(m, _)| m).collect();
             builtins.sort_by(|a, b| a.name.cmp(&b.name));
-            let reply = list(state, "connectors", &tenant, |v: ConnectorMeta| json!(v))?;
+            let reply = list(state, "connectors", &tenant, |v: ConnectorMeta| json!(v)).await?;
             if builtins.is_empty() {
                 return Ok(reply);
             }
@@ -528,24 +676,26 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         }
         (Method::GET, ["v1", "connectors", id]) => {
             let meta = state
-                .connector_meta(&tenant.id, id)?
+                .connector_meta(&tenant.id, id)
+                .await?
                 .ok_or_else(|| ApiError::not_found("connector", id))?;
             Ok(json_response(StatusCode::OK, &json!(meta)))
         }
-        (Method::DELETE, ["v1", "connectors", id]) => delete_connector(state, &tenant, id),
+        (Method::DELETE, ["v1", "connectors", id]) => delete_connector(state, &tenant, id).await,
         (Method::POST, ["v1", "instances"]) => create_instance(state, &tenant, req).await,
         (Method::GET, ["v1", "instances"]) => {
-            list(state, "instances", &tenant, |v: Instance| v.view())
+            list(state, "instances", &tenant, |v: Instance| v.view()).await
         }
         (Method::GET, ["v1", "instances", id]) => Ok(json_response(
             StatusCode::OK,
-            &instance(state, &tenant, id)?.view(),
+            &instance(state, &tenant, id).await?.view(),
         )),
         (Method::PUT, ["v1", "instances", id]) => update_instance(state, &tenant, id, req).await,
         (Method::DELETE, ["v1", "instances", id]) => {
             if !state
                 .store
-                .delete("instances", &format!("{}/{id}", tenant.id))?
+                .delete("instances", &format!("{}/{id}", tenant.id))
+                .await?
             {
                 return Err(ApiError::not_found("instance", id));
             }
@@ -575,16 +725,15 @@ async fn read_json_response(response: Response<ResponseBody>) -> Result<Value, A
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
 }
 
-fn list<T: DeserializeOwned>(
+async fn list<T: DeserializeOwned>(
     state: &State,
     kind: &str,
     tenant: &Tenant,
     view: impl Fn(T) -> Value,
 ) -> Reply {
     let mut items = Vec::new();
-    for key in state.store.list(kind, &format!("{}/", tenant.id))? {
-        let id = key.rsplit('/').next().unwrap_or_default().to_string();
-        if let Some(item) = state.load::<T>(kind, &format!("{}/{id}", tenant.id))? {
+    for key in state.store.list(kind, &format!("{}/", tenant.id)).await? {
+        if let Some(item) = state.load::<T>(kind, &key).await? {
             items.push(view(item));
         }
     }
@@ -617,33 +766,35 @@ async fn admin(
                 quotas: spec.quotas,
                 ceiling: spec.ceiling,
             };
-            state.save("tenants", &tenant.id, &tenant)?;
+            state.save("tenants", &tenant.id, &tenant).await?;
             Ok(json_response(StatusCode::CREATED, &json!(tenant)))
         }
         (Method::GET, []) => {
-            let tenants: Vec<Tenant> = state
-                .store
-                .list("tenants", "")?
-                .iter()
-                .filter_map(|id| state.load("tenants", id).ok().flatten())
-                .collect();
+            let mut tenants: Vec<Tenant> = Vec::new();
+            for id in state.store.list("tenants", "").await? {
+                if let Some(tenant) = state.load("tenants", &id).await? {
+                    tenants.push(tenant);
+                }
+            }
             Ok(json_response(StatusCode::OK, &json!({ "items": tenants })))
         }
         (Method::GET, [id]) => {
             let tenant: Tenant = state
-                .load("tenants", id)?
+                .load("tenants", id)
+                .await?
                 .ok_or_else(|| ApiError::not_found("tenant", id))?;
             Ok(json_response(StatusCode::OK, &json!(tenant)))
         }
         (Method::PUT, [id]) => {
             let mut tenant: Tenant = state
-                .load("tenants", id)?
+                .load("tenants", id)
+                .await?
                 .ok_or_else(|| ApiError::not_found("tenant", id))?;
             let spec: TenantSpec = read_json(req).await?;
             tenant.name = spec.name;
             tenant.quotas = spec.quotas;
             tenant.ceiling = spec.ceiling;
-            state.save("tenants", id, &tenant)?;
+            state.save("tenants", id, &tenant).await?;
             state
                 .running
                 .lock()
@@ -652,14 +803,16 @@ async fn admin(
             Ok(json_response(StatusCode::OK, &json!(tenant)))
         }
         (Method::DELETE, [id]) => {
-            if !state.store.delete("tenants", id)? {
+            if !state.store.delete("tenants", id).await? {
                 return Err(ApiError::not_found("tenant", id));
             }
+            delete_tenant_objects(state, id).await?;
             Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
         }
         (Method::POST, [id, "tokens"]) => {
             state
-                .load::<Tenant>("tenants", id)?
+                .load::<Tenant>("tenants", id)
+                .await?
                 .ok_or_else(|| ApiError::not_found("tenant", id))?;
             let token = new_token();
             let record = TokenRecord {
@@ -667,8 +820,10 @@ async fn admin(
                 tenant: id.to_string(),
                 hash: sha256_hex(token.as_bytes()),
             };
-            state.save("tokens", &record.hash, &record)?;
-            state.save("token-ids", &format!("{id}/{}", record.id), &record)?;
+            state.save("tokens", &record.hash, &record).await?;
+            state
+                .save("token-ids", &format!("{id}/{}", record.id), &record)
+                .await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({ "id": record.id, "token": token }),
@@ -676,12 +831,14 @@ async fn admin(
         }
         (Method::DELETE, [id, "tokens", token_id]) => {
             let record: TokenRecord = state
-                .load("token-ids", &format!("{id}/{token_id}"))?
+                .load("token-ids", &format!("{id}/{token_id}"))
+                .await?
                 .ok_or_else(|| ApiError::not_found("token", token_id))?;
-            state.store.delete("tokens", &record.hash)?;
+            state.store.delete("tokens", &record.hash).await?;
             state
                 .store
-                .delete("token-ids", &format!("{id}/{token_id}"))?;
+                .delete("token-ids", &format!("{id}/{token_id}"))
+                .await?;
             Ok(json_response(
                 StatusCode::OK,
                 &json!({ "revoked": token_id }),
@@ -695,18 +852,60 @@ async fn admin(
     }
 }
 
+/// Everything a deleted tenant owned: tokens, instances (and their host
+/// state), connectors and their bytes, and its file root. The tenant record
+/// goes first, so its tokens stop working before the rest is removed.
+async fn delete_tenant_objects(state: &State, tenant: &str) -> Result<(), ApiError> {
+    let prefix = format!("{tenant}/");
+    for key in state.store.list("token-ids", &prefix).await? {
+        if let Some(record) = state.load::<TokenRecord>("token-ids", &key).await? {
+            state.store.delete("tokens", &record.hash).await?;
+        }
+        state.store.delete("token-ids", &key).await?;
+    }
+    for key in state.store.list("instances", &prefix).await? {
+        state.store.delete("instances", &key).await?;
+        if let Some((_, instance)) = key.split_once('/') {
+            state.forget_instance(tenant, instance);
+        }
+    }
+    for key in state.store.list("connectors", &prefix).await? {
+        state.store.delete("connectors", &key).await?;
+        state.store.delete("components", &key).await?;
+    }
+    state
+        .running
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(tenant);
+    let files = state.files_root.join(tenant);
+    match tokio::fs::remove_dir_all(&files).await {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(crate::Error::Io {
+            path: files.display().to_string(),
+            source,
+        }
+        .into()),
+    }
+}
+
 async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
     let bytes = read_body(req, state.max_upload_bytes).await?;
-    let connector = state.runtime.load(&bytes)?;
-    let id = connector.sha256().to_string();
+    let id = sha256_hex(&bytes);
     let key = format!("{}/{id}", tenant.id);
-    if let Some(existing) = state.load::<ConnectorMeta>("connectors", &key)? {
+    if let Some(existing) = state.load::<ConnectorMeta>("connectors", &key).await? {
         return Ok(json_response(StatusCode::OK, &json!(existing)));
     }
-    state.check_quota(tenant, "connectors", tenant.quotas.max_connectors)?;
+    state
+        .check_quota(tenant, "connectors", tenant.quotas.max_connectors)
+        .await?;
+    state.check_stored_bytes(tenant, bytes.len()).await?;
+    let connector = state.compile(bytes.clone()).await?;
     let meta = describe_meta(&connector, false).await?;
-    state.store.put("components", &key, &bytes)?;
-    state.save("connectors", &key, &meta)?;
+    // Bytes first, metadata last: a connector is listed only once it is whole.
+    state.store.put("components", &key, &bytes).await?;
+    state.save("connectors", &key, &meta).await?;
     state
         .connectors
         .lock()
@@ -715,13 +914,17 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
     Ok(json_response(StatusCode::CREATED, &json!(meta)))
 }
 
-fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
+async fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
     let key = format!("{}/{id}", tenant.id);
-    if state.store.get("connectors", &key)?.is_none() {
+    if state.store.get("connectors", &key).await?.is_none() {
         return Err(ApiError::not_found("connector", id));
     }
-    for instance_key in state.store.list("instances", &format!("{}/", tenant.id))? {
-        if let Some(instance) = state.load::<Instance>("instances", &instance_key)? {
+    for instance_key in state
+        .store
+        .list("instances", &format!("{}/", tenant.id))
+        .await?
+    {
+        if let Some(instance) = state.load::<Instance>("instances", &instance_key).await? {
             if instance.connector == id {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -731,8 +934,14 @@ fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
             }
         }
     }
-    state.store.delete("connectors", &key)?;
-    state.store.delete("components", &key)?;
+    // Metadata first: a half-deleted connector is unlisted, never listed without bytes.
+    state.store.delete("connectors", &key).await?;
+    state.store.delete("components", &key).await?;
+    state
+        .connectors
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(id);
     Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
 }
 
@@ -750,10 +959,13 @@ struct InstanceSpec {
 
 async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
     let spec: InstanceSpec = read_json(req).await?;
-    if state.connector_meta(&tenant.id, &spec.connector)?.is_none() {
-        return Err(ApiError::not_found("connector", &spec.connector));
-    }
-    state.check_quota(tenant, "instances", tenant.quotas.max_instances)?;
+    let meta = state
+        .connector_meta(&tenant.id, &spec.connector)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connector", &spec.connector))?;
+    state
+        .check_quota(tenant, "instances", tenant.quotas.max_instances)
+        .await?;
     let instance = Instance {
         id: new_id(),
         connector: spec.connector,
@@ -765,13 +977,16 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
         secrets: spec.secrets,
         grants: spec.grants,
     };
-    // Validate the grants now, so a bad instance is refused at creation.
+    // Validate config and grants now, so a bad instance is refused at creation.
+    check_config(&meta, &instance.config)?;
     grants_of(state, tenant, &instance)?;
-    state.save(
-        "instances",
-        &format!("{}/{}", tenant.id, instance.id),
-        &instance,
-    )?;
+    state
+        .save(
+            "instances",
+            &format!("{}/{}", tenant.id, instance.id),
+            &instance,
+        )
+        .await?;
     Ok(json_response(StatusCode::CREATED, &instance.view()))
 }
 
@@ -782,11 +997,12 @@ async fn update_instance(
     id: &str,
     req: Request<Incoming>,
 ) -> Reply {
-    let mut current = instance(state, tenant, id)?;
+    let mut current = instance(state, tenant, id).await?;
     let spec: InstanceSpec = read_json(req).await?;
-    if state.connector_meta(&tenant.id, &spec.connector)?.is_none() {
-        return Err(ApiError::not_found("connector", &spec.connector));
-    }
+    let meta = state
+        .connector_meta(&tenant.id, &spec.connector)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connector", &spec.connector))?;
     current.connector = spec.connector;
     current.config = if spec.config.is_null() {
         json!({})
@@ -797,16 +1013,38 @@ async fn update_instance(
     if !spec.secrets.is_empty() {
         current.secrets = spec.secrets;
     }
+    check_config(&meta, &current.config)?;
     grants_of(state, tenant, &current)?;
-    state.save("instances", &format!("{}/{id}", tenant.id), &current)?;
+    state
+        .save("instances", &format!("{}/{id}", tenant.id), &current)
+        .await?;
     state.forget_instance(&tenant.id, id);
     Ok(json_response(StatusCode::OK, &current.view()))
 }
 
-fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, ApiError> {
+async fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, ApiError> {
     state
-        .load("instances", &format!("{}/{id}", tenant.id))?
+        .load("instances", &format!("{}/{id}", tenant.id))
+        .await?
         .ok_or_else(|| ApiError::not_found("instance", id))
+}
+
+/// Refuse a config that does not match the connector's config schema (422 naming the field).
+fn check_config(meta: &ConnectorMeta, config: &Value) -> Result<(), ApiError> {
+    let problems = schema::validate(&meta.config_schema, config);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_config",
+        format!(
+            "the config does not match the config schema of connector `{}`: {}",
+            meta.name,
+            problems.join("; ")
+        ),
+    )
+    .details(json!({ "problems": problems })))
 }
 
 fn grants_of(state: &State, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
@@ -889,10 +1127,9 @@ async fn invoke(
     req: Request<Incoming>,
 ) -> Reply {
     let started = std::time::Instant::now();
-    let connector = instance(state, tenant, id)
-        .map(|i| i.connector)
-        .unwrap_or_default();
-    let result = invoke_inner(state, tenant, id, operation, req).await;
+    let instance = instance(state, tenant, id).await?;
+    let connector = instance.connector.clone();
+    let result = invoke_inner(state, tenant, instance, operation, req).await;
     // A stream records its own outcome when it ends.
     if operation != "stream" || result.is_err() {
         let outcome = match &result {
@@ -913,7 +1150,7 @@ async fn invoke(
 async fn invoke_inner(
     state: &Arc<State>,
     tenant: &Tenant,
-    id: &str,
+    instance: Instance,
     operation: &str,
     req: Request<Incoming>,
 ) -> Reply {
@@ -927,7 +1164,6 @@ async fn invoke_inner(
             format!("no operation `{operation}`"),
         ));
     }
-    let instance = instance(state, tenant, id)?;
     let spec: InvokeSpec = {
         let body = read_body(req, 8 << 20).await?;
         if body.is_empty() {
@@ -944,12 +1180,13 @@ async fn invoke_inner(
             "the tenant's concurrent invocations are all busy; retry shortly",
         )
     })?;
-    let connector = state.connector(&tenant.id, &instance.connector)?;
+    let connector = state.connector(&tenant.id, &instance.connector).await?;
     let grants = state.instance_grants(tenant, &instance)?;
     let active = state.metrics.session();
     let mut session = connector
         .open_with_limits(&instance.config.to_string(), &grants, &limits_of(tenant))
         .await?;
+    state.metrics.instantiated(session.instantiation_time());
     let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
     for filter in &spec.filters {
         let op =

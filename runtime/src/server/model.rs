@@ -17,6 +17,8 @@ pub struct Quotas {
     pub max_connectors: u32,
     /// Instances a tenant may create.
     pub max_instances: u32,
+    /// Component bytes a tenant may keep uploaded, MiB (all its connectors together).
+    pub max_stored_mib: usize,
     /// Invocations running at once (more get 429).
     pub max_concurrent: u32,
     /// Memory per invocation, MiB.
@@ -32,6 +34,7 @@ impl Default for Quotas {
         Self {
             max_connectors: 20,
             max_instances: 50,
+            max_stored_mib: 256,
             max_concurrent: 8,
             memory_mib: 128,
             cpu_ms: 5_000,

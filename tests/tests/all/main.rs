@@ -11,3 +11,4 @@ mod loading;
 mod postgres;
 mod rest;
 mod server;
+mod server_store;

@@ -9,15 +9,13 @@ use sluice::server::{Server, ServerConfig};
 use sluice_tests::client::{json, send};
 use sluice_tests::{guest, tempdir};
 
-const ADMIN: &str = "admin-test-token";
+pub(crate) const ADMIN: &str = "admin-test-token";
 
 async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data_dir.to_path_buf(),
         admin_token: Some(ADMIN.into()),
         max_upload_bytes: 4 << 20,
-        builtin_dir: None,
+        ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), data_dir.to_path_buf())
     })
     .await
     .expect("server binds");
@@ -26,7 +24,7 @@ async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::task::JoinHand
 }
 
 /// A tenant and its token.
-async fn tenant(addr: SocketAddr, spec: Value) -> (String, String) {
+pub(crate) async fn tenant(addr: SocketAddr, spec: Value) -> (String, String) {
     let created = json(addr, "POST", "/v1/tenants", Some(ADMIN), &spec).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.json()["id"].as_str().unwrap().to_string();
@@ -51,7 +49,7 @@ async fn instance_of(addr: SocketAddr, token: &str, name: &str, spec: Value) -> 
 }
 
 /// Create an instance from `spec`; returns its id.
-async fn new_instance(addr: SocketAddr, token: &str, spec: &Value) -> String {
+pub(crate) async fn new_instance(addr: SocketAddr, token: &str, spec: &Value) -> String {
     let created = json(addr, "POST", "/v1/instances", Some(token), spec).await;
     assert_eq!(
         created.status,
@@ -62,7 +60,7 @@ async fn new_instance(addr: SocketAddr, token: &str, spec: &Value) -> String {
     created.json()["id"].as_str().unwrap().to_string()
 }
 
-async fn upload(addr: SocketAddr, token: &str, name: &str) -> String {
+pub(crate) async fn upload(addr: SocketAddr, token: &str, name: &str) -> String {
     let reply = send(
         addr,
         "POST",
@@ -581,7 +579,7 @@ async fn health_endpoints_and_the_error_shape() {
     );
 }
 
-async fn metric(addr: SocketAddr, line_prefix: &str) -> Option<f64> {
+pub(crate) async fn metric(addr: SocketAddr, line_prefix: &str) -> Option<f64> {
     let text = String::from_utf8(
         send(addr, "GET", "/metrics", None, vec![])
             .await
@@ -776,11 +774,10 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
 async fn bundled_connectors_are_offered_to_every_tenant() {
     let dir = tempdir();
     let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
         admin_token: Some(ADMIN.into()),
         max_upload_bytes: 4 << 20,
         builtin_dir: Some(sluice_tests::root().join("guests/target/wasm32-wasip2/release")),
+        ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf())
     })
     .await
     .unwrap();
@@ -875,11 +872,9 @@ async fn the_openapi_document_lists_every_route_and_each_one_answers() {
 async fn shutdown_drains_in_flight_invocations() {
     let dir = tempdir();
     let server = Server::bind(ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().to_path_buf(),
         admin_token: Some(ADMIN.into()),
         max_upload_bytes: 4 << 20,
-        builtin_dir: None,
+        ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf())
     })
     .await
     .unwrap();
@@ -918,20 +913,33 @@ async fn shutdown_drains_in_flight_invocations() {
 
 /// Start `sluice serve` as a process on `data_dir`; returns it and its address.
 fn spawn_server(data_dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    spawn_server_with(data_dir, &[])
+}
+
+/// Start `sluice serve` on `data_dir` with more arguments; returns it and its address.
+pub(crate) fn spawn_server_with(
+    data_dir: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, SocketAddr) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(sluice_tests::sluice_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .env("SLUICE_ADMIN_TOKEN", ADMIN)
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("sluice serve starts");
     let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
     let serving = lines
         .by_ref()
         .map_while(Result::ok)
-        .find(|line| line.contains("serving http://"))
-        .expect("the server says where it serves");
+        .find(|line| {
+            seen.push(line.clone());
+            line.contains("serving http://")
+        })
+        .unwrap_or_else(|| panic!("sluice serve did not start:\n{}", seen.join("\n")));
     std::thread::spawn(move || lines.for_each(drop));
     let addr = serving
         .split_whitespace()
@@ -1056,4 +1064,72 @@ fn fastrand_ms(n: u64) -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::from(d.subsec_nanos()));
     nanos.wrapping_mul(6364136223846793005).wrapping_add(n) >> 33
+}
+
+#[tokio::test]
+async fn an_instance_config_that_breaks_the_connector_schema_is_refused_naming_each_field() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "cfg" })).await;
+    let connector = upload(addr, &token, "sluice_file").await;
+    let bad = json!({ "connector": connector, "config": {
+        "root": 5, "format": "xml", "csv": { "delimiter": ";;" }, "bogus": true
+    } });
+    let refused = json(addr, "POST", "/v1/instances", Some(&token), &bad).await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    let error = &refused.json()["error"];
+    assert_eq!(error["code"], "invalid_config");
+    assert_eq!(
+        error["details"]["problems"],
+        json!([
+            "/root: expected string, found integer",
+            "/format: must be one of \"csv\", \"json\", \"ndjson\"",
+            "/csv/delimiter: expected at most 1 characters",
+            "/bogus: unknown field",
+        ])
+    );
+    let listed = send(addr, "GET", "/v1/instances", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(listed["items"], json!([]), "nothing was stored");
+
+    // An update is checked the same way, and leaves the instance as it was.
+    let good = json!({ "connector": connector, "config": { "root": "/data" } });
+    let instance = new_instance(addr, &token, &good).await;
+    let path = format!("/v1/instances/{instance}");
+    let refused = json(addr, "PUT", &path, Some(&token), &bad).await;
+    assert_eq!(refused.status, 422);
+    let kept = send(addr, "GET", &path, Some(&token), vec![]).await.json();
+    assert_eq!(kept["config"], json!({ "root": "/data" }));
+}
+
+#[tokio::test]
+async fn uploads_past_the_stored_bytes_quota_are_refused_with_429() {
+    let sizes: Vec<u64> = ["sluice_file", "sluice_rest", "sluice_graphql"]
+        .iter()
+        .map(|name| std::fs::metadata(guest(name)).unwrap().len())
+        .collect();
+    let mib = 1u64 << 20;
+    assert!(
+        sizes[0] + sizes[1] <= mib && sizes.iter().sum::<u64>() > mib,
+        "the test needs two guests to fit in 1 MiB and three not to: {sizes:?}"
+    );
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(
+        addr,
+        json!({ "name": "small", "quotas": { "max_stored_mib": 1 } }),
+    )
+    .await;
+    upload(addr, &token, "sluice_file").await;
+    upload(addr, &token, "sluice_rest").await;
+    let bytes = std::fs::read(guest("sluice_graphql")).unwrap();
+    let refused = send(addr, "POST", "/v1/connectors", Some(&token), bytes).await;
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.json()["error"]["code"], "quota_exceeded");
+    assert!(refused.headers.contains_key("retry-after"));
+    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 }
