@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests build run demo test services lint fmt clean
+.PHONY: setup wasm-target guests build run demo test bench services lint fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -44,6 +44,11 @@ demo: build
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
 test: build services
 	$(CARGO) test --workspace --no-fail-fast
+
+## bench: the performance suite in release against native baselines (QUICK=1: a smaller run);
+## prints the table and writes target/bench/results.json (needs PostgreSQL on 127.0.0.1:5432)
+bench: guests services
+	$(CARGO) bench -p sluice-tests --bench suite -- $(if $(filter-out 0,$(QUICK)),--quick) $(ONLY)
 
 ## services: check that the services the tests use are reachable
 services:

@@ -226,10 +226,12 @@ impl ArtifactCache {
 fn load_or_create_key(path: &Path) -> Result<Vec<u8>, Error> {
     match std::fs::read(path) {
         Ok(key) if key.len() == 32 => return Ok(key),
-        Ok(_) => return Err(Error::InvalidConfig(format!(
+        Ok(_) => {
+            return Err(Error::InvalidConfig(format!(
             "artifact cache key `{}` is not 32 bytes; delete the cache directory to start afresh",
             path.display()
-        ))),
+        )))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(path, e)),
     }

@@ -70,6 +70,7 @@ impl Session {
         grants.http.check_secrets()?;
         let denials = Denials::default();
         let mut wasi = WasiCtxBuilder::new();
+        wasi.allow_blocking_current_thread(runtime.config().inline_file_io);
         grants.files.apply(&mut wasi)?;
         Arc::new(grants.sockets.clone()).apply(&mut wasi, &denials);
         let mut table = ResourceTable::new();

@@ -166,6 +166,11 @@ pub trait RowReader {
     fn next_row(&mut self) -> Result<Option<Value>>;
     /// The position just after the last record returned.
     fn position(&self) -> Position;
+    /// The last record's own JSON text, when it stands for the record as is
+    /// (an NDJSON line): passing it on saves serializing the record again.
+    fn source_text(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// Open a reader for `path` that starts at `from`.
@@ -242,6 +247,10 @@ impl RowReader for NdjsonReader {
 
     fn position(&self) -> Position {
         self.pos
+    }
+
+    fn source_text(&self) -> Option<&str> {
+        Some(self.buf.trim())
     }
 }
 

@@ -18,8 +18,8 @@ use serde_json::{json, Value};
 use sluice_sdk::query::{self, Predicate};
 use sluice_sdk::{
     config, io_error, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
-    ExecuteResponse, FetchRequest, FetchResponse, RecordBuilder, RecordStream, ResourceInfo,
-    Result, Session,
+    ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder, RecordStream,
+    ResourceInfo, Result, Session,
 };
 
 /// The connector's config.
@@ -315,7 +315,17 @@ impl RecordStream for FileStream {
             scanned += 1;
             match self.rows.next_row()? {
                 Some(row) if self.predicate.matches(&row) => {
-                    records.push(RecordBuilder::new(query::project(row, &self.fields)).build());
+                    let record = match self.rows.source_text() {
+                        // Whole records: the line as read is already the record's JSON.
+                        Some(text) if self.fields.is_empty() => Record {
+                            id: None,
+                            data: text.to_string(),
+                            metadata: None,
+                            timestamp: None,
+                        },
+                        _ => RecordBuilder::new(query::project(row, &self.fields)).build(),
+                    };
+                    records.push(record);
                 }
                 Some(_) => {}
                 None => {

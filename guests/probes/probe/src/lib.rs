@@ -87,6 +87,19 @@ fn denied_or(err: std::io::Error, what: &str) -> ConnectorError {
     }
 }
 
+/// CPU-bound work with no memory traffic: `rounds` steps of xorshift64*.
+/// The benchmarks run the same function natively.
+fn spin(rounds: u64) -> u64 {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..rounds {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x2545_F491_4F6C_DD1D);
+    }
+    x
+}
+
 /// Recurse without bound on the wasm call stack (the function pointer hides
 /// the recursion from the optimiser, so it cannot become a loop).
 #[inline(never)]
@@ -234,6 +247,7 @@ impl Session for ProbeSession {
                 sluice_sdk::log::warn(&message);
                 Ok(one(json!({ "logged": true })))
             }
+            "spin" => Ok(one(json!({ "hash": spin(p.count as u64) }))),
             "loop" => {
                 let mut n: u64 = 0;
                 loop {

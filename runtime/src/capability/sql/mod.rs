@@ -643,16 +643,25 @@ async fn stream_task(
                 return;
             }
         };
-        let mut last = None;
-        while let Some(StreamCommand::Next(reply)) = commands.recv().await {
-            let batch = with_host_timeout(&grant, cancel.clone(), async {
+        let fetch = || {
+            with_host_timeout(&grant, cancel.clone(), async {
                 let rows = tx.query_portal(&portal, batch_size).await.map_err(fail)?;
                 rows.iter().map(row_json).collect::<SqlResult<Vec<_>>>()
             })
-            .await;
+        };
+        // One batch is read ahead: while the guest works on a batch, the next
+        // one crosses the network and is converted. Memory stays bounded by two batches.
+        let mut ahead = Some(fetch().await);
+        let mut last = None;
+        while let Some(StreamCommand::Next(reply)) = commands.recv().await {
+            let batch = match ahead.take() {
+                Some(batch) => batch,
+                None => fetch().await,
+            };
             match batch {
                 Ok(rows) if rows.len() == batch_size as usize => {
                     let _ = reply.send(Ok(Some(rows)));
+                    ahead = Some(fetch().await);
                 }
                 Ok(rows) => {
                     let _ = tx.commit().await;

@@ -2,9 +2,26 @@
 //! atomically (temp file, fsync, rename, fsync of the directory), so a crash
 //! leaves each object fully old or fully new. Blocking file I/O runs on
 //! tokio's blocking pool.
+//!
+//! The directory belongs to one server process, so small objects (tenants,
+//! tokens, instances, metadata) are also kept in memory once read: the hot
+//! path of an invocation reads them without touching the disk. Writes and
+//! cache fills are serialized, so the cache never holds an older value than
+//! the disk.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Objects larger than this are read from disk every time (component bytes).
+const CACHED_OBJECT_BYTES: usize = 64 << 10;
+
+/// Cached objects at most; past it the cache starts over.
+const CACHED_OBJECTS: usize = 100_000;
+
+/// Objects by `kind/key`: `None` caches "absent".
+type Cache = HashMap<String, Option<Arc<Vec<u8>>>>;
 
 use super::{check_key, Store};
 use crate::error::Error;
@@ -13,6 +30,9 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
+    cache: Arc<Mutex<Cache>>,
+    /// Held while writing and while filling the cache from disk.
+    writing: Arc<Mutex<()>>,
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
@@ -31,7 +51,35 @@ impl LocalStore {
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?;
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            cache: Arc::default(),
+            writing: Arc::default(),
+        })
+    }
+
+    fn cached(&self, kind: &str, key: &str) -> Option<Option<Arc<Vec<u8>>>> {
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&format!("{kind}/{key}"))
+            .cloned()
+    }
+
+    fn remember(&self, kind: &str, key: &str, value: Option<&[u8]>) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let name = format!("{kind}/{key}");
+        match value {
+            Some(bytes) if bytes.len() > CACHED_OBJECT_BYTES => {
+                cache.remove(&name);
+            }
+            _ => {
+                if cache.len() >= CACHED_OBJECTS {
+                    cache.clear();
+                }
+                cache.insert(name, value.map(|v| Arc::new(v.to_vec())));
+            }
+        }
     }
 
     fn path(&self, kind: &str, key: &str) -> Result<PathBuf, Error> {
@@ -53,11 +101,17 @@ impl LocalStore {
 
     fn get_now(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
         let path = self.path(kind, key)?;
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(&path, e)),
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = self.cached(kind, key) {
+            return Ok(hit.map(|v| v.to_vec()));
         }
+        let value = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io(&path, e)),
+        };
+        self.remember(kind, key, value.as_deref());
+        Ok(value)
     }
 
     /// Write `value` to a synced temp file beside `path`, then `install` it
@@ -70,6 +124,7 @@ impl LocalStore {
         install: fn(&Path, &Path) -> std::io::Result<()>,
     ) -> Result<bool, Error> {
         let path = self.path(kind, key)?;
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
         let dir = path.parent().unwrap_or(&self.root).to_path_buf();
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         let tmp = dir.join(format!(
@@ -89,19 +144,33 @@ impl LocalStore {
         let _ = std::fs::remove_file(&tmp);
         match written {
             Ok(()) => {
+                self.remember(kind, key, Some(value));
                 std::fs::File::open(&dir)
                     .and_then(|d| d.sync_all())
                     .map_err(|e| io(&dir, e))?;
                 Ok(true)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-            Err(e) => Err(io(&path, e)),
+            Err(e) => {
+                // What is on disk is unknown now: read it again next time.
+                self.cache
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&format!("{kind}/{key}"));
+                Err(io(&path, e))
+            }
         }
     }
 
     fn delete_now(&self, kind: &str, key: &str) -> Result<bool, Error> {
         let path = self.path(kind, key)?;
-        match std::fs::remove_file(&path) {
+        let _writing = self.writing.lock().unwrap_or_else(PoisonError::into_inner);
+        let removed = std::fs::remove_file(&path);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&format!("{kind}/{key}"));
+        match removed {
             Ok(()) => {
                 if let Some(dir) = path.parent() {
                     let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
@@ -127,6 +196,11 @@ impl LocalStore {
 #[async_trait::async_trait]
 impl Store for LocalStore {
     async fn get(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
+        check_key(kind)?;
+        check_key(key)?;
+        if let Some(hit) = self.cached(kind, key) {
+            return Ok(hit.map(|v| v.to_vec()));
+        }
         let (kind, key) = (kind.to_string(), key.to_string());
         self.blocking(move |s| s.get_now(&kind, &key)).await
     }

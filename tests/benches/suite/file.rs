@@ -1,0 +1,133 @@
+//! Streaming a large NDJSON file through the `file` connector with a filter,
+//! against a native Rust reader doing the same parse and filter.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sluice::{FetchRequest, FilterOp, Grants, Limits};
+
+use crate::report::{Report, Row, Target};
+use crate::sys::{peak_rss, reset_peak};
+use crate::Scale;
+
+/// Records of the generated file are this shape; `age >= 90` keeps one in ten.
+fn line(i: u64) -> String {
+    format!(
+        "{{\"id\":{i},\"name\":\"person-{i}\",\"age\":{},\"city\":\"city-{}\",\"score\":{}.{:02},\"active\":{}}}\n",
+        i % 100,
+        i % 50,
+        i % 1000,
+        i % 100,
+        i.is_multiple_of(3)
+    )
+}
+
+/// The data file of `bytes` (generated once, kept in target/bench/data).
+fn data_file(bytes: u64) -> PathBuf {
+    let dir = sluice_tests::root().join("target/bench/data");
+    std::fs::create_dir_all(&dir).expect("bench data dir");
+    let path = dir.join(format!("people-{}m.ndjson", bytes >> 20));
+    if std::fs::metadata(&path).is_ok_and(|m| m.len() >= bytes) {
+        return path;
+    }
+    eprintln!(
+        "bench: writing {} ({} MiB) once",
+        path.display(),
+        bytes >> 20
+    );
+    let tmp = path.with_extension("tmp");
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(&tmp).unwrap());
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < bytes {
+        let text = line(i);
+        out.write_all(text.as_bytes()).unwrap();
+        written += text.len() as u64;
+        i += 1;
+    }
+    out.flush().unwrap();
+    drop(out);
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// Native: read lines, parse each as JSON, keep `age >= 90`.
+fn native_count(path: &Path) -> u64 {
+    let reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).unwrap());
+    let mut kept = 0;
+    for line in reader.lines() {
+        let line = line.unwrap();
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if value["age"].as_f64().is_some_and(|age| age >= 90.0) {
+            std::hint::black_box(&value);
+            kept += 1;
+        }
+    }
+    kept
+}
+
+pub async fn run(scale: Scale, report: &mut Report) {
+    let bytes = scale.pick(1u64 << 30, 128 << 20);
+    let path = data_file(bytes);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = path.parent().unwrap();
+
+    let connector = sluice_tests::file_connector();
+    let grants = Grants::none()
+        .mount(&format!("{}:/data:ro", dir.display()))
+        .unwrap();
+    let limits = Limits {
+        wall_clock_per_call: std::time::Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let mut session = connector
+        .open_with_limits(r#"{"root": "/data", "format": "ndjson"}"#, &grants, &limits)
+        .await
+        .expect("file connector opens");
+    let request = FetchRequest::new(name).filter("age", FilterOp::Ge, "90");
+    reset_peak();
+    let began = Instant::now();
+    let mut stream = session.stream(&request, None).await.expect("stream");
+    let mut kept = 0u64;
+    while let Some(batch) = stream.next(1000).await.expect("batch") {
+        for record in &batch.records {
+            std::hint::black_box(&record.data);
+        }
+        kept += batch.records.len() as u64;
+    }
+    let took = began.elapsed();
+    let peak = peak_rss();
+    stream.close().await.unwrap();
+
+    let began = Instant::now();
+    let native_kept = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || native_count(&path)
+    })
+    .await
+    .unwrap();
+    let native_took = began.elapsed();
+    assert_eq!(kept, native_kept, "both kept the same records");
+
+    let mb = size as f64 / 1e6;
+    report.add(Row {
+        metric: format!("file: stream {} MB NDJSON with a filter", size / 1_000_000),
+        unit: "MB/s",
+        sluice: mb / took.as_secs_f64(),
+        baseline: mb / native_took.as_secs_f64(),
+        target: Target::RatioAtLeast(0.7),
+        note: format!("{kept} of the records kept (age >= 90), batches of 1000; native: BufReader lines + serde_json::Value + the same filter"),
+    });
+    report.add(Row {
+        metric: "file: host peak RSS while streaming".into(),
+        unit: "MB",
+        sluice: peak as f64 / 1e6,
+        baseline: f64::NAN,
+        target: Target::AtMost(256.0),
+        note: format!(
+            "whole-process VmHWM during the sluice stream of a {} MB file",
+            size / 1_000_000
+        ),
+    });
+}

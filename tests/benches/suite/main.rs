@@ -1,0 +1,76 @@
+//! `make bench`: sluice against native baselines measured in the same run.
+//!
+//! Each metric runs the same work twice — through sluice (a real connector
+//! in the wasm sandbox) and natively in this process — and reports both, the
+//! ratio and the target. `--quick` (or `QUICK=1`) runs smaller sizes.
+//! Results: a table on stdout and `target/bench/results.json`.
+
+mod file;
+mod interrupt;
+mod postgres;
+mod report;
+mod rest;
+mod server;
+mod startup;
+mod sys;
+
+use report::Report;
+
+/// One part of the suite: runs its metrics and adds their rows.
+type Suite = for<'r> fn(
+    Scale,
+    &'r mut Report,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'r>>;
+
+/// How big each metric runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Scale {
+    /// The smaller version (`QUICK=1`).
+    pub quick: bool,
+}
+
+impl Scale {
+    /// `full` normally, `quick` under `QUICK=1`.
+    pub fn pick<T>(self, full: T, quick: T) -> T {
+        if self.quick {
+            quick
+        } else {
+            full
+        }
+    }
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick")
+        || std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let scale = Scale { quick };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let mut report = Report::new(scale);
+    let started = std::time::Instant::now();
+    let suites: [(&str, Suite); 7] = [
+        ("startup", |s, r| Box::pin(startup::run(s, r))),
+        ("interrupt", |s, r| Box::pin(interrupt::run(s, r))),
+        ("file", |s, r| Box::pin(file::run(s, r))),
+        ("postgres", |s, r| Box::pin(postgres::run(s, r))),
+        ("rest", |s, r| Box::pin(rest::run(s, r))),
+        ("server", |s, r| Box::pin(server::run(s, r))),
+        ("density", |s, r| Box::pin(startup::density(s, r))),
+    ];
+    for (name, suite) in suites {
+        if !only.is_empty() && !only.iter().any(|o| o == name) {
+            continue;
+        }
+        eprintln!("bench: {name} ...");
+        let began = std::time::Instant::now();
+        runtime.block_on(suite(scale, &mut report));
+        eprintln!("bench: {name} took {:.1} s", began.elapsed().as_secs_f64());
+    }
+    report.finish(started.elapsed());
+}

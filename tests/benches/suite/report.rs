@@ -1,0 +1,173 @@
+//! The results table and its JSON.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::Scale;
+
+/// Whether smaller or larger figures are better, and the bound.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// The sluice figure must be at most this (absolute, in the row's unit).
+    AtMost(f64),
+    /// sluice ÷ baseline must be at least this (throughput ratios).
+    RatioAtLeast(f64),
+    /// sluice ÷ baseline must be at most this (slowdown ratios).
+    RatioAtMost(f64),
+    /// Reported for context, with no target of its own.
+    Informational,
+}
+
+/// One measured metric.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// What was measured.
+    pub metric: String,
+    /// Unit of `sluice` and `baseline`.
+    pub unit: &'static str,
+    /// The sluice figure.
+    pub sluice: f64,
+    /// The native figure measured in the same run.
+    pub baseline: f64,
+    /// What the figure must satisfy.
+    pub target: Target,
+    /// How the baseline was obtained, sizes, and anything to know.
+    pub note: String,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        if self.baseline == 0.0 {
+            f64::NAN
+        } else {
+            self.sluice / self.baseline
+        }
+    }
+
+    fn pass(&self) -> bool {
+        match self.target {
+            Target::AtMost(max) => self.sluice <= max,
+            Target::RatioAtLeast(min) => self.ratio() >= min,
+            Target::RatioAtMost(max) => self.ratio() <= max,
+            Target::Informational => true,
+        }
+    }
+
+    fn target_text(&self) -> String {
+        match self.target {
+            Target::AtMost(max) => format!("<= {} {}", number(max), self.unit),
+            Target::RatioAtLeast(min) => format!("ratio >= {min}"),
+            Target::RatioAtMost(max) => format!("ratio <= {max}"),
+            Target::Informational => "-".into(),
+        }
+    }
+}
+
+fn number(value: f64) -> String {
+    if value.is_nan() {
+        "-".into()
+    } else if value.abs() >= 100.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+/// Every row of a run.
+pub struct Report {
+    scale: Scale,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    /// An empty report.
+    pub fn new(scale: Scale) -> Self {
+        Self {
+            scale,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Add a row and print it at once.
+    pub fn add(&mut self, row: Row) {
+        eprintln!(
+            "bench:   {}: sluice {} {} | native {} | {}",
+            row.metric,
+            number(row.sluice),
+            row.unit,
+            number(row.baseline),
+            if row.pass() { "pass" } else { "FAIL" }
+        );
+        self.rows.push(row);
+    }
+
+    /// Print the table and write `target/bench/results.json`.
+    pub fn finish(&self, took: Duration) {
+        let mut table = String::new();
+        let _ = writeln!(
+            table,
+            "| metric | sluice | native baseline | ratio | target | result |\n|---|---|---|---|---|---|"
+        );
+        for row in &self.rows {
+            let _ = writeln!(
+                table,
+                "| {} | {} {} | {} {} | {} | {} | {} |",
+                row.metric,
+                number(row.sluice),
+                row.unit,
+                number(row.baseline),
+                row.unit,
+                number(row.ratio()),
+                row.target_text(),
+                if row.pass() { "pass" } else { "**miss**" }
+            );
+        }
+        let machine = crate::sys::machine();
+        println!("\n{table}");
+        println!(
+            "{} metrics, {} met their target; {} run in {:.0} s on {machine}",
+            self.rows.len(),
+            self.rows.iter().filter(|r| r.pass()).count(),
+            if self.scale.quick { "QUICK" } else { "full" },
+            took.as_secs_f64()
+        );
+        let results = json!({
+            "machine": machine,
+            "quick": self.scale.quick,
+            "seconds": took.as_secs_f64(),
+            "rows": self.rows.iter().map(|r| json!({
+                "metric": r.metric,
+                "unit": r.unit,
+                "sluice": finite(r.sluice),
+                "baseline": finite(r.baseline),
+                "ratio": finite(r.ratio()),
+                "target": r.target_text(),
+                "pass": r.pass(),
+                "note": r.note,
+            })).collect::<Vec<_>>(),
+        });
+        let dir = sluice_tests::root().join("target/bench");
+        let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            std::fs::write(
+                dir.join("results.json"),
+                serde_json::to_string_pretty(&results).unwrap_or_default(),
+            )
+        });
+        match written {
+            Ok(()) => println!("written: {}", dir.join("results.json").display()),
+            Err(e) => eprintln!("bench: cannot write results.json: {e}"),
+        }
+    }
+}
+
+fn finite(value: f64) -> Value {
+    if value.is_finite() {
+        json!(value)
+    } else {
+        Value::Null
+    }
+}
