@@ -21,12 +21,12 @@ use std::collections::HashMap;
 use catalog::{quote, Table};
 use select::{OrderKey, Statement};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use sluice_sdk::sql::{self, Connection, RowStream};
 use sluice_sdk::{
     config, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
-    ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder, RecordStream,
-    ResourceInfo, Result, Session,
+    ExecuteResponse, FetchRequest, FetchResponse, Record, RecordStream, ResourceInfo, Result,
+    Session,
 };
 
 #[derive(Debug, Deserialize)]
@@ -143,8 +143,9 @@ impl PgSession {
 /// Turns result rows into records, keeping only the requested fields.
 struct Shaper {
     columns: Vec<String>,
-    /// How many leading columns the caller asked for (the rest are order keys).
-    visible: usize,
+    /// `"column":` of each visible column (the leading columns the caller
+    /// asked for; the rest are order keys), escaped once.
+    keys_json: Vec<String>,
     key_positions: Vec<usize>,
     order_positions: Vec<usize>,
 }
@@ -155,37 +156,84 @@ impl Shaper {
         Self {
             key_positions: table.key.iter().map(position).collect(),
             order_positions: order.iter().map(|k| position(&k.column)).collect(),
+            keys_json: columns
+                .iter()
+                .take(visible)
+                .map(|c| format!("{}:", Value::String(c.clone())))
+                .collect(),
             columns,
-            visible,
         }
     }
 
-    fn record(&self, values: &[Value]) -> Record {
-        let data: Map<String, Value> = self
-            .columns
-            .iter()
-            .zip(values)
-            .take(self.visible)
-            .map(|(c, v)| (c.clone(), v.clone()))
-            .collect();
-        let mut builder = RecordBuilder::new(Value::Object(data));
-        if !self.key_positions.is_empty() {
-            let id: Vec<String> = self
+    /// The record of one row (a JSON array from the host): the values' JSON
+    /// text is spliced into the object as it is, never parsed and printed again.
+    fn record(&self, row: &str) -> Result<Record> {
+        let values = sql::row_raw(row)?;
+        if values.len() != self.columns.len() {
+            return Err(ConnectorError::Internal(format!(
+                "row has {} values for {} columns",
+                values.len(),
+                self.columns.len()
+            )));
+        }
+        let mut data = String::with_capacity(
+            row.len() + self.keys_json.iter().map(String::len).sum::<usize>() + 2,
+        );
+        data.push('{');
+        for (i, (key, value)) in self.keys_json.iter().zip(&values).enumerate() {
+            if i > 0 {
+                data.push(',');
+            }
+            data.push_str(key);
+            data.push_str(value.get());
+        }
+        data.push('}');
+        let id = if self.key_positions.is_empty() {
+            None
+        } else {
+            let parts = self
                 .key_positions
                 .iter()
-                .map(|&i| sluice_sdk::query::value_text(&values[i]))
-                .collect();
-            builder = builder.id(id.join(","));
-        }
-        builder.build()
+                .map(|&i| key_text(values[i].get()))
+                .collect::<Result<Vec<_>>>()?;
+            Some(parts.join(","))
+        };
+        Ok(Record {
+            id,
+            data,
+            metadata: None,
+            timestamp: None,
+        })
     }
 
-    fn position(&self, values: &[Value]) -> Vec<Value> {
+    /// The row's values of the order keys, for a cursor or checkpoint.
+    fn position(&self, row: &str) -> Result<Vec<Value>> {
+        let values = sql::row_raw(row)?;
         self.order_positions
             .iter()
-            .map(|&i| values[i].clone())
+            .map(|&i| {
+                values
+                    .get(i)
+                    .ok_or_else(|| ConnectorError::Internal("row is missing an order key".into()))
+                    .and_then(|raw| parse(raw.get()))
+            })
             .collect()
     }
+}
+
+/// A key value as record-id text: numbers as written, strings unquoted.
+fn key_text(raw: &str) -> Result<String> {
+    if raw.starts_with('"') {
+        parse(raw).map(|v| sluice_sdk::query::value_text(&v))
+    } else {
+        Ok(raw.to_string())
+    }
+}
+
+/// One value of a host row.
+fn parse(text: &str) -> Result<Value> {
+    serde_json::from_str(text)
+        .map_err(|e| ConnectorError::Internal(format!("bad value from the host: {e}")))
 }
 
 /// A SELECT over `table` honouring filters, order and an optional "after" position.
@@ -276,16 +324,12 @@ impl Session for PgSession {
             .query(&stmt.sql, &stmt.params)
             .map_err(sql::error)?;
         let shaper = Shaper::new(columns, visible, &table, &order);
-        let mut rows = set
-            .rows
-            .iter()
-            .map(|r| sql::row_values(r))
-            .collect::<Result<Vec<_>>>()?;
+        let mut rows = set.rows;
         let more = rows.len() > page_size as usize;
         rows.truncate(page_size as usize);
         let next_cursor = match (more, rows.last()) {
             (true, Some(last)) if !order.is_empty() => {
-                Some(select::encode_position(&order, &shaper.position(last)))
+                Some(select::encode_position(&order, &shaper.position(last)?))
             }
             _ => None,
         };
@@ -295,7 +339,10 @@ impl Session for PgSession {
             None
         };
         Ok(FetchResponse {
-            records: rows.iter().map(|r| shaper.record(r)).collect(),
+            records: rows
+                .iter()
+                .map(|r| shaper.record(r))
+                .collect::<Result<_>>()?,
             total_count,
             next_cursor,
         })
@@ -375,15 +422,18 @@ impl RecordStream for PgStream {
         let Some(rows) = self.rows.next().map_err(sql::error)? else {
             return Ok(None);
         };
-        let rows = rows
-            .iter()
-            .map(|r| sql::row_values(r))
-            .collect::<Result<Vec<_>>>()?;
-        let checkpoint = rows
-            .last()
-            .map(|last| select::encode_position(&self.order, &self.shaper.position(last)));
+        let checkpoint = match rows.last() {
+            Some(last) => Some(select::encode_position(
+                &self.order,
+                &self.shaper.position(last)?,
+            )),
+            None => None,
+        };
         Ok(Some(Batch {
-            records: rows.iter().map(|r| self.shaper.record(r)).collect(),
+            records: rows
+                .iter()
+                .map(|r| self.shaper.record(r))
+                .collect::<Result<_>>()?,
             checkpoint,
         }))
     }
