@@ -65,6 +65,19 @@ impl Predicate {
     pub fn is_empty(&self) -> bool {
         self.conditions.is_empty()
     }
+
+    /// The top-level fields the conditions read (a dotted path `a.b` reads
+    /// `a.b` itself or `a`): a record holding only these matches like the whole one.
+    pub fn top_level_fields(&self) -> Vec<String> {
+        let mut fields = Vec::new();
+        for condition in &self.conditions {
+            fields.push(condition.field.clone());
+            if let Some((first, _)) = condition.field.split_once('.') {
+                fields.push(first.to_string());
+            }
+        }
+        fields
+    }
 }
 
 fn parse_operand(filter: &Filter) -> Result<Value> {

@@ -51,15 +51,27 @@ fn data_file(bytes: u64) -> PathBuf {
     path
 }
 
-/// Native: read lines, parse each as JSON, keep `age >= 90`.
+/// The one field the filter reads; serde skips (and still checks) the rest.
+#[derive(serde::Deserialize)]
+struct Filtered {
+    age: Option<serde_json::Value>,
+}
+
+/// Native, written the way a careful Rust program would: read lines, parse
+/// only the filtered field (validating the whole line), keep `age >= 90`
+/// and pass the line on as the record — the same work the connector does.
 fn native_count(path: &Path) -> u64 {
     let reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::open(path).unwrap());
     let mut kept = 0;
     for line in reader.lines() {
         let line = line.unwrap();
-        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if value["age"].as_f64().is_some_and(|age| age >= 90.0) {
-            std::hint::black_box(&value);
+        let row: Filtered = serde_json::from_str(&line).unwrap();
+        if row
+            .age
+            .and_then(|age| age.as_f64())
+            .is_some_and(|age| age >= 90.0)
+        {
+            std::hint::black_box(line.trim().to_string());
             kept += 1;
         }
     }
@@ -117,7 +129,7 @@ pub async fn run(scale: Scale, report: &mut Report) {
         sluice: mb / took.as_secs_f64(),
         baseline: mb / native_took.as_secs_f64(),
         target: Target::RatioAtLeast(0.7),
-        note: format!("{kept} of the records kept (age >= 90), batches of 1000; native: BufReader lines + serde_json::Value + the same filter"),
+        note: format!("{kept} of the records kept (age >= 90), batches of 1000; native: BufReader lines, serde parsing only the filtered field, the same filter, the line kept as the record"),
     });
     report.add(Row {
         metric: "file: host peak RSS while streaming".into(),

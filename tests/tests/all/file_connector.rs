@@ -553,3 +553,41 @@ async fn an_unknown_operation_is_unsupported() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_filtered_ndjson_stream_keeps_whole_records_and_still_checks_every_line() {
+    let dir = tempdir();
+    let lines = [
+        r#"{"id":1,"a":{"b":1},"note":"kept \"as\" written","tags":[1,2]}"#,
+        r#"{"id":2,"a":{"b":2},"note":"dropped"}"#,
+        r#"{"id":3,"a.b":1,"note":"a dotted key matches too"}"#,
+    ];
+    std::fs::write(dir.path().join("ok.ndjson"), lines.join("\n")).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let req = FetchRequest::new("ok.ndjson").filter("a.b", FilterOp::Eq, "1");
+    let mut stream = session.stream(&req, None).await.unwrap();
+    let batch = stream.next(10).await.unwrap().expect("a batch");
+    let texts: Vec<&str> = batch.records.iter().map(|r| r.data.as_str()).collect();
+    assert_eq!(
+        texts,
+        [lines[0], lines[2]],
+        "records are the lines as written"
+    );
+    stream.close().await.unwrap();
+
+    // A syntax error in a field the filter does not read is still an error naming the line.
+    std::fs::write(
+        dir.path().join("bad.ndjson"),
+        "{\"a\":{\"b\":1}}\n{\"a\":{\"b\":1},\"x\":oops}\n",
+    )
+    .unwrap();
+    let req = FetchRequest::new("bad.ndjson").filter("a.b", FilterOp::Eq, "1");
+    let mut stream = session.stream(&req, None).await.unwrap();
+    let err = stream.next(10).await.unwrap_err();
+    match err {
+        Error::Connector(ConnectorError::InvalidRequest(message)) => {
+            assert!(message.contains("/data/bad.ndjson: line 2:"), "{message}")
+        }
+        other => panic!("expected invalid-request, got {other:?}"),
+    }
+}

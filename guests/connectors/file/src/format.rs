@@ -171,6 +171,10 @@ pub trait RowReader {
     fn source_text(&self) -> Option<&str> {
         None
     }
+    /// Read only these top-level fields of each record (plus `source_text`
+    /// for the whole): enough to filter, much less to build. Readers that
+    /// cannot skip fields ignore it.
+    fn keep_only(&mut self, _fields: Vec<String>) {}
 }
 
 /// Open a reader for `path` that starts at `from`.
@@ -190,6 +194,7 @@ pub fn reader(
                 input,
                 pos: from,
                 buf: String::new(),
+                keep: None,
             })
         }
         Format::Json => Box::new(JsonArrayReader::new(path, open(path, encoding)?, from)?),
@@ -216,6 +221,8 @@ struct NdjsonReader {
     input: Box<dyn BufRead>,
     pos: Position,
     buf: String,
+    /// When set, only these fields are parsed into the returned value.
+    keep: Option<Vec<String>>,
 }
 
 impl RowReader for NdjsonReader {
@@ -236,6 +243,13 @@ impl RowReader for NdjsonReader {
             if text.is_empty() {
                 continue;
             }
+            if let Some(keep) = &self.keep {
+                let mut parser = serde_json::Deserializer::from_str(text);
+                let object = serde::de::DeserializeSeed::deserialize(Sparse(keep), &mut parser)
+                    .and_then(|object| parser.end().map(|()| object))
+                    .map_err(|e| malformed(&self.path, line, e))?;
+                return Ok(Some(Value::Object(object)));
+            }
             let value: Value =
                 serde_json::from_str(text).map_err(|e| malformed(&self.path, line, e))?;
             if !value.is_object() {
@@ -251,6 +265,73 @@ impl RowReader for NdjsonReader {
 
     fn source_text(&self) -> Option<&str> {
         Some(self.buf.trim())
+    }
+
+    fn keep_only(&mut self, fields: Vec<String>) {
+        self.keep = Some(fields);
+    }
+}
+
+/// Parses a JSON object keeping only some top-level fields; the rest are
+/// checked for syntax and skipped without being built.
+struct Sparse<'k>(&'k [String]);
+
+/// An object key, borrowed from the input when it has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(key)))
+            }
+            fn visit_str<E>(self, key: &str) -> std::result::Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(key.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_> {
+    type Value = serde_json::Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Sparse<'_> {
+    type Value = serde_json::Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            if self.0.iter().any(|kept| kept == key.as_ref()) {
+                let value: Value = map.next_value()?;
+                object.insert(key.into_owned(), value);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(object)
     }
 }
 

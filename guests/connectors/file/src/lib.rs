@@ -221,9 +221,15 @@ impl Session for FileSession {
             Some(text) => Position::from_checkpoint(&text)?,
             None => Position::START,
         };
+        let predicate = Predicate::compile(&req.filters)?;
+        let mut rows = self.rows(&path, from)?;
+        if req.fields.is_empty() {
+            // Whole records travel as their source text: only the filtered fields need parsing.
+            rows.keep_only(predicate.top_level_fields());
+        }
         Ok(Box::new(FileStream {
-            rows: self.rows(&path, from)?,
-            predicate: Predicate::compile(&req.filters)?,
+            rows,
+            predicate,
             fields: req.fields,
             done: false,
         }))
