@@ -170,6 +170,11 @@ impl Session {
         self.instantiation_time
     }
 
+    /// Whether the session still takes calls (no earlier call trapped or hit a limit).
+    pub fn is_usable(&self) -> bool {
+        self.poisoned.is_none()
+    }
+
     /// The limits this session runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -75,6 +75,12 @@ struct ServeArgs {
     /// quotas above it are lowered to it).
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pooling_memory_mib: usize,
+    /// Guest sessions an instance keeps open between invocations, so the next
+    /// invocation skips instantiating and opening (0: a fresh session every
+    /// time). A kept session serves only the same, unchanged instance; one
+    /// that failed is never kept; idle ones close after 30 s.
+    #[arg(long, value_name = "N", default_value_t = sluice::server::DEFAULT_WARM_SESSIONS)]
+    warm_sessions: usize,
 }
 
 #[derive(Args)]
@@ -266,6 +272,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             max_instances: args.pooling_instances,
             max_memory_bytes: args.pooling_memory_mib.saturating_mul(1 << 20),
         }),
+        warm_sessions: args.warm_sessions,
     })
     .await?;
     let addr = server.local_addr()?;

@@ -13,6 +13,7 @@ pub mod model;
 pub mod openapi;
 mod schema;
 pub mod store;
+mod warm;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -47,6 +48,9 @@ use crate::{
 /// Largest accepted upload by default.
 pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
 
+/// Sessions an instance keeps open between invocations by default.
+pub const DEFAULT_WARM_SESSIONS: usize = 4;
+
 /// How long compiling one uploaded component may take by default.
 pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -70,6 +74,10 @@ pub struct ServerConfig {
     pub compile_timeout: Duration,
     /// Bounds of the pooling allocator; `None` allocates on demand.
     pub pooling: Option<PoolingConfig>,
+    /// Guest sessions an instance keeps open between invocations (0: a fresh
+    /// session for every invocation). A kept session serves only the same
+    /// instance, unchanged; idle ones close after 30 s.
+    pub warm_sessions: usize,
 }
 
 impl ServerConfig {
@@ -84,6 +92,7 @@ impl ServerConfig {
             store_url: None,
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             pooling: Some(PoolingConfig::default()),
+            warm_sessions: DEFAULT_WARM_SESSIONS,
         }
     }
 }
@@ -110,6 +119,8 @@ struct State {
     /// of the instance record and tenant ceiling it was built from, and rebuilt
     /// when either changed (here or on another node sharing the store).
     grants: Mutex<HashMap<String, (String, Grants)>>,
+    /// Guest sessions kept open between invocations of the same instance.
+    warm: warm::WarmSessions,
     metrics: metrics::Metrics,
     /// Bundled connectors by id, shared by every tenant.
     builtins: HashMap<String, (ConnectorMeta, Connector)>,
@@ -221,24 +232,44 @@ impl Server {
             None => HashMap::new(),
         };
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        // Kept sessions hold pooled slots: leave at least half of them to new sessions.
+        let max_warm = config
+            .pooling
+            .as_ref()
+            .map_or(256, |p| p.max_instances as usize / 2);
+        let state = Arc::new(State {
+            runtime,
+            store,
+            admin_hash,
+            files_root: config.data_dir.join("files"),
+            max_upload_bytes: config.max_upload_bytes,
+            artifacts,
+            compilers: Arc::new(Semaphore::new(cores)),
+            compile_timeout: config.compile_timeout,
+            connectors: Mutex::default(),
+            running: Mutex::default(),
+            grants: Mutex::default(),
+            warm: warm::WarmSessions::new(config.warm_sessions, max_warm),
+            metrics: metrics::Metrics::default(),
+            builtins,
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+        });
+        // Close kept sessions that sat idle too long; ends with the server.
+        let reaper = Arc::downgrade(&state);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(warm::IDLE_TIMEOUT / 6).await;
+                let Some(state) = reaper.upgrade() else {
+                    return;
+                };
+                for session in state.warm.expired(warm::IDLE_TIMEOUT) {
+                    let _ = session.close().await;
+                }
+            }
+        });
         Ok(Self {
             listener,
-            state: Arc::new(State {
-                runtime,
-                store,
-                admin_hash,
-                files_root: config.data_dir.join("files"),
-                max_upload_bytes: config.max_upload_bytes,
-                artifacts,
-                compilers: Arc::new(Semaphore::new(cores)),
-                compile_timeout: config.compile_timeout,
-                connectors: Mutex::default(),
-                running: Mutex::default(),
-                grants: Mutex::default(),
-                metrics: metrics::Metrics::default(),
-                builtins,
-                in_flight: std::sync::atomic::AtomicUsize::new(0),
-            }),
+            state,
             generated_admin_token: generated,
         })
     }
@@ -552,26 +583,33 @@ impl State {
     }
 
     /// The instance's grants, built once and kept (with their pools and budgets)
-    /// for as long as the instance record and the tenant's ceiling stay the same.
-    fn instance_grants(&self, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
+    /// for as long as the instance record and the tenant stay the same.
+    fn instance_grants(
+        &self,
+        tenant: &Tenant,
+        instance: &Instance,
+        version: &str,
+    ) -> Result<Grants, ApiError> {
         let key = format!("{}/{}", tenant.id, instance.id);
-        let version = sha256_hex(json!([instance, tenant.ceiling]).to_string().as_bytes());
         let mut cache = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((built_from, grants)) = cache.get(&key) {
-            if *built_from == version {
+            if built_from == version {
                 return Ok(grants.clone());
             }
         }
         let grants = grants_of(self, tenant, instance)?;
-        cache.insert(key, (version, grants.clone()));
+        cache.insert(key, (version.to_string(), grants.clone()));
         Ok(grants)
     }
 
+    /// Drop what is kept for an instance: its grants (pools, budgets) and warm sessions.
     fn forget_instance(&self, tenant: &str, instance: &str) {
+        let key = format!("{tenant}/{instance}");
         self.grants
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&format!("{tenant}/{instance}"));
+            .remove(&key);
+        self.warm.forget(&key);
     }
 
     /// The tenant's invocation permits, resized when its quota changed.
@@ -587,6 +625,17 @@ impl State {
             }
         }
     }
+}
+
+/// A digest of everything a session or the grants of an instance are built
+/// from: the instance record and the tenant's ceiling and quotas. When it
+/// changes (on this node or another sharing the store), both are rebuilt.
+fn instance_version(tenant: &Tenant, instance: &Instance) -> String {
+    sha256_hex(
+        json!([instance, tenant.ceiling, tenant.quotas])
+            .to_string()
+            .as_bytes(),
+    )
 }
 
 /// 429 for a used-up tenant quota.
@@ -626,7 +675,9 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            let text = state.metrics.render(state.artifacts.stats(), &upstream);
+            let mut text = state.metrics.render(state.artifacts.stats(), &upstream);
+            text.push_str("# HELP sluice_warm_sessions Guest sessions kept open between invocations.\n# TYPE sluice_warm_sessions gauge\n");
+            text.push_str(&format!("sluice_warm_sessions {}\n", state.warm.len()));
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
@@ -1180,13 +1231,26 @@ async fn invoke_inner(
             "the tenant's concurrent invocations are all busy; retry shortly",
         )
     })?;
-    let connector = state.connector(&tenant.id, &instance.connector).await?;
-    let grants = state.instance_grants(tenant, &instance)?;
+    let version = instance_version(tenant, &instance);
+    let key = format!("{}/{}", tenant.id, instance.id);
     let active = state.metrics.session();
-    let mut session = connector
-        .open_with_limits(&instance.config.to_string(), &grants, &limits_of(tenant))
-        .await?;
-    state.metrics.instantiated(session.instantiation_time());
+    // A stream keeps its session for as long as it runs: always a fresh one.
+    let kept = (operation != "stream")
+        .then(|| state.warm.take(&key, &version))
+        .flatten();
+    let mut session = match kept {
+        Some(session) => session,
+        None => {
+            let connector = state.connector(&tenant.id, &instance.connector).await?;
+            let grants = state.instance_grants(tenant, &instance, &version)?;
+            let session = connector
+                .open_with_limits(&instance.config.to_string(), &grants, &limits_of(tenant))
+                .await?;
+            state.metrics.instantiated(session.instantiation_time());
+            session
+        }
+    };
+    let denials_before = session.denials().len();
     let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
     for filter in &spec.filters {
         let op =
@@ -1257,8 +1321,14 @@ async fn invoke_inner(
             ))
         }
     };
-    state.metrics.denials(&tenant.id, &session.denials());
-    let _ = session.close().await;
+    let denials = session.denials();
+    state.metrics.denials(
+        &tenant.id,
+        denials.get(denials_before..).unwrap_or_default(),
+    );
+    if let Some(session) = state.warm.give(&key, version, session) {
+        let _ = session.close().await;
+    }
     drop(active);
     drop(permit);
     Ok(json_response(StatusCode::OK, &value))

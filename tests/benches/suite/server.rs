@@ -29,8 +29,15 @@ struct Load {
     took: Duration,
 }
 
-/// `CLIENTS` clients, one keep-alive connection each, POSTing `BODY` to `path` until `duration` is up.
-async fn load(addr: SocketAddr, path: String, token: Option<String>, duration: Duration) -> Load {
+/// `CLIENTS` clients, one keep-alive connection each, sending `method` (POST
+/// carries `BODY`) to `path` until `duration` is up.
+async fn load(
+    addr: SocketAddr,
+    method: &'static str,
+    path: String,
+    token: Option<String>,
+    duration: Duration,
+) -> Load {
     let deadline = Instant::now() + duration;
     let began = Instant::now();
     let mut tasks = Vec::new();
@@ -46,15 +53,20 @@ async fn load(addr: SocketAddr, path: String, token: Option<String>, duration: D
             tokio::spawn(connection);
             let (mut latencies, mut failures) = (Vec::new(), 0u64);
             while Instant::now() < deadline {
-                let mut req = hyper::Request::post(path.as_str())
+                let mut req = hyper::Request::builder()
+                    .method(method)
+                    .uri(path.as_str())
                     .header("host", addr.to_string())
                     .header("content-type", "application/json");
                 if let Some(token) = &token {
                     req = req.header("authorization", format!("Bearer {token}"));
                 }
-                let req = req
-                    .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                    .unwrap();
+                let body: &'static [u8] = if method == "POST" {
+                    BODY.as_bytes()
+                } else {
+                    b""
+                };
+                let req = req.body(Full::new(Bytes::from_static(body))).unwrap();
                 let sent = Instant::now();
                 let ok = match sender.send_request(req).await {
                     Ok(res) => {
@@ -132,8 +144,12 @@ async fn native_server(file: std::path::PathBuf) -> SocketAddr {
 }
 
 /// A server with one tenant and one instance of the file connector; returns its address, the token and the fetch path.
-async fn sluice_server(dir: &std::path::Path) -> (SocketAddr, String, String) {
+async fn sluice_server(
+    dir: &std::path::Path,
+    warm_sessions: usize,
+) -> (SocketAddr, String, String) {
     let server = Server::bind(ServerConfig {
+        warm_sessions,
         admin_token: Some(ADMIN.into()),
         ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir)
     })
@@ -200,7 +216,8 @@ async fn sluice_server(dir: &std::path::Path) -> (SocketAddr, String, String) {
 pub async fn run(scale: Scale, report: &mut Report) {
     let duration = Duration::from_secs(scale.pick(10, 3));
     let dir = tempfile::tempdir().unwrap();
-    let (addr, token, path) = sluice_server(dir.path()).await;
+    let (addr, token, path) =
+        sluice_server(dir.path(), sluice::server::DEFAULT_WARM_SESSIONS).await;
     let check = json(
         addr,
         "POST",
@@ -216,28 +233,24 @@ pub async fn run(scale: Scale, report: &mut Report) {
         String::from_utf8_lossy(&check.body)
     );
     let records = check.json()["records"].as_array().map_or(0, Vec::len);
-    let _ = load(
-        addr,
-        path.clone(),
-        Some(token.clone()),
-        Duration::from_millis(500),
-    )
-    .await;
-    let mut sluice = load(addr, path, Some(token), duration).await;
+    let warmup = Duration::from_millis(500);
+    let _ = load(addr, "POST", path.clone(), Some(token.clone()), warmup).await;
+    let mut sluice = load(addr, "POST", path.clone(), Some(token.clone()), duration).await;
+    // The same server answering without a guest: authentication, store, JSON, HTTP.
+    let instance = path.trim_end_matches("/fetch").to_string();
+    let plumbing = load(addr, "GET", instance, Some(token), duration).await;
+    // The other choice: a fresh session for every invocation.
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let (fresh_addr, fresh_token, fresh_path) = sluice_server(fresh_dir.path(), 0).await;
+    let fresh = load(fresh_addr, "POST", fresh_path, Some(fresh_token), duration).await;
 
     let native_addr = native_server(sluice_tests::root().join("examples/data/people.ndjson")).await;
-    let _ = load(
-        native_addr,
-        "/fetch".into(),
-        None,
-        Duration::from_millis(500),
-    )
-    .await;
-    let mut native = load(native_addr, "/fetch".into(), None, duration).await;
+    let _ = load(native_addr, "POST", "/fetch".into(), None, warmup).await;
+    let mut native = load(native_addr, "POST", "/fetch".into(), None, duration).await;
 
     let rps = |l: &Load| l.requests as f64 / l.took.as_secs_f64();
     let note = format!(
-        "{CLIENTS} keep-alive clients for {} s on loopback, a fetch of {records} records from the file connector (a new session per invocation); \
+        "{CLIENTS} keep-alive clients for {} s on loopback, a fetch of {records} records from the file connector (warm sessions, the default); \
          sluice: {} requests, {} failed; native: {} requests, {} failed; load generator in the same process",
         duration.as_secs(),
         sluice.requests,
@@ -252,6 +265,32 @@ pub async fn run(scale: Scale, report: &mut Report) {
         baseline: rps(&native),
         target: Target::RatioAtLeast(0.5),
         note: note.clone(),
+    });
+    let mut fresh_latencies = fresh.latencies.clone();
+    report.add(Row {
+        metric: format!("server: invocations/s, {CLIENTS} clients, --warm-sessions 0"),
+        unit: "req/s",
+        sluice: rps(&fresh),
+        baseline: rps(&native),
+        target: Target::Informational,
+        note: format!(
+            "as above with a fresh session for every invocation (p99 {:.1} ms; {} requests, {} failed)",
+            percentile_us(&mut fresh_latencies, 99.0) / 1e3,
+            fresh.requests,
+            fresh.failures
+        ),
+    });
+    report.add(Row {
+        metric: format!("server: GET instance (no guest), {CLIENTS} clients"),
+        unit: "req/s",
+        sluice: rps(&plumbing),
+        baseline: rps(&native),
+        target: Target::Informational,
+        note: format!(
+            "the same server and clients reading the instance record instead of invoking it: what the HTTP, \
+             authentication, store and JSON layers cost without a guest ({} requests, {} failed)",
+            plumbing.requests, plumbing.failures
+        ),
     });
     report.add(Row {
         metric: "server: latency p50".into(),

@@ -133,6 +133,35 @@ pub async fn run(scale: Scale, report: &mut Report) {
         note: "store creation + instantiate_async from the InstancePre (pooling allocator)".into(),
     });
 
+    // What `sluice serve` pays per invocation (a fresh session) against a warm one.
+    let (connector, grants) = file_connector(&runtime);
+    let fetch = sluice::FetchRequest::new("people.ndjson").page(10, None, None);
+    let mut fresh = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let began = Instant::now();
+        let mut session = connector.open(CONFIG, &grants).await.expect("open");
+        std::hint::black_box(session.fetch(&fetch).await.expect("fetch"));
+        session.close().await.expect("close");
+        fresh.push(began.elapsed());
+    }
+    let mut warm_session = connector.open(CONFIG, &grants).await.expect("open");
+    let mut warm = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let began = Instant::now();
+        std::hint::black_box(warm_session.fetch(&fetch).await.expect("fetch"));
+        warm.push(began.elapsed());
+    }
+    report.add(Row {
+        metric: "invocation: fresh session (open + fetch + close) p50".into(),
+        unit: "µs",
+        sluice: percentile_us(&mut fresh, 50.0),
+        baseline: percentile_us(&mut warm, 50.0),
+        target: Target::Informational,
+        note: "the file connector fetching 10 records of people.ndjson in a new session each time, as `sluice serve` does; \
+               baseline: the same fetch on a session kept open (a warm session)"
+            .into(),
+    });
+
     // Call overhead: health checks on one open session.
     let calls = scale.pick(200_000, 20_000);
     let mut session = probe.open("{}", &Grants::none()).await.unwrap();

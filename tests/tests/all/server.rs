@@ -1133,3 +1133,116 @@ async fn uploads_past_the_stored_bytes_quota_are_refused_with_429() {
         .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 }
+
+/// How many sessions the server has instantiated so far.
+async fn instantiations(addr: SocketAddr) -> f64 {
+    metric(addr, "sluice_instantiation_seconds_count")
+        .await
+        .expect("the instantiation histogram is exported")
+}
+
+#[tokio::test]
+async fn an_instance_keeps_a_warm_session_only_while_it_is_unchanged_and_healthy() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) = tenant(
+        addr,
+        json!({ "name": "warm", "ceiling": { "files": true } }),
+    )
+    .await;
+    let files = dir.path().join("files").join(&tenant_id);
+    for (sub, n) in [("a", 3), ("b", 5)] {
+        std::fs::create_dir_all(files.join(sub)).unwrap();
+        let rows: String = (0..n).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+        std::fs::write(files.join(sub).join("n.ndjson"), rows).unwrap();
+    }
+    let connector = upload(addr, &token, "sluice_file").await;
+    let spec = |sub: &str| {
+        json!({ "connector": connector, "config": { "root": "/data" },
+                "grants": { "files": [{ "host": sub, "guest": "/data", "mode": "ro" }] } })
+    };
+    let instance = new_instance(addr, &token, &spec("a")).await;
+    let fetch = format!("/v1/instances/{instance}/fetch");
+    let count = |reply: sluice_tests::client::Reply| {
+        assert_eq!(
+            reply.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()["records"].as_array().unwrap().len()
+    };
+    let body = json!({ "resource": "n.ndjson" });
+    for _ in 0..3 {
+        assert_eq!(
+            count(json(addr, "POST", &fetch, Some(&token), &body).await),
+            3
+        );
+    }
+    assert_eq!(
+        instantiations(addr).await,
+        1.0,
+        "one session served all three"
+    );
+    assert_eq!(metric(addr, "sluice_warm_sessions ").await, Some(1.0));
+
+    // A changed instance never gets the old session: the new grant is in force at once.
+    let path = format!("/v1/instances/{instance}");
+    let updated = json(addr, "PUT", &path, Some(&token), &spec("b")).await;
+    assert_eq!(updated.status, 200);
+    assert_eq!(
+        count(json(addr, "POST", &fetch, Some(&token), &body).await),
+        5
+    );
+    assert_eq!(instantiations(addr).await, 2.0);
+
+    // A failed invocation's session is not kept.
+    let missing = json(
+        addr,
+        "POST",
+        &fetch,
+        Some(&token),
+        &json!({ "resource": "nope.ndjson" }),
+    )
+    .await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        count(json(addr, "POST", &fetch, Some(&token), &body).await),
+        5
+    );
+    assert_eq!(instantiations(addr).await, 3.0);
+
+    // Deleting the instance closes what it kept.
+    let deleted = send(addr, "DELETE", &path, Some(&token), vec![]).await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(metric(addr, "sluice_warm_sessions ").await, Some(0.0));
+}
+
+#[tokio::test]
+async fn with_warm_sessions_off_every_invocation_gets_a_fresh_session() {
+    let dir = tempdir();
+    let server = Server::bind(ServerConfig {
+        admin_token: Some(ADMIN.into()),
+        warm_sessions: 0,
+        ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf())
+    })
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let _server = tokio::spawn(server.run());
+    let (_, token) = tenant(addr, json!({ "name": "fresh" })).await;
+    let instance = instance_of(addr, &token, "sluice_probe", json!({})).await;
+    for _ in 0..3 {
+        let reply = json(
+            addr,
+            "POST",
+            &format!("/v1/instances/{instance}/health"),
+            Some(&token),
+            &json!({}),
+        )
+        .await;
+        assert_eq!(reply.status, 200);
+    }
+    assert_eq!(instantiations(addr).await, 3.0);
+    assert_eq!(metric(addr, "sluice_warm_sessions ").await, Some(0.0));
+}
