@@ -114,6 +114,61 @@ impl Record {
         }
         Ok(data)
     }
+
+    /// Append [`Record::to_json`]'s object to `out` as JSON text. The data is
+    /// checked but not rebuilt: its text is copied and the extra fields are
+    /// spliced in, which is what lets `sluice serve` answer large pages and
+    /// streams without parsing every record into a tree and printing it again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Host`] when the connector produced data that is not JSON.
+    pub fn write_json(&self, out: &mut String) -> Result<(), Error> {
+        let text = self.data.trim();
+        let extras = self.id.is_some() || self.metadata.is_some() || self.timestamp.is_some();
+        let object = text.starts_with('{') && text.ends_with('}');
+        // Where a spliced field could collide with the data's own, take the careful path.
+        let collides = extras
+            && ["\"_id\"", "\"_metadata\"", "\"_timestamp\""]
+                .iter()
+                .any(|key| text.contains(key));
+        if (extras && !object) || collides {
+            out.push_str(&self.to_json()?.to_string());
+            return Ok(());
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
+            Error::Host(format!("connector returned a record that is not JSON: {e}"))
+        })?;
+        if !extras {
+            out.push_str(text);
+            return Ok(());
+        }
+        let body = text[1..text.len() - 1].trim();
+        out.push('{');
+        out.push_str(body);
+        let mut separator = if body.is_empty() { "" } else { "," };
+        if let Some(id) = &self.id {
+            out.push_str(separator);
+            out.push_str("\"_id\":");
+            out.push_str(&Value::String(id.clone()).to_string());
+            separator = ",";
+        }
+        if let Some(metadata) = &self.metadata {
+            if let Ok(value) = serde_json::from_str::<Value>(metadata) {
+                out.push_str(separator);
+                out.push_str("\"_metadata\":");
+                out.push_str(&value.to_string());
+                separator = ",";
+            }
+        }
+        if let Some(ts) = self.timestamp {
+            out.push_str(separator);
+            out.push_str("\"_timestamp\":");
+            out.push_str(&ts.to_string());
+        }
+        out.push('}');
+        Ok(())
+    }
 }
 
 impl FilterOp {
@@ -157,6 +212,58 @@ impl SortDirection {
             other => Err(Error::InvalidConfig(format!(
                 "unknown sort direction `{other}`; use `asc` or `desc`"
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(data: &str, id: Option<&str>, metadata: Option<&str>, ts: Option<i64>) -> Record {
+        Record {
+            id: id.map(str::to_string),
+            data: data.to_string(),
+            metadata: metadata.map(str::to_string),
+            timestamp: ts,
+        }
+    }
+
+    fn written(record: &Record) -> Result<Value, Error> {
+        let mut out = String::new();
+        record.write_json(&mut out)?;
+        Ok(serde_json::from_str(&out).expect("valid JSON text"))
+    }
+
+    #[test]
+    fn write_json_is_to_json_as_text() {
+        let cases = [
+            record(r#"{"a":1,"b":[1,2]}"#, None, None, None),
+            record(
+                r#" {"a":"x\"y"} "#,
+                Some("7"),
+                Some(r#"{"line":3}"#),
+                Some(42),
+            ),
+            record("{}", Some("k\"1"), None, Some(-1)),
+            record(r#"{"_id":"own","a":1}"#, Some("host"), None, None),
+            record("[1,2]", None, None, None),
+            record("[1,2]", Some("x"), None, None),
+            record(r#"{"a":1}"#, None, Some("not json"), None),
+        ];
+        for case in &cases {
+            assert_eq!(written(case).unwrap(), case.to_json().unwrap(), "{case:?}");
+        }
+    }
+
+    #[test]
+    fn write_json_refuses_what_is_not_json() {
+        for bad in [r#"{"a":}"#, "{oops}", "", "{\"a\":1} trailing"] {
+            assert!(written(&record(bad, None, None, None)).is_err(), "{bad}");
+            assert!(
+                written(&record(bad, Some("1"), None, None)).is_err(),
+                "{bad}"
+            );
         }
     }
 }

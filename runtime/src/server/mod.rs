@@ -360,6 +360,14 @@ fn json_response(status: StatusCode, value: &Value) -> Response<ResponseBody> {
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
 }
 
+fn text_json_response(status: StatusCode, text: String) -> Response<ResponseBody> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(text)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
 fn error_response(err: &ApiError) -> Response<ResponseBody> {
     let mut response = Response::builder()
         .status(err.status)
@@ -1285,22 +1293,25 @@ async fn invoke_inner(
         }
         "health" => {
             session.health().await?;
-            json!({ "healthy": true })
+            Answer::Value(json!({ "healthy": true }))
         }
         "discover" => {
             let resources = session.discover().await?;
-            json!({ "resources": resources.iter().map(|r| json!({
+            Answer::Value(json!({ "resources": resources.iter().map(|r| json!({
                 "name": r.name,
                 "schema": r.schema.as_deref().and_then(|s| serde_json::from_str::<Value>(s).ok()),
-            })).collect::<Vec<_>>() })
+            })).collect::<Vec<_>>() }))
         }
         "fetch" => {
             let page = session.fetch(&fetch).await?;
-            json!({
-                "records": page.records.iter().map(|r| r.to_json()).collect::<Result<Vec<_>, _>>()?,
-                "total_count": page.total_count,
-                "next_cursor": page.next_cursor,
-            })
+            let mut body = String::from("{\"records\":");
+            records_json(&page.records, &mut body)?;
+            body.push_str(&format!(
+                ",\"total_count\":{},\"next_cursor\":{}}}",
+                json!(page.total_count),
+                json!(page.next_cursor)
+            ));
+            Answer::Text(body)
         }
         "execute" => {
             let records = spec.records.iter().map(crate::Record::from_json).collect();
@@ -1308,10 +1319,10 @@ async fn invoke_inner(
                 ExecuteRequest::new(spec.resource.clone(), spec.operation.clone(), records);
             request.options = spec.options.as_ref().map(Value::to_string);
             let result = session.execute(&request).await?;
-            json!({
-                "affected": result.affected,
-                "records": result.records.iter().map(|r| r.to_json()).collect::<Result<Vec<_>, _>>()?,
-            })
+            let mut body = format!("{{\"affected\":{},\"records\":", result.affected);
+            records_json(&result.records, &mut body)?;
+            body.push('}');
+            Answer::Text(body)
         }
         _ => {
             return Err(ApiError::new(
@@ -1331,7 +1342,29 @@ async fn invoke_inner(
     }
     drop(active);
     drop(permit);
-    Ok(json_response(StatusCode::OK, &value))
+    Ok(match value {
+        Answer::Value(value) => json_response(StatusCode::OK, &value),
+        Answer::Text(text) => text_json_response(StatusCode::OK, text),
+    })
+}
+
+/// An invocation's answer: a value, or JSON text already written.
+enum Answer {
+    Value(Value),
+    Text(String),
+}
+
+/// `records` as a JSON array appended to `out`, each record's text copied, not rebuilt.
+fn records_json(records: &[crate::Record], out: &mut String) -> Result<(), crate::Error> {
+    out.push('[');
+    for (i, record) in records.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        record.write_json(out)?;
+    }
+    out.push(']');
+    Ok(())
 }
 
 /// A chunked NDJSON body fed by the streaming task; dropping it (client gone) stops the task.
@@ -1414,10 +1447,12 @@ async fn pump(
                 Ok(Some(batch)) => {
                     let mut chunk = String::new();
                     for record in &batch.records {
-                        if let Ok(value) = record.to_json() {
-                            chunk.push_str(&value.to_string());
-                            chunk.push('\n');
+                        // A record that is not JSON ends the stream with an error line; the
+                        // batch is not sent, so resuming from the last checkpoint loses nothing.
+                        if let Err(e) = record.write_json(&mut chunk) {
+                            return report(&tx, e).await;
                         }
+                        chunk.push('\n');
                     }
                     if let Some(cp) = &batch.checkpoint {
                         chunk.push_str(&json!({ "checkpoint": cp }).to_string());

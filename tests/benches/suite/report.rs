@@ -46,12 +46,21 @@ impl Row {
         }
     }
 
-    fn pass(&self) -> bool {
+    /// Whether the target is met; `None` for rows without a target.
+    fn pass(&self) -> Option<bool> {
         match self.target {
-            Target::AtMost(max) => self.sluice <= max,
-            Target::RatioAtLeast(min) => self.ratio() >= min,
-            Target::RatioAtMost(max) => self.ratio() <= max,
-            Target::Informational => true,
+            Target::AtMost(max) => Some(self.sluice <= max),
+            Target::RatioAtLeast(min) => Some(self.ratio() >= min),
+            Target::RatioAtMost(max) => Some(self.ratio() <= max),
+            Target::Informational => None,
+        }
+    }
+
+    fn verdict(&self) -> &'static str {
+        match self.pass() {
+            Some(true) => "pass",
+            Some(false) => "**miss**",
+            None => "-",
         }
     }
 
@@ -100,7 +109,7 @@ impl Report {
             number(row.sluice),
             row.unit,
             number(row.baseline),
-            if row.pass() { "pass" } else { "FAIL" }
+            row.verdict()
         );
         self.rows.push(row);
     }
@@ -123,15 +132,15 @@ impl Report {
                 row.unit,
                 number(row.ratio()),
                 row.target_text(),
-                if row.pass() { "pass" } else { "**miss**" }
+                row.verdict()
             );
         }
         let machine = crate::sys::machine();
         println!("\n{table}");
         println!(
-            "{} metrics, {} met their target; {} run in {:.0} s on {machine}",
-            self.rows.len(),
-            self.rows.iter().filter(|r| r.pass()).count(),
+            "{} metrics with a target, {} met it; {} run in {:.0} s on {machine}",
+            self.rows.iter().filter(|r| r.pass().is_some()).count(),
+            self.rows.iter().filter(|r| r.pass() == Some(true)).count(),
             if self.scale.quick { "QUICK" } else { "full" },
             took.as_secs_f64()
         );
