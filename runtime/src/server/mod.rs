@@ -1239,6 +1239,22 @@ async fn invoke_inner(
             "the tenant's concurrent invocations are all busy; retry shortly",
         )
     })?;
+    // The request is checked before a session is taken or opened.
+    let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
+    for filter in &spec.filters {
+        let op =
+            crate::FilterOp::parse(&filter.op).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        fetch = fetch.filter(&filter.field, op, &filter.value.to_string());
+    }
+    for key in &spec.sort {
+        let direction = crate::SortDirection::parse(&key.direction)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        fetch = fetch.sort(&key.field, direction);
+    }
+    if let Some(page) = &spec.pagination {
+        fetch = fetch.page(page.page_size, page.offset, page.cursor.clone());
+    }
+    fetch.options = spec.options.as_ref().map(Value::to_string);
     let version = instance_version(tenant, &instance);
     let key = format!("{}/{}", tenant.id, instance.id);
     let active = state.metrics.session();
@@ -1259,21 +1275,6 @@ async fn invoke_inner(
         }
     };
     let denials_before = session.denials().len();
-    let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
-    for filter in &spec.filters {
-        let op =
-            crate::FilterOp::parse(&filter.op).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        fetch = fetch.filter(&filter.field, op, &filter.value.to_string());
-    }
-    for key in &spec.sort {
-        let direction = crate::SortDirection::parse(&key.direction)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
-        fetch = fetch.sort(&key.field, direction);
-    }
-    if let Some(page) = &spec.pagination {
-        fetch = fetch.page(page.page_size, page.offset, page.cursor.clone());
-    }
-    fetch.options = spec.options.as_ref().map(Value::to_string);
     let value = match operation {
         "stream" => {
             drop(active);
