@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use sluice::{Connector, Grants, Limits, PoolingConfig, Runtime, RuntimeConfig};
 
 use crate::report::{Report, Row, Target};
-use crate::sys::{percentile_us, rss};
+use crate::sys::{percentile_us, rss, sample};
 use crate::Scale;
 
 const CONFIG: &str = r#"{"root": "/data"}"#;
@@ -88,12 +88,10 @@ pub async fn run(scale: Scale, report: &mut Report) {
         cold_starts(&connector, CONFIG, &grants, iterations).await
     };
     let root = sluice_tests::root().join("examples/data");
-    let mut native = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let began = Instant::now();
+    let mut native = sample(iterations, async || {
         assert!(native_open_and_health(CONFIG, &root));
-        native.push(began.elapsed());
-    }
+    })
+    .await;
     let note = format!(
         "{iterations} sessions of the probe (a connector whose open and health do no I/O): new store + instantiate \
          (pooling, InstancePre) + open + health; native: parse the config and stat a directory"
@@ -136,21 +134,17 @@ pub async fn run(scale: Scale, report: &mut Report) {
     // What `sluice serve` pays per invocation (a fresh session) against a warm one.
     let (connector, grants) = file_connector(&runtime);
     let fetch = sluice::FetchRequest::new("people.ndjson").page(10, None, None);
-    let mut fresh = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let began = Instant::now();
+    let mut fresh = sample(iterations, async || {
         let mut session = connector.open(CONFIG, &grants).await.expect("open");
         std::hint::black_box(session.fetch(&fetch).await.expect("fetch"));
         session.close().await.expect("close");
-        fresh.push(began.elapsed());
-    }
+    })
+    .await;
     let mut warm_session = connector.open(CONFIG, &grants).await.expect("open");
-    let mut warm = Vec::with_capacity(iterations);
-    for _ in 0..iterations {
-        let began = Instant::now();
+    let mut warm = sample(iterations, async || {
         std::hint::black_box(warm_session.fetch(&fetch).await.expect("fetch"));
-        warm.push(began.elapsed());
-    }
+    })
+    .await;
     report.add(Row {
         metric: "invocation: fresh session (open + fetch + close) p50".into(),
         unit: "µs",
@@ -168,18 +162,14 @@ pub async fn run(scale: Scale, report: &mut Report) {
     for _ in 0..1_000 {
         session.health().await.unwrap();
     }
-    let mut samples = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let began = Instant::now();
+    let mut samples = sample(calls, async || {
         session.health().await.expect("health");
-        samples.push(began.elapsed());
-    }
-    let mut native = Vec::with_capacity(calls);
-    for _ in 0..calls {
-        let began = Instant::now();
+    })
+    .await;
+    let mut native = sample(calls, async || {
         std::hint::black_box(native_health(std::hint::black_box(&root)).await);
-        native.push(began.elapsed());
-    }
+    })
+    .await;
     report.add(Row {
         metric: "call overhead (health-check) p50".into(),
         unit: "µs",

@@ -1,6 +1,17 @@
 //! Process memory, percentiles and the machine's description.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The time of each of `n` runs of `run`.
+pub async fn sample(n: usize, mut run: impl AsyncFnMut()) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(n);
+    for _ in 0..n {
+        let began = Instant::now();
+        run().await;
+        samples.push(began.elapsed());
+    }
+    samples
+}
 
 fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
