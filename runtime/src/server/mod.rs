@@ -696,7 +696,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             return Ok(json_response(StatusCode::OK, &openapi::document()));
         }
         (Method::GET, ["readyz"]) => {
-            state.store.list("tenants", "").await?;
+            state.store.check().await?;
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ready" })));
         }
         _ => {}

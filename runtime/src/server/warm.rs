@@ -11,6 +11,7 @@
 //! kept; idle ones are closed after [`IDLE_TIMEOUT`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,9 @@ pub struct WarmSessions {
     per_instance: usize,
     max_total: usize,
     idle: Mutex<HashMap<String, Vec<Idle>>>,
+    /// Sessions in `idle`, changed only while its lock is held (so `give`
+    /// never walks every instance on the invocation path).
+    total: AtomicUsize,
 }
 
 impl WarmSessions {
@@ -39,6 +43,7 @@ impl WarmSessions {
             per_instance,
             max_total,
             idle: Mutex::default(),
+            total: AtomicUsize::new(0),
         }
     }
 
@@ -54,6 +59,8 @@ impl WarmSessions {
             if sessions.is_empty() {
                 idle.remove(key);
             }
+            let removed = stale.len() + usize::from(found.is_some());
+            self.total.fetch_sub(removed, Ordering::Relaxed);
             found
         };
         drop(stale);
@@ -67,7 +74,7 @@ impl WarmSessions {
             return Some(session);
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let total: usize = idle.values().map(Vec::len).sum();
+        let total = self.total.load(Ordering::Relaxed);
         let sessions = idle.entry(key.to_string()).or_default();
         if sessions.len() >= self.per_instance || total >= self.max_total {
             if sessions.is_empty() {
@@ -80,16 +87,19 @@ impl WarmSessions {
             since: Instant::now(),
             session,
         });
+        self.total.fetch_add(1, Ordering::Relaxed);
         None
     }
 
     /// Drop every kept session of `key` (the instance was changed or deleted).
     pub fn forget(&self, key: &str) {
-        let removed = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(key);
+        let removed = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            let removed = idle.remove(key);
+            let count = removed.as_ref().map_or(0, Vec::len);
+            self.total.fetch_sub(count, Ordering::Relaxed);
+            removed
+        };
         drop(removed);
     }
 
@@ -105,16 +115,12 @@ impl WarmSessions {
             );
         }
         idle.retain(|_, sessions| !sessions.is_empty());
+        self.total.fetch_sub(expired.len(), Ordering::Relaxed);
         expired
     }
 
     /// Sessions kept now.
     pub fn len(&self) -> usize {
-        self.idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(Vec::len)
-            .sum()
+        self.total.load(Ordering::Relaxed)
     }
 }

@@ -34,6 +34,11 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
     let (_node_a, a) = (Node(a.0), a.1);
     let (_node_b, b) = (Node(b.0), b.1);
 
+    for node in [a, b] {
+        let ready = send(node, "GET", "/readyz", None, vec![]).await;
+        assert_eq!(ready.status, 200, "{:?}", ready.body);
+    }
+
     // Admin and tenant objects made on A are valid on B.
     let (tenant_id, token) = tenant(
         a,

@@ -235,6 +235,13 @@ impl Store for LocalStore {
         self.blocking(move |s| s.list_now(&kind, &prefix)).await
     }
 
+    async fn check(&self) -> Result<(), Error> {
+        tokio::fs::metadata(&self.root)
+            .await
+            .map(drop)
+            .map_err(|e| io(&self.root, e))
+    }
+
     fn describe(&self) -> String {
         format!("data directory {}", self.root.display())
     }

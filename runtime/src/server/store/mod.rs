@@ -28,6 +28,8 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, kind: &str, key: &str) -> Result<bool, Error>;
     /// Keys of `kind` starting with `prefix`, sorted bytewise.
     async fn list(&self, kind: &str, prefix: &str) -> Result<Vec<String>, Error>;
+    /// Whether the store answers, cheaply (for `/readyz`).
+    async fn check(&self) -> Result<(), Error>;
     /// What the store is, for logs (never a password).
     fn describe(&self) -> String;
 }

@@ -243,6 +243,15 @@ impl Store for PostgresStore {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    async fn check(&self) -> Result<(), Error> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(|e| storage("check", &e))
+    }
+
     fn describe(&self) -> String {
         self.target.clone()
     }
