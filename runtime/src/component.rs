@@ -192,8 +192,19 @@ impl Connector {
     ///
     /// A limit or trap error if the connector misbehaves.
     pub async fn describe(&self) -> Result<Descriptor, Error> {
-        let mut session =
-            Session::instantiate(self, &Grants::none(), &self.runtime().config().limits).await?;
+        self.describe_with_limits(&self.runtime().config().limits.clone())
+            .await
+    }
+
+    /// Call `describe` in a fresh instance with no grants, under `limits`
+    /// (a server describes a tenant's upload under the tenant's limits).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connector::describe`], plus [`Error::InvalidConfig`] for unusable limits.
+    pub async fn describe_with_limits(&self, limits: &Limits) -> Result<Descriptor, Error> {
+        limits.validate()?;
+        let mut session = Session::instantiate(self, &Grants::none(), limits).await?;
         session.describe().await
     }
 

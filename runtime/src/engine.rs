@@ -70,6 +70,32 @@ pub struct PoolingConfig {
     /// Largest linear memory per instance, in bytes; session memory limits
     /// above it are lowered to it. Default 256 MiB.
     pub max_memory_bytes: usize,
+    /// What one component may hold of the pool, checked when it is loaded
+    /// (a component over them is refused before it ever runs).
+    pub per_component: ComponentBounds,
+}
+
+/// How much of the pooling allocator one component may take per session:
+/// without these bounds one component with a hundred memories would hold a
+/// hundred of the pool's memory slots in every session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ComponentBounds {
+    /// Linear memories, all its core instances together. Default 4.
+    pub max_memories: u32,
+    /// Tables, all its core instances together. Default 16.
+    pub max_tables: u32,
+    /// Core module instances. Default 64.
+    pub max_core_instances: u32,
+}
+
+impl Default for ComponentBounds {
+    fn default() -> Self {
+        Self {
+            max_memories: 4,
+            max_tables: 16,
+            max_core_instances: 64,
+        }
+    }
 }
 
 impl Default for PoolingConfig {
@@ -77,6 +103,7 @@ impl Default for PoolingConfig {
         Self {
             max_instances: 1000,
             max_memory_bytes: 256 << 20,
+            per_component: ComponentBounds::default(),
         }
     }
 }
@@ -144,6 +171,9 @@ impl Runtime {
                 .total_memories(n)
                 .total_tables(n.saturating_mul(4))
                 .max_memory_size(pooling.max_memory_bytes)
+                .max_memories_per_component(pooling.per_component.max_memories)
+                .max_tables_per_component(pooling.per_component.max_tables)
+                .max_core_instances_per_component(pooling.per_component.max_core_instances)
                 // Reset small, hot regions of a freed slot with memset rather than
                 // madvise: no page faults on the next instantiation and no TLB
                 // shootdowns between cores.

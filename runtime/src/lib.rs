@@ -63,7 +63,7 @@ pub use bindings::{
     FetchResponse, Filter, FilterOp, Pagination, Record, ResourceInfo, SortDirection, SortField,
 };
 pub use component::{host_provides, Connector, CONNECTOR_EXPORT};
-pub use engine::{PoolingConfig, Runtime, RuntimeConfig, DEFAULT_EPOCH_TICK};
+pub use engine::{ComponentBounds, PoolingConfig, Runtime, RuntimeConfig, DEFAULT_EPOCH_TICK};
 pub use error::{Capability, Denial, Error};
 pub use limits::Limits;
 pub use policy::Grants;

@@ -9,7 +9,8 @@ use crate::error::Error;
 /// Limits applied to every session (all configurable; see the defaults on each field).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    /// Largest linear memory of the guest, in bytes. Default 256 MiB.
+    /// Linear memory of the guest, in bytes: all its memories together
+    /// (a component may define several). Default 256 MiB.
     pub memory_bytes: usize,
     /// CPU time one call may spend running guest code. Default 10 s.
     pub cpu_per_call: Duration,
@@ -92,9 +93,24 @@ impl From<LimitExceeded> for Error {
     }
 }
 
+/// Most table elements one store may hold, all its tables together.
+pub const MAX_TABLE_ELEMENTS: usize = 1_000_000;
+
 /// Enforces the memory limit and counts CPU ticks of the current call.
+///
+/// The memory limit covers the whole store: every linear memory of every
+/// core instance the component holds is summed, so a component with N
+/// memories gets the quota once, not N times. Table elements are summed
+/// the same way.
 pub(crate) struct StoreLimiter {
     memory_bytes: usize,
+    /// Bytes of linear memory the store holds now (all memories).
+    memory_used: usize,
+    /// The growth last allowed, taken back if the growth then fails.
+    memory_pending: usize,
+    /// Table elements the store holds now (all tables).
+    table_elements: usize,
+    table_pending: usize,
     /// Epoch ticks the current call may run guest code for.
     pub cpu_ticks_allowed: u64,
     /// Epoch ticks the current call has run guest code for.
@@ -111,6 +127,10 @@ impl StoreLimiter {
         Self {
             memory_bytes: memory_ceiling
                 .map_or(limits.memory_bytes, |c| c.min(limits.memory_bytes)),
+            memory_used: 0,
+            memory_pending: 0,
+            table_elements: 0,
+            table_pending: 0,
             cpu_ticks_allowed: u64::try_from(ticks).unwrap_or(u64::MAX).max(1),
             cpu_ticks_used: 0,
             cpu_limit: limits.cpu_per_call,
@@ -121,25 +141,49 @@ impl StoreLimiter {
 impl wasmtime::ResourceLimiter for StoreLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_bytes {
+        // Called for each memory's creation (from 0) and each growth.
+        let growth = desired.saturating_sub(current);
+        let total = self.memory_used.saturating_add(growth);
+        if total > self.memory_bytes {
             return Err(wasmtime::Error::new(LimitExceeded::Memory(
                 self.memory_bytes,
             )));
         }
+        self.memory_used = total;
+        self.memory_pending = growth;
         Ok(true)
+    }
+
+    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.memory_used = self.memory_used.saturating_sub(self.memory_pending);
+        self.memory_pending = 0;
+        Ok(())
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         // Tables hold function references; a million is far beyond any real connector.
-        Ok(desired <= 1_000_000)
+        let growth = desired.saturating_sub(current);
+        let total = self.table_elements.saturating_add(growth);
+        if total > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.table_elements = total;
+        self.table_pending = growth;
+        Ok(true)
+    }
+
+    fn table_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.table_elements = self.table_elements.saturating_sub(self.table_pending);
+        self.table_pending = 0;
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! runtime, temporary directories, the CLI binary and a test HTTP upstream.
 
 pub mod client;
+pub mod components;
 pub mod postgres;
 pub mod upstream;
 

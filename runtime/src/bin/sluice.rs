@@ -81,6 +81,16 @@ struct ServeArgs {
     /// that failed is never kept; idle ones close after 30 s.
     #[arg(long, value_name = "N", default_value_t = sluice::server::DEFAULT_WARM_SESSIONS)]
     warm_sessions: usize,
+    /// Time a client has to send a request's headers, in milliseconds; also
+    /// how long an idle connection stays open.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    header_read_timeout_ms: u64,
+    /// Client connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = sluice::server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// A token that may read /metrics besides the admin token (give it to scrapers).
+    #[arg(long, env = "SLUICE_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
 }
 
 #[derive(Args)]
@@ -96,6 +106,10 @@ struct RunArgs {
     /// Allow HTTP requests to an origin, `scheme://host[:port]` (`*.suffix` hosts allowed). Repeatable.
     #[arg(long = "allow-http", value_name = "ORIGIN")]
     allow_http: Vec<String>,
+    /// Let granted HTTP host names resolve to loopback, private or link-local
+    /// addresses (denied by default; addresses written in a grant always pass).
+    #[arg(long = "allow-http-private")]
+    allow_http_private: bool,
     /// Mount a host directory, `HOST:GUEST[:ro|rw]` (read-only by default). Repeatable.
     #[arg(long, value_name = "HOST:GUEST[:ro|rw]")]
     mount: Vec<String>,
@@ -271,8 +285,12 @@ async fn serve(args: ServeArgs) -> Result<()> {
         pooling: (args.pooling_instances > 0).then(|| sluice::PoolingConfig {
             max_instances: args.pooling_instances,
             max_memory_bytes: args.pooling_memory_mib.saturating_mul(1 << 20),
+            ..sluice::PoolingConfig::default()
         }),
         warm_sessions: args.warm_sessions,
+        header_read_timeout: Duration::from_millis(args.header_read_timeout_ms),
+        max_connections: args.max_connections,
+        metrics_token: args.metrics_token,
     })
     .await?;
     let addr = server.local_addr()?;
@@ -363,6 +381,9 @@ fn grants(args: &RunArgs) -> Result<Grants> {
         Some(path) => Grants::from_file(path)?,
         None => Grants::none(),
     };
+    if args.allow_http_private {
+        grants.http.allow_private_addresses = true;
+    }
     for origin in &args.allow_http {
         grants = grants.allow_http(origin)?;
     }

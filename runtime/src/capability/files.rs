@@ -5,8 +5,22 @@
 //! `..` and symlinks that lead outside. A `ro` mount opens its directory
 //! and files without write permission, so writes fail even when the host
 //! user could write.
+//!
+//! A mount is resolved exactly once, when it is made, into an open directory
+//! handle; every session preopens that handle, never the path again. So a
+//! guest that can write a parent of another mount (and may create symlinks
+//! there, relative ones included) cannot swap the mounted directory for a
+//! symlink and lead a later session elsewhere: the handle pins the directory
+//! it was made from. A mount made [`Mount::beneath`] a root is resolved with
+//! cap-std from that root's handle, so neither `..` nor a symlink on the way
+//! can leave the root, and the directories it creates are created beneath
+//! the root too.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+use cap_std::ambient_authority;
+use cap_std::fs::Dir;
 
 use serde::Deserialize;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -25,16 +39,26 @@ pub enum MountMode {
     ReadWrite,
 }
 
-/// One host directory visible to the guest.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One host directory visible to the guest, held open.
+#[derive(Debug, Clone)]
 pub struct Mount {
-    /// Host directory (canonical).
+    /// Host directory as named when the mount was made (for messages).
     pub host: PathBuf,
     /// Absolute path the guest sees.
     pub guest: String,
     /// Access mode.
     pub mode: MountMode,
+    /// The directory, opened once; sessions preopen this handle.
+    dir: Arc<Dir>,
 }
+
+impl PartialEq for Mount {
+    fn eq(&self, other: &Self) -> bool {
+        self.host == other.host && self.guest == other.guest && self.mode == other.mode
+    }
+}
+
+impl Eq for Mount {}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +77,7 @@ impl Mount {
     /// [`Error::InvalidGrant`] naming the problem.
     pub fn new(host: impl Into<PathBuf>, guest: &str, mode: MountMode) -> Result<Self, Error> {
         let host = host.into();
+        check_guest_path(guest)?;
         let canonical = host
             .canonicalize()
             .map_err(|e| Error::InvalidGrant(format!("mount `{}`: {e}", host.display())))?;
@@ -62,15 +87,54 @@ impl Mount {
                 host.display()
             )));
         }
-        if !guest.starts_with('/') || guest.split('/').any(|part| part == "..") {
-            return Err(Error::InvalidGrant(format!(
-                "mount guest path `{guest}` must be absolute and free of `..` (e.g. `/data`)"
-            )));
-        }
+        let dir = Dir::open_ambient_dir(&canonical, ambient_authority())
+            .map_err(|e| Error::InvalidGrant(format!("mount `{}`: {e}", host.display())))?;
         Ok(Self {
             host: canonical,
             guest: guest.to_string(),
             mode,
+            dir: Arc::new(dir),
+        })
+    }
+
+    /// Make a mount of `relative` beneath the directory `root`, creating the
+    /// directories on the way (beneath `root`) when `create` is set.
+    /// `relative` must be a plain relative path (no `..`, no root); symlinks
+    /// on the way are followed only while they stay beneath `root`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] when `relative` is not plain, leads outside
+    /// `root`, or is not a directory.
+    pub fn beneath(
+        root: &Dir,
+        relative: &Path,
+        guest: &str,
+        mode: MountMode,
+        create: bool,
+    ) -> Result<Self, Error> {
+        check_guest_path(guest)?;
+        let shown = relative.display().to_string();
+        if !is_plain_relative(relative) {
+            return Err(Error::InvalidGrant(format!(
+                "mount `{shown}` must be a relative path without `..` (e.g. `data/in`)"
+            )));
+        }
+        let refused = |e: std::io::Error| Error::InvalidGrant(format!("mount `{shown}`: {e}"));
+        let target = if relative.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            relative
+        };
+        if create {
+            root.create_dir_all(target).map_err(refused)?;
+        }
+        let dir = root.open_dir(target).map_err(refused)?;
+        Ok(Self {
+            host: relative.to_path_buf(),
+            guest: guest.to_string(),
+            mode,
+            dir: Arc::new(dir),
         })
     }
 
@@ -103,6 +167,35 @@ impl Mount {
         }
         Self::new(host, guest, mode)
     }
+}
+
+/// Whether `path` is relative and made of plain names only (or empty).
+pub fn is_plain_relative(path: &Path) -> bool {
+    path.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+fn check_guest_path(guest: &str) -> Result<(), Error> {
+    if !guest.starts_with('/') || guest.split('/').any(|part| part == "..") {
+        return Err(Error::InvalidGrant(format!(
+            "mount guest path `{guest}` must be absolute and free of `..` (e.g. `/data`)"
+        )));
+    }
+    Ok(())
+}
+
+/// A path that opens exactly the directory `dir` holds, whatever has since
+/// happened to the path it was opened by.
+#[cfg(target_os = "linux")]
+fn handle_path(dir: &Dir, _host: &Path) -> PathBuf {
+    use std::os::fd::AsRawFd;
+    PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+}
+
+/// Without `/proc`, the canonical path the mount was made from (a weaker
+/// guarantee: the path is opened again by name).
+#[cfg(not(target_os = "linux"))]
+fn handle_path(_dir: &Dir, host: &Path) -> PathBuf {
+    host.to_path_buf()
 }
 
 /// The mounts of one session.
@@ -148,7 +241,7 @@ impl FilesPolicy {
                 MountMode::ReadOnly => FsPerms::ReadOnly,
                 MountMode::ReadWrite => FsPerms::ReadWrite,
             };
-            wasi.preopened_dir(&mount.host, &mount.guest, perms)
+            wasi.preopened_dir(handle_path(&mount.dir, &mount.host), &mount.guest, perms)
                 .map_err(|e| {
                     Error::InvalidGrant(format!("mount `{}`: {e}", mount.host.display()))
                 })?;

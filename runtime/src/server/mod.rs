@@ -51,7 +51,17 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: usize = 32 << 20;
 /// Sessions an instance keeps open between invocations by default.
 pub const DEFAULT_WARM_SESSIONS: usize = 4;
 
-/// How long compiling one uploaded component may take by default.
+/// How long a client may take to send a request's headers (and how long an
+/// idle keep-alive connection stays open) by default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client may take to send a request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Client connections served at once by default; more wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// How long a compilation of one uploaded component may take by default.
 pub const DEFAULT_COMPILE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How a server is started.
@@ -78,6 +88,13 @@ pub struct ServerConfig {
     /// session for every invocation). A kept session serves only the same
     /// instance, unchanged; idle ones close after 30 s.
     pub warm_sessions: usize,
+    /// Time a client has to send a request's headers; also how long an idle
+    /// connection is kept.
+    pub header_read_timeout: Duration,
+    /// Client connections served at once; more wait until one closes.
+    pub max_connections: usize,
+    /// A token that may read `/metrics` (besides the admin token), for scrapers.
+    pub metrics_token: Option<String>,
 }
 
 impl ServerConfig {
@@ -93,6 +110,9 @@ impl ServerConfig {
             compile_timeout: DEFAULT_COMPILE_TIMEOUT,
             pooling: Some(PoolingConfig::default()),
             warm_sessions: DEFAULT_WARM_SESSIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            metrics_token: None,
         }
     }
 }
@@ -104,7 +124,15 @@ struct State {
     runtime: Runtime,
     store: Arc<dyn Store>,
     admin_hash: String,
-    files_root: PathBuf,
+    /// Hash of the token that may read `/metrics`, besides the admin's.
+    metrics_hash: Option<String>,
+    header_read_timeout: Duration,
+    /// Connections being served; the accept loop waits for a free one.
+    connections: Arc<Semaphore>,
+    /// Where tenants' file roots live (`<data>/files`), held open: every mount
+    /// is opened beneath it.
+    files_root: cap_std::fs::Dir,
+    files_root_path: PathBuf,
     max_upload_bytes: usize,
     /// Compiled connectors this host produced, kept across restarts.
     artifacts: Arc<ArtifactCache>,
@@ -160,7 +188,7 @@ async fn load_builtins(
         })?;
         let name = path.file_stem().map(|s| s.to_string_lossy().into_owned());
         let connector = runtime.load_cached(&bytes, name, artifacts)?;
-        let meta = describe_meta(&connector, true).await?;
+        let meta = describe_meta(&connector, true, &runtime.config().limits).await?;
         builtins.insert(meta.id.clone(), (meta, connector));
     }
     Ok(builtins)
@@ -170,8 +198,9 @@ async fn load_builtins(
 async fn describe_meta(
     connector: &Connector,
     builtin: bool,
+    limits: &Limits,
 ) -> Result<ConnectorMeta, crate::Error> {
-    let descriptor = connector.describe().await?;
+    let descriptor = connector.describe_with_limits(limits).await?;
     Ok(ConnectorMeta {
         id: connector.sha256().to_string(),
         name: descriptor.name,
@@ -231,6 +260,17 @@ impl Server {
             Some(dir) => load_builtins(&runtime, &artifacts, dir).await?,
             None => HashMap::new(),
         };
+        let files_root_path = config.data_dir.join("files");
+        std::fs::create_dir_all(&files_root_path).map_err(|source| crate::Error::Io {
+            path: files_root_path.display().to_string(),
+            source,
+        })?;
+        let files_root =
+            cap_std::fs::Dir::open_ambient_dir(&files_root_path, cap_std::ambient_authority())
+                .map_err(|source| crate::Error::Io {
+                    path: files_root_path.display().to_string(),
+                    source,
+                })?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         // Kept sessions hold pooled slots: leave at least half of them to new sessions.
         let max_warm = config
@@ -241,7 +281,14 @@ impl Server {
             runtime,
             store,
             admin_hash,
-            files_root: config.data_dir.join("files"),
+            metrics_hash: config
+                .metrics_token
+                .as_deref()
+                .map(|t| sha256_hex(t.as_bytes())),
+            header_read_timeout: config.header_read_timeout,
+            connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            files_root,
+            files_root_path,
             max_upload_bytes: config.max_upload_bytes,
             artifacts,
             compilers: Arc::new(Semaphore::new(cores)),
@@ -262,8 +309,9 @@ impl Server {
                 let Some(state) = reaper.upgrade() else {
                     return;
                 };
-                for session in state.warm.expired(warm::IDLE_TIMEOUT) {
+                for (session, permit) in state.warm.expired(warm::IDLE_TIMEOUT) {
                     let _ = session.close().await;
+                    drop(permit);
                 }
             }
         });
@@ -292,24 +340,46 @@ impl Server {
     /// requests (streams included) finish for up to `drain`.
     pub async fn run_until(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
         tokio::pin!(shutdown);
+        let mut backoff = Duration::from_millis(5);
         loop {
+            // At the connection cap, stop accepting until a connection closes.
+            let slot = tokio::select! {
+                () = &mut shutdown => break,
+                slot = Arc::clone(&self.state.connections).acquire_owned() => slot,
+            };
+            let Ok(slot) = slot else { break };
             let accepted = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = self.listener.accept() => accepted,
             };
-            let Ok((stream, _)) = accepted else {
-                continue;
+            let stream = match accepted {
+                Ok((stream, _)) => {
+                    backoff = Duration::from_millis(5);
+                    stream
+                }
+                Err(e) => {
+                    // Out of file descriptors (or a similar transient failure):
+                    // wait instead of spinning, so answering requests can go on.
+                    tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
             };
             let state = Arc::clone(&self.state);
             tokio::spawn(async move {
+                let header_read_timeout = state.header_read_timeout;
                 let service = hyper::service::service_fn(move |req| {
                     let state = Arc::clone(&state);
                     async move { Ok::<_, Infallible>(handle(state, req).await) }
                 });
                 let io = hyper_util::rt::TokioIo::new(stream);
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .header_read_timeout(header_read_timeout)
                     .serve_connection(io, service)
                     .await;
+                drop(slot);
             });
         }
         drop(self.listener);
@@ -418,17 +488,28 @@ fn bearer(req: &Request<Incoming>) -> Option<String> {
 }
 
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    Limited::new(req.into_body(), limit)
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .map_err(|_| {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("the body is larger than {limit} bytes"),
-            )
-        })
+    let collected = tokio::time::timeout(
+        BODY_READ_TIMEOUT,
+        Limited::new(req.into_body(), limit).collect(),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "timeout",
+            format!(
+                "the body did not arrive within {} s",
+                BODY_READ_TIMEOUT.as_secs()
+            ),
+        )
+    })?;
+    collected.map(|b| b.to_bytes()).map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {limit} bytes"),
+        )
+    })
 }
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
@@ -469,6 +550,13 @@ impl State {
 
     fn is_admin(&self, token: Option<&str>) -> bool {
         token.is_some_and(|t| sha256_hex(t.as_bytes()) == self.admin_hash)
+    }
+
+    fn is_metrics_reader(&self, token: Option<&str>) -> bool {
+        match (token, &self.metrics_hash) {
+            (Some(token), Some(hash)) => sha256_hex(token.as_bytes()) == *hash,
+            _ => false,
+        }
     }
 
     async fn tenant_of(&self, token: Option<&str>) -> Result<Tenant, ApiError> {
@@ -567,17 +655,21 @@ impl State {
         Ok(())
     }
 
-    /// Refuse with 429 when storing `adding` more bytes of components would
-    /// take `tenant` past its stored-bytes quota.
+    /// Refuse with 429 when storing `adding` more bytes would take `tenant`
+    /// past its stored-bytes quota. Counted: component bytes, and the stored
+    /// records of its connectors and instances.
     async fn check_stored_bytes(&self, tenant: &Tenant, adding: usize) -> Result<(), ApiError> {
+        let prefix = format!("{}/", tenant.id);
         let mut stored = 0usize;
-        for key in self
-            .store
-            .list("connectors", &format!("{}/", tenant.id))
-            .await?
-        {
-            if let Some(meta) = self.load::<ConnectorMeta>("connectors", &key).await? {
-                stored = stored.saturating_add(meta.size);
+        for key in self.store.list("connectors", &prefix).await? {
+            if let Some(bytes) = self.store.get("connectors", &key).await? {
+                let size = serde_json::from_slice::<ConnectorMeta>(&bytes).map_or(0, |m| m.size);
+                stored = stored.saturating_add(size).saturating_add(bytes.len());
+            }
+        }
+        for key in self.store.list("instances", &prefix).await? {
+            if let Some(bytes) = self.store.get("instances", &key).await? {
+                stored = stored.saturating_add(bytes.len());
             }
         }
         let max = tenant.quotas.max_stored_mib.saturating_mul(1 << 20);
@@ -610,6 +702,16 @@ impl State {
         Ok(grants)
     }
 
+    /// The tenant's file root, opened (and created) beneath the server's files root.
+    fn tenant_files(&self, tenant: &str) -> Result<cap_std::fs::Dir, ApiError> {
+        let failed = |source| crate::Error::Io {
+            path: format!("files/{tenant}"),
+            source,
+        };
+        self.files_root.create_dir_all(tenant).map_err(failed)?;
+        Ok(self.files_root.open_dir(tenant).map_err(failed)?)
+    }
+
     /// Drop what is kept for an instance: its grants (pools, budgets) and warm sessions.
     fn forget_instance(&self, tenant: &str, instance: &str) {
         let key = format!("{tenant}/{instance}");
@@ -618,6 +720,27 @@ impl State {
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&key);
         self.warm.forget(&key);
+    }
+
+    /// One of the tenant's invocation permits (a running or kept session, or
+    /// an upload's `describe`, each holds one). When its kept sessions hold
+    /// them all, the one idle longest is closed to free a permit; else 429.
+    async fn permit(&self, tenant: &Tenant) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        let permits = self.semaphore(tenant);
+        loop {
+            if let Ok(permit) = Arc::clone(&permits).try_acquire_owned() {
+                return Ok(permit);
+            }
+            let Some((session, permit)) = self.warm.evict(&tenant.id) else {
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_invocations",
+                    "the tenant's concurrent invocations are all busy; retry shortly",
+                ));
+            };
+            let _ = session.close().await;
+            drop(permit);
+        }
     }
 
     /// The tenant's invocation permits, resized when its quota changed.
@@ -668,6 +791,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
         }
         (Method::GET, ["metrics"]) => {
+            // Tenant and instance ids, digests and origins: for operators only.
+            let token = bearer(&req);
+            if !state.is_admin(token.as_deref()) && !state.is_metrics_reader(token.as_deref()) {
+                return Err(ApiError::unauthorized());
+            }
             let upstream: Vec<_> = state
                 .grants
                 .lock()
@@ -937,7 +1065,7 @@ async fn delete_tenant_objects(state: &State, tenant: &str) -> Result<(), ApiErr
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .remove(tenant);
-    let files = state.files_root.join(tenant);
+    let files = state.files_root_path.join(tenant);
     match tokio::fs::remove_dir_all(&files).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -953,6 +1081,12 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
     let bytes = read_body(req, state.max_upload_bytes).await?;
     let id = sha256_hex(&bytes);
     let key = format!("{}/{id}", tenant.id);
+    // Describing an upload runs guest code: it takes one of the tenant's
+    // invocation permits and runs under the tenant's limits.
+    let permit = state.permit(tenant).await?;
+    // Quotas are checked and the connector stored under the tenant's lock, so
+    // concurrent uploads cannot all pass the same check.
+    let _quota = state.store.lock(&quota_lock(&tenant.id)).await?;
     if let Some(existing) = state.load::<ConnectorMeta>("connectors", &key).await? {
         return Ok(json_response(StatusCode::OK, &json!(existing)));
     }
@@ -961,7 +1095,14 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
         .await?;
     state.check_stored_bytes(tenant, bytes.len()).await?;
     let connector = state.compile(bytes.clone()).await?;
-    let meta = describe_meta(&connector, false).await?;
+    let meta = describe_meta(&connector, false, &limits_of(tenant)).await?;
+    drop(permit);
+    let meta_bytes = serde_json::to_vec(&meta)
+        .map(|m| m.len())
+        .unwrap_or_default();
+    state
+        .check_stored_bytes(tenant, bytes.len() + meta_bytes)
+        .await?;
     // Bytes first, metadata last: a connector is listed only once it is whole.
     state.store.put("components", &key, &bytes).await?;
     state.save("connectors", &key, &meta).await?;
@@ -971,6 +1112,11 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id, connector);
     Ok(json_response(StatusCode::CREATED, &json!(meta)))
+}
+
+/// The name of the lock a tenant's quota checks and creations run under.
+fn quota_lock(tenant: &str) -> String {
+    format!("quota/{tenant}")
 }
 
 async fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
@@ -1022,6 +1168,7 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
         .connector_meta(&tenant.id, &spec.connector)
         .await?
         .ok_or_else(|| ApiError::not_found("connector", &spec.connector))?;
+    let _quota = state.store.lock(&quota_lock(&tenant.id)).await?;
     state
         .check_quota(tenant, "instances", tenant.quotas.max_instances)
         .await?;
@@ -1040,6 +1187,9 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
     check_config(&meta, &instance.config)?;
     grants_of(state, tenant, &instance)?;
     state
+        .check_stored_bytes(tenant, record_size(&instance))
+        .await?;
+    state
         .save(
             "instances",
             &format!("{}/{}", tenant.id, instance.id),
@@ -1057,6 +1207,7 @@ async fn update_instance(
     req: Request<Incoming>,
 ) -> Reply {
     let mut current = instance(state, tenant, id).await?;
+    let previous_size = record_size(&current);
     let spec: InstanceSpec = read_json(req).await?;
     let meta = state
         .connector_meta(&tenant.id, &spec.connector)
@@ -1068,17 +1219,45 @@ async fn update_instance(
     } else {
         spec.config
     };
+    if spec.secrets.is_empty()
+        && !current.secrets.is_empty()
+        && secret_destinations(&current.grants) != secret_destinations(&spec.grants)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secrets_required",
+            "this update changes where the instance's secrets are sent (http `auth`); supply `secrets` again to make it",
+        ));
+    }
     current.grants = spec.grants;
     if !spec.secrets.is_empty() {
         current.secrets = spec.secrets;
     }
     check_config(&meta, &current.config)?;
     grants_of(state, tenant, &current)?;
+    let _quota = state.store.lock(&quota_lock(&tenant.id)).await?;
+    let grown = record_size(&current).saturating_sub(previous_size);
+    state.check_stored_bytes(tenant, grown).await?;
     state
         .save("instances", &format!("{}/{id}", tenant.id), &current)
         .await?;
     state.forget_instance(&tenant.id, id);
     Ok(json_response(StatusCode::OK, &current.view()))
+}
+
+/// Bytes a record takes in the store.
+fn record_size<T: serde::Serialize>(record: &T) -> usize {
+    serde_json::to_vec(record).map_or(0, |bytes| bytes.len())
+}
+
+/// Everything that decides where the host sends an instance's secrets: its
+/// http `auth` entries (origin, kind, header or query name, token URL).
+fn secret_destinations(grants: &Value) -> Value {
+    grants
+        .get("http")
+        .and_then(|http| http.get("auth"))
+        .cloned()
+        .unwrap_or(Value::Null)
 }
 
 async fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, ApiError> {
@@ -1106,16 +1285,29 @@ fn check_config(meta: &ConnectorMeta, config: &Value) -> Result<(), ApiError> {
     .details(json!({ "problems": problems })))
 }
 
+/// The grants of `instance`: checked against the tenant's ceiling first; only
+/// then are its mounts created and opened, beneath the tenant's root handle.
 fn grants_of(state: &State, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
-    let spec = fit_grants(
-        &instance.grants,
-        &tenant.ceiling,
-        &state.files_root.join(&tenant.id),
-    )?;
-    let mut grants = Grants::from_json(&spec.to_string())?;
-    grants
-        .sql
-        .check_urls(&crate::policy::SqlUrlPolicy::STRICT)?;
+    let fitted = fit_grants(&instance.grants, &tenant.ceiling)?;
+    let mut grants = Grants::from_json(&fitted.json.to_string())?;
+    grants.sql.check_urls(&crate::policy::SqlUrlPolicy {
+        allow_privileged_roles: tenant.ceiling.sql_privileged_roles,
+        ..crate::policy::SqlUrlPolicy::STRICT
+    })?;
+    if !fitted.mounts.is_empty() {
+        let root = state.tenant_files(&tenant.id)?;
+        for mount in fitted.mounts {
+            let opened = crate::policy::Mount::beneath(
+                &root,
+                std::path::Path::new(&mount.host),
+                &mount.guest,
+                mount.mode,
+                true,
+            )
+            .map_err(|_| model::outside("files", &mount.host))?;
+            grants.files.add(opened)?;
+        }
+    }
     for (name, value) in &instance.secrets {
         grants = grants.secret(name, value);
     }
@@ -1178,6 +1370,9 @@ struct InvokeSpec {
     batch_size: Option<u32>,
 }
 
+/// The operations an instance can be invoked with.
+const OPERATIONS: &[&str] = &["health", "discover", "fetch", "execute", "stream"];
+
 async fn invoke(
     state: &Arc<State>,
     tenant: &Tenant,
@@ -1185,6 +1380,17 @@ async fn invoke(
     operation: &str,
     req: Request<Incoming>,
 ) -> Reply {
+    // Only known operations reach the metrics: a label never comes from the URL.
+    if !OPERATIONS.contains(&operation) {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_route",
+            format!(
+                "no operation `{operation}`; one of {}",
+                OPERATIONS.join(", ")
+            ),
+        ));
+    }
     let started = std::time::Instant::now();
     let instance = instance(state, tenant, id).await?;
     let connector = instance.connector.clone();
@@ -1213,16 +1419,6 @@ async fn invoke_inner(
     operation: &str,
     req: Request<Incoming>,
 ) -> Reply {
-    if !matches!(
-        operation,
-        "health" | "discover" | "fetch" | "execute" | "stream"
-    ) {
-        return Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "no_route",
-            format!("no operation `{operation}`"),
-        ));
-    }
     let spec: InvokeSpec = {
         let body = read_body(req, 8 << 20).await?;
         if body.is_empty() {
@@ -1232,13 +1428,6 @@ async fn invoke_inner(
                 .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
         }
     };
-    let permit = state.semaphore(tenant).try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_invocations",
-            "the tenant's concurrent invocations are all busy; retry shortly",
-        )
-    })?;
     // The request is checked before a session is taken or opened.
     let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
     for filter in &spec.filters {
@@ -1262,16 +1451,17 @@ async fn invoke_inner(
     let kept = (operation != "stream")
         .then(|| state.warm.take(&key, &version))
         .flatten();
-    let mut session = match kept {
-        Some(session) => session,
+    let (mut session, permit) = match kept {
+        Some(held) => held,
         None => {
+            let permit = state.permit(tenant).await?;
             let connector = state.connector(&tenant.id, &instance.connector).await?;
             let grants = state.instance_grants(tenant, &instance, &version)?;
             let session = connector
                 .open_with_limits(&instance.config.to_string(), &grants, &limits_of(tenant))
                 .await?;
             state.metrics.instantiated(session.instantiation_time());
-            session
+            (session, permit)
         }
     };
     let denials_before = session.denials().len();
@@ -1338,11 +1528,11 @@ async fn invoke_inner(
         &tenant.id,
         denials.get(denials_before..).unwrap_or_default(),
     );
-    if let Some(session) = state.warm.give(&key, version, session) {
+    if let Some((session, permit)) = state.warm.give(&key, version, session, permit) {
         let _ = session.close().await;
+        drop(permit);
     }
     drop(active);
-    drop(permit);
     Ok(match value {
         Answer::Value(value) => json_response(StatusCode::OK, &value),
         Answer::Text(text) => text_json_response(StatusCode::OK, text),

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api_error::ApiError;
-use crate::policy::HostPattern;
+use crate::capability::files::is_plain_relative;
+use crate::policy::{HostPattern, MountMode, SqlMode};
 
 /// Per-tenant limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -49,12 +50,56 @@ impl Default for Quotas {
 pub struct Ceiling {
     /// HTTP origins (`scheme://host[:port]`, `*.suffix` allowed).
     pub http: Vec<String>,
+    /// Whether http grants may let granted names resolve to loopback, private
+    /// or link-local addresses (`allow_private_addresses`). Off by default.
+    pub http_private_addresses: bool,
     /// TCP entries (`host:port`, `cidr:port`), matched exactly.
     pub tcp: Vec<String>,
-    /// Database hosts sql grants may name.
+    /// Database hosts sql grants may name, with any port, database and role
+    /// there (coarse: prefer `sql`).
     pub sql_hosts: Vec<String>,
+    /// Databases sql grants may name, each with its roles and the highest mode.
+    pub sql: Vec<SqlTarget>,
+    /// Whether sql grants may connect as a privileged role (a superuser, or a
+    /// member of `pg_execute_server_program` / `pg_write_server_files` /
+    /// `pg_read_server_files`, or with `BYPASSRLS` / `REPLICATION`). Off by
+    /// default: such a role can reach the database server's files and shell.
+    pub sql_privileged_roles: bool,
     /// Whether instances may mount directories of the tenant's own file root.
     pub files: bool,
+}
+
+/// One database a tenant's sql grants may use.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SqlTarget {
+    /// Host name or address, as the grant URL writes it.
+    pub host: String,
+    /// Port (default 5432).
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    /// Databases allowed (`*` for any).
+    pub databases: Vec<String>,
+    /// Roles (user names) allowed (`*` for any).
+    pub roles: Vec<String>,
+    /// The highest mode a grant may ask for (default `read-only`).
+    #[serde(default)]
+    pub mode: SqlMode,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+impl SqlTarget {
+    fn admits(&self, host: &str, port: u16, database: &str, role: &str, mode: SqlMode) -> bool {
+        let listed = |list: &[String], name: &str| list.iter().any(|n| n == "*" || n == name);
+        self.host == host
+            && self.port == port
+            && listed(&self.databases, database)
+            && listed(&self.roles, role)
+            && mode <= self.mode
+    }
 }
 
 /// A tenant.
@@ -134,7 +179,7 @@ impl Instance {
     }
 }
 
-fn outside(kind: &str, entry: &str) -> ApiError {
+pub(crate) fn outside(kind: &str, entry: &str) -> ApiError {
     ApiError::new(
         http::StatusCode::FORBIDDEN,
         "grant_outside_ceiling",
@@ -143,14 +188,39 @@ fn outside(kind: &str, entry: &str) -> ApiError {
     .details(json!({ "grant": entry, "capability": kind }))
 }
 
-/// Check `grants` (the JSON form) against `ceiling`, rewriting file mounts into
-/// `files_root`. Returns the grants ready for `Grants::from_json`.
+/// A file mount as a tenant asks for it: `host` is relative to the tenant's file root.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantMount {
+    /// Directory beneath the tenant's file root (plain names, no `..`).
+    pub host: String,
+    /// Absolute path the guest sees.
+    pub guest: String,
+    /// Access mode.
+    #[serde(default)]
+    pub mode: MountMode,
+}
+
+/// Grants checked against a ceiling: the JSON for `Grants::from_json`
+/// without the mounts, and the mounts, still to be opened beneath the
+/// tenant's file root.
+#[derive(Debug)]
+pub struct FittedGrants {
+    /// Everything but `files`.
+    pub json: Value,
+    /// The file mounts.
+    pub mounts: Vec<TenantMount>,
+}
+
+/// Check `grants` (the JSON form) against `ceiling`. Nothing is created or
+/// opened here: mounts are only checked to be plain relative paths, and are
+/// opened beneath the tenant's root handle by the caller.
 ///
 /// # Errors
 ///
 /// `grant_outside_ceiling` naming the first grant outside it; `bad_request`
 /// for malformed grants.
-pub fn fit_grants(grants: &Value, ceiling: &Ceiling, files_root: &Path) -> Result<Value, ApiError> {
+pub fn fit_grants(grants: &Value, ceiling: &Ceiling) -> Result<FittedGrants, ApiError> {
     let mut grants = if grants.is_null() {
         json!({})
     } else {
@@ -178,6 +248,13 @@ pub fn fit_grants(grants: &Value, ceiling: &Ceiling, files_root: &Path) -> Resul
             }
         }
     }
+    let private = object
+        .get("http")
+        .and_then(|h| h.get("allow_private_addresses"))
+        .is_some_and(|v| v != &Value::Bool(false));
+    if private && !ceiling.http_private_addresses {
+        return Err(outside("http", "allow_private_addresses"));
+    }
     if let Some(sockets) = object.get("sockets") {
         for entry in sockets
             .get("tcp")
@@ -201,48 +278,65 @@ pub fn fit_grants(grants: &Value, ceiling: &Ceiling, files_root: &Path) -> Resul
             return Err(outside("dns", "sockets.dns"));
         }
     }
-    if let Some(mounts) = object.get_mut("files").and_then(Value::as_array_mut) {
-        for mount in mounts {
-            let host = mount["host"].as_str().unwrap_or_default().to_string();
-            let relative = Path::new(&host);
-            let escapes = relative.is_absolute()
-                || relative
-                    .components()
-                    .any(|c| !matches!(c, std::path::Component::Normal(_)));
-            if !ceiling.files || escapes {
-                return Err(outside("files", &host));
-            }
-            let path = files_root.join(relative);
-            std::fs::create_dir_all(&path)
-                .map_err(|e| ApiError::bad_request(format!("mount `{host}`: {e}")))?;
-            // A symlink inside the root (a guest with a rw mount can make one)
-            // must not lead the mount outside it.
-            let resolved = path.canonicalize().ok();
-            let root = files_root.canonicalize().ok();
-            match (resolved, root) {
-                (Some(resolved), Some(root)) if resolved.starts_with(&root) => {
-                    mount["host"] = json!(resolved.display().to_string());
-                }
-                _ => return Err(outside("files", &host)),
-            }
+    let mounts = match object.remove("files") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(files) => serde_json::from_value::<Vec<TenantMount>>(files)
+            .map_err(|e| ApiError::bad_request(format!("grants `files`: {e}")))?,
+    };
+    for mount in &mounts {
+        if !ceiling.files || !is_plain_relative(Path::new(&mount.host)) {
+            return Err(outside("files", &mount.host));
         }
     }
     if let Some(sql) = object.get("sql").and_then(Value::as_array) {
         for grant in sql {
-            let url = grant["url"].as_str().unwrap_or_default();
-            let config: tokio_postgres::Config = url
-                .parse()
-                .map_err(|_| ApiError::bad_request("a sql grant URL does not parse"))?;
-            for host in config.get_hosts() {
-                let name = match host {
-                    tokio_postgres::config::Host::Tcp(name) => name.clone(),
-                    tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-                };
-                if !ceiling.sql_hosts.contains(&name) {
-                    return Err(outside("sql", &name));
-                }
-            }
+            check_sql_grant(grant, ceiling)?;
         }
     }
-    Ok(grants)
+    Ok(FittedGrants {
+        json: grants,
+        mounts,
+    })
+}
+
+/// A sql grant fits when its one host is in `sql_hosts`, or when host, port,
+/// database, role and mode all fit one of the ceiling's `sql` targets.
+fn check_sql_grant(grant: &Value, ceiling: &Ceiling) -> Result<(), ApiError> {
+    let url = grant["url"].as_str().unwrap_or_default();
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|_| ApiError::bad_request("a sql grant URL does not parse"))?;
+    let mode: SqlMode = serde_json::from_value(
+        grant.get("mode").cloned().unwrap_or(json!("read-only")),
+    )
+    .map_err(|_| ApiError::bad_request("a sql grant `mode` is `read-only` or `read-write`"))?;
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let database = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or_default();
+    let role = config.get_user().unwrap_or_default();
+    for host in config.get_hosts() {
+        let name = match host {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        };
+        let fits = ceiling.sql_hosts.contains(&name)
+            || ceiling
+                .sql
+                .iter()
+                .any(|t| t.admits(&name, port, database, role, mode));
+        if !fits {
+            let shown = format!(
+                "{role}@{name}:{port}/{database} ({})",
+                if mode == SqlMode::ReadOnly {
+                    "read-only"
+                } else {
+                    "read-write"
+                }
+            );
+            return Err(outside("sql", &shown));
+        }
+    }
+    Ok(())
 }

@@ -7,7 +7,12 @@ use serde_json::{json, Value};
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("get", "/healthz", "Liveness", "none"),
     ("get", "/readyz", "Readiness (the store answers)", "none"),
-    ("get", "/metrics", "Prometheus metrics", "none"),
+    (
+        "get",
+        "/metrics",
+        "Prometheus metrics (admin or metrics token)",
+        "admin",
+    ),
     ("get", "/openapi.json", "This document", "none"),
     ("post", "/v1/tenants", "Create a tenant", "admin"),
     ("get", "/v1/tenants", "List tenants", "admin"),

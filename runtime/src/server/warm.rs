@@ -9,13 +9,24 @@
 //! instance record, tenant ceiling and quotas it was opened with (their
 //! digest is its version); one that failed, trapped or hit a limit is never
 //! kept; idle ones are closed after [`IDLE_TIMEOUT`].
+//!
+//! A kept session holds the tenant's invocation permit it ran under, so a
+//! tenant's sessions — running and kept together — never exceed its
+//! `max_concurrent` quota, and so never take more of the shared pooling
+//! allocator than that many sessions' worth. When a tenant needs a permit and
+//! its kept sessions hold them all, [`WarmSessions::evict`] gives one back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use tokio::sync::OwnedSemaphorePermit;
+
 use crate::Session;
+
+/// A session and the tenant permit it holds.
+pub type Held = (Session, OwnedSemaphorePermit);
 
 /// How long a kept session may sit unused before it is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -24,6 +35,7 @@ struct Idle {
     version: String,
     since: Instant,
     session: Session,
+    permit: OwnedSemaphorePermit,
 }
 
 /// Kept sessions by instance key (`tenant/instance`).
@@ -49,13 +61,13 @@ impl WarmSessions {
 
     /// A kept session of `key` opened as `version`; kept ones of another
     /// version are dropped (the instance changed).
-    pub fn take(&self, key: &str, version: &str) -> Option<Session> {
+    pub fn take(&self, key: &str, version: &str) -> Option<Held> {
         let mut stale = Vec::new();
         let found = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let sessions = idle.get_mut(key)?;
             stale.extend(sessions.extract_if(.., |s| s.version != version));
-            let found = sessions.pop().map(|s| s.session);
+            let found = sessions.pop().map(|s| (s.session, s.permit));
             if sessions.is_empty() {
                 idle.remove(key);
             }
@@ -67,11 +79,17 @@ impl WarmSessions {
         found
     }
 
-    /// Keep `session` for the next invocation of `key`; hands it back when
-    /// there is no room (the caller closes it).
-    pub fn give(&self, key: &str, version: String, session: Session) -> Option<Session> {
+    /// Keep `session` (with its tenant permit) for the next invocation of
+    /// `key`; hands it back when there is no room (the caller closes it).
+    pub fn give(
+        &self,
+        key: &str,
+        version: String,
+        session: Session,
+        permit: OwnedSemaphorePermit,
+    ) -> Option<Held> {
         if !session.is_usable() {
-            return Some(session);
+            return Some((session, permit));
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let total = self.total.load(Ordering::Relaxed);
@@ -80,12 +98,13 @@ impl WarmSessions {
             if sessions.is_empty() {
                 idle.remove(key);
             }
-            return Some(session);
+            return Some((session, permit));
         }
         sessions.push(Idle {
             version,
             since: Instant::now(),
             session,
+            permit,
         });
         self.total.fetch_add(1, Ordering::Relaxed);
         None
@@ -103,15 +122,40 @@ impl WarmSessions {
         drop(removed);
     }
 
+    /// Take out the kept session of tenant `tenant` idle the longest, to be
+    /// closed (its permit then goes back to the tenant).
+    pub fn evict(&self, tenant: &str) -> Option<Held> {
+        let prefix = format!("{tenant}/");
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let (key, index) = idle
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .flat_map(|(key, sessions)| {
+                sessions
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, s)| (key, i, s.since))
+            })
+            .min_by_key(|(_, _, since)| *since)
+            .map(|(key, i, _)| (key.clone(), i))?;
+        let sessions = idle.get_mut(&key)?;
+        let evicted = sessions.remove(index);
+        if sessions.is_empty() {
+            idle.remove(&key);
+        }
+        self.total.fetch_sub(1, Ordering::Relaxed);
+        Some((evicted.session, evicted.permit))
+    }
+
     /// Take out the sessions idle for longer than `timeout`, to be closed.
-    pub fn expired(&self, timeout: Duration) -> Vec<Session> {
+    pub fn expired(&self, timeout: Duration) -> Vec<Held> {
         let mut expired = Vec::new();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         for sessions in idle.values_mut() {
             expired.extend(
                 sessions
                     .extract_if(.., |s| s.since.elapsed() > timeout)
-                    .map(|s| s.session),
+                    .map(|s| (s.session, s.permit)),
             );
         }
         idle.retain(|_, sessions| !sessions.is_empty());

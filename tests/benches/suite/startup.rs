@@ -17,6 +17,7 @@ fn pooled_runtime(max_instances: u32) -> Runtime {
         pooling: Some(PoolingConfig {
             max_instances,
             max_memory_bytes: 64 << 20,
+            ..PoolingConfig::default()
         }),
         ..RuntimeConfig::default()
     })

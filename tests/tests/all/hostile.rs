@@ -251,6 +251,7 @@ async fn the_pooling_allocator_runs_sessions_and_contains_hostile_ones() {
         pooling: Some(sluice::PoolingConfig {
             max_instances: 8,
             max_memory_bytes: 64 << 20,
+            ..sluice::PoolingConfig::default()
         }),
         ..sluice::RuntimeConfig::default()
     })

@@ -10,5 +10,6 @@ mod http;
 mod loading;
 mod postgres;
 mod rest;
+mod security;
 mod server;
 mod server_store;

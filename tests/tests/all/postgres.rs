@@ -299,12 +299,19 @@ async fn statement_timeout_stops_pg_sleep() {
         started.elapsed() < Duration::from_secs(20),
         "stopped long before pg_sleep(30) ended"
     );
-    // A guest that turns the server-side timeout off is still stopped by the host.
+    // A guest that turns the server-side timeout off (a read-write grant may
+    // SET; a read-only one may not) is still stopped by the host.
+    let writable = self::grants(
+        &schema,
+        "slow-rw",
+        SqlMode::ReadWrite,
+        Duration::from_millis(300),
+    );
     let statements = json!([
         ["SET statement_timeout = 0", []],
         ["SELECT pg_sleep(30)", []]
     ]);
-    let err = probe_sql(&grants, statements).await.unwrap_err();
+    let err = probe_sql(&writable, statements).await.unwrap_err();
     assert!(
         matches!(err, Error::Connector(ConnectorError::Timeout)),
         "{err:?}"

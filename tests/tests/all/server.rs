@@ -11,7 +11,7 @@ use sluice_tests::{guest, tempdir};
 
 pub(crate) const ADMIN: &str = "admin-test-token";
 
-async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+pub(crate) async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let server = Server::bind(ServerConfig {
         admin_token: Some(ADMIN.into()),
         max_upload_bytes: 4 << 20,
@@ -243,6 +243,11 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
 async fn tenants_cannot_see_or_touch_each_other() {
     let dir = tempdir();
     let (addr, _server) = start(dir.path()).await;
+    assert_tenants_isolated(addr).await;
+}
+
+/// Two tenants on the server at `addr` see nothing of each other (any store).
+pub(crate) async fn assert_tenants_isolated(addr: SocketAddr) {
     let (_, alice) = tenant(addr, json!({ "name": "alice" })).await;
     let (_, bob) = tenant(addr, json!({ "name": "bob" })).await;
     let connector = upload(addr, &alice, "sluice_probe").await;
@@ -382,7 +387,7 @@ async fn grants_outside_the_ceiling_are_refused_naming_them() {
         ),
         (
             json!({ "sql": [{ "name": "db", "url": "postgres://u@db.internal/x" }] }),
-            "db.internal",
+            "u@db.internal:5432/x (read-only)",
         ),
     ];
     for (grants, named) in cases {
@@ -581,7 +586,7 @@ async fn health_endpoints_and_the_error_shape() {
 
 pub(crate) async fn metric(addr: SocketAddr, line_prefix: &str) -> Option<f64> {
     let text = String::from_utf8(
-        send(addr, "GET", "/metrics", None, vec![])
+        send(addr, "GET", "/metrics", Some(ADMIN), vec![])
             .await
             .body
             .to_vec(),

@@ -8,6 +8,9 @@
 //! |---|---|
 //! | `read` | read file `path`, return its text |
 //! | `write` | write `text` to file `path` |
+//! | `symlink` | create a symlink at `path` pointing to `text` |
+//! | `remove-dir` | remove directory `path` and everything in it |
+//! | `mkdir` | create directory `path` (and its parents) |
 //! | `tcp` | connect to `addr` |
 //! | `listen` | bind and listen on `addr` |
 //! | `udp` | bind a UDP socket on `addr` |
@@ -16,7 +19,7 @@
 //! | `http-follow` | GET `url` and follow one redirect as a naive client would |
 //! | `env` | return the environment the guest sees |
 //! | `log` | log `message` at warn level (or `count` bytes of `x` when given) |
-//! | `sql` | run `statements` (each `[sql, [params...]]`) on grant `grant`; `stream` reads the last one in batches |
+//! | `sql` | run `statements` (each `[sql, [params...]]`) on grant `grant`; `stream` reads the last one in batches, `execute` runs each with `execute`, `transaction` runs them all inside one `begin()` and commits |
 //! | `memscan` | search all of linear memory for `text` reversed (so the needle itself is never in memory forwards) |
 //! | `open-many` | open file `path` `count` times, keeping every handle |
 //! | `loop` | spin forever |
@@ -51,6 +54,8 @@ struct Params {
     grant: String,
     statements: Vec<(String, Vec<Value>)>,
     stream: bool,
+    transaction: bool,
+    execute: bool,
     batch: u32,
     method: String,
 }
@@ -108,6 +113,21 @@ fn recurse(depth: u64) -> u64 {
     next(depth + 1).wrapping_add(depth)
 }
 
+/// Create a symlink at `path` (under a preopened directory) pointing to `target`,
+/// through `wasi:filesystem` directly (std's wasi symlink is unstable).
+fn symlink(target: &str, path: &str) -> Result<()> {
+    use sluice_sdk::bindings::wasi::filesystem::preopens::get_directories;
+    for (dir, guest) in get_directories() {
+        let prefix = format!("{}/", guest.trim_end_matches('/'));
+        if let Some(relative) = path.strip_prefix(&prefix) {
+            return dir
+                .symlink_at(target, relative)
+                .map_err(|e| ConnectorError::Denied(format!("symlink {path} -> {target}: {e:?}")));
+        }
+    }
+    Err(ConnectorError::NotFound(format!("no mount holds {path}")))
+}
+
 impl Session for ProbeSession {
     fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
         let p: Params = config::parse_options(req.options.as_deref())?;
@@ -124,6 +144,18 @@ impl Session for ProbeSession {
                     .and_then(|mut f| f.write_all(p.text.as_bytes()))
                     .map_err(|e| io_error(&p.path, e))?;
                 Ok(one(json!({ "written": p.text.len() })))
+            }
+            "symlink" => {
+                symlink(&p.text, &p.path)?;
+                Ok(one(json!({ "linked": p.path })))
+            }
+            "remove-dir" => {
+                std::fs::remove_dir_all(&p.path).map_err(|e| io_error(&p.path, e))?;
+                Ok(one(json!({ "removed": p.path })))
+            }
+            "mkdir" => {
+                std::fs::create_dir_all(&p.path).map_err(|e| io_error(&p.path, e))?;
+                Ok(one(json!({ "created": p.path })))
             }
             "tcp" => {
                 let stream = std::net::TcpStream::connect(&p.addr)
@@ -182,10 +214,24 @@ impl Session for ProbeSession {
                 use sluice_sdk::sql::{self as db, Connection};
                 let conn = Connection::open(&p.grant).map_err(db::error)?;
                 let mut results = Vec::new();
+                if p.transaction {
+                    // Every statement inside one guest transaction, committed at the end.
+                    let tx = conn.begin().map_err(db::error)?;
+                    for (statement, params) in &p.statements {
+                        let params: Vec<String> = params.iter().map(Value::to_string).collect();
+                        let affected = tx.execute(statement, &params).map_err(db::error)?;
+                        results.push(json!({ "affected": affected }));
+                    }
+                    db::Transaction::commit(tx).map_err(db::error)?;
+                    return Ok(one(json!({ "results": results })));
+                }
                 for (i, (statement, params)) in p.statements.iter().enumerate() {
                     let params: Vec<String> = params.iter().map(Value::to_string).collect();
                     let last = i + 1 == p.statements.len();
-                    if p.stream && last {
+                    if p.execute {
+                        let affected = conn.execute(statement, &params).map_err(db::error)?;
+                        results.push(json!({ "affected": affected }));
+                    } else if p.stream && last {
                         let rows = conn
                             .query_stream(statement, &params, p.batch.max(1))
                             .map_err(db::error)?;

@@ -133,6 +133,9 @@ impl OriginAuth {
                     "auth for {origin}: an api-key goes in exactly one of `header` or `query`"
                 )));
             }
+            if let Some(name) = header {
+                check_header_name(&origin, name)?;
+            }
         }
         if let AuthKind::Oauth2ClientCredentials { token_url, .. } = &spec.kind {
             token_url
@@ -146,6 +149,14 @@ impl OriginAuth {
                 })?;
         }
         Ok(Self::new(origin, spec.kind))
+    }
+
+    /// Where an OAuth2 token is fetched from, for that kind.
+    pub fn token_url(&self) -> Option<http::Uri> {
+        match &self.kind {
+            AuthKind::Oauth2ClientCredentials { token_url, .. } => token_url.parse().ok(),
+            _ => None,
+        }
     }
 
     /// Credentials `kind` for requests to `origin`.
@@ -200,6 +211,7 @@ impl OriginAuth {
         request: &mut http::Request<wasmtime_wasi_http::WasiBody>,
         secrets: &HashMap<String, Secret>,
         options: RequestOptions,
+        allow_private: bool,
     ) -> Result<(), HttpError> {
         let secret = |name: &str| {
             secrets.get(name).ok_or_else(|| {
@@ -269,6 +281,7 @@ impl OriginAuth {
                             &client_secret,
                             scope.as_deref(),
                             options,
+                            allow_private,
                         )
                     })
                     .await?;
@@ -307,6 +320,48 @@ impl OriginAuth {
         Ok(value)
     }
 }
+
+/// Header names the host itself owns: routing (`Host`), framing
+/// (`Content-Length`, `Transfer-Encoding`) and hop-by-hop headers. A
+/// credential written into one would spoof the target or smuggle a request.
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+];
+
+/// Refuse a credential header that is not a valid name or is one the host owns.
+fn check_header_name(origin: &HostPattern, name: &str) -> Result<(), Error> {
+    let lower = name.to_ascii_lowercase();
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() || name.starts_with(':') {
+        return Err(Error::InvalidGrant(format!(
+            "auth for {origin}: `{name}` is not a valid header name"
+        )));
+    }
+    if FORBIDDEN_HEADERS.contains(&lower.as_str()) {
+        return Err(Error::InvalidGrant(format!(
+            "auth for {origin}: a credential cannot go in the `{name}` header (routing, framing and hop-by-hop headers belong to the host); use e.g. `X-Api-Key`"
+        )));
+    }
+    Ok(())
+}
+
+/// Largest OAuth2 token response the host reads (64 KiB): a token endpoint
+/// cannot make the host buffer without bound.
+pub const MAX_TOKEN_RESPONSE_BYTES: usize = 64 << 10;
 
 fn bad_header(origin: &HostPattern) -> HttpError {
     // Never include the value: it is a secret.
@@ -393,6 +448,7 @@ async fn fetch_oauth2_token(
     client_secret: &Secret,
     scope: Option<&str>,
     options: RequestOptions,
+    allow_private: bool,
 ) -> Result<(String, Duration), HttpError> {
     let failed = |why: String| {
         HttpError::InternalError(Some(format!(
@@ -413,8 +469,11 @@ async fn fetch_oauth2_token(
     let uri: http::Uri = token_url
         .parse()
         .map_err(|_| failed("bad token_url".into()))?;
+    let target = super::address::resolve(&uri, allow_private)
+        .await
+        .map_err(failed)?;
     let host = uri.authority().map(|a| a.to_string()).unwrap_or_default();
-    let request = http::Request::post(uri)
+    let mut request = http::Request::post(uri)
         .header(http::header::HOST, host)
         .header(
             http::header::CONTENT_TYPE,
@@ -423,12 +482,23 @@ async fn fetch_oauth2_token(
         .header(http::header::ACCEPT, "application/json")
         .body(body)
         .map_err(|e| failed(e.to_string()))?;
+    if let Some(target) = target {
+        super::address::pin(&mut request, target);
+    }
     let (response, io) = wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
     tokio::spawn(async move {
         let _ = io.await;
     });
     let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
+    let bytes = http_body_util::Limited::new(response.into_body(), MAX_TOKEN_RESPONSE_BYTES)
+        .collect()
+        .await
+        .map_err(|_| {
+            failed(format!(
+                "the reply is larger than {MAX_TOKEN_RESPONSE_BYTES} bytes, or broke off"
+            ))
+        })?
+        .to_bytes();
     if !status.is_success() {
         return Err(failed(format!("status {status}")));
     }

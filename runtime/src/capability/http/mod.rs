@@ -15,7 +15,12 @@
 //! requests with backoff and `Retry-After`, a circuit breaker that fails fast
 //! with `unavailable` while open, and counters readable through
 //! [`HttpPolicy::counters`]. A guest cannot bypass any of it.
+//!
+//! A granted name that resolves to a loopback, private or link-local address
+//! is denied unless the grant opts in ([`address`]): DNS must not turn an
+//! outside origin into a door to the host's own network.
 
+pub mod address;
 pub mod auth;
 pub mod resilience;
 
@@ -78,6 +83,9 @@ pub struct HttpPolicy {
     pub auth: Vec<OriginAuth>,
     /// Secret values the credentials are filled in from.
     pub secrets: HashMap<String, Secret>,
+    /// Whether granted names may resolve to loopback, private or link-local
+    /// addresses (addresses written literally in the grant always may).
+    pub allow_private_addresses: bool,
     /// Rate-limit budgets, breakers and counters, shared by every clone of this policy.
     states: Arc<OriginStates>,
 }
@@ -95,6 +103,7 @@ impl Default for HttpPolicy {
             breaker: BreakerPolicy::default(),
             auth: Vec::new(),
             secrets: HashMap::new(),
+            allow_private_addresses: false,
             states: Arc::default(),
         }
     }
@@ -114,6 +123,8 @@ pub(crate) struct HttpSpec {
     breaker: Option<BreakerPolicy>,
     #[serde(default)]
     auth: Vec<AuthSpec>,
+    #[serde(default)]
+    allow_private_addresses: bool,
 }
 
 impl HttpPolicy {
@@ -131,6 +142,7 @@ impl HttpPolicy {
             .between_bytes_timeout_ms
             .map_or(policy.between_bytes_timeout, ms);
         policy.max_response_bytes = spec.max_response_bytes.unwrap_or(policy.max_response_bytes);
+        policy.allow_private_addresses = spec.allow_private_addresses;
         if let Some(limit) = spec.rate_limit {
             if !(limit.rps > 0.0 && limit.rps.is_finite()) || limit.burst == 0 {
                 return Err(Error::InvalidGrant(
@@ -146,6 +158,15 @@ impl HttpPolicy {
                     "auth for {} names an origin this grant does not allow; add it to `origins`",
                     auth.origin()
                 )));
+            }
+            if let Some(token_url) = auth.token_url() {
+                // The host contacts only granted origins, on its own behalf too.
+                if policy.check(&http::Method::POST, &token_url).is_err() {
+                    return Err(Error::InvalidGrant(format!(
+                        "auth for {}: the origin of `token_url` is not granted; add it to `origins`",
+                        auth.origin()
+                    )));
+                }
             }
             if policy.auth.iter().any(|a| a.origin() == auth.origin()) {
                 return Err(Error::InvalidGrant(format!(
@@ -261,6 +282,7 @@ impl HttpPolicy {
         &self,
         request: http::Request<WasiBody>,
         options: RequestOptions,
+        target: Option<std::net::SocketAddr>,
     ) -> Result<Sent, HttpError> {
         let origin = origin_of(request.uri());
         let burst = self.rate_limit.map_or(1, |l| l.burst);
@@ -322,7 +344,16 @@ impl HttpPolicy {
             };
             let mut request = rebuild(&parts, body)?;
             if let Some(auth) = auth {
-                auth.apply(&mut request, &self.secrets, options).await?;
+                auth.apply(
+                    &mut request,
+                    &self.secrets,
+                    options,
+                    self.allow_private_addresses,
+                )
+                .await?;
+            }
+            if let Some(target) = target {
+                address::pin(&mut request, target);
             }
             let can_retry = retryable && attempt < self.retry.max_attempts;
             match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
@@ -444,7 +475,21 @@ impl WasiHttpHooks for HttpHooks {
         }
         let options = self.policy.clamp(options);
         let policy = Arc::clone(&self.policy);
+        let denials = self.denials.clone();
         Box::new(async move {
+            let target = match address::resolve(request.uri(), policy.allow_private_addresses).await
+            {
+                Ok(target) => target,
+                Err(why) => {
+                    denials.record(Denial {
+                        capability: Capability::Http,
+                        attempted: format!("{} {} ({why})", request.method(), request.uri()),
+                        grant: "`allow_private_addresses: true` in the http grant (CLI: --allow-http-private)".into(),
+                        connector_error: None,
+                    });
+                    return Err(HttpError::HttpRequestDenied);
+                }
+            };
             let declared = |response: &http::Response<WasiBody>| {
                 response
                     .headers()
@@ -452,7 +497,7 @@ impl WasiHttpHooks for HttpHooks {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
             };
-            let (response, io) = policy.send(request, options).await?;
+            let (response, io) = policy.send(request, options, target).await?;
             if let Some(len) = declared(&response).filter(|len| *len > policy.max_response_bytes) {
                 return Err(HttpError::HttpResponseBodySize(Some(len)));
             }

@@ -2,20 +2,26 @@
 //!
 //! Threat model: the guest writes the SQL, so the grant is the boundary. The
 //! guest names a grant and never sees its URL or password. A `read-only`
-//! grant runs every statement inside a `READ ONLY` transaction, so a write
-//! fails with `denied` whatever SQL the guest sends. Each grant owns one
+//! grant admits only single plain queries ([`guard`]: no transaction or
+//! session control, no `COPY`, `LOCK`, large objects or session advisory
+//! locks, through any function, in any order) and runs each inside a `READ
+//! ONLY` transaction, so a write fails with `denied` whatever SQL the guest
+//! sends. "Read-only" is not a privilege boundary against the database
+//! server itself: the role is. A policy can refuse privileged roles
+//! ([`SqlUrlPolicy::allow_privileged_roles`]), checked at every connect. Each grant owns one
 //! bounded pool shared by every session opened with it; connections are reset
 //! before reuse. Statements run under the grant's `statement_timeout`, set on
 //! the server and enforced again by the host (which cancels the query), so a
 //! guest `SET statement_timeout = 0` buys nothing. Grant URLs are checked
-//! against a [`SqlUrlPolicy`] that can refuse Unix sockets, `hostaddr` and
-//! multi-host lists (a multi-tenant server refuses them).
+//! against a [`SqlUrlPolicy`] that can refuse Unix sockets, `hostaddr`,
+//! multi-host lists and privileged roles (a multi-tenant server refuses them).
 //!
 //! Streams (`query-stream`) read a server-side portal in batches, so any
 //! result size takes bounded memory; explicit transactions and streams run in
 //! a task that owns the connection and hands it back when they end.
 
 mod convert;
+pub mod guard;
 mod pool;
 
 use std::collections::HashMap;
@@ -50,7 +56,9 @@ pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 const HOST_TIMEOUT_MARGIN: Duration = Duration::from_millis(500);
 
 /// Whether a grant may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize, Default,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SqlMode {
     /// Every statement runs in a read-only transaction (the default).
@@ -69,6 +77,11 @@ pub struct SqlUrlPolicy {
     pub allow_hostaddr: bool,
     /// Allow several hosts in one URL.
     pub allow_multiple_hosts: bool,
+    /// Allow roles that reach beyond SQL: superusers, members of
+    /// `pg_execute_server_program` / `pg_write_server_files` /
+    /// `pg_read_server_files`, and roles with `BYPASSRLS` or `REPLICATION`.
+    /// When refused, a connection as such a role is denied when it is made.
+    pub allow_privileged_roles: bool,
 }
 
 impl SqlUrlPolicy {
@@ -77,12 +90,14 @@ impl SqlUrlPolicy {
         allow_unix_sockets: true,
         allow_hostaddr: true,
         allow_multiple_hosts: true,
+        allow_privileged_roles: true,
     };
     /// One TCP host by name or address: what a multi-tenant server accepts.
     pub const STRICT: Self = Self {
         allow_unix_sockets: false,
         allow_hostaddr: false,
         allow_multiple_hosts: false,
+        allow_privileged_roles: false,
     };
 }
 
@@ -135,7 +150,8 @@ impl SqlGrant {
         )
     }
 
-    /// Check the URL against `policy`.
+    /// Check the URL against `policy`; a policy that refuses privileged roles
+    /// makes this grant's pool check the role of every connection it opens.
     ///
     /// # Errors
     ///
@@ -157,7 +173,21 @@ impl SqlGrant {
         if !policy.allow_multiple_hosts && hosts.len() > 1 {
             return refuse("a multi-host list");
         }
+        if !policy.allow_privileged_roles {
+            self.pool.refuse_privileged_roles();
+        }
         Ok(())
+    }
+
+    /// Refuse, for a read-only grant, any statement but a single plain query
+    /// (see [`guard`]); a read-write grant admits everything its role may do.
+    fn admit(&self, statement: &str) -> SqlResult<()> {
+        if self.mode == SqlMode::ReadWrite {
+            return Ok(());
+        }
+        guard::check_read_only(statement).map_err(|why| {
+            SqlFailure::Denied(format!("sql grant `{}` is read-only: {why}", self.name))
+        })
     }
 
     /// Connections idle in this grant's pool.
@@ -384,6 +414,7 @@ async fn run_statement(
     values: &[String],
     want_rows: bool,
 ) -> SqlResult<(Vec<Column>, Vec<String>, u64)> {
+    grant.admit(statement)?;
     let params = params(values)?;
     let fail = |e: tokio_postgres::Error| SqlFailure::from_pg(&grant.name, &e);
     let cancel = client.cancel_token();
@@ -567,6 +598,7 @@ async fn transaction_task(
             match command {
                 TxCommand::Query(statement, values, reply) => {
                     let work = async {
+                        grant.admit(&statement)?;
                         let params = params(&values)?;
                         execute_on(&tx, &statement, &params, true, &grant.name).await
                     };
@@ -575,6 +607,7 @@ async fn transaction_task(
                 }
                 TxCommand::Execute(statement, values, reply) => {
                     let work = async {
+                        grant.admit(&statement)?;
                         let params = params(&values)?;
                         execute_on(&tx, &statement, &params, false, &grant.name).await
                     };
@@ -778,6 +811,9 @@ impl HostConnection for HostState {
         let conn = self.table.get_mut(&this)?;
         let grant = Arc::clone(&conn.grant);
         let batch_size = i32::try_from(batch_size.clamp(1, 100_000)).unwrap_or(1000);
+        if let Err(e) = grant.admit(&statement) {
+            return Ok(Err(e.into_wit()));
+        }
         let (pooled, give_back) = match conn.lend().await {
             Ok(lent) => lent,
             Err(e) => return Ok(Err(e.into_wit())),

@@ -6,6 +6,7 @@
 //! (`ROLLBACK`, `DISCARD ALL`, then the grant's `statement_timeout`), so no
 //! session state, prepared statement or open transaction leaks between uses.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -21,7 +22,19 @@ pub(crate) struct Pool {
     statement_timeout: Duration,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Client>>,
+    /// Refuse to connect as a role that can reach beyond the database
+    /// (superuser, or a member of the server-file and server-program roles).
+    refuse_privileged: AtomicBool,
 }
+
+/// Whether the connected role is privileged beyond SQL: a superuser, or one
+/// that may read or write the server's files or run programs there (what
+/// `COPY … TO PROGRAM` needs), or that bypasses row security.
+const PRIVILEGED_ROLE: &str = "SELECT r.rolsuper OR r.rolbypassrls OR r.rolreplication \
+     OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
+     OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
+     OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
+     FROM pg_roles r WHERE r.rolname = current_user";
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -46,7 +59,32 @@ impl Pool {
             statement_timeout,
             permits: Arc::new(Semaphore::new(max_connections)),
             idle: Mutex::new(Vec::new()),
+            refuse_privileged: AtomicBool::new(false),
         }
+    }
+
+    /// From now on, refuse connections whose role is privileged (see [`PRIVILEGED_ROLE`]).
+    pub fn refuse_privileged_roles(&self) {
+        self.refuse_privileged.store(true, Ordering::Relaxed);
+    }
+
+    /// Deny a new connection whose role may act beyond SQL, when refused.
+    async fn check_role(&self, client: &Client) -> Result<(), SqlFailure> {
+        if !self.refuse_privileged.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let row = client
+            .query_one(PRIVILEGED_ROLE, &[])
+            .await
+            .map_err(|e| SqlFailure::from_pg(&self.grant, &e))?;
+        if row.try_get::<_, Option<bool>>(0).ok().flatten() == Some(false) {
+            return Ok(());
+        }
+        Err(SqlFailure::Denied(format!(
+            "sql grant `{}` connects as role `{}`, which is a superuser or may reach the database server's files or programs; grants here must use an unprivileged role",
+            self.grant,
+            self.config.get_user().unwrap_or("")
+        )))
     }
 
     fn settings(&self) -> String {
@@ -90,6 +128,7 @@ impl Pool {
                 tracing::debug!(grant, error = %e, "sql connection ended");
             }
         });
+        self.check_role(&client).await?;
         client
             .batch_execute(&self.settings())
             .await

@@ -33,6 +33,8 @@ pub struct LocalStore {
     cache: Arc<Mutex<Cache>>,
     /// Held while writing and while filling the cache from disk.
     writing: Arc<Mutex<()>>,
+    /// Named locks (one process per data directory, so in-process is enough).
+    locks: super::NamedLocks,
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
@@ -55,6 +57,7 @@ impl LocalStore {
             root,
             cache: Arc::default(),
             writing: Arc::default(),
+            locks: super::NamedLocks::default(),
         })
     }
 
@@ -233,6 +236,10 @@ impl Store for LocalStore {
     async fn list(&self, kind: &str, prefix: &str) -> Result<Vec<String>, Error> {
         let (kind, prefix) = (kind.to_string(), prefix.to_string());
         self.blocking(move |s| s.list_now(&kind, &prefix)).await
+    }
+
+    async fn lock(&self, name: &str) -> Result<super::StoreLock, Error> {
+        Ok(super::StoreLock::new(self.locks.lock(name).await))
     }
 
     async fn check(&self) -> Result<(), Error> {

@@ -28,10 +28,49 @@ pub trait Store: Send + Sync + 'static {
     async fn delete(&self, kind: &str, key: &str) -> Result<bool, Error>;
     /// Keys of `kind` starting with `prefix`, sorted bytewise.
     async fn list(&self, kind: &str, prefix: &str) -> Result<Vec<String>, Error>;
+    /// Take the lock `name`, shared by every node on this store, until the
+    /// guard is dropped: what is checked and written under it (a tenant's
+    /// quotas and its new objects) is atomic.
+    async fn lock(&self, name: &str) -> Result<StoreLock, Error>;
     /// Whether the store answers, cheaply (for `/readyz`).
     async fn check(&self) -> Result<(), Error>;
     /// What the store is, for logs (never a password).
     fn describe(&self) -> String;
+}
+
+/// A held store lock; dropping it releases the lock.
+pub struct StoreLock {
+    _held: Box<dyn Send + Sync>,
+}
+
+impl StoreLock {
+    pub(crate) fn new(held: impl Send + Sync + 'static) -> Self {
+        Self {
+            _held: Box::new(held),
+        }
+    }
+}
+
+/// In-process locks by name (clones share them).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct NamedLocks(
+    std::sync::Arc<
+        std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    >,
+);
+
+impl NamedLocks {
+    /// Wait for the lock `name`.
+    pub async fn lock(&self, name: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = {
+            let mut locks = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            std::sync::Arc::clone(locks.entry(name.to_string()).or_default())
+        };
+        lock.lock_owned().await
+    }
 }
 
 /// Keys are made of `[A-Za-z0-9_-]` segments joined by `/`: never `..`, never absolute.

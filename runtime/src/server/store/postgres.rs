@@ -34,6 +34,8 @@ pub struct PostgresStore {
     target: String,
     slots: Vec<Mutex<Option<Arc<Client>>>>,
     next: AtomicUsize,
+    /// This node's waiters queue here before taking a database lock.
+    locks: super::NamedLocks,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -81,6 +83,7 @@ impl PostgresStore {
             target,
             slots: (0..CONNECTIONS).map(|_| Mutex::new(None)).collect(),
             next: AtomicUsize::new(0),
+            locks: super::NamedLocks::default(),
         };
         store.migrate().await?;
         Ok(store)
@@ -241,6 +244,22 @@ impl Store for PostgresStore {
             .await
             .map_err(|e| storage("list", &e))?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// A session-level advisory lock on a connection of its own: held until
+    /// the guard drops the connection, so every node sharing the database
+    /// waits for it, and a node that dies releases it.
+    async fn lock(&self, name: &str) -> Result<super::StoreLock, Error> {
+        let local = self.locks.lock(name).await;
+        let client = self.open().await?;
+        client
+            .execute(
+                "SELECT pg_advisory_lock(hashtextextended($1, 7418))",
+                &[&name],
+            )
+            .await
+            .map_err(|e| storage("lock", &e))?;
+        Ok(super::StoreLock::new((local, client)))
     }
 
     async fn check(&self) -> Result<(), Error> {

@@ -1,0 +1,237 @@
+//! Findings 3, 9 and 11: where the host sends a tenant's secrets, what it
+//! reads on a tenant's behalf, and which headers a credential may name.
+
+use serde_json::json;
+use sluice::{Error, Grants};
+use sluice_tests::client::json as send_json;
+use sluice_tests::upstream::Upstream;
+use sluice_tests::{probe, probe_request, tempdir};
+
+use crate::server::{new_instance, start, tenant, upload};
+
+fn oauth_grants(origins: &[String], token_url: &str) -> serde_json::Value {
+    json!({ "http": { "origins": origins, "auth": [{
+        "origin": origins[0], "kind": "oauth2-client-credentials", "token_url": token_url,
+        "client_id": "app", "client_secret": "client"
+    }] } })
+}
+
+#[test]
+fn a_token_url_outside_the_granted_origins_is_refused() {
+    let grants = oauth_grants(
+        &["https://api.example.com".into()],
+        "http://127.0.0.1:9/token",
+    );
+    let err = Grants::from_json(&grants.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("token_url") && err.contains("origins"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn the_server_refuses_a_token_url_outside_the_tenant_ceiling() {
+    // Something on loopback the tenant would like the host to talk to.
+    let internal = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let internal_url = format!("http://{}/token", internal.local_addr().unwrap());
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let ceiling = json!({ "http": ["https://api.example.com"] });
+    let (_, token) = tenant(addr, json!({ "name": "t", "ceiling": ceiling })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    // Only the api origin granted: the token URL is not among the grant's origins.
+    let only_api = oauth_grants(&["https://api.example.com".into()], &internal_url);
+    // The token URL's origin added to the grant: outside the ceiling.
+    let origin = internal_url.trim_end_matches("/token").to_string();
+    let both = oauth_grants(
+        &["https://api.example.com".into(), origin.clone()],
+        &internal_url,
+    );
+    for grants in [only_api, both] {
+        let spec =
+            json!({ "connector": connector, "grants": grants, "secrets": { "client": "s3cret" } });
+        let reply = send_json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+        assert!(
+            reply.status == 422 || reply.status == 403,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert!(!String::from_utf8_lossy(&reply.body).contains("s3cret"));
+    }
+    // Nothing ever connected to the internal address.
+    let accepted =
+        tokio::time::timeout(std::time::Duration::from_millis(200), internal.accept()).await;
+    assert!(accepted.is_err(), "the host contacted the token URL");
+}
+
+#[tokio::test]
+async fn changing_where_a_secret_goes_requires_supplying_it_again() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let ceiling = json!({ "http": ["https://api.example.com", "https://attacker.example.com"] });
+    let (_, token) = tenant(addr, json!({ "name": "t", "ceiling": ceiling })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let origins = [
+        "https://api.example.com".to_string(),
+        "https://attacker.example.com".to_string(),
+    ];
+    let first = oauth_grants(&origins, "https://api.example.com/token");
+    let id = new_instance(
+        addr,
+        &token,
+        &json!({ "connector": connector, "grants": first, "secrets": { "client": "s3cret" } }),
+    )
+    .await;
+    let path = format!("/v1/instances/{id}");
+    let redirected = [
+        oauth_grants(&origins, "https://attacker.example.com/token"),
+        json!({ "http": { "origins": origins, "auth": [{
+            "origin": "https://attacker.example.com", "kind": "bearer", "secret": "client" }] } }),
+        json!({ "http": { "origins": origins, "auth": [{
+            "origin": "https://api.example.com", "kind": "api-key", "header": "X-Echo", "secret": "client" }] } }),
+    ];
+    for grants in &redirected {
+        let reply = send_json(
+            addr,
+            "PUT",
+            &path,
+            Some(&token),
+            &json!({ "connector": connector, "grants": grants }),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            422,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        assert_eq!(reply.json()["error"]["code"], "secrets_required");
+    }
+    // The same auth with other changes keeps the stored secrets.
+    let reply = send_json(
+        addr,
+        "PUT",
+        &path,
+        Some(&token),
+        &json!({ "connector": connector, "grants": first, "config": { "note": 1 } }),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // Supplying the secret again makes the change.
+    let spec =
+        json!({ "connector": connector, "grants": redirected[0], "secrets": { "client": "new" } });
+    let reply = send_json(addr, "PUT", &path, Some(&token), &spec).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_token_response_is_cut_off() {
+    let upstream = Upstream::start().await;
+    // 1 GiB, chunked, with no declared length.
+    let grants = oauth_grants(&[upstream.origin()], &upstream.url("/chunked?n=1073741824"));
+    let grants = Grants::from_json(&grants.to_string())
+        .unwrap()
+        .secret("client", "x");
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    let request = probe_request("http", json!({ "url": upstream.url("/auth/oauth") }));
+    let err = session.fetch(&request).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::Connector(_)) && text.contains("larger than"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_credential_cannot_name_a_routing_framing_or_hop_by_hop_header() {
+    for header in [
+        "Host",
+        "host",
+        "Content-Length",
+        "Transfer-Encoding",
+        "Connection",
+        "Keep-Alive",
+        "Upgrade",
+        "TE",
+        "Trailer",
+        "Proxy-Authorization",
+        ":authority",
+        "Bad Header",
+    ] {
+        let grants = json!({ "http": { "origins": ["https://api.example.com"], "auth": [{
+            "origin": "https://api.example.com", "kind": "api-key", "header": header, "secret": "k" }] } });
+        let err = Grants::from_json(&grants.to_string());
+        assert!(err.is_err(), "`{header}` was accepted");
+    }
+    let fine = json!({ "http": { "origins": ["https://api.example.com"], "auth": [{
+        "origin": "https://api.example.com", "kind": "api-key", "header": "X-Api-Key", "secret": "k" }] } });
+    assert!(Grants::from_json(&fine.to_string()).is_ok());
+}
+
+async fn get_status(grants: &Grants, url: String) -> Result<serde_json::Value, Error> {
+    let mut session = probe().open("{}", grants).await.unwrap();
+    let page = session
+        .fetch(&probe_request("http", json!({ "url": url })))
+        .await?;
+    Ok(sluice_tests::data(&page.records).remove(0)["status"].clone())
+}
+
+#[tokio::test]
+async fn a_granted_name_that_resolves_to_loopback_is_denied_unless_the_grant_opts_in() {
+    let upstream = Upstream::start().await;
+    let port = upstream.origin().rsplit(':').next().unwrap().to_string();
+    let origin = format!("http://localhost:{port}");
+    let url = format!("{origin}/hello");
+    let grants = Grants::none().allow_http(&origin).unwrap();
+    let err = get_status(&grants, url.clone()).await.unwrap_err();
+    match &err {
+        Error::Denied(denial) => {
+            assert!(denial.attempted.contains("resolves to"), "{denial}");
+            assert!(denial.grant.contains("allow_private_addresses"), "{denial}");
+        }
+        other => panic!("expected a denial, got {other:?}"),
+    }
+    let mut opted_in = Grants::none().allow_http(&origin).unwrap();
+    opted_in.http.allow_private_addresses = true;
+    assert_eq!(get_status(&opted_in, url).await.unwrap(), 200);
+    // An address written in the grant was granted on purpose.
+    let literal = Grants::none().allow_http(&upstream.origin()).unwrap();
+    assert_eq!(
+        get_status(&literal, upstream.url("/hello")).await.unwrap(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_opt_into_private_addresses_without_the_ceiling() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let ceiling = json!({ "http": ["https://api.example.com"] });
+    let (_, token) = tenant(addr, json!({ "name": "t", "ceiling": ceiling })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let spec = json!({ "connector": connector, "grants": { "http": {
+        "origins": ["https://api.example.com"], "allow_private_addresses": true } } });
+    let reply = send_json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+    assert_eq!(
+        reply.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(
+        reply.json()["error"]["details"]["grant"],
+        "allow_private_addresses"
+    );
+}
