@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests build run demo test bench services lint fmt clean
+.PHONY: setup wasm-target guests build run demo test fuzz bench services lint fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -44,6 +44,12 @@ demo: build
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
 test: build services
 	$(CARGO) test --workspace --no-fail-fast
+
+## fuzz: the fuzz targets (uploads, grants against ceilings, config schemas), FUZZ_SECONDS each (default 600);
+## `make test` runs them for 3 s each
+FUZZ_SECONDS ?= 600
+fuzz: guests
+	SLUICE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release -p sluice-tests --test fuzz -- --nocapture
 
 ## bench: the performance suite in release against native baselines (QUICK=1: a smaller run);
 ## prints the table and writes target/bench/results.json (needs PostgreSQL on 127.0.0.1:5432)

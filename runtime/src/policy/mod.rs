@@ -23,7 +23,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use crate::capability::files::{FilesPolicy, Mount, MountMode};
+pub use crate::capability::files::{is_plain_relative, FilesPolicy, Mount, MountMode};
 pub use crate::capability::http::HttpPolicy;
 pub use crate::capability::sockets::SocketsPolicy;
 pub use crate::capability::sql::{SqlGrant, SqlMode, SqlPolicy, SqlUrlPolicy};

@@ -11,7 +11,7 @@ mod api_error;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
-mod schema;
+pub mod schema;
 pub mod store;
 mod warm;
 

@@ -926,8 +926,22 @@ pub(crate) fn spawn_server_with(
     data_dir: &std::path::Path,
     args: &[&str],
 ) -> (std::process::Child, SocketAddr) {
+    spawn_serving(
+        std::process::Command::new(sluice_tests::sluice_bin()),
+        data_dir,
+        args,
+    )
+}
+
+/// Run `command` (the sluice binary, or a wrapper ending with it) as
+/// `serve` on a free port with `data_dir` and `args`; returns it once it serves.
+pub(crate) fn spawn_serving(
+    mut command: std::process::Command,
+    data_dir: &std::path::Path,
+    args: &[&str],
+) -> (std::process::Child, SocketAddr) {
     use std::io::BufRead;
-    let mut child = std::process::Command::new(sluice_tests::sluice_bin())
+    let mut child = command
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(args)

@@ -89,10 +89,12 @@ pub fn check_read_only(statement: &str) -> Result<(), String> {
     let mut words = tokens.iter().filter(|t| **t != Token::Other);
     match words.next() {
         Some(Token::Word(first)) if QUERY_KEYWORDS.contains(&first.as_str()) => {}
-        Some(Token::Word(first)) => return Err(format!(
+        Some(Token::Word(first)) => {
+            return Err(format!(
             "`{}` statements are not allowed (only SELECT, WITH, VALUES, TABLE, SHOW and EXPLAIN)",
             first.to_uppercase()
-        )),
+        ))
+        }
         Some(_) | None => return Err("an empty statement is not allowed".into()),
     }
     let mut ended = false;

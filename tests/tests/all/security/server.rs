@@ -10,7 +10,7 @@ use sluice_tests::{guest, tempdir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::start_with;
-use crate::server::{new_instance, tenant, upload, ADMIN};
+use crate::server::{new_instance, spawn_serving, tenant, upload, ADMIN};
 
 /// The probe with a custom section appended: a valid, different component.
 fn probe_variant(n: u32) -> Vec<u8> {
@@ -245,4 +245,51 @@ async fn metrics_need_an_operator_token_and_label_only_known_operations() {
         "an operation from the URL became a label"
     );
     assert!(text.contains("operation=\"fetch\""));
+}
+
+/// Kills a spawned server when the test ends.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_server_recovers_instead_of_spinning() {
+    let dir = tempdir();
+    // Few descriptors: a flood of idle connections runs the process out of them.
+    let mut limited = std::process::Command::new("prlimit");
+    limited
+        .arg("--nofile=64:64")
+        .arg(sluice_tests::sluice_bin());
+    let (child, addr) = spawn_serving(
+        limited,
+        dir.path(),
+        &[
+            "--header-read-timeout-ms",
+            "1000",
+            "--pooling-instances",
+            "0",
+        ],
+    );
+    let _server = Spawned(child);
+    let mut flood = Vec::new();
+    for _ in 0..120 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(addr).await {
+            flood.push(stream);
+        }
+    }
+    // Accepting fails while the descriptors are gone; the idle connections time
+    // out, descriptors come back, and the queued health check is answered.
+    let health = tokio::time::timeout(
+        Duration::from_secs(60),
+        send(addr, "GET", "/healthz", None, vec![]),
+    )
+    .await
+    .expect("the server answers again once the idle connections are cut");
+    assert_eq!(health.status, 200);
+    drop(flood);
 }
