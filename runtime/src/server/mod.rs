@@ -1093,7 +1093,6 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
     state
         .check_quota(tenant, "connectors", tenant.quotas.max_connectors)
         .await?;
-    state.check_stored_bytes(tenant, bytes.len()).await?;
     let connector = state.compile(bytes.clone()).await?;
     let meta = describe_meta(&connector, false, &limits_of(tenant)).await?;
     drop(permit);
