@@ -68,6 +68,7 @@ impl Session {
         let runtime = connector.runtime();
         let id = runtime.next_session_id();
         grants.http.check_secrets()?;
+        grants.sql.check_secrets()?;
         let denials = Denials::default();
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(runtime.config().inline_file_io);

@@ -12,7 +12,8 @@
 //!   "http":    { "origins": ["https://api.example.com", "https://*.example.org"],
 //!                "connect_timeout_ms": 10000, "first_byte_timeout_ms": 30000,
 //!                "between_bytes_timeout_ms": 30000, "max_response_bytes": 67108864 },
-//!   "sql":     [{ "name": "main", "url": "postgres://reader:secret@127.0.0.1:5432/app",
+//!   "sql":     [{ "name": "main", "url": "postgres://reader@127.0.0.1:5432/app",
+//!                 "password_secret": "db_password",
 //!                 "mode": "read-only", "max_connections": 4, "statement_timeout_ms": 30000 }]
 //! }
 //! ```
@@ -127,13 +128,15 @@ impl Grants {
         Ok(self)
     }
 
-    /// Provide the value of the secret `name`, used by http `auth` entries.
-    /// Secret values never reach the guest, logs or errors.
+    /// Provide the value of the secret `name`, used by http `auth` entries
+    /// and sql grants' `password_secret`. Secret values never reach the
+    /// guest, logs or errors.
     pub fn secret(mut self, name: &str, value: &str) -> Self {
         self.http.secrets.insert(
             name.to_string(),
             crate::capability::http::auth::Secret::new(value),
         );
+        self.sql.provide_secret(name, value);
         self
     }
 

@@ -1225,7 +1225,7 @@ async fn update_instance(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "secrets_required",
-            "this update changes where the instance's secrets are sent (http `auth`); supply `secrets` again to make it",
+            "this update changes where the instance's secrets are sent (http `auth`, or a sql grant with a `password_secret`); supply `secrets` again to make it",
         ));
     }
     current.grants = spec.grants;
@@ -1250,13 +1250,22 @@ fn record_size<T: serde::Serialize>(record: &T) -> usize {
 }
 
 /// Everything that decides where the host sends an instance's secrets: its
-/// http `auth` entries (origin, kind, header or query name, token URL).
+/// http `auth` entries (origin, kind, header or query name, token URL) and
+/// the sql grants that take their password from a secret (URL included).
 fn secret_destinations(grants: &Value) -> Value {
-    grants
+    let auth = grants
         .get("http")
         .and_then(|http| http.get("auth"))
         .cloned()
-        .unwrap_or(Value::Null)
+        .unwrap_or(Value::Null);
+    let sql: Vec<&Value> = grants
+        .get("sql")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|grant| grant.get("password_secret").is_some())
+        .collect();
+    json!([auth, sql])
 }
 
 async fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, ApiError> {
@@ -1310,6 +1319,7 @@ fn grants_of(state: &State, tenant: &Tenant, instance: &Instance) -> Result<Gran
     for (name, value) in &instance.secrets {
         grants = grants.secret(name, value);
     }
+    grants.sql.check_secrets()?;
     Ok(grants)
 }
 

@@ -166,17 +166,51 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// The instance as the API shows it: secrets redacted.
+    /// The instance as the API shows it: secrets redacted, and so is a
+    /// password in a sql grant URL (records stored before such URLs were
+    /// refused may hold one).
     pub fn view(&self) -> Value {
         let secrets: BTreeMap<&String, &str> = self.secrets.keys().map(|k| (k, "***")).collect();
+        let mut grants = self.grants.clone();
+        if let Some(sql) = grants.get_mut("sql").and_then(Value::as_array_mut) {
+            for grant in sql {
+                if let Some(url) = grant.get_mut("url") {
+                    if let Some(redacted) = url.as_str().and_then(redacted_url) {
+                        *url = json!(redacted);
+                    }
+                }
+            }
+        }
         json!({
             "id": self.id,
             "connector": self.connector,
             "config": self.config,
             "secrets": secrets,
-            "grants": self.grants,
+            "grants": grants,
         })
     }
+}
+
+/// `url` shown without its password (`postgres://user:***@host:port/db`),
+/// when it has one.
+fn redacted_url(url: &str) -> Option<String> {
+    let config: tokio_postgres::Config = url.parse().ok()?;
+    config.get_password()?;
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    Some(format!(
+        "postgres://{}:***@{}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    ))
 }
 
 pub(crate) fn outside(kind: &str, entry: &str) -> ApiError {
@@ -306,6 +340,13 @@ fn check_sql_grant(grant: &Value, ceiling: &Ceiling) -> Result<(), ApiError> {
     let config: tokio_postgres::Config = url
         .parse()
         .map_err(|_| ApiError::bad_request("a sql grant URL does not parse"))?;
+    if config.get_password().is_some() {
+        return Err(ApiError::new(
+            http::StatusCode::UNPROCESSABLE_ENTITY,
+            "secret_in_grant",
+            "a sql grant URL must not carry a password (grants are shown back); put it in the instance's `secrets` and name it with `password_secret`",
+        ));
+    }
     let mode: SqlMode = serde_json::from_value(
         grant.get("mode").cloned().unwrap_or(json!("read-only")),
     )
@@ -339,4 +380,18 @@ fn check_sql_grant(grant: &Value, ceiling: &Ceiling) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted_url;
+
+    #[test]
+    fn a_password_in_a_sql_url_is_never_shown() {
+        let shown = redacted_url("postgres://app:s3cret@db:5432/app").unwrap();
+        assert_eq!(shown, "postgres://app:***@db:5432/app");
+        let shown = redacted_url("host=db user=app password=s3cret dbname=app").unwrap();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert_eq!(redacted_url("postgres://app@db/app"), None);
+    }
 }

@@ -107,6 +107,10 @@ pub struct SqlGrant {
     mode: SqlMode,
     config: tokio_postgres::Config,
     pool: Arc<Pool>,
+    /// The secret holding the password, when the URL carries none.
+    password_secret: Option<String>,
+    /// Whether the password has been filled in from that secret.
+    password_provided: bool,
 }
 
 impl std::fmt::Debug for SqlGrant {
@@ -211,6 +215,8 @@ pub(crate) struct SqlGrantSpec {
     mode: SqlMode,
     max_connections: Option<usize>,
     statement_timeout_ms: Option<u64>,
+    /// Name of the secret holding the password (instead of one in the URL).
+    password_secret: Option<String>,
 }
 
 impl SqlPolicy {
@@ -225,8 +231,66 @@ impl SqlPolicy {
                 spec.statement_timeout_ms
                     .map_or(DEFAULT_STATEMENT_TIMEOUT, Duration::from_millis),
             )?;
+            if let Some(secret) = spec.password_secret {
+                let grant = policy
+                    .grants
+                    .get_mut(&spec.name)
+                    .and_then(Arc::get_mut)
+                    .ok_or_else(|| {
+                        Error::InvalidGrant(format!("sql grant `{}` vanished", spec.name))
+                    })?;
+                if grant.config.get_password().is_some() {
+                    return Err(Error::InvalidGrant(format!(
+                        "sql grant `{}`: give the password either in the URL or as `password_secret`, not both",
+                        spec.name
+                    )));
+                }
+                grant.password_secret = Some(secret);
+            }
         }
         Ok(policy)
+    }
+
+    /// Fill in the password of every grant whose `password_secret` is `name`.
+    pub(crate) fn provide_secret(&mut self, name: &str, value: &str) {
+        for grant in self.grants.values_mut() {
+            if grant.password_secret.as_deref() != Some(name) {
+                continue;
+            }
+            let mut config = grant.config.clone();
+            config.password(value);
+            let pool = Arc::new(Pool::new(
+                &grant.name,
+                config.clone(),
+                grant.pool.max_connections(),
+                grant.pool.statement_timeout(),
+            ));
+            *grant = Arc::new(SqlGrant {
+                name: grant.name.clone(),
+                mode: grant.mode,
+                config,
+                pool,
+                password_secret: grant.password_secret.clone(),
+                password_provided: true,
+            });
+        }
+    }
+
+    /// Check that every `password_secret` was provided.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the missing secret (never a value).
+    pub fn check_secrets(&self) -> Result<(), Error> {
+        for grant in self.grants.values() {
+            if let (Some(secret), false) = (&grant.password_secret, grant.password_provided) {
+                return Err(Error::InvalidGrant(format!(
+                    "sql grant `{}` needs the secret `{secret}` for its password, which was not provided (CLI: --secret {secret}=VALUE)",
+                    grant.name
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Add a grant `name` for the PostgreSQL URL (or key=value string) `url`.
@@ -276,6 +340,8 @@ impl SqlPolicy {
                 mode,
                 config,
                 pool,
+                password_secret: None,
+                password_provided: false,
             }),
         );
         Ok(())

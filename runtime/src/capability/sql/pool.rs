@@ -20,6 +20,7 @@ pub(crate) struct Pool {
     grant: String,
     config: Config,
     statement_timeout: Duration,
+    max_connections: usize,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<Client>>,
     /// Refuse to connect as a role that can reach beyond the database
@@ -57,6 +58,7 @@ impl Pool {
             grant: grant.to_string(),
             config,
             statement_timeout,
+            max_connections,
             permits: Arc::new(Semaphore::new(max_connections)),
             idle: Mutex::new(Vec::new()),
             refuse_privileged: AtomicBool::new(false),
@@ -156,6 +158,11 @@ impl Pool {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
+    }
+
+    /// Connections this pool opens at most.
+    pub fn max_connections(&self) -> usize {
+        self.max_connections
     }
 
     /// The grant's statement timeout.

@@ -255,3 +255,65 @@ async fn a_tenant_grant_refuses_a_superuser_role_and_databases_outside_the_ceili
         String::from_utf8_lossy(&reply.body)
     );
 }
+
+#[tokio::test]
+async fn a_sql_password_is_a_write_only_secret_never_part_of_a_grant() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let reader = Role::new("secret").await;
+    let ceiling = json!({ "sql": [{ "host": "127.0.0.1", "databases": ["test"], "roles": [reader.0] }],
+                          "http": ["https://api.example.com"] });
+    let (_, token) = tenant(addr, json!({ "name": "db", "ceiling": ceiling })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    // A password in the URL would be shown back with the grant: refused.
+    let url = format!("postgres://{}:hunter2@127.0.0.1:5432/test", reader.0);
+    let spec = json!({ "connector": connector,
+                       "grants": { "sql": [{ "name": "main", "url": url }] } });
+    let reply =
+        sluice_tests::client::json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+    assert_eq!(
+        reply.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"]["code"], "secret_in_grant");
+    assert!(!String::from_utf8_lossy(&reply.body).contains("hunter2"));
+    // The password goes in `secrets`, named by `password_secret`.
+    let url = format!("postgres://{}@127.0.0.1:5432/test", reader.0);
+    let grants = json!({ "sql": [{ "name": "main", "url": url, "password_secret": "db" }] });
+    let missing = json!({ "connector": connector, "grants": grants });
+    let reply =
+        sluice_tests::client::json(addr, "POST", "/v1/instances", Some(&token), &missing).await;
+    assert_eq!(
+        reply.status,
+        422,
+        "a missing secret: {}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let spec = json!({ "connector": connector, "grants": grants, "secrets": { "db": "hunter2" } });
+    let instance = new_instance(addr, &token, &spec).await;
+    let path = format!("/v1/instances/{instance}");
+    let shown = sluice_tests::client::send(addr, "GET", &path, Some(&token), vec![]).await;
+    assert!(!String::from_utf8_lossy(&shown.body).contains("hunter2"));
+    let query = json!({ "grant": "main", "statements": [["SELECT current_user::text", []]] });
+    let reply = invoke_probe(addr, &token, &instance, "sql", query).await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    // Pointing the password at another database needs the secret again.
+    let elsewhere = json!({ "sql": [{ "name": "main", "password_secret": "db",
+        "url": format!("postgres://{}@127.0.0.1:5432/postgres", reader.0) }] });
+    let update = json!({ "connector": connector, "grants": elsewhere });
+    let reply = sluice_tests::client::json(addr, "PUT", &path, Some(&token), &update).await;
+    assert_eq!(
+        reply.status,
+        422,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    assert_eq!(reply.json()["error"]["code"], "secrets_required");
+}
