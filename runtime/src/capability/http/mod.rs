@@ -314,7 +314,8 @@ impl HttpPolicy {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            state.admit().map_err(|BreakerOpen(after)| {
+            // Dropped on any early return or cancellation, the trial counts as a failure.
+            let trial = state.admit(&self.breaker).map_err(|BreakerOpen(after)| {
                 HttpError::InternalError(Some(format!(
                     "circuit breaker open for {origin} after repeated failures: failing fast; retry in {} s",
                     after.as_secs().max(1)
@@ -359,6 +360,7 @@ impl HttpPolicy {
             match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
                 Ok((response, io)) => {
                     let status = response.status().as_u16();
+                    trial.finish(status < 500);
                     if status == 401 && !refreshed {
                         if let Some(auth) = auth.filter(|a| a.refreshes_on_401()) {
                             // The token may have been revoked or expired early: refresh it
@@ -371,7 +373,6 @@ impl HttpPolicy {
                             }
                         }
                     }
-                    state.record(status < 500, &self.breaker);
                     if can_retry && retryable_status(status) {
                         let hinted = response
                             .headers()
@@ -396,7 +397,7 @@ impl HttpPolicy {
                             | HttpError::ConnectionRefused
                             | HttpError::ConnectionTimeout
                     );
-                    state.record(false, &self.breaker);
+                    trial.finish(false);
                     if can_retry && connect_failure {
                         let delay = self.retry.backoff(attempt);
                         if self.within_budget(delay, delayed) {

@@ -238,30 +238,36 @@ impl OriginState {
         }
     }
 
-    /// May a request go out now?
-    pub fn admit(&self) -> Result<(), BreakerOpen> {
+    /// May a request go out now? The returned [`Attempt`] must be given its
+    /// outcome ([`Attempt::finish`]); dropped without one (the call was
+    /// cancelled, or failed before sending) it counts as a failure, so a
+    /// half-open breaker never waits forever for a trial that went nowhere.
+    pub fn admit(self: &Arc<Self>, policy: &BreakerPolicy) -> Result<Attempt, BreakerOpen> {
         let mut breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
         match breaker.state {
-            BreakerState::Closed => Ok(()),
+            BreakerState::Closed => {}
             BreakerState::Open { until } => {
                 let now = Instant::now();
-                if now >= until {
-                    breaker.state = BreakerState::HalfOpen;
-                    Ok(())
-                } else {
+                if now < until {
                     self.counters.add_rejection();
-                    Err(BreakerOpen(until - now))
+                    return Err(BreakerOpen(until - now));
                 }
+                breaker.state = BreakerState::HalfOpen;
             }
             BreakerState::HalfOpen => {
                 self.counters.add_rejection();
-                Err(BreakerOpen(Duration::from_secs(1)))
+                return Err(BreakerOpen(Duration::from_secs(1)));
             }
         }
+        Ok(Attempt {
+            state: Arc::clone(self),
+            policy: *policy,
+            finished: false,
+        })
     }
 
     /// Record an attempt's outcome.
-    pub fn record(&self, success: bool, policy: &BreakerPolicy) {
+    fn record(&self, success: bool, policy: &BreakerPolicy) {
         let mut breaker = self.breaker.lock().unwrap_or_else(PoisonError::into_inner);
         if success {
             breaker.consecutive_failures = 0;
@@ -278,6 +284,31 @@ impl OriginState {
             breaker.state = BreakerState::Open {
                 until: Instant::now() + Duration::from_millis(policy.cooldown_ms),
             };
+        }
+    }
+}
+
+/// One request let through by the breaker, until its outcome is recorded.
+#[derive(Debug)]
+#[must_use = "an attempt dropped without `finish` counts as a failure"]
+pub struct Attempt {
+    state: Arc<OriginState>,
+    policy: BreakerPolicy,
+    finished: bool,
+}
+
+impl Attempt {
+    /// Record the outcome: `success` when the upstream answered below 500.
+    pub fn finish(mut self, success: bool) {
+        self.finished = true;
+        self.state.record(success, &self.policy);
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.state.record(false, &self.policy);
         }
     }
 }
@@ -356,20 +387,22 @@ mod tests {
 
     #[test]
     fn the_breaker_opens_fails_fast_and_recovers_through_one_probe() {
-        let state = OriginState::new(1);
+        let state = Arc::new(OriginState::new(1));
         let policy = BreakerPolicy {
             failure_threshold: 2,
             cooldown_ms: 50,
         };
-        state.record(false, &policy);
-        assert!(state.admit().is_ok());
-        state.record(false, &policy);
-        assert!(state.admit().is_err(), "open after two failures");
+        state.admit(&policy).unwrap().finish(false);
+        state.admit(&policy).unwrap().finish(false);
+        assert!(state.admit(&policy).is_err(), "open after two failures");
         std::thread::sleep(Duration::from_millis(60));
-        assert!(state.admit().is_ok(), "one probe after the cool-down");
-        assert!(state.admit().is_err(), "only one probe at a time");
-        state.record(true, &policy);
-        assert!(state.admit().is_ok(), "closed after a successful probe");
+        let probe = state.admit(&policy).expect("one probe after the cool-down");
+        assert!(state.admit(&policy).is_err(), "only one probe at a time");
+        probe.finish(true);
+        state
+            .admit(&policy)
+            .expect("closed after a successful probe")
+            .finish(true);
         let counters = state.counters.snapshot();
         assert_eq!(
             (
@@ -379,5 +412,25 @@ mod tests {
             ),
             (1, 2, 2)
         );
+    }
+
+    #[test]
+    fn a_probe_dropped_without_an_outcome_reopens_the_breaker_instead_of_sticking() {
+        let state = Arc::new(OriginState::new(1));
+        let policy = BreakerPolicy {
+            failure_threshold: 1,
+            cooldown_ms: 30,
+        };
+        state.admit(&policy).unwrap().finish(false);
+        std::thread::sleep(Duration::from_millis(40));
+        // The half-open trial is cancelled (a call timeout, a client gone).
+        drop(state.admit(&policy).expect("the trial"));
+        assert!(state.admit(&policy).is_err(), "open again for a cool-down");
+        std::thread::sleep(Duration::from_millis(40));
+        let trial = state
+            .admit(&policy)
+            .expect("another trial, not stuck half-open");
+        trial.finish(true);
+        state.admit(&policy).expect("closed").finish(true);
     }
 }
