@@ -1404,7 +1404,7 @@ async fn invoke(
     let instance = instance(state, tenant, id).await?;
     let connector = instance.connector.clone();
     let result = invoke_inner(state, tenant, instance, operation, req).await;
-    // A stream records its own outcome when it ends.
+    // A stream that started records its own outcome when it ends.
     if operation != "stream" || result.is_err() {
         let outcome = match &result {
             Ok(_) => "ok",
@@ -1482,14 +1482,15 @@ async fn invoke_inner(
                 tenant: tenant.id.clone(),
                 connector: instance.connector.clone(),
             };
-            return Ok(stream(
+            return stream(
                 session,
                 fetch,
                 spec.checkpoint,
                 spec.batch_size.unwrap_or(500),
                 permit,
                 context,
-            ));
+            )
+            .await;
         }
         "health" => {
             session.health().await?;
@@ -1591,43 +1592,72 @@ struct StreamContext {
     connector: String,
 }
 
-fn stream(
+/// Start a stream. Until its first batch (or its end) the answer is not
+/// committed: a stream that fails before streaming anything answers with the
+/// error's own status; one that fails later ends with an error line.
+async fn stream(
     session: crate::Session,
     fetch: FetchRequest,
     checkpoint: Option<String>,
     batch_size: u32,
     permit: tokio::sync::OwnedSemaphorePermit,
     context: StreamContext,
-) -> Response<ResponseBody> {
+) -> Reply {
     let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let started = std::time::Instant::now();
         let _active = context.state.metrics.session();
-        let outcome = pump(session, fetch, checkpoint, batch_size, tx).await;
-        context.state.metrics.invocation(
-            &context.tenant,
-            &context.connector,
-            "stream",
-            outcome,
-            started.elapsed(),
-        );
+        let mut start = Some(started_tx);
+        let outcome = pump(session, fetch, checkpoint, batch_size, tx, &mut start).await;
+        // A stream refused before it started is counted by `invoke`, as an error answer.
+        if start.is_none() {
+            context.state.metrics.invocation(
+                &context.tenant,
+                &context.connector,
+                "stream",
+                outcome,
+                started.elapsed(),
+            );
+        }
         drop(permit);
     });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/x-ndjson")
-        .body(ChannelBody(rx).boxed())
-        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+    match started_rx.await {
+        Ok(Ok(())) => Ok(Response::builder()
+            .status(StatusCode::OK)
+            .header(http::header::CONTENT_TYPE, "application/x-ndjson")
+            .body(ChannelBody(rx).boxed())
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(crate::Error::Host("the stream task ended early".into()).into()),
+    }
 }
 
-/// End a stream with an error line; returns the error code as the outcome.
-async fn report(tx: &mpsc::Sender<Bytes>, err: crate::Error) -> &'static str {
+/// Stream outcome `err`: the answer's status while nothing was streamed
+/// (`start` still held), else an error line ending the stream. Returns the
+/// error code as the outcome.
+async fn report(
+    tx: &mpsc::Sender<Bytes>,
+    start: &mut Option<StartSignal>,
+    err: crate::Error,
+) -> &'static str {
     let err = ApiError::from(err);
-    let mut line = err.body().to_vec();
-    line.push(b'\n');
-    let _ = tx.send(Bytes::from(line)).await;
-    err.code
+    let code = err.code;
+    match start.take() {
+        Some(signal) => {
+            let _ = signal.send(Err(err));
+        }
+        None => {
+            let mut line = err.body().to_vec();
+            line.push(b'\n');
+            let _ = tx.send(Bytes::from(line)).await;
+        }
+    }
+    code
 }
+
+/// Tells the handler how a stream began: streaming (answer 200), or refused.
+type StartSignal = tokio::sync::oneshot::Sender<Result<(), ApiError>>;
 
 /// Move a stream's batches into the response; returns the outcome.
 async fn pump(
@@ -1636,11 +1666,12 @@ async fn pump(
     checkpoint: Option<String>,
     batch_size: u32,
     tx: mpsc::Sender<Bytes>,
+    start: &mut Option<StartSignal>,
 ) -> &'static str {
     {
         let mut stream = match session.stream(&fetch, checkpoint.as_deref()).await {
             Ok(stream) => stream,
-            Err(e) => return report(&tx, e).await,
+            Err(e) => return report(&tx, start, e).await,
         };
         loop {
             match stream.next(batch_size.max(1)).await {
@@ -1650,7 +1681,7 @@ async fn pump(
                         // A record that is not JSON ends the stream with an error line; the
                         // batch is not sent, so resuming from the last checkpoint loses nothing.
                         if let Err(e) = record.write_json(&mut chunk) {
-                            return report(&tx, e).await;
+                            return report(&tx, start, e).await;
                         }
                         chunk.push('\n');
                     }
@@ -1658,17 +1689,23 @@ async fn pump(
                         chunk.push_str(&json!({ "checkpoint": cp }).to_string());
                         chunk.push('\n');
                     }
+                    if let Some(signal) = start.take() {
+                        let _ = signal.send(Ok(()));
+                    }
                     if tx.send(Bytes::from(chunk)).await.is_err() {
                         // The client went away: dropping the session cancels the guest.
                         return "client_gone";
                     }
                 }
                 Ok(None) => break,
-                Err(e) => return report(&tx, e).await,
+                Err(e) => return report(&tx, start, e).await,
             }
         }
         let _ = stream.close().await;
     }
     let _ = session.close().await;
+    if let Some(signal) = start.take() {
+        let _ = signal.send(Ok(()));
+    }
     "ok"
 }

@@ -9,6 +9,7 @@ mod limits;
 mod server;
 mod sql;
 mod store;
+mod streams;
 
 use std::net::SocketAddr;
 

@@ -1,0 +1,73 @@
+//! Streams answer with the right status: a stream that fails before it
+//! streamed anything is an error answer, not a 200 with an error inside
+//! (issue 19); one that fails later ends with an error line.
+
+use serde_json::json;
+use sluice_tests::client::send;
+use sluice_tests::tempdir;
+
+use super::start_with;
+use crate::server::{new_instance, tenant, upload};
+
+#[tokio::test]
+async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_status() {
+    let dir = tempdir();
+    let (addr, _server) = start_with(dir.path(), |_| {}).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "s", "ceiling": { "files": true } })).await;
+    let files = dir.path().join("files").join(&tenant_id).join("data");
+    std::fs::create_dir_all(&files).unwrap();
+    let rows: String = (1..=5).map(|i| format!("{{\"n\":{i}}}\n")).collect();
+    std::fs::write(files.join("n.ndjson"), rows).unwrap();
+    let connector = upload(addr, &token, "sluice_file").await;
+    let instance = new_instance(
+        addr,
+        &token,
+        &json!({ "connector": connector, "config": { "root": "/data" },
+                 "grants": { "files": [{ "host": "data", "guest": "/data" }] } }),
+    )
+    .await;
+    let path = format!("/v1/instances/{instance}/stream");
+    let missing = send(
+        addr,
+        "POST",
+        &path,
+        Some(&token),
+        br#"{"resource": "nope.ndjson"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(
+        missing.status,
+        404,
+        "{}",
+        String::from_utf8_lossy(&missing.body)
+    );
+    assert_eq!(missing.json()["error"]["code"], "not_found");
+    let bad = send(
+        addr,
+        "POST",
+        &path,
+        Some(&token),
+        br#"{"resource": "n.ndjson", "checkpoint": "not a checkpoint"}"#.to_vec(),
+    )
+    .await;
+    assert!(
+        (400..500).contains(&bad.status),
+        "{}: {}",
+        bad.status,
+        String::from_utf8_lossy(&bad.body)
+    );
+    // A good stream still answers 200 with its records and checkpoints.
+    let good = send(
+        addr,
+        "POST",
+        &path,
+        Some(&token),
+        br#"{"resource": "n.ndjson", "batch_size": 2}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(good.status, 200);
+    let lines = good.lines();
+    let records: Vec<_> = lines.iter().filter(|l| l.get("n").is_some()).collect();
+    assert_eq!(records.len(), 5);
+}
