@@ -307,6 +307,7 @@ async fn route(
             full(201, item.to_string().into_bytes())
         }
         "/api/items" => items_page(&req),
+        "/api/echo-items" => echo_items_page(&req),
         "/graphql" => {
             let body = req
                 .into_body()
@@ -436,6 +437,52 @@ fn items_page(req: &Request<Incoming>) -> Response<Body> {
     response
         .body(Full::new(Bytes::from(body.to_string())).boxed())
         .expect("response")
+}
+
+/// `/api/items` as an upstream that builds its URLs from the request URL (as
+/// many do): the next `Link`, `Location` and `Content-Location` carry the
+/// request's whole query, and `X-Echo-*` headers echo its credentials.
+fn echo_items_page(req: &Request<Incoming>) -> Response<Body> {
+    let mut response = items_page(req);
+    let host = header(req, "host").to_string();
+    let query: Vec<&str> = req
+        .uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("after="))
+        .collect();
+    let next = response
+        .headers()
+        .get("x-next-cursor")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.strip_prefix('c'))
+        .map(str::to_string);
+    let here = format!("http://{host}{}", req.uri());
+    let headers = response.headers_mut();
+    headers.remove("link");
+    if let Some(end) = next {
+        let mut params = query.clone();
+        let after = format!("after={end}");
+        params.push(&after);
+        let link = format!(
+            "<http://{host}/api/echo-items?{}>; rel=\"next\"",
+            params.join("&")
+        );
+        headers.insert("link", link.parse().expect("header"));
+    }
+    for name in ["location", "content-location"] {
+        headers.insert(name, here.parse().expect("header"));
+    }
+    for (echo, from) in [
+        ("x-echo-authorization", "authorization"),
+        ("x-echo-api-key", "x-api-key"),
+    ] {
+        if let Ok(value) = header(req, from).parse() {
+            headers.insert(echo, value);
+        }
+    }
+    response
 }
 
 /// `remaining` bytes in 8 KiB chunks, with no declared length.

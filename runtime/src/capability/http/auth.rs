@@ -23,6 +23,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions};
 
+use super::injected::Injected;
 use crate::error::Error;
 use crate::policy::HostPattern;
 
@@ -212,7 +213,7 @@ impl OriginAuth {
         secrets: &HashMap<String, Secret>,
         options: RequestOptions,
         allow_private: bool,
-    ) -> Result<(), HttpError> {
+    ) -> Result<Injected, HttpError> {
         let secret = |name: &str| {
             secrets.get(name).ok_or_else(|| {
                 HttpError::InternalError(Some(format!(
@@ -221,6 +222,8 @@ impl OriginAuth {
                 )))
             })
         };
+        // Secret values besides the whole header value (a basic password).
+        let mut also = Vec::new();
         let authorization = match &self.kind {
             AuthKind::ApiKey {
                 header: Some(header),
@@ -229,10 +232,14 @@ impl OriginAuth {
             } => {
                 let header = http::HeaderName::from_bytes(header.as_bytes())
                     .map_err(|_| bad_header(&self.origin))?;
-                let value = http::HeaderValue::from_str(secret(name)?.expose())
-                    .map_err(|_| bad_header(&self.origin))?;
+                let key = secret(name)?.expose();
+                let value =
+                    http::HeaderValue::from_str(key).map_err(|_| bad_header(&self.origin))?;
                 request.headers_mut().insert(header, value);
-                return Ok(());
+                return Ok(Injected {
+                    query_param: None,
+                    values: vec![key.to_string()],
+                });
             }
             AuthKind::ApiKey {
                 query: Some(param),
@@ -241,14 +248,20 @@ impl OriginAuth {
             } => {
                 let key = secret(name)?.expose().to_string();
                 add_query(request, param, &key)?;
-                return Ok(());
+                return Ok(Injected {
+                    query_param: Some(param.clone()),
+                    values: vec![key],
+                });
             }
             AuthKind::ApiKey { .. } => return Err(bad_header(&self.origin)),
             AuthKind::Basic {
                 username,
                 password_secret,
             } => {
-                let pair = format!("{username}:{}", secret(password_secret)?.expose());
+                let password = secret(password_secret)?.expose();
+                let pair = format!("{username}:{password}");
+                also.push(password.to_string());
+                also.push(base64::engine::general_purpose::STANDARD.encode(&pair));
                 format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(pair)
@@ -293,7 +306,15 @@ impl OriginAuth {
         request
             .headers_mut()
             .insert(http::header::AUTHORIZATION, value);
-        Ok(())
+        // The token alone (after `Bearer `/`Basic `) and the whole value.
+        if let Some((_, token)) = authorization.split_once(' ') {
+            also.push(token.to_string());
+        }
+        also.push(authorization);
+        Ok(Injected {
+            query_param: None,
+            values: also,
+        })
     }
 
     /// The cached token, or a new one from `make` (which returns the token and its lifetime).
@@ -377,10 +398,22 @@ fn add_query(
 ) -> Result<(), HttpError> {
     let uri = request.uri().clone();
     let encoded = form_encode(&[(param, value)]);
-    let path_and_query = match uri.path_and_query() {
-        Some(pq) if pq.query().is_some() => format!("{}&{encoded}", pq.as_str()),
-        Some(pq) => format!("{}?{encoded}", pq.path()),
-        None => format!("/?{encoded}"),
+    let name = url_encode(param, false);
+    // A parameter the URL already carries is replaced, never added twice.
+    let kept: Vec<&str> = uri
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| {
+            pair.split('=').next() != Some(name.as_str()) && pair.split('=').next() != Some(param)
+        })
+        .collect();
+    let path = uri.path_and_query().map_or("/", |pq| pq.path());
+    let path_and_query = if kept.is_empty() {
+        format!("{path}?{encoded}")
+    } else {
+        format!("{path}?{}&{encoded}", kept.join("&"))
     };
     let mut parts = uri.into_parts();
     parts.path_and_query = Some(path_and_query.parse().map_err(|_| {
@@ -394,21 +427,25 @@ fn add_query(
 
 /// `application/x-www-form-urlencoded` pairs.
 fn form_encode(pairs: &[(&str, &str)]) -> String {
-    fn encode(text: &str) -> String {
-        text.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                    (b as char).to_string()
-                }
-                other => format!("%{other:02X}"),
-            })
-            .collect()
-    }
     pairs
         .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .map(|(k, v)| format!("{}={}", url_encode(k, false), url_encode(v, false)))
         .collect::<Vec<_>>()
         .join("&")
+}
+
+/// Percent-encode all but the unreserved characters (a space as `+` when
+/// `space_as_plus`, as form encoding writes it).
+pub(crate) fn url_encode(text: &str, space_as_plus: bool) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            b' ' if space_as_plus => "+".to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 fn now_unix() -> u64 {

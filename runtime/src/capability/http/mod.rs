@@ -22,6 +22,7 @@
 
 pub mod address;
 pub mod auth;
+mod injected;
 pub mod resilience;
 
 use std::collections::HashMap;
@@ -344,21 +345,26 @@ impl HttpPolicy {
                 }
             };
             let mut request = rebuild(&parts, body)?;
-            if let Some(auth) = auth {
-                auth.apply(
-                    &mut request,
-                    &self.secrets,
-                    options,
-                    self.allow_private_addresses,
-                )
-                .await?;
-            }
+            let injected = match auth {
+                Some(auth) => {
+                    auth.apply(
+                        &mut request,
+                        &self.secrets,
+                        options,
+                        self.allow_private_addresses,
+                    )
+                    .await?
+                }
+                None => injected::Injected::default(),
+            };
             if let Some(target) = target {
                 address::pin(&mut request, target);
             }
             let can_retry = retryable && attempt < self.retry.max_attempts;
             match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
-                Ok((response, io)) => {
+                Ok((mut response, io)) => {
+                    // What the host added never comes back to the guest in a header.
+                    injected.scrub(response.headers_mut());
                     let status = response.status().as_u16();
                     trial.finish(status < 500);
                     if status == 401 && !refreshed {

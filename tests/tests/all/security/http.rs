@@ -235,3 +235,122 @@ async fn a_tenant_cannot_opt_into_private_addresses_without_the_ceiling() {
         "allow_private_addresses"
     );
 }
+
+/// Whether `text`, or `text` read as base64, holds `secret`.
+fn holds(text: &str, secret: &str) -> bool {
+    use base64::Engine as _;
+    let decoded = [
+        base64::engine::general_purpose::STANDARD,
+        base64::engine::general_purpose::URL_SAFE,
+    ]
+    .iter()
+    .filter_map(|engine| {
+        engine
+            .decode(text.trim_end_matches('='))
+            .ok()
+            .or_else(|| engine.decode(text).ok())
+    })
+    .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    .collect::<Vec<_>>();
+    text.contains(secret) || decoded.iter().any(|d| d.contains(secret))
+}
+
+#[tokio::test]
+async fn an_injected_secret_never_comes_back_through_response_headers() {
+    use sluice_tests::upstream::{API_KEY, BASIC_PASSWORD, BEARER_TOKEN};
+    let upstream = Upstream::start().await;
+    let cases = [
+        (
+            json!({ "kind": "api-key", "query": "api_key", "secret": "s" }),
+            API_KEY,
+        ),
+        (
+            json!({ "kind": "api-key", "header": "X-Api-Key", "secret": "s" }),
+            API_KEY,
+        ),
+        (json!({ "kind": "bearer", "secret": "s" }), BEARER_TOKEN),
+        (
+            json!({ "kind": "basic", "username": "alice", "password_secret": "s" }),
+            BASIC_PASSWORD,
+        ),
+    ];
+    for (mut auth, secret) in cases {
+        auth["origin"] = json!(upstream.origin());
+        let grants = json!({ "http": { "origins": [upstream.origin()], "auth": [auth.clone()] } });
+        let grants = Grants::from_json(&grants.to_string())
+            .unwrap()
+            .secret("s", secret);
+        // Link paging through the rest connector: every record, no secret in any checkpoint.
+        let config = json!({ "base_url": upstream.origin(), "resources": { "items": {
+            "path": "/api/echo-items", "records_path": "/data", "id_field": "id",
+            "pagination": { "type": "link", "size_param": "limit", "page_size": 7 } } } });
+        let mut session = sluice_tests::connector("sluice_rest")
+            .open(&config.to_string(), &grants)
+            .await
+            .unwrap();
+        let request = sluice::FetchRequest::new("items");
+        let mut records = 0;
+        {
+            let mut stream = session.stream(&request, None).await.unwrap();
+            while let Some(batch) = stream.next(7).await.unwrap() {
+                records += batch.records.len();
+                for record in &batch.records {
+                    assert!(!record.data.contains(secret), "{auth}: {}", record.data);
+                }
+                if let Some(checkpoint) = &batch.checkpoint {
+                    assert!(
+                        !holds(checkpoint, secret),
+                        "{auth}: checkpoint {checkpoint}"
+                    );
+                }
+            }
+        }
+        assert_eq!(records, 25, "{auth}: paging went on to the end");
+        let page = session
+            .fetch(&request.clone().page(7, None, None))
+            .await
+            .unwrap();
+        let cursor = page.next_cursor.expect("a next page");
+        assert!(!holds(&cursor, secret), "{auth}: cursor {cursor}");
+        // A probe reading the echoed headers: not in what it got, not in its memory.
+        let mut probe_session = probe().open("{}", &grants).await.unwrap();
+        let got = probe_session
+            .fetch(&probe_request(
+                "http",
+                json!({ "url": upstream.url("/api/echo-items?limit=7") }),
+            ))
+            .await
+            .unwrap();
+        let seen = sluice_tests::data(&got.records).remove(0);
+        assert!(!seen.to_string().contains(secret), "{auth}: {seen}");
+        let reversed: String = secret.chars().rev().collect();
+        let scan = probe_session
+            .fetch(&probe_request("memscan", json!({ "text": reversed })))
+            .await
+            .unwrap();
+        assert_eq!(
+            sluice_tests::data(&scan.records)[0]["found"],
+            false,
+            "{auth}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_the_url_already_carries_is_replaced_not_added_again() {
+    use sluice_tests::upstream::API_KEY;
+    let upstream = Upstream::start().await;
+    let auth = json!({ "origin": upstream.origin(), "kind": "api-key", "query": "api_key", "secret": "s" });
+    let grants = json!({ "http": { "origins": [upstream.origin()], "auth": [auth] } });
+    let grants = Grants::from_json(&grants.to_string())
+        .unwrap()
+        .secret("s", API_KEY);
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    // The guest sends a stale copy of the parameter: the host sends exactly one, its own.
+    let url = upstream.url("/auth/query?api_key=stale&x=1");
+    let got = session
+        .fetch(&probe_request("http", json!({ "url": url })))
+        .await
+        .unwrap();
+    assert_eq!(sluice_tests::data(&got.records)[0]["status"], 200);
+}
