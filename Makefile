@@ -44,6 +44,7 @@ demo: build
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
 test: build services
 	$(CARGO) test --workspace --no-fail-fast
+	cd guests && $(CARGO) test -p sluice-sdk --lib --target $$(rustc -vV | sed -n 's/^host: //p')
 
 ## fuzz: the fuzz targets (uploads, grants against ceilings, config schemas), FUZZ_SECONDS each (default 600);
 ## `make test` runs them for 3 s each

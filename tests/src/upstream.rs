@@ -308,6 +308,7 @@ async fn route(
         }
         "/api/items" => items_page(&req),
         "/api/echo-items" => echo_items_page(&req),
+        "/api/rel-items" => rel_items_page(&req),
         "/graphql" => {
             let body = req
                 .into_body()
@@ -482,6 +483,40 @@ fn echo_items_page(req: &Request<Incoming>) -> Response<Body> {
             headers.insert(echo, value);
         }
     }
+    response
+}
+
+/// `/api/items` with RFC 8288 as real servers write it: a relative `next`
+/// target whose query holds a comma (`_sort=team,id`), `rel="next last"`,
+/// a quoted parameter holding a comma, and the `first` link in a second
+/// `Link` field. With `nolink=1` in the query, no `Link` header at all.
+fn rel_items_page(req: &Request<Incoming>) -> Response<Body> {
+    let mut response = items_page(req);
+    let next = response
+        .headers()
+        .get("x-next-cursor")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.strip_prefix('c'))
+        .map(str::to_string);
+    let nolink = query(req, "nolink").is_some();
+    let limit = query(req, "limit").unwrap_or_else(|| "10".into());
+    let headers = response.headers_mut();
+    headers.remove("link");
+    if nolink {
+        return response;
+    }
+    if let Some(end) = next {
+        let link = format!(
+            "</api/rel-items?_sort=team,id&after={end}&limit={limit}>; title=\"page, next\"; rel=\"next last\""
+        );
+        headers.append("link", link.parse().expect("header"));
+    }
+    headers.append(
+        "link",
+        "</api/rel-items?_sort=team,id>; rel=first"
+            .parse()
+            .expect("header"),
+    );
     response
 }
 

@@ -65,6 +65,15 @@ impl Response {
         })
     }
 
+    /// Every value of header `name` (case-insensitive) that is text, in order.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
+            .collect()
+    }
+
     /// The first value of header `name` (case-insensitive), as text.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers

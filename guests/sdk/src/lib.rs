@@ -93,6 +93,7 @@ pub mod bindings {
 pub mod config;
 mod export;
 pub mod http;
+pub mod link;
 pub mod log;
 pub mod query;
 mod record;

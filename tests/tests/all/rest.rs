@@ -198,3 +198,60 @@ async fn execute_posts_json_records() {
         "{err:?}"
     );
 }
+
+async fn open_path(upstream: &Upstream, path: &str) -> Session {
+    let config = json!({
+        "base_url": upstream.origin(),
+        "resources": { "items": { "path": path, "records_path": "/data", "id_field": "id",
+            "pagination": { "type": "link", "size_param": "limit", "page_size": 10 } } }
+    });
+    let grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    connector("sluice_rest")
+        .open(&config.to_string(), &grants)
+        .await
+        .expect("rest opens")
+}
+
+#[tokio::test]
+async fn link_paging_reads_rfc_8288_as_servers_write_it() {
+    // Relative targets with commas in the query, `rel="next last"`, a quoted
+    // parameter holding a comma, and a second `Link` field.
+    let upstream = Upstream::start().await;
+    let mut session = open_path(&upstream, "/api/rel-items").await;
+    let mut records = Vec::new();
+    let mut stream = session
+        .stream(&FetchRequest::new("items"), None)
+        .await
+        .unwrap();
+    while let Some(batch) = stream.next(10).await.unwrap() {
+        records.extend(data(&batch.records));
+    }
+    assert_eq!(
+        records,
+        expected(None),
+        "every record, not the first page only"
+    );
+}
+
+#[tokio::test]
+async fn a_full_page_without_a_link_header_is_an_error_not_the_end() {
+    let upstream = Upstream::start().await;
+    let mut session = open_path(&upstream, "/api/rel-items?nolink=1").await;
+    let mut stream = session
+        .stream(&FetchRequest::new("items"), None)
+        .await
+        .unwrap();
+    let first = stream.next(10).await.unwrap().expect("the first page");
+    assert_eq!(first.records.len(), 10);
+    let err = loop {
+        match stream.next(10).await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the stream ended as if there were no more records"),
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::Unavailable(m)) if m.contains("Link")),
+        "{err:?}"
+    );
+}

@@ -192,6 +192,9 @@ impl RestSession {
         if *position == Position::End {
             return Ok((Vec::new(), None));
         }
+        if let Position::Stuck(why) = position {
+            return Err(ConnectorError::Unavailable(why.clone()));
+        }
         let base = format!(
             "{}{}",
             self.config.base_url.trim_end_matches('/'),
@@ -223,7 +226,7 @@ impl RestSession {
             .collect();
         let next = resource
             .pagination
-            .next(position, items.len(), page_size, &body, &res)?;
+            .next(position, items.len(), page_size, &body, &res, &url)?;
         Ok((records, next))
     }
 }

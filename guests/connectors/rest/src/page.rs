@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_sdk::{http, ConnectorError, Result};
+use sluice_sdk::{http, link, ConnectorError, Result};
 
 const DEFAULT_PAGE_SIZE: u32 = 100;
 
@@ -89,6 +89,9 @@ pub enum Position {
     Url(String),
     /// Past the last page.
     End,
+    /// The walk cannot go on past here, and why: asking for this position
+    /// fails with `unavailable` (the records before it were delivered).
+    Stuck(String),
 }
 
 impl Position {
@@ -101,6 +104,7 @@ impl Position {
             Position::Cursor(c) => json!({ "cursor": c }),
             Position::Url(u) => json!({ "url": u }),
             Position::End => json!({ "end": true }),
+            Position::Stuck(why) => json!({ "stuck": why }),
         };
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body.to_string())
     }
@@ -128,24 +132,42 @@ impl Position {
             Position::Cursor(c.to_string())
         } else if let Some(u) = body["url"].as_str() {
             Position::Url(u.to_string())
+        } else if let Some(why) = body["stuck"].as_str() {
+            Position::Stuck(why.to_string())
         } else {
             return Err(bad());
         })
     }
 }
 
-/// The `rel="next"` target of a `Link` header.
-pub fn link_next(header: &str) -> Option<String> {
-    header.split(',').find_map(|link| {
-        let mut parts = link.split(';');
-        let target = parts.next()?.trim().strip_prefix('<')?.strip_suffix('>')?;
-        parts
-            .any(|p| {
-                let p = p.trim().to_ascii_lowercase();
-                p == "rel=\"next\"" || p == "rel=next"
-            })
-            .then(|| target.to_string())
-    })
+/// The `rel="next"` target of a response's `Link` fields, resolved against
+/// `url` (the request's). `None` when the response lists its links and none
+/// is `next`.
+///
+/// # Errors
+///
+/// `unavailable` for a `Link` header that does not parse, and for a full
+/// page that carries no `Link` header at all: ending there could drop
+/// records without a word.
+pub fn link_next(res: &http::Response, url: &str, full: bool) -> Result<Option<String>> {
+    let fields = res.headers_named("link");
+    if fields.is_empty() {
+        if full {
+            return Err(ConnectorError::Unavailable(format!(
+                "a full page from {url} carries no `Link` header, so the walk cannot go on; stopping here instead of ending as if there were no more"
+            )));
+        }
+        return Ok(None);
+    }
+    let links = link::parse(&fields).map_err(|why| {
+        ConnectorError::Unavailable(format!(
+            "the `Link` header from {url} does not parse: {why}"
+        ))
+    })?;
+    Ok(links
+        .into_iter()
+        .find(|l| l.has_rel("next"))
+        .map(|l| link::resolve(url, &l.target)))
 }
 
 impl Pagination {
@@ -254,6 +276,7 @@ impl Pagination {
         page_size: u32,
         body: &Value,
         res: &http::Response,
+        url: &str,
     ) -> Result<Option<Position>> {
         let full = count as u64 >= u64::from(page_size) && count > 0;
         Ok(match self {
@@ -294,7 +317,12 @@ impl Pagination {
                 };
                 token.filter(|t| !t.is_empty()).map(Position::Cursor)
             }
-            Pagination::Link { .. } => res.header("link").and_then(link_next).map(Position::Url),
+            // The records of this page are delivered; the walk then says why it stops.
+            Pagination::Link { .. } => match link_next(res, url, full) {
+                Ok(next) => next.map(Position::Url),
+                Err(ConnectorError::Unavailable(why)) => Some(Position::Stuck(why)),
+                Err(other) => return Err(other),
+            },
         })
     }
 }
