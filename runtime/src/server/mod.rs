@@ -1455,7 +1455,6 @@ async fn invoke_inner(
     fetch.options = spec.options.as_ref().map(Value::to_string);
     let version = instance_version(tenant, &instance);
     let key = format!("{}/{}", tenant.id, instance.id);
-    let active = state.metrics.session();
     // A stream keeps its session for as long as it runs: always a fresh one.
     let kept = (operation != "stream")
         .then(|| state.warm.take(&key, &version))
@@ -1473,6 +1472,8 @@ async fn invoke_inner(
             (session, permit)
         }
     };
+    // Counted from here: a session that exists, holding one of the tenant's permits.
+    let active = state.metrics.session();
     let denials_before = session.denials().len();
     let value = match operation {
         "stream" => {

@@ -12,7 +12,7 @@ use sluice_tests::{runtime, tempdir};
 
 use super::files::probe;
 use super::start_with;
-use crate::server::{new_instance, tenant, upload};
+use crate::server::{metric, new_instance, tenant, upload};
 
 /// A component of `instances` core instances, each with `memories` memories.
 fn many_instances(instances: usize, memories: usize) -> Vec<u8> {
@@ -110,7 +110,7 @@ async fn an_upload_is_described_under_the_tenants_limits_and_concurrency() {
     // One concurrent call: a second upload while the first describes gets 429.
     let (_, token) = tenant(
         addr,
-        json!({ "name": "u", "quotas": { "cpu_ms": 3000, "max_concurrent": 1 } }),
+        json!({ "name": "u", "quotas": { "cpu_ms": 5000, "max_concurrent": 1 } }),
     )
     .await;
     let slow = describing("(loop $spin (br $spin)) unreachable", 1, "");
@@ -163,10 +163,17 @@ async fn kept_and_running_sessions_of_one_tenant_leave_the_pool_to_others() {
     for instance in &instances[4..] {
         let (token, instance) = (greedy.clone(), instance.clone());
         sleeping.push(tokio::spawn(async move {
-            probe(addr, &token, &instance, "sleep", json!({ "ms": 4000 })).await
+            probe(addr, &token, &instance, "sleep", json!({ "ms": 6000 })).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wait until the four long calls are running (however slow the machine).
+    for _ in 0..100 {
+        if metric(addr, "sluice_active_sessions ").await == Some(4.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(addr, "sluice_active_sessions ").await, Some(4.0));
     // The greedy tenant holds at most its four permits; a fifth call is refused...
     let fifth = probe(addr, &greedy, &instances[0], "env", json!({})).await;
     assert_eq!(

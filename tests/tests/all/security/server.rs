@@ -26,20 +26,15 @@ fn probe_variant(n: u32) -> Vec<u8> {
     bytes
 }
 
-#[tokio::test]
-async fn concurrent_uploads_and_creations_cannot_pass_one_quota_check_together() {
-    let dir = tempdir();
-    let (addr, _server) = start_with(dir.path(), |_| {}).await;
-    assert_quotas_hold_under_concurrency(addr).await;
-}
-
-/// Six racing uploads and twenty racing creations against quotas of one (any store).
-pub(crate) async fn assert_quotas_hold_under_concurrency(addr: std::net::SocketAddr) {
-    let quotas = json!({ "max_connectors": 1, "max_stored_mib": 1, "max_instances": 1 });
-    let (_, token) = tenant(addr, json!({ "name": "t", "quotas": quotas })).await;
-    let uploads: Vec<_> = (0..6)
+/// `count` different valid components uploaded by `token` at once.
+async fn racing_uploads(
+    addr: std::net::SocketAddr,
+    token: &str,
+    count: u32,
+) -> Vec<sluice_tests::client::Reply> {
+    let uploads: Vec<_> = (0..count)
         .map(|n| {
-            let token = token.clone();
+            let token = token.to_string();
             tokio::spawn(async move {
                 send(
                     addr,
@@ -52,9 +47,26 @@ pub(crate) async fn assert_quotas_hold_under_concurrency(addr: std::net::SocketA
             })
         })
         .collect();
-    let mut created = Vec::new();
+    let mut replies = Vec::new();
     for upload in uploads {
-        let reply = upload.await.unwrap();
+        replies.push(upload.await.expect("the upload task"));
+    }
+    replies
+}
+
+#[tokio::test]
+async fn concurrent_uploads_and_creations_cannot_pass_one_quota_check_together() {
+    let dir = tempdir();
+    let (addr, _server) = start_with(dir.path(), |_| {}).await;
+    assert_quotas_hold_under_concurrency(addr).await;
+}
+
+/// Six racing uploads and twenty racing creations against quotas of one (any store).
+pub(crate) async fn assert_quotas_hold_under_concurrency(addr: std::net::SocketAddr) {
+    let quotas = json!({ "max_connectors": 1, "max_stored_mib": 1, "max_instances": 1 });
+    let (_, token) = tenant(addr, json!({ "name": "t", "quotas": quotas })).await;
+    let mut created = Vec::new();
+    for reply in racing_uploads(addr, &token, 6).await {
         match reply.status {
             201 => created.push(reply.json()["id"].as_str().unwrap().to_string()),
             429 => assert_eq!(reply.json()["error"]["code"], "quota_exceeded"),
@@ -93,27 +105,11 @@ async fn stored_bytes_count_every_upload_and_the_records() {
     let quotas = json!({ "max_stored_mib": 1 });
     let (_, token) = tenant(addr, json!({ "name": "t", "quotas": quotas })).await;
     let size = probe_variant(0).len();
-    let uploads: Vec<_> = (0..6)
-        .map(|n| {
-            let token = token.clone();
-            tokio::spawn(async move {
-                send(
-                    addr,
-                    "POST",
-                    "/v1/connectors",
-                    Some(&token),
-                    probe_variant(n),
-                )
-                .await
-            })
-        })
-        .collect();
-    let mut stored = 0;
-    for upload in uploads {
-        if upload.await.unwrap().status == 201 {
-            stored += 1;
-        }
-    }
+    let stored = racing_uploads(addr, &token, 6)
+        .await
+        .iter()
+        .filter(|reply| reply.status == 201)
+        .count();
     assert_eq!(
         stored,
         (1 << 20) / size,
