@@ -17,6 +17,13 @@ const INSTANTIATION_BUCKETS: &[f64] = &[
     0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.005, 0.025, 0.1,
 ];
 
+/// An upstream counter family: name, help text, and how to read it.
+type UpstreamFamily = (
+    &'static str,
+    &'static str,
+    fn(&crate::capability::http::resilience::CounterSnapshot) -> u64,
+);
+
 /// A cumulative Prometheus histogram.
 #[derive(Debug)]
 struct Histogram {
@@ -218,21 +225,38 @@ impl Metrics {
                 escape(tenant)
             );
         }
-        out.push_str("# HELP sluice_upstream_http Upstream HTTP counters per instance and origin.\n# TYPE sluice_upstream_http counter\n");
-        for (tenant, instance, origin, c) in upstream {
-            for (name, value) in [
-                ("requests", c.requests),
-                ("retries", c.retries),
-                ("throttled", c.throttled),
-                ("breaker_opens", c.breaker_opens),
-                ("breaker_rejections", c.breaker_rejections),
-                ("failures", c.failures),
-                ("bytes", c.bytes),
-            ] {
+        // One family per counter, each typed before its samples.
+        let families: [UpstreamFamily; 7] = [
+            ("requests", "Requests sent upstream", |c| c.requests),
+            ("retries", "Requests sent again after a failure", |c| {
+                c.retries
+            }),
+            (
+                "throttled",
+                "Requests that waited for the rate limit",
+                |c| c.throttled,
+            ),
+            ("breaker_opens", "Times the circuit breaker opened", |c| {
+                c.breaker_opens
+            }),
+            (
+                "breaker_rejections",
+                "Requests refused while the breaker was open",
+                |c| c.breaker_rejections,
+            ),
+            ("failures", "Failed upstream requests", |c| c.failures),
+            ("bytes", "Response body bytes received", |c| c.bytes),
+        ];
+        for (name, help, value) in families {
+            let _ = writeln!(
+                out,
+                "# HELP sluice_upstream_http_{name}_total {help}, per instance and origin.\n# TYPE sluice_upstream_http_{name}_total counter"
+            );
+            for (tenant, instance, origin, c) in upstream {
                 let _ = writeln!(
                     out,
-                    "sluice_upstream_http_{name}_total{{tenant=\"{}\",instance=\"{}\",origin=\"{}\"}} {value}",
-                    escape(tenant), escape(instance), escape(origin)
+                    "sluice_upstream_http_{name}_total{{tenant=\"{}\",instance=\"{}\",origin=\"{}\"}} {}",
+                    escape(tenant), escape(instance), escape(origin), value(c)
                 );
             }
         }

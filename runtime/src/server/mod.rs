@@ -786,11 +786,13 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let parts = segments(&path);
     let method = req.method().clone();
-    match (method.clone(), parts.as_slice()) {
-        (Method::GET, ["healthz"]) => {
+    // HEAD is GET without the body (hyper leaves the body out).
+    let read = method == Method::GET || method == Method::HEAD;
+    match (read, parts.as_slice()) {
+        (true, ["healthz"]) => {
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })))
         }
-        (Method::GET, ["metrics"]) => {
+        (true, ["metrics"]) => {
             // Tenant and instance ids, digests and origins: for operators only.
             let token = bearer(&req);
             if !state.is_admin(token.as_deref()) && !state.is_metrics_reader(token.as_deref()) {
@@ -820,10 +822,10 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
         }
-        (Method::GET, ["openapi.json"]) => {
+        (true, ["openapi.json"]) => {
             return Ok(json_response(StatusCode::OK, &openapi::document()));
         }
-        (Method::GET, ["readyz"]) => {
+        (true, ["readyz"]) => {
             state.store.check().await?;
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ready" })));
         }
@@ -1493,6 +1495,34 @@ async fn invoke_inner(
             )
             .await;
         }
+        _ => answer(&mut session, operation, &fetch, &spec).await,
+    };
+    // Denials are counted whatever the call's outcome (a denied call fails).
+    let denials = session.denials();
+    state.metrics.denials(
+        &tenant.id,
+        denials.get(denials_before..).unwrap_or_default(),
+    );
+    let value = value?;
+    if let Some((session, permit)) = state.warm.give(&key, version, session, permit) {
+        let _ = session.close().await;
+        drop(permit);
+    }
+    drop(active);
+    Ok(match value {
+        Answer::Value(value) => json_response(StatusCode::OK, &value),
+        Answer::Text(text) => text_json_response(StatusCode::OK, text),
+    })
+}
+
+/// Run a non-stream `operation` on `session`.
+async fn answer(
+    session: &mut crate::Session,
+    operation: &str,
+    fetch: &FetchRequest,
+    spec: &InvokeSpec,
+) -> Result<Answer, ApiError> {
+    Ok(match operation {
         "health" => {
             session.health().await?;
             Answer::Value(json!({ "healthy": true }))
@@ -1505,7 +1535,7 @@ async fn invoke_inner(
             })).collect::<Vec<_>>() }))
         }
         "fetch" => {
-            let page = session.fetch(&fetch).await?;
+            let page = session.fetch(fetch).await?;
             let mut body = String::from("{\"records\":");
             records_json(&page.records, &mut body)?;
             body.push_str(&format!(
@@ -1533,20 +1563,6 @@ async fn invoke_inner(
                 format!("no operation `{operation}`"),
             ))
         }
-    };
-    let denials = session.denials();
-    state.metrics.denials(
-        &tenant.id,
-        denials.get(denials_before..).unwrap_or_default(),
-    );
-    if let Some((session, permit)) = state.warm.give(&key, version, session, permit) {
-        let _ = session.close().await;
-        drop(permit);
-    }
-    drop(active);
-    Ok(match value {
-        Answer::Value(value) => json_response(StatusCode::OK, &value),
-        Answer::Text(text) => text_json_response(StatusCode::OK, text),
     })
 }
 

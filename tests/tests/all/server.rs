@@ -1265,3 +1265,87 @@ async fn with_warm_sessions_off_every_invocation_gets_a_fresh_session() {
     assert_eq!(instantiations(addr).await, 3.0);
     assert_eq!(metric(addr, "sluice_warm_sessions ").await, Some(0.0));
 }
+
+/// Every sample's family was typed before it (`# TYPE`), and no family is typed twice.
+fn assert_prometheus_text(text: &str) {
+    let mut typed: Vec<&str> = Vec::new();
+    for line in text.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let family = rest.split_whitespace().next().unwrap();
+            assert!(!typed.contains(&family), "`{family}` typed twice");
+            typed.push(family);
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        let name = line.split(['{', ' ']).next().unwrap();
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix).filter(|f| typed.contains(f)))
+            .unwrap_or(name);
+        assert!(
+            typed.contains(&family),
+            "sample `{name}` has no # TYPE before it"
+        );
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_typed_count_denials_and_answer_head() {
+    let upstream = sluice_tests::upstream::Upstream::start().await;
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let ceiling = json!({ "http": [upstream.origin()] });
+    let (tenant_id, token) = tenant(addr, json!({ "name": "m", "ceiling": ceiling })).await;
+    let instance = instance_of(
+        addr,
+        &token,
+        "sluice_probe",
+        json!({ "grants": { "http": { "origins": [upstream.origin()] } } }),
+    )
+    .await;
+    let path = format!("/v1/instances/{instance}/fetch");
+    let allowed = json!({ "resource": "http", "options": { "url": upstream.url("/hello") } });
+    assert_eq!(
+        json(addr, "POST", &path, Some(&token), &allowed)
+            .await
+            .status,
+        200
+    );
+    let denied = json!({ "resource": "http", "options": { "url": "http://127.0.0.1:9/x" } });
+    assert_eq!(
+        json(addr, "POST", &path, Some(&token), &denied)
+            .await
+            .status,
+        403
+    );
+
+    let text = String::from_utf8(
+        send(addr, "GET", "/metrics", Some(ADMIN), vec![])
+            .await
+            .body
+            .to_vec(),
+    )
+    .unwrap();
+    assert_prometheus_text(&text);
+    assert!(
+        text.contains("sluice_upstream_http_requests_total{"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "sluice_denials_total{{tenant=\"{tenant_id}\",capability=\"http\"}} 1"
+        )),
+        "{text}"
+    );
+    for (path, token) in [
+        ("/healthz", None),
+        ("/readyz", None),
+        ("/metrics", Some(ADMIN)),
+    ] {
+        let head = send(addr, "HEAD", path, token, vec![]).await;
+        assert_eq!(head.status, 200, "HEAD {path}");
+        assert!(head.body.is_empty());
+    }
+}
