@@ -255,3 +255,26 @@ async fn a_full_page_without_a_link_header_is_an_error_not_the_end() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_records_path_that_finds_no_array_is_a_config_error() {
+    let upstream = Upstream::start().await;
+    let config = json!({
+        "base_url": upstream.origin(),
+        "resources": { "items": { "path": "/api/items", "records_path": "/items" } }
+    });
+    let grants = Grants::none().allow_http(&upstream.origin()).unwrap();
+    let mut session = connector("sluice_rest")
+        .open(&config.to_string(), &grants)
+        .await
+        .unwrap();
+    let err = session
+        .fetch(&FetchRequest::new("items"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::InvalidConfig(m))
+            if m.contains("records_path") && m.contains("data")),
+        "{err:?}"
+    );
+}

@@ -215,8 +215,13 @@ impl RestSession {
             .pointer(&resource.records_path)
             .and_then(Value::as_array)
             .ok_or_else(|| {
-                ConnectorError::Unavailable(format!(
-                    "no record array at `{}` in the upstream response",
+                // The upstream answered 2xx with JSON: the pointer is what is wrong.
+                let keys = body
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                ConnectorError::InvalidConfig(format!(
+                    "field `records_path`: no record array at `{}` in the upstream response (top-level keys: {keys})",
                     resource.records_path
                 ))
             })?;

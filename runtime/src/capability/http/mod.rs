@@ -505,8 +505,11 @@ impl WasiHttpHooks for HttpHooks {
                     .and_then(|v| v.parse::<u64>().ok())
             };
             let (response, io) = policy.send(request, options, target).await?;
-            if let Some(len) = declared(&response).filter(|len| *len > policy.max_response_bytes) {
-                return Err(HttpError::HttpResponseBodySize(Some(len)));
+            // The error names the grant's cap (what the user can change), not the size.
+            if declared(&response).is_some_and(|len| len > policy.max_response_bytes) {
+                return Err(HttpError::HttpResponseBodySize(Some(
+                    policy.max_response_bytes,
+                )));
             }
             Ok((response, io))
         })
