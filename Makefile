@@ -19,9 +19,11 @@ wasm-target:
 guests: wasm-target
 	cd guests && $(CARGO) build --release
 
-## build: the host library and the `sluice` binary, plus the guests
+## build: the host library and the `sluice` binary, plus the guests (the whole
+## workspace, so `make test` reuses the same dependency builds instead of
+## compiling wasmtime again under the test crate's feature set)
 build: guests
-	$(CARGO) build -p sluice --bin sluice
+	$(CARGO) build --workspace
 
 SLUICE_ADMIN_TOKEN ?= dev-admin-token
 export SLUICE_ADMIN_TOKEN
