@@ -440,6 +440,16 @@ fn items_page(req: &Request<Incoming>) -> Response<Body> {
         .expect("response")
 }
 
+/// The offset of the next page of an `items_page` response, if there is one.
+fn next_offset(response: &Response<Body>) -> Option<String> {
+    response
+        .headers()
+        .get("x-next-cursor")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| c.strip_prefix('c'))
+        .map(str::to_string)
+}
+
 /// `/api/items` as an upstream that builds its URLs from the request URL (as
 /// many do): the next `Link`, `Location` and `Content-Location` carry the
 /// request's whole query, and `X-Echo-*` headers echo its credentials.
@@ -453,12 +463,7 @@ fn echo_items_page(req: &Request<Incoming>) -> Response<Body> {
         .split('&')
         .filter(|p| !p.is_empty() && !p.starts_with("after="))
         .collect();
-    let next = response
-        .headers()
-        .get("x-next-cursor")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.strip_prefix('c'))
-        .map(str::to_string);
+    let next = next_offset(&response);
     let here = format!("http://{host}{}", req.uri());
     let headers = response.headers_mut();
     headers.remove("link");
@@ -492,12 +497,7 @@ fn echo_items_page(req: &Request<Incoming>) -> Response<Body> {
 /// `Link` field. With `nolink=1` in the query, no `Link` header at all.
 fn rel_items_page(req: &Request<Incoming>) -> Response<Body> {
     let mut response = items_page(req);
-    let next = response
-        .headers()
-        .get("x-next-cursor")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|c| c.strip_prefix('c'))
-        .map(str::to_string);
+    let next = next_offset(&response);
     let nolink = query(req, "nolink").is_some();
     let limit = query(req, "limit").unwrap_or_else(|| "10".into());
     let headers = response.headers_mut();
