@@ -196,21 +196,9 @@ impl Instance {
 fn redacted_url(url: &str) -> Option<String> {
     let config: tokio_postgres::Config = url.parse().ok()?;
     config.get_password()?;
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            tokio_postgres::config::Host::Tcp(name) => name.clone(),
-            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    Some(format!(
-        "postgres://{}:***@{}:{port}/{}",
-        config.get_user().unwrap_or(""),
-        hosts.join(","),
-        config.get_dbname().unwrap_or("")
-    ))
+    let target = crate::capability::sql::target_of(&config);
+    let (user, place) = target.split_once('@')?;
+    Some(format!("postgres://{user}:***@{place}"))
 }
 
 pub(crate) fn outside(kind: &str, entry: &str) -> ApiError {

@@ -584,14 +584,14 @@ async fn health_endpoints_and_the_error_shape() {
     );
 }
 
+/// The `/metrics` text, read with the admin token.
+pub(crate) async fn metrics_text(addr: SocketAddr) -> String {
+    let reply = send(addr, "GET", "/metrics", Some(ADMIN), vec![]).await;
+    String::from_utf8(reply.body.to_vec()).expect("metrics are text")
+}
+
 pub(crate) async fn metric(addr: SocketAddr, line_prefix: &str) -> Option<f64> {
-    let text = String::from_utf8(
-        send(addr, "GET", "/metrics", Some(ADMIN), vec![])
-            .await
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(addr).await;
     text.lines()
         .find(|l| l.starts_with(line_prefix))
         .and_then(|l| l.rsplit(' ').next())
@@ -1321,13 +1321,7 @@ async fn metrics_are_typed_count_denials_and_answer_head() {
         403
     );
 
-    let text = String::from_utf8(
-        send(addr, "GET", "/metrics", Some(ADMIN), vec![])
-            .await
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    let text = metrics_text(addr).await;
     assert_prometheus_text(&text);
     assert!(
         text.contains("sluice_upstream_http_requests_total{"),

@@ -101,6 +101,25 @@ impl SqlUrlPolicy {
     };
 }
 
+/// Where `config` connects, as `user@host:port/db`: never the password.
+pub fn target_of(config: &tokio_postgres::Config) -> String {
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{}@{}:{port}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
+}
+
 /// One named database grant.
 pub struct SqlGrant {
     name: String,
@@ -136,22 +155,7 @@ impl SqlGrant {
 
     /// `user@host:port/db`, never the password.
     pub fn target(&self) -> String {
-        let hosts: Vec<String> = self
-            .config
-            .get_hosts()
-            .iter()
-            .map(|h| match h {
-                Host::Tcp(name) => name.clone(),
-                Host::Unix(path) => path.display().to_string(),
-            })
-            .collect();
-        let port = self.config.get_ports().first().copied().unwrap_or(5432);
-        format!(
-            "{}@{}:{port}/{}",
-            self.config.get_user().unwrap_or(""),
-            hosts.join(","),
-            self.config.get_dbname().unwrap_or("")
-        )
+        target_of(&self.config)
     }
 
     /// Check the URL against `policy`; a policy that refuses privileged roles

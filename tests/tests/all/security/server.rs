@@ -229,13 +229,7 @@ async fn metrics_need_an_operator_token_and_label_only_known_operations() {
     )
     .await;
     assert_eq!(fetch.status, 200);
-    let text = String::from_utf8(
-        send(addr, "GET", "/metrics", Some(ADMIN), vec![])
-            .await
-            .body
-            .to_vec(),
-    )
-    .unwrap();
+    let text = crate::server::metrics_text(addr).await;
     assert!(
         !text.contains("op-"),
         "an operation from the URL became a label"
