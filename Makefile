@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests build run demo test fuzz bench services lint fmt clean
+.PHONY: setup wasm-target guests bundled build run demo test fuzz bench services lint fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -28,14 +28,26 @@ build: guests
 SLUICE_ADMIN_TOKEN ?= dev-admin-token
 export SLUICE_ADMIN_TOKEN
 
-## run: start `sluice serve` on http://127.0.0.1:8080 (data in target/sluice-data, bundled connectors preloaded)
-run: build
-	@echo "sluice serve: http://127.0.0.1:8080  (admin token: $$SLUICE_ADMIN_TOKEN)"
-	@echo "In another terminal, run the walkthrough: sh examples/walkthrough.sh"
+## run: start `sluice serve` on http://127.0.0.1:$(PORT) (default 8080) from a release build
+## (data in target/sluice-data, bundled connectors preloaded)
+PORT ?= 8080
+run: bundled
+	$(CARGO) build --release -p sluice --bin sluice
+	@echo "sluice serve: http://127.0.0.1:$(PORT)  (admin token: $$SLUICE_ADMIN_TOKEN)"
+	@echo "In another terminal, run the walkthrough: URL=http://127.0.0.1:$(PORT) sh examples/walkthrough.sh"
 	@echo "-- examples/walkthrough.sh -----------------------------------------------"
 	@grep -v '^#!' examples/walkthrough.sh
 	@echo "---------------------------------------------------------------------------"
-	@$(SLUICE) serve --listen 127.0.0.1:8080 --data-dir target/sluice-data --connectors $(GUEST_OUT)
+	@target/release/sluice serve --listen 127.0.0.1:$(PORT) --data-dir target/sluice-data --connectors $(BUNDLED)
+
+## bundled: the connectors `make run` offers every tenant: those of guests/connectors
+## (never the hostile test probes built beside them)
+BUNDLED := target/bundled
+bundled: guests
+	@mkdir -p $(BUNDLED) && rm -f $(BUNDLED)/*.wasm
+	@for dir in guests/connectors/*/; do \
+		cp $(GUEST_OUT)/sluice_$$(basename $$dir).wasm $(BUNDLED)/; \
+	done
 
 ## demo: run the file connector once from the command line over the sample data
 demo: build

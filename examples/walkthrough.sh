@@ -28,6 +28,6 @@ curl -sf -X POST "$URL/v1/instances/$INSTANCE/fetch" -H "authorization: Bearer $
        "sort": [{"field": "age", "direction": "desc"}], "fields": ["name", "age"]}'
 echo
 
-# 5. Stream NDJSON: records, then a checkpoint line per batch (pass one back as "checkpoint" to resume).
+# 5. Stream NDJSON: {"record": ...} lines, then a {"checkpoint": ...} line per batch (pass one back as "checkpoint" to resume).
 curl -sfN -X POST "$URL/v1/instances/$INSTANCE/stream" -H "authorization: Bearer $TOKEN" \
   -d '{"resource": "people.ndjson", "batch_size": 2}'

@@ -128,19 +128,20 @@ impl ArtifactCache {
         mac
     }
 
-    /// The compiled component for `bytes` (whose SHA-256 is `digest`): from the
-    /// cache when a sealed artifact is there, else compiled and stored.
+    /// The compiled component for `bytes` (whose SHA-256 is `digest`), and
+    /// whether it came from the cache: from the cache when a sealed artifact
+    /// is there, else compiled and stored.
     pub(crate) fn component(
         &self,
         engine: &Engine,
         digest: &str,
         bytes: &[u8],
-    ) -> Result<Component, Error> {
+    ) -> Result<(Component, bool), Error> {
         let fingerprint = engine_fingerprint(engine);
         let path = self.path(&fingerprint, digest);
         if let Some(component) = self.load(engine, &fingerprint, digest, &path) {
             self.hits.fetch_add(1, Ordering::Relaxed);
-            return Ok(component);
+            return Ok((component, true));
         }
         let component =
             Component::new(engine, bytes).map_err(|e| Error::InvalidComponent(format!("{e:#}")))?;
@@ -149,7 +150,7 @@ impl ArtifactCache {
             // A cache that cannot be written costs a recompile later, nothing else.
             tracing::warn!(error = %e, digest, "could not cache the compiled connector");
         }
-        Ok(component)
+        Ok((component, false))
     }
 
     fn load(

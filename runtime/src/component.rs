@@ -102,12 +102,19 @@ impl Connector {
         cache: Option<&ArtifactCache>,
     ) -> Result<Self, Error> {
         check_header(bytes)?;
+        let started = std::time::Instant::now();
         let sha256 = hex::encode(Sha256::digest(bytes));
         let engine = runtime.engine();
-        let component = match cache {
-            Some(cache) => cache.component(engine, &sha256, bytes)?,
-            None => Component::new(engine, bytes)
-                .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?,
+        let (component, artifact) = match cache {
+            Some(cache) => match cache.component(engine, &sha256, bytes)? {
+                (component, true) => (component, "cached"),
+                (component, false) => (component, "compiled and cached"),
+            },
+            None => (
+                Component::new(engine, bytes)
+                    .map_err(|e| Error::InvalidComponent(format!("{e:#}")))?,
+                "compiled",
+            ),
         };
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
@@ -135,6 +142,14 @@ impl Connector {
             exports: vec![format!("an incompatible `{CONNECTOR_EXPORT}` ({e:#})")],
         })?;
         let name: Arc<str> = name.unwrap_or_else(|| sha256[..12].to_string()).into();
+        tracing::info!(
+            connector = %name,
+            sha256 = &sha256[..12],
+            bytes = bytes.len(),
+            ready_ms = started.elapsed().as_millis() as u64,
+            artifact,
+            "connector loaded"
+        );
         Ok(Self {
             inner: Arc::new(ConnectorInner {
                 runtime,

@@ -53,6 +53,10 @@ pub enum Error {
     /// The call used more CPU time than its limit.
     #[error("the call exceeded its CPU limit of {0:?} and was stopped")]
     CpuLimit(Duration),
+    /// A timeout set by a grant expired (an upstream too slow for the grant's
+    /// setting), and the connector's call failed because of it.
+    #[error("{0}")]
+    GrantTimeout(GrantTimeout),
     /// The call ran past its wall-clock deadline (guest code and host I/O together).
     #[error("timeout: the call exceeded its wall-clock deadline of {0:?} and was stopped")]
     Timeout(Duration),
@@ -98,11 +102,14 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the error is a deadline: the wall clock, the CPU limit or the connector's own `timeout`.
+    /// Whether the error is a deadline: the wall clock, the CPU limit, a grant's timeout or the connector's own `timeout`.
     pub fn is_timeout(&self) -> bool {
         matches!(
             self,
-            Error::Timeout(_) | Error::CpuLimit(_) | Error::Connector(ConnectorError::Timeout)
+            Error::Timeout(_)
+                | Error::CpuLimit(_)
+                | Error::GrantTimeout(_)
+                | Error::Connector(ConnectorError::Timeout)
         )
     }
 
@@ -165,6 +172,34 @@ impl fmt::Display for Capability {
     }
 }
 
+/// A timeout a grant set that expired during a call: what was waited for and
+/// which grant setting bounds the wait, so the message blames the setting a
+/// user can change rather than the connector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantTimeout {
+    /// The capability whose grant set the timeout.
+    pub capability: Capability,
+    /// What did not arrive in time, e.g. `the first response byte from http://api.test`.
+    pub waited_for: String,
+    /// The grant setting, e.g. `first_byte_timeout_ms`.
+    pub setting: &'static str,
+    /// The setting's value.
+    pub limit: Duration,
+}
+
+impl fmt::Display for GrantTimeout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timeout: {} did not come within the {} grant's {} of {} ms; raise it in the grant if the upstream is this slow",
+            self.waited_for,
+            self.capability,
+            self.setting,
+            self.limit.as_millis()
+        )
+    }
+}
+
 /// A capability the host refused: what was asked for and the grant that would allow it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Denial {
@@ -200,7 +235,9 @@ impl ConnectorError {
             ConnectorError::Unavailable(m) => format!("unavailable: {m}"),
             ConnectorError::RateLimited(Some(s)) => format!("rate limited: retry after {s} s"),
             ConnectorError::RateLimited(None) => "rate limited".to_string(),
-            ConnectorError::Timeout => "timeout: the connector's own deadline expired".to_string(),
+            ConnectorError::Timeout => {
+                "timeout: a deadline the connector set for itself expired".to_string()
+            }
             ConnectorError::Internal(m) => format!("connector bug: {m}"),
         }
     }

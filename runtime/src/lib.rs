@@ -56,6 +56,7 @@ mod request;
 pub mod server;
 mod session;
 mod state;
+pub mod wire;
 
 pub use artifacts::{ArtifactCache, CacheStats};
 pub use bindings::{
@@ -64,7 +65,7 @@ pub use bindings::{
 };
 pub use component::{host_provides, Connector, CONNECTOR_EXPORT};
 pub use engine::{ComponentBounds, PoolingConfig, Runtime, RuntimeConfig, DEFAULT_EPOCH_TICK};
-pub use error::{Capability, Denial, Error};
+pub use error::{Capability, Denial, Error, GrantTimeout};
 pub use limits::Limits;
 pub use policy::Grants;
 pub use session::{RecordStream, Session};

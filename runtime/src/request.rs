@@ -89,86 +89,71 @@ impl Record {
         }
     }
 
-    /// The record as one JSON object: its data, plus `_id`, `_metadata` and
-    /// `_timestamp` when set.
+    /// The record as one JSON object, the form every front door speaks
+    /// (see [`crate::wire`]): `{"id", "data", "metadata", "timestamp"}`, with
+    /// `id`, `metadata` and `timestamp` only when set. The data stays exactly
+    /// the connector's: identity is never mixed into it.
     ///
     /// # Errors
     ///
     /// [`Error::Host`] when the connector produced data that is not JSON.
     pub fn to_json(&self) -> Result<Value, Error> {
-        let mut data: Value = serde_json::from_str(&self.data).map_err(|e| {
-            Error::Host(format!("connector returned a record that is not JSON: {e}"))
-        })?;
-        if let Value::Object(map) = &mut data {
-            if let Some(id) = &self.id {
-                map.insert("_id".into(), Value::String(id.clone()));
-            }
-            if let Some(metadata) = &self.metadata {
-                if let Ok(value) = serde_json::from_str(metadata) {
-                    map.insert("_metadata".into(), value);
-                }
-            }
-            if let Some(ts) = self.timestamp {
-                map.insert("_timestamp".into(), Value::from(ts));
-            }
+        let data: Value = serde_json::from_str(&self.data).map_err(not_json)?;
+        let mut object = serde_json::Map::new();
+        if let Some(id) = &self.id {
+            object.insert("id".into(), Value::String(id.clone()));
         }
-        Ok(data)
+        object.insert("data".into(), data);
+        if let Some(metadata) = self.metadata_value() {
+            object.insert("metadata".into(), metadata);
+        }
+        if let Some(ts) = self.timestamp {
+            object.insert("timestamp".into(), Value::from(ts));
+        }
+        Ok(Value::Object(object))
     }
 
     /// Append [`Record::to_json`]'s object to `out` as JSON text. The data is
-    /// checked but not rebuilt: its text is copied and the extra fields are
-    /// spliced in, which is what lets `sluice serve` answer large pages and
-    /// streams without parsing every record into a tree and printing it again.
+    /// checked but not rebuilt: its text is copied in, which is what lets
+    /// `sluice serve` answer large pages and streams without parsing every
+    /// record into a tree and printing it again.
     ///
     /// # Errors
     ///
     /// [`Error::Host`] when the connector produced data that is not JSON.
     pub fn write_json(&self, out: &mut String) -> Result<(), Error> {
         let text = self.data.trim();
-        let extras = self.id.is_some() || self.metadata.is_some() || self.timestamp.is_some();
-        let object = text.starts_with('{') && text.ends_with('}');
-        // Where a spliced field could collide with the data's own, take the careful path.
-        let collides = extras
-            && ["\"_id\"", "\"_metadata\"", "\"_timestamp\""]
-                .iter()
-                .any(|key| text.contains(key));
-        if (extras && !object) || collides {
-            out.push_str(&self.to_json()?.to_string());
-            return Ok(());
-        }
-        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| {
-            Error::Host(format!("connector returned a record that is not JSON: {e}"))
-        })?;
-        if !extras {
-            out.push_str(text);
-            return Ok(());
-        }
-        let body = text[1..text.len() - 1].trim();
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(not_json)?;
         out.push('{');
-        out.push_str(body);
-        let mut separator = if body.is_empty() { "" } else { "," };
         if let Some(id) = &self.id {
-            out.push_str(separator);
-            out.push_str("\"_id\":");
+            out.push_str("\"id\":");
             out.push_str(&Value::String(id.clone()).to_string());
-            separator = ",";
+            out.push(',');
         }
-        if let Some(metadata) = &self.metadata {
-            if let Ok(value) = serde_json::from_str::<Value>(metadata) {
-                out.push_str(separator);
-                out.push_str("\"_metadata\":");
-                out.push_str(&value.to_string());
-                separator = ",";
-            }
+        out.push_str("\"data\":");
+        out.push_str(text);
+        if let Some(metadata) = self.metadata_value() {
+            out.push_str(",\"metadata\":");
+            out.push_str(&metadata.to_string());
         }
         if let Some(ts) = self.timestamp {
-            out.push_str(separator);
-            out.push_str("\"_timestamp\":");
+            out.push_str(",\"timestamp\":");
             out.push_str(&ts.to_string());
         }
         out.push('}');
         Ok(())
     }
+
+    /// The metadata as JSON; metadata that is not JSON is left out.
+    fn metadata_value(&self) -> Option<Value> {
+        self.metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str(m).ok())
+    }
+}
+
+fn not_json(e: serde_json::Error) -> Error {
+    Error::Host(format!("connector returned a record that is not JSON: {e}"))
 }
 
 impl FilterOp {
@@ -176,8 +161,8 @@ impl FilterOp {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] listing the valid names.
-    pub fn parse(name: &str) -> Result<Self, Error> {
+    /// A sentence naming the unknown operator and listing the valid names.
+    pub fn parse(name: &str) -> Result<Self, String> {
         Ok(match name {
             "eq" => FilterOp::Eq,
             "ne" => FilterOp::Ne,
@@ -191,9 +176,9 @@ impl FilterOp {
             "is-null" => FilterOp::IsNull,
             "is-not-null" => FilterOp::IsNotNull,
             other => {
-                return Err(Error::InvalidConfig(format!(
+                return Err(format!(
                     "unknown filter operator `{other}`; use one of eq ne lt le gt ge in not-in like is-null is-not-null"
-                )))
+                ))
             }
         })
     }
@@ -204,14 +189,14 @@ impl SortDirection {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for anything else.
-    pub fn parse(name: &str) -> Result<Self, Error> {
+    /// A sentence naming the unknown direction.
+    pub fn parse(name: &str) -> Result<Self, String> {
         match name {
             "asc" => Ok(SortDirection::Asc),
             "desc" => Ok(SortDirection::Desc),
-            other => Err(Error::InvalidConfig(format!(
+            other => Err(format!(
                 "unknown sort direction `{other}`; use `asc` or `desc`"
-            ))),
+            )),
         }
     }
 }
@@ -246,7 +231,7 @@ mod tests {
                 Some(42),
             ),
             record("{}", Some("k\"1"), None, Some(-1)),
-            record(r#"{"_id":"own","a":1}"#, Some("host"), None, None),
+            record(r#"{"_id":"own","id":2,"a":1}"#, Some("host"), None, None),
             record("[1,2]", None, None, None),
             record("[1,2]", Some("x"), None, None),
             record(r#"{"a":1}"#, None, Some("not json"), None),
@@ -254,6 +239,20 @@ mod tests {
         for case in &cases {
             assert_eq!(written(case).unwrap(), case.to_json().unwrap(), "{case:?}");
         }
+    }
+
+    #[test]
+    fn identity_stays_out_of_the_data() {
+        let own = record(r#"{"_id":"own","id":2}"#, Some("host"), None, Some(5));
+        assert_eq!(
+            own.to_json().unwrap(),
+            serde_json::json!({ "id": "host", "data": { "_id": "own", "id": 2 }, "timestamp": 5 })
+        );
+        let bare = record(r#"{"a":1}"#, None, None, None);
+        assert_eq!(
+            bare.to_json().unwrap(),
+            serde_json::json!({ "data": { "a": 1 } })
+        );
     }
 
     #[test]

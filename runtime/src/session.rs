@@ -24,7 +24,7 @@ use crate::component::Connector;
 use crate::error::{Denial, Error};
 use crate::limits::{LimitExceeded, Limits, StoreLimiter};
 use crate::policy::Grants;
-use crate::state::{Denials, HostState};
+use crate::state::{Denials, Expiries, HostState};
 
 /// An open connector session. Dropping it disconnects: the store and every
 /// host resource it holds (files, sockets, requests) are released.
@@ -35,6 +35,8 @@ pub struct Session {
     handle: Option<ResourceAny>,
     limits: Limits,
     denials: Denials,
+    /// Grant timeouts that expired during the current call.
+    expiries: Expiries,
     id: u64,
     poisoned: Option<String>,
     /// Stream handles dropped without `close`, released before the next call.
@@ -70,6 +72,7 @@ impl Session {
         grants.http.check_secrets()?;
         grants.sql.check_secrets()?;
         let denials = Denials::default();
+        let expiries = Expiries::default();
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(runtime.config().inline_file_io);
         grants.files.apply(&mut wasi)?;
@@ -82,6 +85,7 @@ impl Session {
             hooks: HttpHooks {
                 policy: Arc::new(grants.http.clone()),
                 denials: denials.clone(),
+                expiries: expiries.clone(),
             },
             table,
             limiter: StoreLimiter::new(
@@ -98,6 +102,7 @@ impl Session {
                 session: id,
             },
             denials: denials.clone(),
+            expiries: expiries.clone(),
             sql: grants.sql.clone(),
         };
         let mut store = Store::new(runtime.engine(), state);
@@ -129,6 +134,7 @@ impl Session {
             handle: None,
             limits: limits.clone(),
             denials,
+            expiries,
             id,
             poisoned: None,
             abandoned: Vec::new(),
@@ -146,6 +152,12 @@ impl Session {
         )
         .await;
         self.handle = Some(self.finish(mark, outcome)?);
+        tracing::info!(
+            connector = %self.store.data().log.connector,
+            session = self.id,
+            instantiate_us = self.instantiation_time.as_micros() as u64,
+            "session opened"
+        );
         Ok(())
     }
 
@@ -309,6 +321,7 @@ impl Session {
         }
         self.release_abandoned().await?;
         self.reset_cpu();
+        self.expiries.take();
         Ok(self.denials.len())
     }
 
@@ -339,13 +352,18 @@ impl Session {
         let error = match outcome {
             Ok(Ok(Ok(value))) => return Ok(value),
             Ok(Ok(Err(connector_error))) => {
-                // A failure that follows a host denial is reported as that denial.
+                // A failure that follows a host denial is reported as that
+                // denial; a timeout that follows a grant's, as that timeout.
+                let expired = self.expiries.take();
                 return Err(match self.denials.first_since(mark) {
                     Some(mut denial) => {
                         denial.connector_error = Some(connector_error);
                         Error::Denied(denial)
                     }
-                    None => Error::Connector(connector_error),
+                    None => match (connector_error, expired) {
+                        (ConnectorError::Timeout, Some(expired)) => Error::GrantTimeout(expired),
+                        (connector_error, _) => Error::Connector(connector_error),
+                    },
                 });
             }
             Ok(Err(trap)) => classify_trap(trap, &self.limits),

@@ -9,7 +9,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
 use crate::capability::sql::SqlPolicy;
-use crate::error::Denial;
+use crate::error::{Denial, GrantTimeout};
 use crate::limits::StoreLimiter;
 
 /// Denials recorded by capability checks, shared with the checks' closures.
@@ -49,6 +49,28 @@ impl Denials {
     }
 }
 
+/// The grant timeouts that expired during the current call, shared with the
+/// capabilities' closures; the session turns a connector `timeout` that
+/// follows one into [`crate::Error::GrantTimeout`].
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Expiries(Arc<Mutex<Option<GrantTimeout>>>);
+
+impl Expiries {
+    /// Record an expired grant timeout and log it; the first of a call is kept.
+    pub fn record(&self, expired: GrantTimeout) {
+        tracing::warn!(capability = %expired.capability, setting = expired.setting, limit_ms = expired.limit.as_millis() as u64, "{}", expired.waited_for);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(expired);
+    }
+
+    /// The first grant timeout since the last `take`, clearing it.
+    pub fn take(&self) -> Option<GrantTimeout> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
 /// The `T` of `Store<T>` for every connector store.
 pub(crate) struct HostState {
     pub wasi: WasiCtx,
@@ -58,6 +80,7 @@ pub(crate) struct HostState {
     pub limiter: StoreLimiter,
     pub log: LogTags,
     pub denials: Denials,
+    pub expiries: Expiries,
     pub sql: SqlPolicy,
 }
 

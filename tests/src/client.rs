@@ -46,6 +46,22 @@ pub async fn send(
     token: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
+    let authorization = token.map(|t| format!("Bearer {t}"));
+    let headers: Vec<(&str, &str)> = authorization
+        .as_deref()
+        .map(|a| vec![("authorization", a)])
+        .unwrap_or_default();
+    send_with(addr, method, path, &headers, body).await
+}
+
+/// Send one request with the given headers (besides `host`).
+pub async fn send_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Reply {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
         .expect("connect to the server");
@@ -57,8 +73,8 @@ pub async fn send(
         .method(method)
         .uri(path)
         .header("host", addr.to_string());
-    if let Some(token) = token {
-        request = request.header("authorization", format!("Bearer {token}"));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
     }
     let response = sender
         .send_request(request.body(Full::new(Bytes::from(body))).expect("request"))

@@ -89,6 +89,20 @@ pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")
 }
 
+/// A directory holding what `make bundled` offers every tenant: one
+/// component per `guests/connectors/*`, never the hostile test probes.
+pub fn bundled_connectors() -> tempfile::TempDir {
+    let dir = tempdir();
+    let connectors =
+        std::fs::read_dir(root().join("guests/connectors")).expect("guests/connectors");
+    for entry in connectors.map(|e| e.expect("a directory entry")) {
+        let name = format!("sluice_{}", entry.file_name().to_string_lossy());
+        std::fs::copy(guest(&name), dir.path().join(format!("{name}.wasm")))
+            .expect("copy a connector");
+    }
+    dir
+}
+
 /// The JSON data of every record of a page or batch.
 pub fn data(records: &[sluice::Record]) -> Vec<serde_json::Value> {
     records

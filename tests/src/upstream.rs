@@ -243,6 +243,14 @@ async fn route(
             Response::new(Chunked { remaining: n }.boxed())
         }
         "/stall" => Response::new(Stalled.boxed()),
+        "/hold" => {
+            // Headers only after `ms` milliseconds: a slow first byte.
+            let ms = query(&req, "ms")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1000);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            full(200, b"late".to_vec())
+        }
         path if path.starts_with("/auth/") => {
             let ok = match path {
                 "/auth/bearer" => header(&req, "authorization") == format!("Bearer {BEARER_TOKEN}"),
@@ -366,6 +374,28 @@ fn graphql(request: &serde_json::Value) -> serde_json::Value {
     }
     if document.contains("secret") {
         return json!({ "errors": [{ "message": "not allowed", "extensions": { "code": "FORBIDDEN" } }] });
+    }
+    if document.contains("createUser") {
+        // json-graphql-server's generated mutation: one argument per field.
+        return match (vars["name"].as_str(), vars["team"].as_str()) {
+            (Some(name), Some(team)) => {
+                json!({ "data": { "createUser": { "id": "200", "name": name, "team": team } } })
+            }
+            _ => {
+                json!({ "errors": [{ "message": "Variable \"$name\" of required type \"String!\" was not provided." }] })
+            }
+        };
+    }
+    if document.contains("allUsers") {
+        // json-graphql-server's lists: `page` counts from 0, `perPage` rows each.
+        let page = vars["page"].as_u64().unwrap_or(0) as usize;
+        let per_page = vars["perPage"].as_u64().unwrap_or(25) as usize;
+        let users: Vec<_> = (1..=120)
+            .map(|i| json!({ "id": i.to_string(), "name": format!("user-{i}"), "team": format!("t{}", i % 3) }))
+            .skip(page * per_page)
+            .take(per_page)
+            .collect();
+        return json!({ "data": { "allUsers": users } });
     }
     if document.trim_start().starts_with("mutation") {
         let mut item = vars["input"].clone();

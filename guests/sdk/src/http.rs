@@ -95,17 +95,38 @@ pub fn encode_component(text: &str) -> String {
         .collect()
 }
 
-/// `url` with `params` appended as a query string.
+/// `url` with `params` in its query string: a parameter the URL already
+/// carries under the same name is replaced, not repeated; the URL's other
+/// parameters (a fixed sort, say) and its fragment are kept.
 pub fn with_query(url: &str, params: &[(String, String)]) -> String {
     if params.is_empty() {
         return url.to_string();
     }
-    let joined: Vec<String> = params
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v)))
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (url, None),
+    };
+    let (base, query) = url.split_once('?').unwrap_or((url, ""));
+    let keys: Vec<String> = params.iter().map(|(k, _)| encode_component(k)).collect();
+    let mut pairs: Vec<String> = query
+        .split('&')
+        .filter(|pair| {
+            let key = pair.split('=').next().unwrap_or("");
+            !pair.is_empty() && !keys.iter().any(|k| k == key)
+        })
+        .map(str::to_string)
         .collect();
-    let sep = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{sep}{}", joined.join("&"))
+    pairs.extend(
+        params
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode_component(k), encode_component(v))),
+    );
+    let mut out = format!("{base}?{}", pairs.join("&"));
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
 }
 
 /// `GET url`.
@@ -289,12 +310,53 @@ pub fn http_error(origin: &str, code: ErrorCode) -> ConnectorError {
         ErrorCode::ConnectionTimeout
         | ErrorCode::ConnectionReadTimeout
         | ErrorCode::ConnectionWriteTimeout
-        | ErrorCode::DnsTimeout => ConnectorError::Timeout,
+        | ErrorCode::DnsTimeout
+        | ErrorCode::HttpResponseTimeout => ConnectorError::Timeout,
         ErrorCode::HttpResponseBodySize(limit) => ConnectorError::Unavailable(format!(
             "response from {origin} is larger than the host's cap{}",
             limit.map(|l| format!(" of {l} bytes")).unwrap_or_default()
         )),
         ErrorCode::InternalError(Some(message)) => ConnectorError::Unavailable(message),
         other => ConnectorError::Unavailable(format!("HTTP request to {origin} failed: {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::with_query;
+
+    fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn params_are_appended_after_the_paths_own_query() {
+        assert_eq!(
+            with_query("http://a/users?_sort=team,id", &params(&[("_limit", "30")])),
+            "http://a/users?_sort=team,id&_limit=30"
+        );
+        assert_eq!(
+            with_query("http://a/users", &params(&[("q", "a b&c")])),
+            "http://a/users?q=a%20b%26c"
+        );
+        assert_eq!(with_query("http://a/x?y=1", &[]), "http://a/x?y=1");
+    }
+
+    #[test]
+    fn a_parameter_the_url_carries_is_replaced_not_repeated() {
+        assert_eq!(
+            with_query(
+                "http://a/items?_page=1&_sort=id",
+                &params(&[("_page", "2"), ("_limit", "10")])
+            ),
+            "http://a/items?_sort=id&_page=2&_limit=10"
+        );
+        assert_eq!(
+            with_query("http://a/items?page=1#top", &params(&[("page", "3")])),
+            "http://a/items?page=3#top"
+        );
     }
 }

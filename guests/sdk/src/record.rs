@@ -117,15 +117,25 @@ pub fn io_error(path: &str, err: std::io::Error) -> ConnectorError {
     if err.kind() == ErrorKind::NotFound && !inside_a_mount(path) {
         // WASI reports paths outside every preopen as missing; say why.
         return ConnectorError::Denied(format!(
-            "`{path}` is outside every mounted directory: grant it with a mount (`--mount HOST:GUEST[:ro|rw]`)"
+            "`{path}` is outside every mounted directory: grant a directory holding it (a `files` grant; CLI: `--mount HOST:GUEST`)"
         ));
     }
     match err.kind() {
         ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem => ConnectorError::Denied(
-            format!("access to `{path}` denied ({err}): grant it with a mount (`--mount HOST:GUEST:rw` to write)"),
+            format!("writing `{path}` is not permitted (permission denied): its mount is read-only; grant it read-write (`\"mode\": \"rw\"` in the `files` grant; CLI: `--mount HOST:GUEST:rw`)"),
         ),
-        ErrorKind::NotFound => ConnectorError::NotFound(format!("`{path}`: {err}")),
-        _ => ConnectorError::Unavailable(format!("`{path}`: {err}")),
+        ErrorKind::NotFound => ConnectorError::NotFound(format!("`{path}`: no such file or directory")),
+        _ => ConnectorError::Unavailable(format!("`{path}`: {}", plain(&err))),
+    }
+}
+
+/// An I/O error in words, without the platform's error number (WASI's
+/// numbers mean nothing to the person reading).
+fn plain(err: &std::io::Error) -> String {
+    let text = err.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_lowercase(),
+        None => text,
     }
 }
 

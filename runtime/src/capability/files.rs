@@ -154,10 +154,15 @@ impl Mount {
         let (host, guest, mode) = match parts.as_slice() {
             [host, guest, "ro"] => (*host, *guest, MountMode::ReadOnly),
             [host, guest, "rw"] => (*host, *guest, MountMode::ReadWrite),
-            [_, _, _] => {
-                // `a:b:c` where c is not a mode: the host part held a colon.
+            [_, _, last] if last.starts_with('/') => {
+                // `a:b:/c`: the host part held a colon.
                 let (host, guest) = spec.rsplit_once(':').ok_or_else(bad)?;
                 (host, guest, MountMode::ReadOnly)
+            }
+            [_, _, mode] => {
+                return Err(Error::InvalidGrant(format!(
+                    "mount `{spec}`: unknown mode `{mode}`; use `ro` (read-only, the default) or `rw` (read-write)"
+                )))
             }
             [host, guest] => (*host, *guest, MountMode::ReadOnly),
             _ => return Err(bad()),
@@ -247,5 +252,40 @@ impl FilesPolicy {
                 })?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(spec: &str) -> String {
+        match Mount::parse(spec) {
+            Err(Error::InvalidGrant(m)) => m,
+            other => panic!("{spec}: expected an invalid grant, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_mount_mode_is_named() {
+        let m = message("/tmp:/data:xx");
+        assert!(m.contains("unknown mode `xx`") && m.contains("`rw`"), "{m}");
+        assert!(message("/tmp:/data:RW").contains("unknown mode `RW`"));
+    }
+
+    #[test]
+    fn modes_parse_and_a_colon_in_the_host_path_is_kept() {
+        let dir = std::env::temp_dir();
+        let host = dir.display().to_string();
+        let rw = Mount::parse(&format!("{host}:/data:rw")).unwrap();
+        assert_eq!(
+            (rw.guest.as_str(), rw.mode),
+            ("/data", MountMode::ReadWrite)
+        );
+        let ro = Mount::parse(&format!("{host}:/data")).unwrap();
+        assert_eq!(ro.mode, MountMode::ReadOnly);
+        // `a:b:/c` reads as host `a:b`, guest `/c` (the host does not exist here).
+        let m = message("/no/such:dir:/data");
+        assert!(m.contains("/no/such:dir"), "{m}");
     }
 }

@@ -125,7 +125,7 @@ impl From<Error> for ApiError {
                     ApiError::new(S::BAD_GATEWAY, "connector_failed", message)
                 }
             },
-            Error::Timeout(_) | Error::CpuLimit(_) => {
+            Error::Timeout(_) | Error::CpuLimit(_) | Error::GrantTimeout(_) => {
                 ApiError::new(S::GATEWAY_TIMEOUT, "timeout", message)
             }
             Error::MemoryLimit { .. }

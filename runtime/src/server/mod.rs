@@ -37,7 +37,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
 pub use api_error::ApiError;
-use model::{fit_grants, Ceiling, ConnectorMeta, Instance, Quotas, Tenant, TokenRecord};
+use model::{fit_grants, Ceiling, ConnectorMeta, Instance, Quotas, Tenant, TokenRecord, TokenSpec};
 use store::{LocalStore, PostgresStore, Store};
 
 use crate::{
@@ -244,13 +244,18 @@ impl Server {
         tracing::info!(store = store.describe(), "store opened");
         let (admin_hash, generated) =
             admin_token(store.as_ref(), config.admin_token.as_deref()).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| crate::Error::Io {
-                    path: config.listen.to_string(),
-                    source,
-                })?;
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
+            let hint = match e.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "; another process is listening there: stop it or choose another `listen` address (CLI: --listen)"
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "; ports below 1024 need privileges: choose a port from 1024 up"
+                }
+                _ => "",
+            };
+            crate::Error::InvalidConfig(format!("cannot listen on {}: {e}{hint}", config.listen))
+        })?;
         let runtime = Runtime::with_config(RuntimeConfig {
             pooling: config.pooling.clone(),
             ..RuntimeConfig::default()
@@ -445,6 +450,13 @@ fn error_response(err: &ApiError) -> Response<ResponseBody> {
     if err.status == StatusCode::TOO_MANY_REQUESTS {
         response = response.header(http::header::RETRY_AFTER, "1");
     }
+    if err.status == StatusCode::UNAUTHORIZED {
+        response = response.header(http::header::WWW_AUTHENTICATE, "Bearer realm=\"sluice\"");
+    }
+    if let Some(allow) = err.details["allow"].as_array() {
+        let methods: Vec<&str> = allow.iter().filter_map(Value::as_str).collect();
+        response = response.header(http::header::ALLOW, methods.join(", "));
+    }
     response
         .body(Full::new(err.body()).boxed())
         .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
@@ -478,13 +490,17 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ResponseB
     response
 }
 
+/// The token of an `Authorization: Bearer …` header; the scheme is matched
+/// case-insensitively (RFC 9110 §11.1).
 fn bearer(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
+    let value = req
+        .headers()
         .get(http::header::AUTHORIZATION)?
         .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::to_string)
+        .ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_string())
 }
 
 async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
@@ -514,8 +530,38 @@ async fn read_body(req: Request<Incoming>, limit: usize) -> Result<Bytes, ApiErr
 
 async fn read_json<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, ApiError> {
     let body = read_body(req, 1 << 20).await?;
-    serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    parse_body(&body)
+}
+
+/// A body that may be empty (no fields to give).
+async fn read_optional_json<T: DeserializeOwned>(
+    req: Request<Incoming>,
+) -> Result<Option<T>, ApiError> {
+    let body = read_body(req, 1 << 20).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    parse_body(&body).map(Some)
+}
+
+/// A JSON body: 400 when it is not JSON, 422 when it is JSON of the wrong
+/// shape (an unknown field, a missing one, a wrong type), naming the field.
+fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("the body does not fit this request: {e}"),
+        ),
+        _ => ApiError::bad_request(format!("invalid JSON body: {e}")),
+    })
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl State {
@@ -565,6 +611,13 @@ impl State {
             .load("tokens", &sha256_hex(token.as_bytes()))
             .await?
             .ok_or_else(ApiError::unauthorized)?;
+        if record.expired(unix_now()) {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "token_expired",
+                "the bearer token has expired; ask an admin for a new one",
+            ));
+        }
         self.load("tenants", &record.tenant)
             .await?
             .ok_or_else(ApiError::unauthorized)
@@ -786,6 +839,15 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
     let path = req.uri().path().to_string();
     let parts = segments(&path);
     let method = req.method().clone();
+    let allowed = openapi::allowed_methods(&parts);
+    if !allowed.is_empty() && !allowed.contains(&method.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{path} answers {}, not {method}", allowed.join(", ")),
+        )
+        .details(json!({ "allow": allowed })));
+    }
     // HEAD is GET without the body (hyper leaves the body out).
     let read = method == Method::GET || method == Method::HEAD;
     match (read, parts.as_slice()) {
@@ -831,6 +893,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         }
         _ => {}
     }
+    let method = if method == Method::HEAD {
+        Method::GET
+    } else {
+        method
+    };
     let token = bearer(&req);
     if let ["v1", "tenants", rest @ ..] = parts.as_slice() {
         if !state.is_admin(token.as_deref()) {
@@ -860,7 +927,14 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             }
             let own = read_json_response(reply).await?;
             let mut items: Vec<Value> = builtins.into_iter().map(|m| json!(m)).collect();
-            items.extend(own["items"].as_array().cloned().unwrap_or_default());
+            // An upload of a bundled connector's bytes (stored before uploads of
+            // them were answered with the bundled one) is listed once.
+            let own_items = own["items"].as_array().cloned().unwrap_or_default();
+            items.extend(own_items.into_iter().filter(|item| {
+                item["id"]
+                    .as_str()
+                    .is_none_or(|id| !state.builtins.contains_key(id))
+            }));
             Ok(json_response(StatusCode::OK, &json!({ "items": items })))
         }
         (Method::GET, ["v1", "connectors", id]) => {
@@ -1003,20 +1077,53 @@ async fn admin(
                 .load::<Tenant>("tenants", id)
                 .await?
                 .ok_or_else(|| ApiError::not_found("tenant", id))?;
+            let spec: TokenSpec = read_optional_json(req).await?.unwrap_or_default();
+            if spec.expires_in_s == Some(0) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_token_spec",
+                    "`expires_in_s` must be at least 1 (leave it out for a token that does not expire)",
+                ));
+            }
+            if spec.name.as_ref().is_some_and(|n| n.len() > 200) {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_token_spec",
+                    "`name` is longer than 200 bytes",
+                ));
+            }
             let token = new_token();
+            let now = unix_now();
             let record = TokenRecord {
                 id: new_id(),
                 tenant: id.to_string(),
                 hash: sha256_hex(token.as_bytes()),
+                name: spec.name,
+                created_at: now,
+                expires_at: spec.expires_in_s.map(|s| now.saturating_add(s)),
             };
             state.save("tokens", &record.hash, &record).await?;
             state
                 .save("token-ids", &format!("{id}/{}", record.id), &record)
                 .await?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &json!({ "id": record.id, "token": token }),
-            ))
+            let mut created = record.view();
+            created["token"] = json!(token);
+            Ok(json_response(StatusCode::CREATED, &created))
+        }
+        (Method::GET, [id, "tokens"]) => {
+            state
+                .load::<Tenant>("tenants", id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("tenant", id))?;
+            let mut tokens = Vec::new();
+            for key in state.store.list("token-ids", &format!("{id}/")).await? {
+                if let Some(record) = state.load::<TokenRecord>("token-ids", &key).await? {
+                    tokens.push(record);
+                }
+            }
+            tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            let items: Vec<Value> = tokens.iter().map(TokenRecord::view).collect();
+            Ok(json_response(StatusCode::OK, &json!({ "items": items })))
         }
         (Method::DELETE, [id, "tokens", token_id]) => {
             let record: TokenRecord = state
@@ -1082,6 +1189,11 @@ async fn delete_tenant_objects(state: &State, tenant: &str) -> Result<(), ApiErr
 async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
     let bytes = read_body(req, state.max_upload_bytes).await?;
     let id = sha256_hex(&bytes);
+    // A bundled connector is every tenant's already: the upload is that one,
+    // stored nowhere and counted against nothing.
+    if let Some((meta, _)) = state.builtins.get(&id) {
+        return Ok(json_response(StatusCode::OK, &json!(meta)));
+    }
     let key = format!("{}/{id}", tenant.id);
     // Describing an upload runs guest code: it takes one of the tenant's
     // invocation permits and runs under the tenant's limits.
@@ -1122,7 +1234,15 @@ fn quota_lock(tenant: &str) -> String {
 
 async fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
     let key = format!("{}/{id}", tenant.id);
-    if state.store.get("connectors", &key).await?.is_none() {
+    let owned = state.store.get("connectors", &key).await?.is_some();
+    if !owned && state.builtins.contains_key(id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "bundled_connector",
+            format!("connector `{id}` is bundled with the server and offered to every tenant; it cannot be deleted"),
+        ));
+    }
+    if !owned {
         return Err(ApiError::not_found("connector", id));
     }
     for instance_key in state
@@ -1340,8 +1460,8 @@ fn limits_of(tenant: &Tenant) -> Limits {
 struct FilterSpec {
     field: String,
     op: String,
-    #[serde(default)]
-    value: Value,
+    /// Required except for `is-null` and `is-not-null`.
+    value: Option<Value>,
 }
 
 /// A sort key: `{"field": "age", "direction": "desc"}`.
@@ -1379,6 +1499,74 @@ struct InvokeSpec {
     records: Vec<Value>,
     checkpoint: Option<String>,
     batch_size: Option<u32>,
+}
+
+impl InvokeSpec {
+    /// Refuse fields `operation` does not use (`records` on a fetch, say):
+    /// a field that would be ignored is a mistake to report, not to guess at.
+    fn fits(&self, operation: &str) -> Result<(), ApiError> {
+        let given = [
+            ("resource", !self.resource.is_empty()),
+            ("operation", !self.operation.is_empty()),
+            ("filters", !self.filters.is_empty()),
+            ("sort", !self.sort.is_empty()),
+            ("fields", !self.fields.is_empty()),
+            ("pagination", self.pagination.is_some()),
+            ("options", self.options.is_some()),
+            ("records", !self.records.is_empty()),
+            ("checkpoint", self.checkpoint.is_some()),
+            ("batch_size", self.batch_size.is_some()),
+        ];
+        let used: &[&str] = match operation {
+            "fetch" => &[
+                "resource",
+                "filters",
+                "sort",
+                "fields",
+                "pagination",
+                "options",
+            ],
+            "stream" => &[
+                "resource",
+                "filters",
+                "sort",
+                "fields",
+                "options",
+                "checkpoint",
+                "batch_size",
+            ],
+            "execute" => &["resource", "operation", "records", "options"],
+            _ => &[],
+        };
+        let unused: Vec<String> = given
+            .iter()
+            .filter(|(name, present)| *present && !used.contains(name))
+            .map(|(name, _)| format!("`{name}`"))
+            .collect();
+        if unused.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!(
+                "{} {} not used by `{operation}`{}",
+                unused.join(", "),
+                if unused.len() == 1 { "is" } else { "are" },
+                if used.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (it takes {})",
+                        used.iter()
+                            .map(|u| format!("`{u}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        ))
+    }
 }
 
 /// The operations an instance can be invoked with.
@@ -1435,20 +1623,43 @@ async fn invoke_inner(
         if body.is_empty() {
             InvokeSpec::default()
         } else {
-            serde_json::from_slice(&body)
-                .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+            parse_body(&body)?
         }
     };
+    spec.fits(operation)?;
     // The request is checked before a session is taken or opened.
     let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
-    for filter in &spec.filters {
-        let op =
-            crate::FilterOp::parse(&filter.op).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        fetch = fetch.filter(&filter.field, op, &filter.value.to_string());
+    for (i, filter) in spec.filters.iter().enumerate() {
+        let op = crate::FilterOp::parse(&filter.op).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("filters[{i}]: {e}"),
+            )
+        })?;
+        let value = match (&filter.value, op) {
+            (Some(value), _) => value.clone(),
+            (None, crate::FilterOp::IsNull | crate::FilterOp::IsNotNull) => Value::Null,
+            (None, _) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!(
+                    "filters[{i}]: `value` is missing (only `is-null` and `is-not-null` take none)"
+                ),
+                ))
+            }
+        };
+        fetch = fetch.filter(&filter.field, op, &value.to_string());
     }
-    for key in &spec.sort {
-        let direction = crate::SortDirection::parse(&key.direction)
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    for (i, key) in spec.sort.iter().enumerate() {
+        let direction = crate::SortDirection::parse(&key.direction).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("sort[{i}]: {e}"),
+            )
+        })?;
         fetch = fetch.sort(&key.field, direction);
     }
     if let Some(page) = &spec.pagination {
@@ -1546,7 +1757,7 @@ async fn answer(
             Answer::Text(body)
         }
         "execute" => {
-            let records = spec.records.iter().map(crate::Record::from_json).collect();
+            let records = execute_records(&spec.records)?;
             let mut request =
                 ExecuteRequest::new(spec.resource.clone(), spec.operation.clone(), records);
             request.options = spec.options.as_ref().map(Value::to_string);
@@ -1570,6 +1781,29 @@ async fn answer(
 enum Answer {
     Value(Value),
     Text(String),
+}
+
+/// The records of an execute body: record lines or bare data objects (see
+/// [`crate::wire`]); a checkpoint or error line is not a record to write.
+fn execute_records(values: &[Value]) -> Result<Vec<crate::Record>, ApiError> {
+    use crate::wire::Message;
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| match crate::wire::read(value.clone()) {
+            Ok(Message::Record(record)) => Ok(record),
+            Ok(Message::Checkpoint(_) | Message::Error(_)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("records[{i}]: a stream's checkpoint or error line is not a record; send the records only"),
+            )),
+            Err(why) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("records[{i}]: {why}"),
+            )),
+        })
+        .collect()
 }
 
 /// `records` as a JSON array appended to `out`, each record's text copied, not rebuilt.
@@ -1665,8 +1899,8 @@ async fn report(
             let _ = signal.send(Err(err));
         }
         None => {
-            let mut line = err.body().to_vec();
-            line.push(b'\n');
+            let mut line = String::new();
+            crate::wire::error_line(err.code, &err.message, &err.details, &mut line);
             let _ = tx.send(Bytes::from(line)).await;
         }
     }
@@ -1697,14 +1931,12 @@ async fn pump(
                     for record in &batch.records {
                         // A record that is not JSON ends the stream with an error line; the
                         // batch is not sent, so resuming from the last checkpoint loses nothing.
-                        if let Err(e) = record.write_json(&mut chunk) {
+                        if let Err(e) = crate::wire::record_line(record, &mut chunk) {
                             return report(&tx, start, e).await;
                         }
-                        chunk.push('\n');
                     }
                     if let Some(cp) = &batch.checkpoint {
-                        chunk.push_str(&json!({ "checkpoint": cp }).to_string());
-                        chunk.push('\n');
+                        crate::wire::checkpoint_line(cp, &mut chunk);
                     }
                     if let Some(signal) = start.take() {
                         let _ = signal.send(Ok(()));

@@ -115,7 +115,7 @@ pub struct Tenant {
     pub ceiling: Ceiling,
 }
 
-/// A stored token: only its hash.
+/// A stored token: only its hash, and what lists it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TokenRecord {
     /// Token id (for revocation).
@@ -124,6 +124,45 @@ pub struct TokenRecord {
     pub tenant: String,
     /// SHA-256 of the token.
     pub hash: String,
+    /// What the token is for, as its creator named it.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// When it was created, in seconds since the Unix epoch (0 for tokens
+    /// created before this was recorded).
+    #[serde(default)]
+    pub created_at: u64,
+    /// When it stops working, in seconds since the Unix epoch; never when absent.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+}
+
+impl TokenRecord {
+    /// The token as listed: never its hash.
+    pub fn view(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        })
+    }
+
+    /// Whether the token has expired at `now` (seconds since the Unix epoch).
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+}
+
+/// `POST /v1/tenants/{id}/tokens`: an optional name and lifetime.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSpec {
+    /// What the token is for.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Seconds until it stops working; it never does when absent.
+    #[serde(default)]
+    pub expires_in_s: Option<u64>,
 }
 
 /// An uploaded connector's metadata.

@@ -31,6 +31,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "admin",
     ),
     (
+        "get",
+        "/v1/tenants/{tenant}/tokens",
+        "List a tenant's tokens (names and expiry, never the tokens)",
+        "admin",
+    ),
+    (
         "delete",
         "/v1/tenants/{tenant}/tokens/{token}",
         "Revoke a tenant token",
@@ -116,6 +122,39 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "tenant",
     ),
 ];
+
+/// The methods the route table has for a request path (as segments), with
+/// HEAD wherever GET is; empty when no route has that path.
+pub fn allowed_methods(parts: &[&str]) -> Vec<&'static str> {
+    let mut methods: Vec<&'static str> = Vec::new();
+    for (method, template, _, _) in ROUTES {
+        let segments: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
+        let matches = segments.len() == parts.len()
+            && segments
+                .iter()
+                .zip(parts)
+                .all(|(t, p)| t.starts_with('{') || t == p);
+        if !matches {
+            continue;
+        }
+        let name = match *method {
+            "get" => "GET",
+            "post" => "POST",
+            "put" => "PUT",
+            "delete" => "DELETE",
+            _ => continue,
+        };
+        if !methods.contains(&name) {
+            methods.push(name);
+        }
+    }
+    if methods.contains(&"GET") {
+        methods.push("HEAD");
+    }
+    const ORDER: [&str; 5] = ["GET", "HEAD", "POST", "PUT", "DELETE"];
+    methods.sort_by_key(|m| ORDER.iter().position(|o| o == m));
+    methods
+}
 
 /// The document.
 pub fn document() -> Value {

@@ -313,22 +313,63 @@ async fn http_response_larger_than_the_cap_is_stopped() {
 }
 
 #[tokio::test]
-async fn http_stalled_upstream_is_stopped_by_the_timeout() {
+async fn http_timeouts_name_the_grant_setting_that_expired() {
     let upstream = Upstream::start().await;
     let mut grants = Grants::none().allow_http(&upstream.origin()).unwrap();
-    grants.http.between_bytes_timeout = std::time::Duration::from_millis(200);
     grants.http.first_byte_timeout = std::time::Duration::from_millis(200);
+    grants.http.between_bytes_timeout = std::time::Duration::from_millis(300);
     let mut session = open(&grants).await;
-    let result = run(
+    let cases = [
+        (
+            "/hold?ms=5000",
+            "first_byte_timeout_ms",
+            200,
+            "the first response byte",
+        ),
+        (
+            "/stall",
+            "between_bytes_timeout_ms",
+            300,
+            "the next response bytes",
+        ),
+    ];
+    for (path, setting, ms, waited_for) in cases {
+        let err = run(&mut session, "http", json!({ "url": upstream.url(path) }))
+            .await
+            .unwrap_err();
+        let message = err.to_string();
+        match err {
+            Error::GrantTimeout(expired) => {
+                assert_eq!(expired.capability, Capability::Http, "{path}");
+                assert_eq!(expired.setting, setting, "{path}");
+                assert_eq!(
+                    expired.limit,
+                    std::time::Duration::from_millis(ms),
+                    "{path}"
+                );
+                assert_eq!(
+                    expired.waited_for,
+                    format!("{waited_for} from {}", upstream.origin()),
+                    "{path}"
+                );
+                assert!(
+                    message.contains(&format!("the http grant's {setting} of {ms} ms")),
+                    "{message}"
+                );
+                assert!(!message.contains("connector's own"), "{message}");
+            }
+            other => panic!("{path}: expected the grant's timeout, got {other:?}"),
+        }
+    }
+    // The session is still usable, and a later timeout-free call is not blamed.
+    let out = run(
         &mut session,
         "http",
-        json!({ "url": upstream.url("/stall") }),
+        json!({ "url": upstream.url("/hold?ms=1") }),
     )
-    .await;
-    assert!(
-        matches!(result, Err(Error::Connector(ConnectorError::Timeout))),
-        "expected timeout, got {result:?}"
-    );
+    .await
+    .unwrap();
+    assert_eq!(out["body"], "late");
 }
 
 #[tokio::test]

@@ -50,7 +50,10 @@ fn fetch_prints_a_json_page() {
     let page = stdout_json(&out);
     assert_eq!(
         page["records"],
-        json!([{"name": "Barbara Liskov", "age": 86}, {"name": "Grace Hopper", "age": 85}])
+        json!([
+            {"data": {"name": "Barbara Liskov", "age": 86}},
+            {"data": {"name": "Grace Hopper", "age": 85}}
+        ])
     );
     assert_eq!(page["total_count"], 3);
     assert_eq!(page["next_cursor"], "offset:2");
@@ -67,13 +70,7 @@ fn stream_prints_ndjson_and_resumes_from_a_checkpoint() {
         r#"{"root": "/data"}"#,
     ];
     let mut args = base.to_vec();
-    args.extend([
-        "stream",
-        "people.ndjson",
-        "--batch-size",
-        "4",
-        "--emit-checkpoints",
-    ]);
+    args.extend(["stream", "people.ndjson", "--batch-size", "4"]);
     let out = sluice(&args);
     assert!(
         out.status.success(),
@@ -86,8 +83,8 @@ fn stream_prints_ndjson_and_resumes_from_a_checkpoint() {
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
     assert_eq!(lines.len(), 6 + 2, "six records and two checkpoints");
-    assert_eq!(lines[0]["name"], "Ada Lovelace");
-    let checkpoint = lines[4]["_checkpoint"]
+    assert_eq!(lines[0]["record"]["data"]["name"], "Ada Lovelace");
+    let checkpoint = lines[4]["checkpoint"]
         .as_str()
         .expect("checkpoint after the first batch")
         .to_string();
@@ -97,11 +94,10 @@ fn stream_prints_ndjson_and_resumes_from_a_checkpoint() {
     let names: Vec<String> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()
-        .map(|l| {
-            serde_json::from_str::<Value>(l).unwrap()["name"]
+        .filter_map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["record"]["data"]["name"]
                 .as_str()
-                .unwrap()
-                .to_string()
+                .map(str::to_string)
         })
         .collect();
     assert_eq!(names, ["Barbara Liskov", "Ken Thompson"]);
@@ -230,4 +226,273 @@ fn help_documents_every_run_option() {
     ] {
         assert!(help.contains(flag), "fetch --help lacks {flag}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grants_file_auth_entry_may_name_an_origin_granted_by_allow_http() {
+    let upstream = sluice_tests::upstream::Upstream::start().await;
+    let dir = tempdir();
+    let grants = dir.path().join("grants.json");
+    let auth = json!({ "http": { "auth": [
+        { "origin": upstream.origin(), "kind": "bearer", "secret": "token" }
+    ] } });
+    std::fs::write(&grants, auth.to_string()).unwrap();
+    let probe = guest("sluice_probe").display().to_string();
+    let options = json!({ "url": upstream.url("/auth/bearer") }).to_string();
+    let secret = format!("token={}", sluice_tests::upstream::BEARER_TOKEN);
+    let origin = upstream.origin();
+    let grants = grants.display().to_string();
+    let (with_flag, without_flag) = tokio::task::spawn_blocking(move || {
+        let run = |extra: &[&str]| {
+            let mut args = vec!["run", &probe, "--grants", &grants, "--secret", &secret];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["fetch", "http", "--options", &options]);
+            sluice(&args)
+        };
+        (run(&["--allow-http", &origin]), run(&[]))
+    })
+    .await
+    .unwrap();
+    let page = stdout_json(&with_flag);
+    assert_eq!(page["records"][0]["data"]["status"], 200, "{page}");
+    // Without the flag the file alone does not grant the origin, and says how to.
+    assert!(!without_flag.status.success());
+    let stderr = String::from_utf8_lossy(&without_flag.stderr);
+    assert!(
+        stderr.contains("names an origin this grant does not allow")
+            && stderr.contains("--allow-http"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn trace_logs_show_the_runtime_and_leave_out_the_compiler_internals() {
+    let run = |filter: &str| {
+        Command::new(sluice_bin())
+            .args(["run", &file_wasm(), "--mount", "examples/data:/data:ro"])
+            .args(["--config", r#"{"root": "/data"}"#, "--no-cache", "health"])
+            .current_dir(root())
+            .env("SLUICE_LOG", filter)
+            .output()
+            .expect("sluice runs")
+    };
+    let out = run("trace");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("connector loaded"), "{stderr}");
+    assert!(stderr.contains("session opened"), "{stderr}");
+    let noisy: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("cranelift") || l.contains("regalloc"))
+        .take(3)
+        .collect();
+    assert!(noisy.is_empty(), "compiler internals at trace: {noisy:?}");
+    // Asked for by name, they are there.
+    let out = run("warn,cranelift_codegen=debug");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cranelift_codegen"),
+        "{}",
+        &stderr[..stderr.len().min(2000)]
+    );
+}
+
+#[test]
+fn a_closed_stdout_ends_a_stream_quietly_with_status_zero() {
+    // A file far larger than a pipe's buffer, so the stream is still writing
+    // when the reader goes away.
+    let dir = tempdir();
+    let mut csv = String::from("id,name\n");
+    for i in 0..60_000 {
+        csv.push_str(&format!("{i},name-{i}\n"));
+    }
+    std::fs::write(dir.path().join("big.csv"), csv).unwrap();
+    let mount = format!("{}:/data:ro", dir.path().display());
+    let mut child = Command::new(sluice_bin())
+        .args(["run", &file_wasm(), "--mount", &mount])
+        .args(["--config", r#"{"root": "/data"}"#, "stream", "big.csv"])
+        .current_dir(root())
+        .env_remove("SLUICE_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sluice runs");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+    assert!(first.contains("name-0"), "{first}");
+    drop(stdout); // `| head -1`
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "a closed stdout is not an error to report"
+    );
+    assert!(out.status.success(), "{:?}", out.status);
+}
+
+#[test]
+fn a_busy_listen_port_is_reported_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let dir = tempdir();
+    let out = sluice(&[
+        "serve",
+        "--listen",
+        &addr,
+        "--data-dir",
+        &dir.path().display().to_string(),
+        "--admin-token",
+        "t",
+        "--pooling-instances",
+        "0",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("another process is listening there"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr}");
+}
+
+#[test]
+fn an_unknown_mount_mode_is_named_on_the_command_line() {
+    let out = sluice(&[
+        "run",
+        &file_wasm(),
+        "--mount",
+        "examples/data:/data:xx",
+        "health",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown mode `xx`"), "{stderr}");
+}
+
+#[test]
+fn runs_reuse_the_compiled_connector_cache() {
+    let cache = tempdir();
+    let describe = || {
+        Command::new(sluice_bin())
+            .args(["describe", &file_wasm(), "--cache-dir"])
+            .arg(cache.path())
+            .current_dir(root())
+            .env("SLUICE_LOG", "info")
+            .output()
+            .expect("sluice runs")
+    };
+    let first = describe();
+    let second = describe();
+    for out in [&first, &second] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(stdout_json(out)["name"], "file");
+    }
+    let first = String::from_utf8_lossy(&first.stderr);
+    let second = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        first.contains("artifact=\"compiled and cached\""),
+        "{first}"
+    );
+    assert!(second.contains("artifact=\"cached\""), "{second}");
+}
+
+/// `sluice run` of the postgres connector on `schema`, read-write.
+fn postgres_run(schema: &sluice_tests::postgres::TestSchema) -> Command {
+    let mut command = Command::new(sluice_bin());
+    command
+        .arg("run")
+        .arg(guest("sluice_postgres"))
+        .arg("--allow-sql-write")
+        .arg(format!("main={}", schema.grant_url("cli-pipe")))
+        .arg("--config")
+        .arg(json!({ "grant": "main", "schema": schema.name }).to_string())
+        .current_dir(root())
+        .env_remove("SLUICE_LOG");
+    command
+}
+
+async fn count(schema: &sluice_tests::postgres::TestSchema, sql: &str) -> i64 {
+    schema
+        .client
+        .query_one(&sql.replace("{s}", &schema.name), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_stream_piped_into_execute_copies_a_table_batch_by_batch() {
+    let schema = sluice_tests::postgres::TestSchema::new().await;
+    schema
+        .run(
+            r#"CREATE TABLE src (id int PRIMARY KEY, "_id" text, name text);
+               INSERT INTO src SELECT n, 'own-' || n, 'name-' || n FROM generate_series(1, 2500) n;
+               CREATE TABLE dst (LIKE src INCLUDING ALL);"#,
+        )
+        .await;
+    let mut stream = postgres_run(&schema)
+        .args(["stream", "src", "--batch-size", "1000"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let execute = postgres_run(&schema)
+        .args(["execute", "dst", "upsert", "--records", "-"])
+        .stdin(stream.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(stream.wait().unwrap().success());
+    let result = stdout_json(&execute);
+    assert_eq!(result["affected"], 2500, "{result}");
+    assert!(result["batches"].as_u64().unwrap() >= 3, "{result}");
+    // Every row arrived whole, its own `_id` column included.
+    let same = r#"SELECT count(*) FROM {s}.src JOIN {s}.dst USING (id, "_id", name)"#;
+    assert_eq!(count(&schema, same).await, 2500);
+}
+
+#[tokio::test]
+async fn an_error_line_in_the_input_stops_the_write_at_the_last_checkpoint() {
+    let schema = sluice_tests::postgres::TestSchema::new().await;
+    schema
+        .run("CREATE TABLE dst (id int PRIMARY KEY, name text);")
+        .await;
+    let input = [
+        json!({ "record": { "id": "1", "data": { "id": 1, "name": "a" } } }),
+        json!({ "record": { "data": { "id": 2, "name": "b" } } }),
+        json!({ "id": 3, "name": "c" }),
+        json!({ "checkpoint": "after-3" }),
+        json!({ "record": { "data": { "id": 4, "name": "d" } } }),
+        json!({ "record": { "data": { "id": 5, "name": "e" } } }),
+        json!({ "error": { "code": "upstream_unavailable", "message": "the source went away", "details": null } }),
+    ];
+    let dir = tempdir();
+    let file = dir.path().join("in.ndjson");
+    let text: Vec<String> = input.iter().map(Value::to_string).collect();
+    std::fs::write(&file, text.join("\n")).unwrap();
+    let out = postgres_run(&schema)
+        .args(["execute", "dst", "upsert", "--records"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the source went away")
+            && stderr.contains("3 record(s) written up to checkpoint \"after-3\"")
+            && stderr.contains("2 after it not written"),
+        "{stderr}"
+    );
+    assert_eq!(count(&schema, "SELECT count(*) FROM {s}.dst").await, 3);
 }

@@ -21,7 +21,7 @@ async fn the_crate_docs_example_runs() -> Result<(), sluice::Error> {
     while let Some(batch) = stream.next(100).await? {
         for record in &batch.records {
             names.push(
-                record.to_json()?["name"]
+                record.to_json()?["data"]["name"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),

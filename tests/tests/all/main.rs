@@ -1,5 +1,6 @@
 //! Integration tests, one binary: real guests on a real host.
 
+mod api;
 mod capabilities;
 mod cli;
 mod embedding;

@@ -291,10 +291,7 @@ async fn statement_timeout_stops_pg_sleep() {
         .unwrap();
     let started = std::time::Instant::now();
     let err = session.fetch(&FetchRequest::new("slow")).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Connector(ConnectorError::Timeout)),
-        "{err:?}"
-    );
+    assert_statement_timeout(&err, "main");
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "stopped long before pg_sleep(30) ended"
@@ -312,10 +309,28 @@ async fn statement_timeout_stops_pg_sleep() {
         ["SELECT pg_sleep(30)", []]
     ]);
     let err = probe_sql(&writable, statements).await.unwrap_err();
-    assert!(
-        matches!(err, Error::Connector(ConnectorError::Timeout)),
-        "{err:?}"
-    );
+    assert_statement_timeout(&err, "main");
+}
+
+/// The error names the sql grant's statement timeout (300 ms), not the connector.
+fn assert_statement_timeout(err: &Error, grant: &str) {
+    match err {
+        Error::GrantTimeout(expired) => {
+            assert_eq!(expired.capability, sluice::Capability::Sql);
+            assert_eq!(expired.setting, "statement_timeout_ms");
+            assert_eq!(expired.limit, Duration::from_millis(300));
+            assert_eq!(
+                expired.waited_for,
+                format!("a statement's result on sql grant `{grant}`")
+            );
+            assert!(
+                err.to_string()
+                    .contains("the sql grant's statement_timeout_ms of 300 ms"),
+                "{err}"
+            );
+        }
+        other => panic!("expected the grant's statement timeout, got {other:?}"),
+    }
 }
 
 #[tokio::test]

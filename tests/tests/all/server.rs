@@ -155,7 +155,10 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
         }),
     )
     .await;
-    assert_eq!(page.json()["records"], json!([{ "n": 6 }, { "n": 7 }]));
+    assert_eq!(
+        page.json()["records"],
+        json!([{ "data": { "n": 6 } }, { "data": { "n": 7 } }])
+    );
 
     let streamed = json(
         addr,
@@ -169,7 +172,7 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
     .await;
     assert_eq!(streamed.headers["content-type"], "application/x-ndjson");
     let lines = streamed.lines();
-    let records: Vec<&Value> = lines.iter().filter(|l| l.get("n").is_some()).collect();
+    let records: Vec<&Value> = lines.iter().filter(|l| l.get("record").is_some()).collect();
     assert_eq!(records.len(), 7);
     let checkpoint = lines[3]["checkpoint"]
         .as_str()
@@ -188,7 +191,7 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
     let ns: Vec<i64> = resumed
         .lines()
         .iter()
-        .filter_map(|l| l["n"].as_i64())
+        .filter_map(|l| l["record"]["data"]["n"].as_i64())
         .collect();
     assert_eq!(ns, [4, 5, 6, 7]);
 
@@ -564,7 +567,7 @@ async fn everything_survives_a_restart() {
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
-    assert_eq!(reply.json()["records"], json!([{}]));
+    assert_eq!(reply.json()["records"], json!([{ "data": {} }]));
 }
 
 #[tokio::test]
@@ -718,11 +721,12 @@ async fn host_state_of_an_instance_outlives_each_invocation() {
 async fn the_readme_walkthrough_runs_against_a_spawned_server() {
     use std::io::BufRead;
     let dir = tempdir();
+    let bundled = sluice_tests::bundled_connectors();
     let mut server = std::process::Command::new(sluice_tests::sluice_bin())
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path())
         .arg("--connectors")
-        .arg(sluice_tests::root().join("guests/target/wasm32-wasip2/release"))
+        .arg(bundled.path())
         .env("SLUICE_ADMIN_TOKEN", "walkthrough-admin")
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -766,7 +770,7 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
         logs.lock().unwrap_or_else(|e| e.into_inner()).join("\n")
     );
     assert!(
-        stdout.contains(r#"{"name":"Barbara Liskov","age":86}"#),
+        stdout.contains(r#"{"data":{"name":"Barbara Liskov","age":86}}"#),
         "{stdout}"
     );
     assert!(
@@ -778,10 +782,11 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
 #[tokio::test]
 async fn bundled_connectors_are_offered_to_every_tenant() {
     let dir = tempdir();
+    let bundled = sluice_tests::bundled_connectors();
     let server = Server::bind(ServerConfig {
         admin_token: Some(ADMIN.into()),
         max_upload_bytes: 4 << 20,
-        builtin_dir: Some(sluice_tests::root().join("guests/target/wasm32-wasip2/release")),
+        builtin_dir: Some(bundled.path().to_path_buf()),
         ..ServerConfig::new("127.0.0.1:0".parse().unwrap(), dir.path().to_path_buf())
     })
     .await
@@ -789,9 +794,19 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     let addr = server.local_addr().unwrap();
     let _server = tokio::spawn(server.run());
     let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let names = |listed: &Value| -> Vec<String> {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect()
+    };
     let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
         .await
         .json();
+    // The shipped connectors, and never the hostile test probe.
+    assert_eq!(names(&listed), ["file", "graphql", "postgres", "rest"]);
     let file = listed["items"]
         .as_array()
         .unwrap()
@@ -809,6 +824,16 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     )
     .await;
     assert_eq!(created.status, 201);
+    // Uploading its bytes again is the bundled one, listed once.
+    let bytes = std::fs::read(guest("sluice_file")).unwrap();
+    let again = send(addr, "POST", "/v1/connectors", Some(&token), bytes).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.json()["id"], id);
+    assert_eq!(again.json()["builtin"], true);
+    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(names(&listed), ["file", "graphql", "postgres", "rest"]);
     let deleted = send(
         addr,
         "DELETE",
@@ -817,10 +842,12 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
         vec![],
     )
     .await;
-    assert_eq!(
-        deleted.status, 404,
-        "a bundled connector is not the tenant's to delete"
-    );
+    assert_eq!(deleted.status, 409);
+    assert_eq!(deleted.json()["error"]["code"], "bundled_connector");
+    assert!(deleted.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("bundled with the server"));
 }
 
 #[tokio::test]

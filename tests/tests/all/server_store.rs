@@ -87,7 +87,7 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
-    assert_eq!(reply.json()["records"][0]["body"], "hello");
+    assert_eq!(reply.json()["records"][0]["data"]["body"], "hello");
 
     // A grant removed on A is gone on B at once, though B built that instance's grants before.
     let updated = json(

@@ -3,9 +3,12 @@
 //! Each resource is a query document with static variables, the JSON pointer
 //! of its records (and optionally of the node inside each edge), and a
 //! pagination strategy: Relay cursors (`pageInfo { hasNextPage endCursor }`,
-//! passed back as the `after` variable) or offset variables. Filters map to
-//! variables. A GraphQL `errors` array becomes a typed error carrying the
-//! messages. `execute` runs a configured mutation once per record.
+//! passed back as the `after` variable), offset variables, or page-number
+//! variables (`page`/`perPage`, 0- or 1-based). Filters map to variables. A
+//! GraphQL `errors` array becomes a typed error carrying the messages.
+//! `execute` runs a configured mutation once per record, binding the record
+//! to one input variable or each field to its own variable, and returns each
+//! result with its id.
 
 use std::collections::BTreeMap;
 
@@ -81,6 +84,18 @@ enum Pagination {
         #[serde(default = "page_size")]
         page_size: u32,
     },
+    /// Page-number and page-size variables (`allUsers(page: $page, perPage: $perPage)`).
+    Page {
+        #[serde(default = "page_var")]
+        page_var: String,
+        #[serde(default = "size_var")]
+        size_var: String,
+        /// The number of the first page: 0 or 1 (the default).
+        #[serde(default = "first_page")]
+        first_page: u64,
+        #[serde(default = "page_size")]
+        page_size: u32,
+    },
 }
 
 fn first_var() -> String {
@@ -95,6 +110,15 @@ fn offset_var() -> String {
 fn limit_var() -> String {
     "limit".into()
 }
+fn page_var() -> String {
+    "page".into()
+}
+fn size_var() -> String {
+    "perPage".into()
+}
+fn first_page() -> u64 {
+    1
+}
 fn page_size() -> u32 {
     50
 }
@@ -104,24 +128,50 @@ fn page_size() -> u32 {
 struct Mutation {
     /// The mutation document.
     query: String,
-    /// Variable that receives each record's data.
+    /// How each record becomes variables.
+    #[serde(default)]
+    bind: Bind,
+    /// Variable that receives each record's data when `bind` is `input`.
     #[serde(default = "input_var")]
     input_var: String,
+    /// Variables sent with every call (a record's fields win over them).
+    #[serde(default)]
+    variables: Map<String, Value>,
     /// JSON pointer of the result, e.g. `/data/createItem`.
     #[serde(default)]
     result_path: String,
+    /// Field of the result holding the written record's id.
+    #[serde(default = "id_field")]
+    id_field: String,
+}
+
+/// How a record is passed to a mutation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Bind {
+    /// The whole record as one variable (`createItem(input: $input)`).
+    #[default]
+    Input,
+    /// Each top-level field as the variable of the same name
+    /// (`createUser(name: $name, team: $team)`).
+    Fields,
 }
 
 fn input_var() -> String {
     "input".into()
 }
+fn id_field() -> String {
+    "id".into()
+}
 
-/// Where the next page starts: a Relay cursor or an offset. Opaque to callers.
+/// Where the next page starts: a Relay cursor, an offset or a page number.
+/// Opaque to callers.
 #[derive(Debug, Clone, PartialEq)]
 enum Position {
     Start,
     After(String),
     Offset(u64),
+    Page(u64),
 }
 
 impl Position {
@@ -130,6 +180,7 @@ impl Position {
             Position::Start => "start".into(),
             Position::After(cursor) => format!("after:{cursor}"),
             Position::Offset(n) => format!("offset:{n}"),
+            Position::Page(n) => format!("page:{n}"),
         }
     }
 
@@ -140,9 +191,10 @@ impl Position {
         if let Some(cursor) = text.strip_prefix("after:") {
             return Ok(Position::After(cursor.to_string()));
         }
-        text.strip_prefix("offset:")
-            .and_then(|n| n.parse().ok())
+        let number = |prefix: &str| text.strip_prefix(prefix).and_then(|n| n.parse().ok());
+        number("offset:")
             .map(Position::Offset)
+            .or_else(|| number("page:").map(Position::Page))
             .ok_or_else(|| {
                 ConnectorError::InvalidRequest(format!(
                     "cursor/checkpoint `{text}` was not issued by the graphql connector"
@@ -164,7 +216,7 @@ impl Connector for GraphQl {
         sluice_sdk::descriptor(
             "graphql",
             env!("CARGO_PKG_VERSION"),
-            "GraphQL APIs: configured queries, Relay or offset pagination, mutations",
+            "GraphQL APIs: configured queries, Relay, offset or page-number pagination, mutations",
         )
         .config_schema(json!({
             "type": "object",
@@ -197,6 +249,35 @@ impl Connector for GraphQl {
             ));
         }
         Ok(GraphQlSession { config })
+    }
+}
+
+impl Mutation {
+    /// The variables of one call: the static ones, then the record as the
+    /// input variable or as one variable per field.
+    fn variables_for(&self, data: Value, id: Option<&str>, i: usize) -> Result<Map<String, Value>> {
+        let mut variables = self.variables.clone();
+        match self.bind {
+            Bind::Input => {
+                variables.insert(self.input_var.clone(), data);
+            }
+            Bind::Fields => {
+                let Value::Object(fields) = data else {
+                    return Err(ConnectorError::InvalidRequest(format!(
+                        "record {i}: `bind: fields` needs a JSON object, got {data}"
+                    )));
+                };
+                variables.extend(fields);
+                // A record addressed by id (an update) passes it as `$id`
+                // unless its data already carries one.
+                if let Some(id) = id {
+                    variables
+                        .entry(self.id_field.clone())
+                        .or_insert_with(|| json!(id));
+                }
+            }
+        }
+        Ok(variables)
     }
 }
 
@@ -315,6 +396,23 @@ impl GraphQlSession {
                 variables.insert(offset_var.clone(), json!(offset));
                 variables.insert(limit_var.clone(), json!(size));
             }
+            (
+                Pagination::Page {
+                    page_var,
+                    size_var,
+                    first_page,
+                    ..
+                },
+                _,
+            ) => {
+                let page = if let Position::Page(n) = position {
+                    *n
+                } else {
+                    *first_page
+                };
+                variables.insert(page_var.clone(), json!(page));
+                variables.insert(size_var.clone(), json!(size));
+            }
             (Pagination::None, _) => {}
         }
         let body = self.run(&resource.query, &variables)?;
@@ -322,9 +420,14 @@ impl GraphQlSession {
             .pointer(&resource.records_path)
             .and_then(Value::as_array)
             .ok_or_else(|| {
-                ConnectorError::Unavailable(format!(
-                    "no record array at `{}` in the response",
-                    resource.records_path
+                // The server answered without errors: the pointer is what is wrong.
+                let keys = body["data"]
+                    .as_object()
+                    .map(|o| o.keys().cloned().collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default();
+                ConnectorError::InvalidConfig(format!(
+                    "field `records_path` of resource `{}`: no record array at `{}` in the response (keys under /data: {keys})",
+                    req.resource, resource.records_path
                 ))
             })?;
         let records = items
@@ -356,15 +459,25 @@ impl GraphQlSession {
                 (items.len() as u64 >= u64::from(size) && !items.is_empty())
                     .then(|| Position::Offset(at + items.len() as u64))
             }
+            // A full page may have a next one; a short or empty page is the last.
+            Pagination::Page { first_page, .. } => {
+                let at = if let Position::Page(n) = position {
+                    *n
+                } else {
+                    *first_page
+                };
+                (items.len() as u64 >= u64::from(size) && !items.is_empty())
+                    .then_some(Position::Page(at + 1))
+            }
         };
         Ok((records, next))
     }
 
     fn default_size(resource: &Resource) -> u32 {
         match &resource.pagination {
-            Pagination::Relay { page_size, .. } | Pagination::Offset { page_size, .. } => {
-                *page_size
-            }
+            Pagination::Relay { page_size, .. }
+            | Pagination::Offset { page_size, .. }
+            | Pagination::Page { page_size, .. } => *page_size,
             Pagination::None => page_size(),
         }
     }
@@ -395,6 +508,16 @@ impl Session for GraphQlSession {
             }
             Some(p) if p.offset.is_some() => match resource.pagination {
                 Pagination::Offset { .. } => Position::Offset(p.offset.unwrap_or(0)),
+                // An offset on a page boundary is that page; any other cannot be asked for.
+                Pagination::Page { first_page, .. } => {
+                    let offset = p.offset.unwrap_or(0);
+                    if offset % u64::from(size.max(1)) != 0 {
+                        return Err(ConnectorError::Unsupported(format!(
+                            "offset {offset} on a page-numbered GraphQL resource: offsets must be multiples of the page size ({size}); use the cursor"
+                        )));
+                    }
+                    Position::Page(first_page + offset / u64::from(size.max(1)))
+                }
                 _ => {
                     return Err(ConnectorError::Unsupported(
                         "offsets on a non-offset GraphQL resource; use the cursor".into(),
@@ -448,14 +571,19 @@ impl Session for GraphQlSession {
             let data: Value = serde_json::from_str(&record.data).map_err(|e| {
                 ConnectorError::InvalidRequest(format!("record {i}: not JSON ({e})"))
             })?;
-            let mut variables = Map::new();
-            variables.insert(mutation.input_var.clone(), data);
+            let variables = mutation.variables_for(data, record.id.as_deref(), i)?;
             let body = self.run(&mutation.query, &variables)?;
             let result = body
                 .pointer(&mutation.result_path)
                 .cloned()
                 .unwrap_or(Value::Null);
-            records.push(RecordBuilder::new(result).build());
+            let mut builder = RecordBuilder::new(result.clone());
+            if let Some(id) = result.get(&mutation.id_field).filter(|v| !v.is_null()) {
+                builder = builder.id(query::value_text(id));
+            } else if let Some(id) = &record.id {
+                builder = builder.id(id.clone());
+            }
+            records.push(builder.build());
         }
         Ok(ExecuteResponse {
             affected: req.records.len() as u64,

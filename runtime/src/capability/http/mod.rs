@@ -45,9 +45,9 @@ use resilience::{
     OriginStates, RateLimit, RetryPolicy,
 };
 
-use crate::error::{Capability, Denial, Error};
+use crate::error::{Capability, Denial, Error, GrantTimeout};
 use crate::policy::HostPattern;
-use crate::state::Denials;
+use crate::state::{Denials, Expiries};
 
 /// Default time to establish a connection.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -156,7 +156,7 @@ impl HttpPolicy {
             let auth = OriginAuth::from_spec(entry)?;
             if !policy.origins.contains(auth.origin()) {
                 return Err(Error::InvalidGrant(format!(
-                    "auth for {} names an origin this grant does not allow; add it to `origins`",
+                    "auth for {} names an origin this grant does not allow; add it to `origins` (CLI: or grant it with --allow-http)",
                     auth.origin()
                 )));
             }
@@ -443,6 +443,37 @@ impl HttpPolicy {
         (response, io)
     }
 
+    /// The grant timeout that `err` means, when the grant (not the guest's
+    /// shorter request option) set the limit that expired.
+    fn expired(
+        &self,
+        err: &HttpError,
+        origin: &str,
+        options: RequestOptions,
+    ) -> Option<GrantTimeout> {
+        let (waited_for, setting, limit, asked) = match err {
+            HttpError::ConnectionTimeout => (
+                format!("a connection to {origin}"),
+                "connect_timeout_ms",
+                self.connect_timeout,
+                options.connect_timeout,
+            ),
+            HttpError::ConnectionReadTimeout => (
+                format!("the first response byte from {origin}"),
+                "first_byte_timeout_ms",
+                self.first_byte_timeout,
+                options.first_byte_timeout,
+            ),
+            _ => return None,
+        };
+        (asked == Some(limit)).then_some(GrantTimeout {
+            capability: Capability::Http,
+            waited_for,
+            setting,
+            limit,
+        })
+    }
+
     /// The guest's timeouts, never longer than the grant's.
     fn clamp(&self, asked: Option<RequestOptions>) -> RequestOptions {
         let asked = asked.unwrap_or_default();
@@ -455,10 +486,12 @@ impl HttpPolicy {
     }
 }
 
-/// The `wasi:http` hooks of one session: the policy plus its denial log.
+/// The `wasi:http` hooks of one session: the policy plus its denial and
+/// expired-timeout logs.
 pub(crate) struct HttpHooks {
     pub policy: Arc<HttpPolicy>,
     pub denials: Denials,
+    pub expiries: Expiries,
 }
 
 /// The connection-driving future that accompanies a response.
@@ -483,6 +516,7 @@ impl WasiHttpHooks for HttpHooks {
         let options = self.policy.clamp(options);
         let policy = Arc::clone(&self.policy);
         let denials = self.denials.clone();
+        let expiries = self.expiries.clone();
         Box::new(async move {
             let target = match address::resolve(request.uri(), policy.allow_private_addresses).await
             {
@@ -504,7 +538,33 @@ impl WasiHttpHooks for HttpHooks {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
             };
-            let (response, io) = policy.send(request, options, target).await?;
+            let origin = origin_of(request.uri());
+            let (response, io) = match policy.send(request, options, target).await {
+                Ok(sent) => sent,
+                Err(err) => {
+                    if let Some(expired) = policy.expired(&err, &origin, options) {
+                        expiries.record(expired);
+                    }
+                    return Err(err);
+                }
+            };
+            // The grant's between-bytes timeout, when the guest did not ask for a shorter one.
+            let between_bytes = (options.between_bytes_timeout
+                == Some(policy.between_bytes_timeout))
+            .then(|| GrantTimeout {
+                capability: Capability::Http,
+                waited_for: format!("the next response bytes from {origin}"),
+                setting: "between_bytes_timeout_ms",
+                limit: policy.between_bytes_timeout,
+            });
+            let response = response.map(|body| {
+                ExpiryNotingBody {
+                    inner: body,
+                    expired: between_bytes,
+                    expiries,
+                }
+                .boxed_unsync()
+            });
             // The error names the grant's cap (what the user can change), not the size.
             if declared(&response).is_some_and(|len| len > policy.max_response_bytes) {
                 return Err(HttpError::HttpResponseBodySize(Some(
@@ -536,6 +596,40 @@ fn rebuild(
     *request.version_mut() = parts.version;
     *request.headers_mut() = parts.headers.clone();
     Ok(request)
+}
+
+/// A response body that records the grant's between-bytes timeout when it
+/// expires, so the connector's resulting `timeout` names the grant setting.
+struct ExpiryNotingBody {
+    inner: WasiBody,
+    expired: Option<GrantTimeout>,
+    expiries: Expiries,
+}
+
+impl Body for ExpiryNotingBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Err(HttpError::ConnectionReadTimeout)) = &frame {
+            if let Some(expired) = self.expired.take() {
+                self.expiries.record(expired);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// A response body that fails once more than `cap` bytes have arrived.

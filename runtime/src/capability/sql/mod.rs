@@ -45,7 +45,7 @@ use crate::bindings::sluice::connector::sql::{
     Column, DbError, Host as SqlHost, HostConnection, HostRowStream, HostTransaction, RowSet,
     SqlError,
 };
-use crate::error::{Capability, Denial, Error};
+use crate::error::{Capability, Denial, Error, GrantTimeout};
 use crate::state::HostState;
 
 /// Default number of connections per grant.
@@ -380,7 +380,8 @@ pub(crate) enum SqlFailure {
         message: String,
     },
     Unavailable(String),
-    Timeout,
+    /// The statement timeout of the named grant expired.
+    Timeout(String),
     InvalidValue(String),
 }
 
@@ -393,7 +394,7 @@ impl SqlFailure {
                 "25006" => {
                     SqlFailure::Denied(format!("sql grant `{grant}` is read-only: {message}"))
                 }
-                "57014" => SqlFailure::Timeout,
+                "57014" => SqlFailure::Timeout(grant.to_string()),
                 c if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
                     SqlFailure::Unavailable(format!("sql grant `{grant}`: {message}"))
                 }
@@ -428,7 +429,7 @@ impl SqlFailure {
                 SqlError::QueryFailed(DbError { sqlstate, message })
             }
             SqlFailure::Unavailable(m) => SqlError::Unavailable(m),
-            SqlFailure::Timeout => SqlError::Timeout,
+            SqlFailure::Timeout(_) => SqlError::Timeout,
             SqlFailure::InvalidValue(m) => SqlError::InvalidValue(m),
         }
     }
@@ -538,7 +539,7 @@ async fn with_host_timeout<T>(
         Ok(result) => result,
         Err(_) => {
             let _ = cancel.cancel_query(NoTls).await;
-            Err(SqlFailure::Timeout)
+            Err(SqlFailure::Timeout(grant.name.clone()))
         }
     }
 }
@@ -828,6 +829,22 @@ impl HostState {
             }
         }
     }
+
+    /// The WIT error for a failure; an expired statement timeout is recorded,
+    /// so the call's resulting `timeout` names the grant's setting.
+    fn sql_error(&self, failure: SqlFailure) -> SqlError {
+        if let SqlFailure::Timeout(name) = &failure {
+            if let Some(grant) = self.sql.grant(name) {
+                self.expiries.record(GrantTimeout {
+                    capability: Capability::Sql,
+                    waited_for: format!("a statement's result on sql grant `{name}`"),
+                    setting: "statement_timeout_ms",
+                    limit: grant.pool.statement_timeout(),
+                });
+            }
+        }
+        failure.into_wit()
+    }
 }
 
 impl SqlHost for HostState {}
@@ -843,7 +860,7 @@ impl HostConnection for HostState {
         };
         let client = match grant.pool.get().await {
             Ok(client) => client,
-            Err(e) => return Ok(Err(e.into_wit())),
+            Err(e) => return Ok(Err(self.sql_error(e))),
         };
         let connection = SqlConnection {
             grant,
@@ -868,7 +885,7 @@ impl HostConnection for HostState {
         conn.forget_if_lost(&result);
         Ok(result
             .map(|(columns, rows, _)| RowSet { columns, rows })
-            .map_err(SqlFailure::into_wit))
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn query_stream(
@@ -882,11 +899,11 @@ impl HostConnection for HostState {
         let grant = Arc::clone(&conn.grant);
         let batch_size = i32::try_from(batch_size.clamp(1, 100_000)).unwrap_or(1000);
         if let Err(e) = grant.admit(&statement) {
-            return Ok(Err(e.into_wit()));
+            return Ok(Err(self.sql_error(e)));
         }
         let (pooled, give_back) = match conn.lend().await {
             Ok(lent) => lent,
-            Err(e) => return Ok(Err(e.into_wit())),
+            Err(e) => return Ok(Err(self.sql_error(e))),
         };
         let (commands, inbox) = mpsc::channel(1);
         let (ready, opened) = oneshot::channel();
@@ -895,7 +912,7 @@ impl HostConnection for HostState {
         ));
         let columns = match opened.await {
             Ok(Ok(columns)) => columns,
-            Ok(Err(e)) => return Ok(Err(e.into_wit())),
+            Ok(Err(e)) => return Ok(Err(self.sql_error(e))),
             Err(_) => return Ok(Err(SqlError::Unavailable("the stream task ended".into()))),
         };
         let stream = SqlRowStream { columns, commands };
@@ -916,7 +933,7 @@ impl HostConnection for HostState {
         }
         .await;
         conn.forget_if_lost(&result);
-        Ok(result.map(|(_, _, n)| n).map_err(SqlFailure::into_wit))
+        Ok(result.map(|(_, _, n)| n).map_err(|e| self.sql_error(e)))
     }
 
     async fn begin(
@@ -927,14 +944,14 @@ impl HostConnection for HostState {
         let grant = Arc::clone(&conn.grant);
         let (pooled, give_back) = match conn.lend().await {
             Ok(lent) => lent,
-            Err(e) => return Ok(Err(e.into_wit())),
+            Err(e) => return Ok(Err(self.sql_error(e))),
         };
         let (commands, inbox) = mpsc::channel(1);
         let (ready, started) = oneshot::channel();
         tokio::spawn(transaction_task(grant, pooled, ready, inbox, give_back));
         match started.await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Ok(Err(e.into_wit())),
+            Ok(Err(e)) => return Ok(Err(self.sql_error(e))),
             Err(_) => {
                 return Ok(Err(SqlError::Unavailable(
                     "the transaction task ended".into(),
@@ -966,7 +983,7 @@ impl HostTransaction for HostState {
         .await;
         Ok(result
             .map(|(columns, rows)| RowSet { columns, rows })
-            .map_err(SqlFailure::into_wit))
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn execute(
@@ -980,7 +997,7 @@ impl HostTransaction for HostState {
             TxCommand::Execute(statement, params, reply)
         })
         .await;
-        Ok(result.map_err(SqlFailure::into_wit))
+        Ok(result.map_err(|e| self.sql_error(e)))
     }
 
     async fn commit(
@@ -990,7 +1007,7 @@ impl HostTransaction for HostState {
         let tx = self.table.delete(this)?;
         Ok(ask(&tx.commands, |reply| TxCommand::Finish(true, reply))
             .await
-            .map_err(SqlFailure::into_wit))
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn rollback(
@@ -1000,7 +1017,7 @@ impl HostTransaction for HostState {
         let tx = self.table.delete(this)?;
         Ok(ask(&tx.commands, |reply| TxCommand::Finish(false, reply))
             .await
-            .map_err(SqlFailure::into_wit))
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn drop(&mut self, this: Resource<SqlTransaction>) -> wasmtime::Result<()> {
@@ -1022,7 +1039,7 @@ impl HostRowStream for HostState {
         let commands = self.table.get(&this)?.commands.clone();
         Ok(ask(&commands, StreamCommand::Next)
             .await
-            .map_err(SqlFailure::into_wit))
+            .map_err(|e| self.sql_error(e)))
     }
 
     async fn drop(&mut self, this: Resource<SqlRowStream>) -> wasmtime::Result<()> {

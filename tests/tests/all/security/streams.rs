@@ -19,6 +19,8 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
     std::fs::create_dir_all(&files).unwrap();
     let rows: String = (1..=5).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     std::fs::write(files.join("n.ndjson"), rows).unwrap();
+    // Two good lines, then one that is not JSON.
+    std::fs::write(files.join("broken.ndjson"), "{\"n\":1}\n{\"n\":2}\n{oops\n").unwrap();
     let connector = upload(addr, &token, "sluice_file").await;
     let instance = new_instance(
         addr,
@@ -68,6 +70,40 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
     .await;
     assert_eq!(good.status, 200);
     let lines = good.lines();
-    let records: Vec<_> = lines.iter().filter(|l| l.get("n").is_some()).collect();
+    let records: Vec<_> = lines
+        .iter()
+        .filter(|l| l["record"]["data"].get("n").is_some())
+        .collect();
     assert_eq!(records.len(), 5);
+
+    // A stream that fails after its first batch ends with a typed error
+    // line, after the records and checkpoint that did arrive.
+    let broken = send(
+        addr,
+        "POST",
+        &path,
+        Some(&token),
+        br#"{"resource": "broken.ndjson", "batch_size": 2}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(broken.status, 200);
+    let lines = broken.lines();
+    let kinds: Vec<&str> = lines
+        .iter()
+        .map(|l| {
+            let keys: Vec<&String> = l.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 1, "one kind per line: {l}");
+            keys[0].as_str()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        ["record", "record", "checkpoint", "error"],
+        "{lines:?}"
+    );
+    let error = &lines[3]["error"];
+    assert!(
+        error["code"].is_string() && error["message"].as_str().unwrap().contains("line 3"),
+        "{error}"
+    );
 }

@@ -1,0 +1,204 @@
+//! HTTP API conventions of `sluice serve`: methods, authentication headers,
+//! tokens with names and expiry, and request bodies checked field by field.
+
+use serde_json::json;
+use sluice_tests::client::{json, send, send_with};
+use sluice_tests::tempdir;
+
+use crate::server::{new_instance, start, tenant, upload, ADMIN};
+
+#[tokio::test]
+async fn a_wrong_method_on_a_known_path_is_405_with_allow() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let cases = [
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/v1/connectors", "GET, HEAD, POST"),
+        ("PATCH", "/v1/instances/abc", "GET, HEAD, PUT, DELETE"),
+        ("GET", "/v1/instances/abc/fetch", "POST"),
+        ("PUT", "/v1/tenants/abc/tokens", "GET, HEAD, POST"),
+    ];
+    for (method, path, allow) in cases {
+        let reply = send(addr, method, path, Some(ADMIN), vec![]).await;
+        assert_eq!(reply.status, 405, "{method} {path}");
+        assert_eq!(reply.headers["allow"], allow, "{method} {path}");
+        assert_eq!(reply.json()["error"]["code"], "method_not_allowed");
+    }
+    // An unknown path is still 404, and HEAD answers where GET does.
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let reply = send(addr, "GET", "/v1/nothing", Some(&token), vec![]).await;
+    assert_eq!(reply.status, 404);
+    let reply = send(addr, "HEAD", "/v1/connectors", Some(&token), vec![]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty());
+}
+
+#[tokio::test]
+async fn bearer_is_matched_case_insensitively_and_401_says_how_to_authenticate() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let header = format!("{scheme} {ADMIN}");
+        let reply = send_with(
+            addr,
+            "GET",
+            "/v1/tenants",
+            &[("authorization", &header)],
+            vec![],
+        )
+        .await;
+        assert_eq!(reply.status, 200, "{scheme}");
+    }
+    for header in [None, Some("Basic YWRtaW4="), Some("Bearer wrong")] {
+        let headers: Vec<(&str, &str)> = header.map(|h| ("authorization", h)).into_iter().collect();
+        let reply = send_with(addr, "GET", "/v1/tenants", &headers, vec![]).await;
+        assert_eq!(reply.status, 401, "{header:?}");
+        assert_eq!(reply.headers["www-authenticate"], "Bearer realm=\"sluice\"");
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_named_listed_without_secrets_and_expire() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (id, _) = tenant(addr, json!({ "name": "t" })).await;
+    let tokens = format!("/v1/tenants/{id}/tokens");
+    let created = json(
+        addr,
+        "POST",
+        &tokens,
+        Some(ADMIN),
+        &json!({ "name": "ci", "expires_in_s": 1 }),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    let created = created.json();
+    assert_eq!(created["name"], "ci");
+    assert_eq!(
+        created["expires_at"].as_u64().unwrap(),
+        created["created_at"].as_u64().unwrap() + 1
+    );
+    let secret = created["token"].as_str().unwrap().to_string();
+    // An empty body still makes a token (no name, no expiry).
+    let plain = send(addr, "POST", &tokens, Some(ADMIN), vec![]).await;
+    assert_eq!(plain.status, 201);
+    assert_eq!(plain.json()["expires_at"], json!(null));
+
+    let listed = send(addr, "GET", &tokens, Some(ADMIN), vec![]).await.json();
+    let items = listed["items"].as_array().unwrap();
+    assert_eq!(
+        items.len(),
+        3,
+        "the one `tenant` made, and two here: {listed}"
+    );
+    assert!(items
+        .iter()
+        .any(|t| t["name"] == "ci" && t["id"] == created["id"]));
+    let text = listed.to_string();
+    assert!(!text.contains(&secret) && !text.contains("hash"), "{text}");
+
+    assert_eq!(
+        send(addr, "GET", "/v1/connectors", Some(&secret), vec![])
+            .await
+            .status,
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = send(addr, "GET", "/v1/connectors", Some(&secret), vec![]).await;
+    assert_eq!(expired.status, 401);
+    assert_eq!(expired.json()["error"]["code"], "token_expired");
+
+    let zero = json(
+        addr,
+        "POST",
+        &tokens,
+        Some(ADMIN),
+        &json!({ "expires_in_s": 0 }),
+    )
+    .await;
+    assert_eq!(zero.status, 422);
+    let unknown = json(addr, "POST", &tokens, Some(ADMIN), &json!({ "ttl": 5 })).await;
+    assert_eq!(unknown.status, 422);
+    assert!(unknown.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unknown field `ttl`"));
+}
+
+#[tokio::test]
+async fn request_bodies_are_checked_field_by_field() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
+    let fetch = format!("/v1/instances/{instance}/fetch");
+    let execute = format!("/v1/instances/{instance}/execute");
+    let cases = [
+        (
+            &fetch,
+            json!({ "resource": "x", "limit": 3 }),
+            "unknown field `limit`",
+        ),
+        (
+            &fetch,
+            json!({ "resource": "x", "filters": [{ "field": "a", "op": "gt" }] }),
+            "filters[0]: `value` is missing",
+        ),
+        (
+            &fetch,
+            json!({ "resource": "x", "filters": [{ "field": "a", "op": "around", "value": 1 }] }),
+            "filters[0]: unknown filter operator `around`",
+        ),
+        (
+            &fetch,
+            json!({ "resource": "x", "records": [{ "a": 1 }] }),
+            "`records` is not used by `fetch`",
+        ),
+        (
+            &execute,
+            json!({ "resource": "x", "operation": "w", "records": [[1]] }),
+            "records[0]: every record must be a JSON object",
+        ),
+        (
+            &execute,
+            json!({ "resource": "x", "operation": "w", "records": [{ "checkpoint": "c" }] }),
+            "records[0]: a stream's checkpoint or error line is not a record",
+        ),
+    ];
+    for (path, body, needle) in cases {
+        let reply = json(addr, "POST", path, Some(&token), &body).await;
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            reply.status == 422 && message.contains(needle),
+            "{body}: {} {message}",
+            reply.status
+        );
+    }
+    // Not JSON at all is 400; JSON of the wrong shape is 422.
+    let reply = send(addr, "POST", &fetch, Some(&token), b"{not json".to_vec()).await;
+    assert_eq!(reply.status, 400);
+    let reply = json(
+        addr,
+        "POST",
+        &fetch,
+        Some(&token),
+        &json!({ "resource": "x", "limit": 3 }),
+    )
+    .await;
+    assert_eq!(reply.status, 422);
+    assert_eq!(reply.json()["error"]["code"], "invalid_body");
+    // A filter that needs no value is fine without one.
+    let reply = json(
+        addr,
+        "POST",
+        &fetch,
+        Some(&token),
+        &json!({ "resource": "echo", "filters": [{ "field": "a", "op": "is-null" }] }),
+    )
+    .await;
+    assert_ne!(reply.status, 422, "{:?}", reply.body);
+}
