@@ -464,6 +464,24 @@ fn error_response(err: &ApiError) -> Response<ResponseBody> {
 
 type Reply = Result<Response<ResponseBody>, ApiError>;
 
+/// What a request's log line says beyond its method, path and status: who
+/// made it and which instance it touched, learnt while routing it.
+#[derive(Debug, Default, Clone)]
+struct RequestLog {
+    request_id: String,
+    tenant: Option<String>,
+    instance: Option<String>,
+}
+
+tokio::task_local! {
+    static REQUEST_LOG: std::cell::RefCell<RequestLog>;
+}
+
+/// Note a fact about the current request for its log line (a no-op outside one).
+fn note_request(update: impl FnOnce(&mut RequestLog)) {
+    let _ = REQUEST_LOG.try_with(|log| update(&mut log.borrow_mut()));
+}
+
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ResponseBody> {
     use std::sync::atomic::Ordering;
     state.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -476,13 +494,34 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ResponseB
         .filter(|v| v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         .map_or_else(new_id, str::to_string);
     let started = std::time::Instant::now();
-    let mut response = match route(&state, req).await {
-        Ok(response) => response,
-        Err(err) => error_response(&err),
+    let log = std::cell::RefCell::new(RequestLog {
+        request_id: request_id.clone(),
+        ..RequestLog::default()
+    });
+    let (result, log) = REQUEST_LOG
+        .scope(log, async {
+            let result = route(&state, req).await;
+            (result, REQUEST_LOG.with(|log| log.borrow().clone()))
+        })
+        .await;
+    let (mut response, code) = match result {
+        Ok(response) => (response, None),
+        Err(err) => (error_response(&err), Some(err.code)),
     };
     let status = response.status().as_u16();
-    // Paths carry ids, never secrets; bodies and headers are not logged.
-    tracing::info!(request_id, %method, path, status, ms = started.elapsed().as_millis() as u64, "request");
+    // Paths carry ids, never secrets; bodies and headers are not logged. A
+    // stream logs its own end, with its whole duration.
+    tracing::info!(
+        request_id,
+        %method,
+        path,
+        status,
+        tenant = log.tenant.as_deref(),
+        instance = log.instance.as_deref(),
+        error = code,
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
     if let Ok(value) = http::HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -621,6 +660,73 @@ impl State {
         self.load("tenants", &record.tenant)
             .await?
             .ok_or_else(ApiError::unauthorized)
+    }
+
+    /// The connector a reference names for `tenant`: an id (sha256), or
+    /// `name@version` among its uploads and the bundled connectors.
+    async fn resolve_connector(
+        &self,
+        tenant: &str,
+        reference: &str,
+    ) -> Result<ConnectorMeta, ApiError> {
+        let Some((name, version)) = reference.split_once('@') else {
+            return self
+                .connector_meta(tenant, reference)
+                .await?
+                .ok_or_else(|| ApiError::not_found("connector", reference));
+        };
+        let mut candidates: Vec<ConnectorMeta> = self
+            .builtins
+            .values()
+            .map(|(meta, _)| meta.clone())
+            .filter(|meta| meta.name == name)
+            .collect();
+        for key in self.store.list("connectors", &format!("{tenant}/")).await? {
+            if let Some(meta) = self.load::<ConnectorMeta>("connectors", &key).await? {
+                if meta.name == name && candidates.iter().all(|c| c.id != meta.id) {
+                    candidates.push(meta);
+                }
+            }
+        }
+        let mut matching: Vec<ConnectorMeta> = candidates
+            .iter()
+            .filter(|meta| meta.version == version)
+            .cloned()
+            .collect();
+        match matching.len() {
+            1 => Ok(matching.remove(0)),
+            0 => {
+                let mut versions: Vec<&str> =
+                    candidates.iter().map(|c| c.version.as_str()).collect();
+                versions.sort_unstable();
+                versions.dedup();
+                Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    if versions.is_empty() {
+                        format!("no connector named `{name}`")
+                    } else {
+                        format!(
+                            "no connector `{name}` at version `{version}` (versions: {})",
+                            versions.join(", ")
+                        )
+                    },
+                ))
+            }
+            _ => {
+                let ids: Vec<&str> = matching.iter().map(|m| m.id.as_str()).collect();
+                Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "ambiguous_connector",
+                    format!(
+                        "`{reference}` names {} different uploads; use an id: {}",
+                        ids.len(),
+                        ids.join(", ")
+                    ),
+                )
+                .details(json!({ "ids": ids })))
+            }
+        }
     }
 
     /// Metadata of connector `id` as `tenant` sees it: its own upload or a builtin.
@@ -907,6 +1013,7 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         return admin(state, method, &rest, req).await;
     }
     let tenant = state.tenant_of(token.as_deref()).await?;
+    note_request(|log| log.tenant = Some(tenant.id.clone()));
     let parts: Vec<String> = parts.iter().map(|s| s.to_string()).collect();
     match (
         method,
@@ -1274,7 +1381,11 @@ async fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct InstanceSpec {
+    /// The connector: its id (sha256), or `name@version`.
     connector: String,
+    /// A name for people; ids stay the handles.
+    #[serde(default)]
+    name: Option<String>,
     #[serde(default)]
     config: Value,
     #[serde(default)]
@@ -1285,17 +1396,18 @@ struct InstanceSpec {
 
 async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> Reply {
     let spec: InstanceSpec = read_json(req).await?;
-    let meta = state
-        .connector_meta(&tenant.id, &spec.connector)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connector", &spec.connector))?;
+    check_instance_name(spec.name.as_deref())?;
+    let meta = state.resolve_connector(&tenant.id, &spec.connector).await?;
     let _quota = state.store.lock(&quota_lock(&tenant.id)).await?;
     state
         .check_quota(tenant, "instances", tenant.quotas.max_instances)
         .await?;
     let instance = Instance {
         id: new_id(),
-        connector: spec.connector,
+        name: spec.name,
+        // Pinned to the bytes `name@version` named today: a later upload
+        // under the same name changes no running instance.
+        connector: meta.id.clone(),
         config: if spec.config.is_null() {
             json!({})
         } else {
@@ -1330,11 +1442,10 @@ async fn update_instance(
     let mut current = instance(state, tenant, id).await?;
     let previous_size = record_size(&current);
     let spec: InstanceSpec = read_json(req).await?;
-    let meta = state
-        .connector_meta(&tenant.id, &spec.connector)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connector", &spec.connector))?;
-    current.connector = spec.connector;
+    check_instance_name(spec.name.as_deref())?;
+    let meta = state.resolve_connector(&tenant.id, &spec.connector).await?;
+    current.connector = meta.id.clone();
+    current.name = spec.name;
     current.config = if spec.config.is_null() {
         json!({})
     } else {
@@ -1364,6 +1475,20 @@ async fn update_instance(
         .await?;
     state.forget_instance(&tenant.id, id);
     Ok(json_response(StatusCode::OK, &current.view()))
+}
+
+/// An instance name is for people: short, printable, one line.
+fn check_instance_name(name: Option<&str>) -> Result<(), ApiError> {
+    match name {
+        Some(name) if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) => {
+            Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "`name` must be 1 to 200 bytes of printable text",
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Bytes a record takes in the store.
@@ -1592,6 +1717,7 @@ async fn invoke(
     }
     let started = std::time::Instant::now();
     let instance = instance(state, tenant, id).await?;
+    note_request(|log| log.instance = Some(instance.id.clone()));
     let connector = instance.connector.clone();
     let result = invoke_inner(state, tenant, instance, operation, req).await;
     // A stream that started records its own outcome when it ends.
@@ -1695,6 +1821,10 @@ async fn invoke_inner(
                 state: Arc::clone(state),
                 tenant: tenant.id.clone(),
                 connector: instance.connector.clone(),
+                instance: instance.id.clone(),
+                request_id: REQUEST_LOG
+                    .try_with(|log| log.borrow().request_id.clone())
+                    .unwrap_or_default(),
             };
             return stream(
                 session,
@@ -1836,11 +1966,13 @@ impl Body for ChannelBody {
     }
 }
 
-/// Who a stream belongs to, for its metrics.
+/// Who a stream belongs to, for its metrics and its log line.
 struct StreamContext {
     state: Arc<State>,
     tenant: String,
     connector: String,
+    instance: String,
+    request_id: String,
 }
 
 /// Start a stream. Until its first batch (or its end) the answer is not
@@ -1863,6 +1995,14 @@ async fn stream(
         let outcome = pump(session, fetch, checkpoint, batch_size, tx, &mut start).await;
         // A stream refused before it started is counted by `invoke`, as an error answer.
         if start.is_none() {
+            tracing::info!(
+                request_id = context.request_id,
+                tenant = context.tenant,
+                instance = context.instance,
+                outcome,
+                ms = started.elapsed().as_millis() as u64,
+                "stream ended"
+            );
             context.state.metrics.invocation(
                 &context.tenant,
                 &context.connector,

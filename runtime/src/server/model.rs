@@ -192,6 +192,9 @@ pub struct ConnectorMeta {
 pub struct Instance {
     /// Id.
     pub id: String,
+    /// A name for people, when given.
+    #[serde(default)]
+    pub name: Option<String>,
     /// Connector id (sha256).
     pub connector: String,
     /// Connector config.
@@ -222,6 +225,7 @@ impl Instance {
         }
         json!({
             "id": self.id,
+            "name": self.name,
             "connector": self.connector,
             "config": self.config,
             "secrets": secrets,

@@ -122,7 +122,7 @@ async fn native_server(file: std::path::PathBuf) -> SocketAddr {
                                 .lines()
                                 .filter(|l| !l.trim().is_empty())
                                 .take(size)
-                                .map(|l| serde_json::from_str(l).unwrap())
+                                .map(|l| json!({ "data": serde_json::from_str::<Value>(l).unwrap() }))
                                 .collect();
                             let reply = json!({ "records": records, "total_count": null, "next_cursor": null });
                             Ok::<_, std::convert::Infallible>(

@@ -202,3 +202,65 @@ async fn request_bodies_are_checked_field_by_field() {
     .await;
     assert_ne!(reply.status, 422, "{:?}", reply.body);
 }
+
+#[tokio::test]
+async fn instances_name_a_connector_by_name_at_version_and_take_a_name() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let id = upload(addr, &token, "sluice_file").await;
+    let meta = send(
+        addr,
+        "GET",
+        &format!("/v1/connectors/{id}"),
+        Some(&token),
+        vec![],
+    )
+    .await
+    .json();
+    let version = meta["version"].as_str().unwrap().to_string();
+    let created = json(
+        addr,
+        "POST",
+        "/v1/instances",
+        Some(&token),
+        &json!({ "connector": format!("file@{version}"), "name": "people" }),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let view = created.json();
+    // Pinned to the bytes the reference named.
+    assert_eq!(view["connector"], id);
+    assert_eq!(view["name"], "people");
+    let listed = send(addr, "GET", "/v1/instances", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(listed["items"][0]["name"], "people");
+
+    let cases = [
+        (
+            json!({ "connector": "file@9.9.9" }),
+            404,
+            format!("versions: {version}"),
+        ),
+        (
+            json!({ "connector": "nope@1.0.0" }),
+            404,
+            "no connector named `nope`".to_string(),
+        ),
+        (
+            json!({ "connector": id, "name": "" }),
+            422,
+            "`name` must be".to_string(),
+        ),
+    ];
+    for (body, status, needle) in cases {
+        let reply = json(addr, "POST", "/v1/instances", Some(&token), &body).await;
+        assert_eq!(reply.status, status, "{body}");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(&needle), "{body}: {message}");
+    }
+}

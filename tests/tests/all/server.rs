@@ -752,6 +752,9 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
             sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
         }
     });
+    let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+    let refused = send(addr, "GET", "/v1/instances", Some("not-a-token"), vec![]).await;
+    assert_eq!(refused.status, 401);
     let out = std::process::Command::new("sh")
         .arg("examples/walkthrough.sh")
         .current_dir(sluice_tests::root())
@@ -776,6 +779,47 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
     assert!(
         stdout.contains(r#"{"checkpoint":"byte:127:line:3"}"#),
         "{stdout}"
+    );
+    // The request log says who, which instance, which error, and how long a
+    // stream really took (the reader thread may still be draining the pipe).
+    for _ in 0..50 {
+        if logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|l| l.contains("stream ended"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logs: Vec<Value> = logs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .map(|line| line["fields"].clone())
+        .collect();
+    let logged = |check: &dyn Fn(&Value) -> bool| logs.iter().any(check);
+    assert!(
+        logged(&|f| f["message"] == "request"
+            && f["status"] == 401
+            && f["error"] == "unauthorized"),
+        "{logs:?}"
+    );
+    assert!(
+        logged(&|f| f["message"] == "request"
+            && f["path"].as_str().is_some_and(|p| p.ends_with("/fetch"))
+            && f["tenant"].is_string()
+            && f["instance"].is_string()),
+        "{logs:?}"
+    );
+    assert!(
+        logged(&|f| f["message"] == "stream ended"
+            && f["outcome"] == "ok"
+            && f["instance"].is_string()
+            && f["ms"].is_u64()),
+        "{logs:?}"
     );
 }
 
