@@ -140,6 +140,8 @@ struct State {
     compilers: Arc<Semaphore>,
     compile_timeout: Duration,
     connectors: Mutex<HashMap<String, Connector>>,
+    /// Compiled config schemas by connector id, each compiled once.
+    schemas: Mutex<HashMap<String, Arc<schema::ConfigSchema>>>,
     /// Concurrent invocations per tenant: the quota they were sized for, and the permits.
     running: Mutex<HashMap<String, (u32, Arc<Semaphore>)>>,
     /// Grants per instance, kept between invocations so sql pools, rate-limit
@@ -299,6 +301,7 @@ impl Server {
             compilers: Arc::new(Semaphore::new(cores)),
             compile_timeout: config.compile_timeout,
             connectors: Mutex::default(),
+            schemas: Mutex::default(),
             running: Mutex::default(),
             grants: Mutex::default(),
             warm: warm::WarmSessions::new(config.warm_sessions, max_warm),
@@ -727,6 +730,24 @@ impl State {
                 .details(json!({ "ids": ids })))
             }
         }
+    }
+
+    /// The compiled config schema of a connector, compiled on first use.
+    fn config_schema(&self, meta: &ConnectorMeta) -> Result<Arc<schema::ConfigSchema>, ApiError> {
+        if let Some(compiled) = self
+            .schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&meta.id)
+        {
+            return Ok(Arc::clone(compiled));
+        }
+        let compiled = Arc::new(compile_config_schema(meta)?);
+        self.schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(meta.id.clone(), Arc::clone(&compiled));
+        Ok(compiled)
     }
 
     /// Metadata of connector `id` as `tenant` sees it: its own upload or a builtin.
@@ -1317,6 +1338,9 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
     let connector = state.compile(bytes.clone()).await?;
     let meta = describe_meta(&connector, false, &limits_of(tenant)).await?;
     drop(permit);
+    // A schema that cannot check configs is refused with the upload, not at
+    // the first instance; compiled once, it is kept for every check.
+    let compiled = Arc::new(compile_config_schema(&meta)?);
     let meta_bytes = serde_json::to_vec(&meta)
         .map(|m| m.len())
         .unwrap_or_default();
@@ -1330,7 +1354,12 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
         .connectors
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .insert(id, connector);
+        .insert(id.clone(), connector);
+    state
+        .schemas
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id, compiled);
     Ok(json_response(StatusCode::CREATED, &json!(meta)))
 }
 
@@ -1417,7 +1446,8 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
         grants: spec.grants,
     };
     // Validate config and grants now, so a bad instance is refused at creation.
-    check_config(&meta, &instance.config)?;
+    let schema = state.config_schema(&meta)?;
+    check_config(&schema, &meta, &instance.config)?;
     grants_of(state, tenant, &instance)?;
     state
         .check_stored_bytes(tenant, record_size(&instance))
@@ -1465,7 +1495,8 @@ async fn update_instance(
     if !spec.secrets.is_empty() {
         current.secrets = spec.secrets;
     }
-    check_config(&meta, &current.config)?;
+    let schema = state.config_schema(&meta)?;
+    check_config(&schema, &meta, &current.config)?;
     grants_of(state, tenant, &current)?;
     let _quota = state.store.lock(&quota_lock(&tenant.id)).await?;
     let grown = record_size(&current).saturating_sub(previous_size);
@@ -1475,6 +1506,20 @@ async fn update_instance(
         .await?;
     state.forget_instance(&tenant.id, id);
     Ok(json_response(StatusCode::OK, &current.view()))
+}
+
+/// A connector's config schema, compiled; one that cannot be is a 422 naming why.
+fn compile_config_schema(meta: &ConnectorMeta) -> Result<schema::ConfigSchema, ApiError> {
+    schema::ConfigSchema::compile(&meta.config_schema).map_err(|why| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_config_schema",
+            format!(
+                "the config schema of connector `{}` cannot be used: {why}",
+                meta.name
+            ),
+        )
+    })
 }
 
 /// An instance name is for people: short, printable, one line.
@@ -1523,8 +1568,12 @@ async fn instance(state: &State, tenant: &Tenant, id: &str) -> Result<Instance, 
 }
 
 /// Refuse a config that does not match the connector's config schema (422 naming the field).
-fn check_config(meta: &ConnectorMeta, config: &Value) -> Result<(), ApiError> {
-    let problems = schema::validate(&meta.config_schema, config);
+fn check_config(
+    schema: &schema::ConfigSchema,
+    meta: &ConnectorMeta,
+    config: &Value,
+) -> Result<(), ApiError> {
+    let problems = schema.check(config);
     if problems.is_empty() {
         return Ok(());
     }
