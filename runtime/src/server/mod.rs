@@ -1151,6 +1151,7 @@ async fn admin(
     match (method, rest.as_slice()) {
         (Method::POST, []) => {
             let spec: TenantSpec = read_json(req).await?;
+            spec.ceiling.check()?;
             let tenant = Tenant {
                 id: new_id(),
                 name: spec.name,
@@ -1182,6 +1183,7 @@ async fn admin(
                 .await?
                 .ok_or_else(|| ApiError::not_found("tenant", id))?;
             let spec: TenantSpec = read_json(req).await?;
+            spec.ceiling.check()?;
             tenant.name = spec.name;
             tenant.quotas = spec.quotas;
             tenant.ceiling = spec.ceiling;

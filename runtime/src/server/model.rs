@@ -55,8 +55,8 @@ pub struct Ceiling {
     pub http_private_addresses: bool,
     /// TCP entries (`host:port`, `cidr:port`), matched exactly.
     pub tcp: Vec<String>,
-    /// Database hosts sql grants may name, with any port, database and role
-    /// there (coarse: prefer `sql`).
+    /// Database hosts sql grants may name: `host` (any port) or `host:port`
+    /// (`[v6]:port`), with any database and role there (coarse: prefer `sql`).
     pub sql_hosts: Vec<String>,
     /// Databases sql grants may name, each with its roles and the highest mode.
     pub sql: Vec<SqlTarget>,
@@ -67,6 +67,99 @@ pub struct Ceiling {
     pub sql_privileged_roles: bool,
     /// Whether instances may mount directories of the tenant's own file root.
     pub files: bool,
+}
+
+impl Ceiling {
+    /// Refuse an entry that cannot match anything (a typo would otherwise
+    /// grant nothing, silently): 422 naming the entry and the form to write.
+    ///
+    /// # Errors
+    ///
+    /// [`ApiError`] 422 `invalid_ceiling`.
+    pub fn check(&self) -> Result<(), ApiError> {
+        let bad = |field: &str, entry: &str, why: String| {
+            Err(ApiError::new(
+                http::StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_ceiling",
+                format!("ceiling `{field}` entry `{entry}` can match nothing: {why}"),
+            ))
+        };
+        for origin in &self.http {
+            if let Err(e) = HostPattern::parse(origin) {
+                return bad("http", origin, e.to_string());
+            }
+        }
+        for entry in &self.tcp {
+            if let Err(why) = check_host_port(entry, true) {
+                return bad(
+                    "tcp",
+                    entry,
+                    format!("{why}; write `host:port`, `cidr:port` or `host:*`"),
+                );
+            }
+        }
+        for entry in &self.sql_hosts {
+            let checked =
+                if entry.contains(':') && !entry.starts_with('[') && entry.matches(':').count() > 1
+                {
+                    Err("an IPv6 address goes in brackets, `[::1]:5432`".to_string())
+                } else if entry.contains(':') {
+                    check_host_port(entry, false)
+                } else if entry.is_empty() || entry.contains(['/', '@', ' ']) {
+                    Err("not a host name or address".to_string())
+                } else {
+                    Ok(())
+                };
+            if let Err(why) = checked {
+                return bad(
+                    "sql_hosts",
+                    entry,
+                    format!("{why}; write `host` or `host:port`"),
+                );
+            }
+        }
+        for target in &self.sql {
+            let shown = format!("{}:{}", target.host, target.port);
+            if target.host.is_empty() || target.port == 0 {
+                return bad(
+                    "sql",
+                    &shown,
+                    "a target needs a host and a port from 1".into(),
+                );
+            }
+            if target.databases.is_empty() || target.roles.is_empty() {
+                return bad(
+                    "sql",
+                    &shown,
+                    "`databases` and `roles` each need at least one name (`*` for any)".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Check `host:port` (`port` may be `*` when `any_port`); the host may be a
+/// name, an address, `[v6]` or, with `any_port`, a CIDR block.
+fn check_host_port(entry: &str, any_port: bool) -> Result<(), String> {
+    let (host, port) = entry
+        .rsplit_once(':')
+        .ok_or_else(|| "no port".to_string())?;
+    let port_ok = (any_port && port == "*") || port.parse::<u16>().is_ok_and(|p| p > 0);
+    if !port_ok {
+        return Err(format!(
+            "`{port}` is not a port (1 to 65535{})",
+            if any_port { ", or `*`" } else { "" }
+        ));
+    }
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host.contains(['@', ' ']) {
+        return Err("no host".into());
+    }
+    if host.contains('/') && (!any_port || host.parse::<ipnet::IpNet>().is_err()) {
+        return Err(format!("`{host}` is not a CIDR block"));
+    }
+    Ok(())
 }
 
 /// One database a tenant's sql grants may use.
@@ -393,7 +486,15 @@ fn check_sql_grant(grant: &Value, ceiling: &Ceiling) -> Result<(), ApiError> {
             tokio_postgres::config::Host::Tcp(name) => name.clone(),
             tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
         };
-        let fits = ceiling.sql_hosts.contains(&name)
+        let with_port = if name.contains(':') {
+            format!("[{name}]:{port}")
+        } else {
+            format!("{name}:{port}")
+        };
+        let fits = ceiling
+            .sql_hosts
+            .iter()
+            .any(|h| h == &name || h == &with_port)
             || ceiling
                 .sql
                 .iter()

@@ -264,3 +264,77 @@ async fn instances_name_a_connector_by_name_at_version_and_take_a_name() {
         assert!(message.contains(&needle), "{body}: {message}");
     }
 }
+
+#[tokio::test]
+async fn a_ceiling_entry_that_can_match_nothing_is_refused_when_written() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let cases = [
+        (
+            json!({ "http": ["api.example.com"] }),
+            "`http` entry `api.example.com`",
+        ),
+        (json!({ "tcp": ["127.0.0.1"] }), "`tcp` entry `127.0.0.1`"),
+        (json!({ "tcp": ["10.0.0.0/33:80"] }), "not a CIDR block"),
+        (json!({ "tcp": ["db:http"] }), "`http` is not a port"),
+        (
+            json!({ "sql_hosts": ["db:99999"] }),
+            "`sql_hosts` entry `db:99999`",
+        ),
+        (
+            json!({ "sql_hosts": ["postgres://db"] }),
+            "`sql_hosts` entry `postgres://db`",
+        ),
+        (json!({ "sql_hosts": ["::1:5432"] }), "in brackets"),
+        (
+            json!({ "sql": [{ "host": "db", "databases": [], "roles": ["app"] }] }),
+            "need at least one name",
+        ),
+    ];
+    for (ceiling, needle) in cases {
+        let body = json!({ "name": "t", "ceiling": ceiling });
+        let reply = json(addr, "POST", "/v1/tenants", Some(ADMIN), &body).await;
+        assert_eq!(reply.status, 422, "{body}");
+        assert_eq!(reply.json()["error"]["code"], "invalid_ceiling");
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let good = json!({ "name": "t", "ceiling": {
+        "http": ["https://*.example.com"], "tcp": ["127.0.0.1:6379", "10.0.0.0/8:*", "[::1]:4222"],
+        "sql_hosts": ["db", "db2:5433", "[::1]:5432"]
+    } });
+    let created = json(addr, "POST", "/v1/tenants", Some(ADMIN), &good).await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    // The same check guards an update.
+    let id = created.json()["id"].as_str().unwrap().to_string();
+    let bad = json!({ "name": "t", "ceiling": { "tcp": ["nowhere"] } });
+    let updated = json(addr, "PUT", &format!("/v1/tenants/{id}"), Some(ADMIN), &bad).await;
+    assert_eq!(updated.status, 422);
+}
+
+#[test]
+fn sql_hosts_take_a_host_or_a_host_and_port() {
+    use sluice::server::model::{fit_grants, Ceiling};
+    let ceiling = Ceiling {
+        sql_hosts: vec!["any-port.test".into(), "one-port.test:5433".into()],
+        ..Ceiling::default()
+    };
+    let grant = |url: &str| json!({ "sql": [{ "name": "main", "url": url }] });
+    for url in [
+        "postgres://app@any-port.test:5432/db",
+        "postgres://app@any-port.test:6000/db",
+        "postgres://app@one-port.test:5433/db",
+    ] {
+        assert!(fit_grants(&grant(url), &ceiling).is_ok(), "{url}");
+    }
+    for url in [
+        "postgres://app@one-port.test:5432/db",
+        "postgres://app@other.test:5433/db",
+    ] {
+        let err = fit_grants(&grant(url), &ceiling).unwrap_err();
+        assert_eq!(err.code, "grant_outside_ceiling", "{url}");
+    }
+}
