@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests bundled build run demo test fuzz bench services lint fmt clean
+.PHONY: setup wasm-target guests bundled pytools build run demo test fuzz bench services lint fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -55,8 +55,18 @@ demo: build
 		--config '{"root": "/data", "csv": {"infer_types": true}}' \
 		fetch people.csv --filter age=gt:80 --sort age:desc --fields name,age,city
 
+## pytools: third-party checkers the tests run against the server's output
+## (openapi-spec-validator, prometheus_client's text parser), in target/pytools
+PYTOOLS := target/pytools
+pytools: $(PYTOOLS)/.installed
+$(PYTOOLS)/.installed:
+	@command -v python3 >/dev/null || { echo "python3 is needed for the checkers the tests run: install it (Debian: apt-get install python3 python3-venv)"; exit 1; }
+	python3 -m venv $(PYTOOLS)
+	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0
+	@touch $@
+
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
-test: build services
+test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	cd guests && $(CARGO) test -p sluice-sdk --lib --target $$(rustc -vV | sed -n 's/^host: //p')
 

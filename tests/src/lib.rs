@@ -115,3 +115,18 @@ pub fn data(records: &[sluice::Record]) -> Vec<serde_json::Value> {
 pub fn postgres_connector() -> Connector {
     connector("sluice_postgres")
 }
+
+/// The Python of `make pytools`, which holds third-party checkers
+/// (openapi-spec-validator, prometheus_client).
+///
+/// # Panics
+///
+/// When it is not installed, saying how to install it.
+pub fn pytools_python() -> PathBuf {
+    let python = root().join("target/pytools/bin/python");
+    assert!(
+        root().join("target/pytools/.installed").exists(),
+        "the third-party checkers are missing: run `make pytools` (or `make test`, which installs them)"
+    );
+    python
+}

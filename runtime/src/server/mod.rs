@@ -1075,11 +1075,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         (Method::DELETE, ["v1", "connectors", id]) => delete_connector(state, &tenant, id).await,
         (Method::POST, ["v1", "instances"]) => create_instance(state, &tenant, req).await,
         (Method::GET, ["v1", "instances"]) => {
-            list(state, "instances", &tenant, |v: Instance| v.view()).await
+            list(state, "instances", &tenant, |v: Instance| json!(v.view())).await
         }
         (Method::GET, ["v1", "instances", id]) => Ok(json_response(
             StatusCode::OK,
-            &instance(state, &tenant, id).await?.view(),
+            &json!(instance(state, &tenant, id).await?.view()),
         )),
         (Method::PUT, ["v1", "instances", id]) => update_instance(state, &tenant, id, req).await,
         (Method::DELETE, ["v1", "instances", id]) => {
@@ -1131,7 +1131,7 @@ async fn list<T: DeserializeOwned>(
     Ok(json_response(StatusCode::OK, &json!({ "items": items })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantSpec {
     name: String,
@@ -1236,9 +1236,11 @@ async fn admin(
             state
                 .save("token-ids", &format!("{id}/{}", record.id), &record)
                 .await?;
-            let mut created = record.view();
-            created["token"] = json!(token);
-            Ok(json_response(StatusCode::CREATED, &created))
+            let issued = model::IssuedToken {
+                view: record.view(),
+                token,
+            };
+            Ok(json_response(StatusCode::CREATED, &json!(issued)))
         }
         (Method::GET, [id, "tokens"]) => {
             state
@@ -1252,7 +1254,7 @@ async fn admin(
                 }
             }
             tokens.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            let items: Vec<Value> = tokens.iter().map(TokenRecord::view).collect();
+            let items: Vec<model::TokenView> = tokens.iter().map(TokenRecord::view).collect();
             Ok(json_response(StatusCode::OK, &json!({ "items": items })))
         }
         (Method::DELETE, [id, "tokens", token_id]) => {
@@ -1409,7 +1411,7 @@ async fn delete_connector(state: &State, tenant: &Tenant, id: &str) -> Reply {
     Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct InstanceSpec {
     /// The connector: its id (sha256), or `name@version`.
@@ -1461,7 +1463,7 @@ async fn create_instance(state: &Arc<State>, tenant: &Tenant, req: Request<Incom
             &instance,
         )
         .await?;
-    Ok(json_response(StatusCode::CREATED, &instance.view()))
+    Ok(json_response(StatusCode::CREATED, &json!(instance.view())))
 }
 
 /// Replace an instance's config and grants; secrets are replaced only when given.
@@ -1507,7 +1509,7 @@ async fn update_instance(
         .save("instances", &format!("{}/{id}", tenant.id), &current)
         .await?;
     state.forget_instance(&tenant.id, id);
-    Ok(json_response(StatusCode::OK, &current.view()))
+    Ok(json_response(StatusCode::OK, &json!(current.view())))
 }
 
 /// A connector's config schema, compiled; one that cannot be is a 422 naming why.
@@ -1631,7 +1633,7 @@ fn limits_of(tenant: &Tenant) -> Limits {
 }
 
 /// A filter as the API takes it: `{"field": "age", "op": "gt", "value": 30}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct FilterSpec {
     field: String,
@@ -1641,7 +1643,7 @@ struct FilterSpec {
 }
 
 /// A sort key: `{"field": "age", "direction": "desc"}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct SortSpec {
     field: String,
@@ -1654,7 +1656,7 @@ fn ascending() -> String {
 }
 
 /// A page: `{"page_size": 100, "offset": 0, "cursor": "..."}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct PageSpec {
     page_size: u32,
@@ -1662,7 +1664,7 @@ struct PageSpec {
     cursor: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 struct InvokeSpec {
     resource: String,

@@ -11,7 +11,7 @@ use crate::capability::files::is_plain_relative;
 use crate::policy::{HostPattern, MountMode, SqlMode};
 
 /// Per-tenant limits.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Quotas {
     /// Connectors a tenant may upload.
@@ -45,7 +45,7 @@ impl Default for Quotas {
 }
 
 /// The egress a tenant's instances may be granted, at most.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Ceiling {
     /// HTTP origins (`scheme://host[:port]`, `*.suffix` allowed).
@@ -163,7 +163,7 @@ fn check_host_port(entry: &str, any_port: bool) -> Result<(), String> {
 }
 
 /// One database a tenant's sql grants may use.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SqlTarget {
     /// Host name or address, as the grant URL writes it.
@@ -177,7 +177,17 @@ pub struct SqlTarget {
     pub roles: Vec<String>,
     /// The highest mode a grant may ask for (default `read-only`).
     #[serde(default)]
+    #[schemars(with = "SqlModeName")]
     pub mode: SqlMode,
+}
+
+/// `read-only` or `read-write`, as a sql target's `mode` is written.
+#[derive(schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+#[allow(dead_code)] // describes the JSON form of `SqlMode` only
+enum SqlModeName {
+    ReadOnly,
+    ReadWrite,
 }
 
 fn default_pg_port() -> u16 {
@@ -196,7 +206,7 @@ impl SqlTarget {
 }
 
 /// A tenant.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Tenant {
     /// Id.
     pub id: String,
@@ -229,15 +239,38 @@ pub struct TokenRecord {
     pub expires_at: Option<u64>,
 }
 
+/// A token as the API lists it: never the token or its hash.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct TokenView {
+    /// Token id (for revocation).
+    pub id: String,
+    /// What the token is for.
+    pub name: Option<String>,
+    /// Seconds since the Unix epoch.
+    pub created_at: u64,
+    /// Seconds since the Unix epoch; never expires when null.
+    pub expires_at: Option<u64>,
+}
+
+/// A token just issued: shown once.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct IssuedToken {
+    /// What is listed of it.
+    #[serde(flatten)]
+    pub view: TokenView,
+    /// The bearer token; it is not stored, only its hash.
+    pub token: String,
+}
+
 impl TokenRecord {
     /// The token as listed: never its hash.
-    pub fn view(&self) -> serde_json::Value {
-        serde_json::json!({
-            "id": self.id,
-            "name": self.name,
-            "created_at": self.created_at,
-            "expires_at": self.expires_at,
-        })
+    pub fn view(&self) -> TokenView {
+        TokenView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
     }
 
     /// Whether the token has expired at `now` (seconds since the Unix epoch).
@@ -247,7 +280,7 @@ impl TokenRecord {
 }
 
 /// `POST /v1/tenants/{id}/tokens`: an optional name and lifetime.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenSpec {
     /// What the token is for.
@@ -259,7 +292,7 @@ pub struct TokenSpec {
 }
 
 /// An uploaded connector's metadata.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConnectorMeta {
     /// SHA-256 of the component: the same bytes give the same id.
     pub id: String,
@@ -300,12 +333,33 @@ pub struct Instance {
     pub grants: Value,
 }
 
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct InstanceView {
+    /// Id.
+    pub id: String,
+    /// A name for people, when given.
+    pub name: Option<String>,
+    /// Connector id (sha256).
+    pub connector: String,
+    /// Connector config.
+    pub config: Value,
+    /// Secret names, each shown as `***`.
+    pub secrets: BTreeMap<String, String>,
+    /// Grants, in the JSON form of `sluice::Grants` (a sql URL's password redacted).
+    pub grants: Value,
+}
+
 impl Instance {
     /// The instance as the API shows it: secrets redacted, and so is a
     /// password in a sql grant URL (records stored before such URLs were
     /// refused may hold one).
-    pub fn view(&self) -> Value {
-        let secrets: BTreeMap<&String, &str> = self.secrets.keys().map(|k| (k, "***")).collect();
+    pub fn view(&self) -> InstanceView {
+        let secrets: BTreeMap<String, String> = self
+            .secrets
+            .keys()
+            .map(|k| (k.clone(), "***".to_string()))
+            .collect();
         let mut grants = self.grants.clone();
         if let Some(sql) = grants.get_mut("sql").and_then(Value::as_array_mut) {
             for grant in sql {
@@ -316,14 +370,14 @@ impl Instance {
                 }
             }
         }
-        json!({
-            "id": self.id,
-            "name": self.name,
-            "connector": self.connector,
-            "config": self.config,
-            "secrets": secrets,
-            "grants": grants,
-        })
+        InstanceView {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            connector: self.connector.clone(),
+            config: self.config.clone(),
+            secrets,
+            grants,
+        }
     }
 }
 

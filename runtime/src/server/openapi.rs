@@ -1,133 +1,438 @@
-//! The OpenAPI 3 document served at `/openapi.json`. The tests call every
-//! route it lists, so it stays true.
+//! The OpenAPI 3 document served at `/openapi.json`, generated from the
+//! server's own request and response types (their JSON Schemas come from
+//! `schemars`, which reads the same serde attributes the server parses and
+//! writes with). The tests call every route it lists and validate the
+//! document, so it stays true.
 
-use serde_json::{json, Value};
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use schemars::{JsonSchema, Schema};
+use serde_json::{json, Map, Value};
 
-/// `(method, path template, summary, auth)` of every route.
-pub const ROUTES: &[(&str, &str, &str, &str)] = &[
-    ("get", "/healthz", "Liveness", "none"),
-    ("get", "/readyz", "Readiness (the store answers)", "none"),
-    (
-        "get",
-        "/metrics",
-        "Prometheus metrics (admin or metrics token)",
-        "admin",
-    ),
-    ("get", "/openapi.json", "This document", "none"),
-    ("post", "/v1/tenants", "Create a tenant", "admin"),
-    ("get", "/v1/tenants", "List tenants", "admin"),
-    ("get", "/v1/tenants/{tenant}", "Get a tenant", "admin"),
-    (
-        "put",
-        "/v1/tenants/{tenant}",
-        "Replace a tenant's name, quotas and ceiling",
-        "admin",
-    ),
-    ("delete", "/v1/tenants/{tenant}", "Delete a tenant", "admin"),
-    (
-        "post",
-        "/v1/tenants/{tenant}/tokens",
-        "Issue a tenant token (shown once)",
-        "admin",
-    ),
-    (
-        "get",
-        "/v1/tenants/{tenant}/tokens",
-        "List a tenant's tokens (names and expiry, never the tokens)",
-        "admin",
-    ),
-    (
-        "delete",
-        "/v1/tenants/{tenant}/tokens/{token}",
-        "Revoke a tenant token",
-        "admin",
-    ),
-    (
-        "post",
-        "/v1/connectors",
-        "Upload a connector component (raw body)",
-        "tenant",
-    ),
-    (
-        "get",
-        "/v1/connectors",
-        "List connectors (own and bundled)",
-        "tenant",
-    ),
-    (
-        "get",
-        "/v1/connectors/{connector}",
-        "Get a connector",
-        "tenant",
-    ),
-    (
-        "delete",
-        "/v1/connectors/{connector}",
-        "Delete a connector no instance uses",
-        "tenant",
-    ),
-    ("post", "/v1/instances", "Create an instance", "tenant"),
-    (
-        "get",
-        "/v1/instances",
-        "List instances (secrets redacted)",
-        "tenant",
-    ),
-    (
-        "get",
-        "/v1/instances/{instance}",
-        "Get an instance (secrets redacted)",
-        "tenant",
-    ),
-    (
-        "put",
-        "/v1/instances/{instance}",
-        "Replace an instance",
-        "tenant",
-    ),
-    (
-        "delete",
-        "/v1/instances/{instance}",
-        "Delete an instance",
-        "tenant",
-    ),
-    (
-        "post",
-        "/v1/instances/{instance}/health",
-        "Check the upstream",
-        "tenant",
-    ),
-    (
-        "post",
-        "/v1/instances/{instance}/discover",
-        "List resources",
-        "tenant",
-    ),
-    (
-        "post",
-        "/v1/instances/{instance}/fetch",
-        "Read one page",
-        "tenant",
-    ),
-    (
-        "post",
-        "/v1/instances/{instance}/execute",
-        "Write records",
-        "tenant",
-    ),
-    (
-        "post",
-        "/v1/instances/{instance}/stream",
-        "Stream NDJSON records and checkpoints",
-        "tenant",
-    ),
+use super::model::{ConnectorMeta, InstanceView, IssuedToken, Tenant, TokenSpec, TokenView};
+use super::{InstanceSpec, InvokeSpec, TenantSpec};
+
+/// A JSON Schema of one body, added to the document's components.
+type BodySchema = fn(&mut SchemaGenerator) -> Schema;
+
+/// One route of the API.
+pub struct Route {
+    /// Lowercase HTTP method.
+    pub method: &'static str,
+    /// Path template (`{name}` for a parameter).
+    pub path: &'static str,
+    /// What it does.
+    pub summary: &'static str,
+    /// `none`, `admin` or `tenant`.
+    pub auth: &'static str,
+    /// The operation's stable id.
+    pub operation_id: &'static str,
+    /// The JSON request body, when it takes one.
+    pub request: Option<BodySchema>,
+    /// The status of success.
+    pub status: u16,
+    /// The success body's media type and schema.
+    pub response: (&'static str, BodySchema),
+}
+
+const JSON: &str = "application/json";
+
+/// `{"status": "..."}` of the health probes.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Status {
+    status: String,
+}
+
+/// The body of every error answer.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ErrorBody {
+    error: ErrorObject,
+}
+
+/// What went wrong: a stable code, a sentence, structured details.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ErrorObject {
+    code: String,
+    message: String,
+    details: Value,
+}
+
+/// A list answer.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct List<T> {
+    items: Vec<T>,
+}
+
+/// `{"deleted": id}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Deleted {
+    deleted: String,
+}
+
+/// `{"revoked": id}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Revoked {
+    revoked: String,
+}
+
+/// `{"healthy": true}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Health {
+    healthy: bool,
+}
+
+/// What `discover` found.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Resources {
+    resources: Vec<ResourceView>,
+}
+
+/// One resource and the JSON Schema of its records, when known.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ResourceView {
+    name: String,
+    schema: Option<Value>,
+}
+
+/// A record, as every front door writes it (`sluice::wire`).
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct RecordObject {
+    #[serde(default)]
+    id: Option<String>,
+    data: Map<String, Value>,
+    #[serde(default)]
+    metadata: Option<Value>,
+    #[serde(default)]
+    timestamp: Option<i64>,
+}
+
+/// One page of `fetch`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct FetchPage {
+    records: Vec<RecordObject>,
+    total_count: Option<u64>,
+    next_cursor: Option<String>,
+}
+
+/// What `execute` wrote.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ExecuteResult {
+    affected: u64,
+    records: Vec<RecordObject>,
+}
+
+/// One NDJSON line of a stream: a record, a checkpoint after each batch,
+/// or the error that ended a started stream.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+enum StreamLine {
+    Record { record: RecordObject },
+    Checkpoint { checkpoint: String },
+    Error { error: ErrorObject },
+}
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
+    generator.subschema_for::<T>()
+}
+
+/// A schema placed inline in an operation: OpenAPI 3.0 has no boolean
+/// schemas (`true` is written `{}`); the components get the same rewrite
+/// from the generator's own transforms.
+fn inline(schema: Schema) -> Value {
+    match schema.to_value() {
+        Value::Bool(true) => json!({}),
+        Value::Bool(false) => json!({ "not": {} }),
+        other => other,
+    }
+}
+
+/// Every route, in the order the document lists them.
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/healthz",
+        summary: "Liveness",
+        auth: "none",
+        operation_id: "health",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Status>),
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        summary: "Readiness (the store answers)",
+        auth: "none",
+        operation_id: "ready",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Status>),
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        summary: "Prometheus metrics (admin or metrics token)",
+        auth: "admin",
+        operation_id: "metrics",
+        request: None,
+        status: 200,
+        response: ("text/plain", schema::<String>),
+    },
+    Route {
+        method: "get",
+        path: "/openapi.json",
+        summary: "This document",
+        auth: "none",
+        operation_id: "openapi",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Value>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants",
+        summary: "Create a tenant",
+        auth: "admin",
+        operation_id: "createTenant",
+        request: Some(schema::<TenantSpec>),
+        status: 201,
+        response: (JSON, schema::<Tenant>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants",
+        summary: "List tenants",
+        auth: "admin",
+        operation_id: "listTenants",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<List<Tenant>>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}",
+        summary: "Get a tenant",
+        auth: "admin",
+        operation_id: "getTenant",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Tenant>),
+    },
+    Route {
+        method: "put",
+        path: "/v1/tenants/{tenant}",
+        summary: "Replace a tenant's name, quotas and ceiling",
+        auth: "admin",
+        operation_id: "replaceTenant",
+        request: Some(schema::<TenantSpec>),
+        status: 200,
+        response: (JSON, schema::<Tenant>),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/tenants/{tenant}",
+        summary: "Delete a tenant",
+        auth: "admin",
+        operation_id: "deleteTenant",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Deleted>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/tenants/{tenant}/tokens",
+        summary: "Issue a tenant token (shown once)",
+        auth: "admin",
+        operation_id: "issueToken",
+        request: Some(schema::<TokenSpec>),
+        status: 201,
+        response: (JSON, schema::<IssuedToken>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/tenants/{tenant}/tokens",
+        summary: "List a tenant's tokens (names and expiry, never the tokens)",
+        auth: "admin",
+        operation_id: "listTokens",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<List<TokenView>>),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/tenants/{tenant}/tokens/{token}",
+        summary: "Revoke a tenant token",
+        auth: "admin",
+        operation_id: "revokeToken",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Revoked>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/connectors",
+        summary:
+            "Upload a connector component (raw body; 200 when the same bytes are already there)",
+        auth: "tenant",
+        operation_id: "uploadConnector",
+        request: None,
+        status: 201,
+        response: (JSON, schema::<ConnectorMeta>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/connectors",
+        summary: "List connectors (own and bundled)",
+        auth: "tenant",
+        operation_id: "listConnectors",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<List<ConnectorMeta>>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/connectors/{connector}",
+        summary: "Get a connector",
+        auth: "tenant",
+        operation_id: "getConnector",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<ConnectorMeta>),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/connectors/{connector}",
+        summary: "Delete a connector no instance uses",
+        auth: "tenant",
+        operation_id: "deleteConnector",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Deleted>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances",
+        summary: "Create an instance",
+        auth: "tenant",
+        operation_id: "createInstance",
+        request: Some(schema::<InstanceSpec>),
+        status: 201,
+        response: (JSON, schema::<InstanceView>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/instances",
+        summary: "List instances (secrets redacted)",
+        auth: "tenant",
+        operation_id: "listInstances",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<List<InstanceView>>),
+    },
+    Route {
+        method: "get",
+        path: "/v1/instances/{instance}",
+        summary: "Get an instance (secrets redacted)",
+        auth: "tenant",
+        operation_id: "getInstance",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<InstanceView>),
+    },
+    Route {
+        method: "put",
+        path: "/v1/instances/{instance}",
+        summary: "Replace an instance",
+        auth: "tenant",
+        operation_id: "replaceInstance",
+        request: Some(schema::<InstanceSpec>),
+        status: 200,
+        response: (JSON, schema::<InstanceView>),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/instances/{instance}",
+        summary: "Delete an instance",
+        auth: "tenant",
+        operation_id: "deleteInstance",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Deleted>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/health",
+        summary: "Check the upstream",
+        auth: "tenant",
+        operation_id: "checkHealth",
+        request: Some(schema::<InvokeSpec>),
+        status: 200,
+        response: (JSON, schema::<Health>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/discover",
+        summary: "List resources",
+        auth: "tenant",
+        operation_id: "discover",
+        request: Some(schema::<InvokeSpec>),
+        status: 200,
+        response: (JSON, schema::<Resources>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/fetch",
+        summary: "Read one page",
+        auth: "tenant",
+        operation_id: "fetch",
+        request: Some(schema::<InvokeSpec>),
+        status: 200,
+        response: (JSON, schema::<FetchPage>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/execute",
+        summary: "Write records",
+        auth: "tenant",
+        operation_id: "execute",
+        request: Some(schema::<InvokeSpec>),
+        status: 200,
+        response: (JSON, schema::<ExecuteResult>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/stream",
+        summary: "Stream NDJSON records and checkpoints",
+        auth: "tenant",
+        operation_id: "stream",
+        request: Some(schema::<InvokeSpec>),
+        status: 200,
+        response: ("application/x-ndjson", schema::<StreamLine>),
+    },
 ];
 
 /// The methods the route table has for a request path (as segments), with
 /// HEAD wherever GET is; empty when no route has that path.
 pub fn allowed_methods(parts: &[&str]) -> Vec<&'static str> {
     let mut methods: Vec<&'static str> = Vec::new();
-    for (method, template, _, _) in ROUTES {
+    for Route {
+        method,
+        path: template,
+        ..
+    } in ROUTES
+    {
         let segments: Vec<&str> = template.split('/').filter(|s| !s.is_empty()).collect();
         let matches = segments.len() == parts.len()
             && segments
@@ -158,29 +463,52 @@ pub fn allowed_methods(parts: &[&str]) -> Vec<&'static str> {
 
 /// The document.
 pub fn document() -> Value {
-    let error = json!({ "$ref": "#/components/schemas/Error" });
-    let mut paths = serde_json::Map::new();
-    for (method, path, summary, auth) in ROUTES {
-        let parameters: Vec<Value> = path
+    let mut generator = SchemaSettings::openapi3().into_generator();
+    let error = inline(schema::<ErrorBody>(&mut generator));
+    let mut paths = Map::new();
+    for route in ROUTES {
+        let parameters: Vec<Value> = route
+            .path
             .split('/')
             .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        let (media, response) = route.response;
+        let response = inline(response(&mut generator));
         let mut operation = json!({
-            "summary": summary,
+            "operationId": route.operation_id,
+            "summary": route.summary,
             "parameters": parameters,
             "responses": {
-                "200": { "description": "success" },
-                "default": { "description": "error", "content": { "application/json": { "schema": error } } }
+                route.status.to_string(): {
+                    "description": "success",
+                    "content": { media: { "schema": response } }
+                },
+                "default": { "description": "error", "content": { JSON: { "schema": error } } }
             }
         });
-        if *auth != "none" {
-            operation["security"] = json!([{ (*auth).to_string(): [] }]);
+        if let Some(request) = route.request {
+            operation["requestBody"] = json!({
+                // Invocations and token issuing take an empty body too.
+                "required": !matches!(
+                    route.operation_id,
+                    "issueToken" | "checkHealth" | "discover" | "fetch" | "execute" | "stream"
+                ),
+                "content": { JSON: { "schema": inline(request(&mut generator)) } }
+            });
+        } else if route.operation_id == "uploadConnector" {
+            operation["requestBody"] = json!({
+                "required": true,
+                "content": { "application/wasm": { "schema": { "type": "string", "format": "binary" } } }
+            });
+        }
+        if route.auth != "none" {
+            operation["security"] = json!([{ route.auth: [] }]);
         }
         let entry = paths
-            .entry((*path).to_string())
+            .entry(route.path.to_string())
             .or_insert_with(|| json!({}));
-        entry[*method] = operation;
+        entry[route.method] = operation;
     }
     json!({
         "openapi": "3.0.3",
@@ -191,14 +519,7 @@ pub fn document() -> Value {
                 "admin": { "type": "http", "scheme": "bearer" },
                 "tenant": { "type": "http", "scheme": "bearer" }
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["error"],
-                    "properties": { "error": { "type": "object", "required": ["code", "message", "details"],
-                        "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "details": { "type": "object" } } } }
-                }
-            }
+            "schemas": generator.take_definitions(true)
         }
     })
 }

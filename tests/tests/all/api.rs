@@ -338,3 +338,52 @@ fn sql_hosts_take_a_host_or_a_host_and_port() {
         assert_eq!(err.code, "grant_outside_ceiling", "{url}");
     }
 }
+
+/// Validates an OpenAPI document from stdin with openapi-spec-validator.
+const OPENAPI_VALIDATE: &str = "
+import json, sys
+from openapi_spec_validator import validate
+validate(json.load(sys.stdin))
+print('valid')
+";
+
+#[tokio::test]
+async fn the_openapi_document_is_valid_and_describes_bodies_ids_and_statuses() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let reply = send(addr, "GET", "/openapi.json", None, vec![]).await;
+    assert_eq!(
+        crate::server::python_check(OPENAPI_VALIDATE, &reply.body).trim(),
+        "valid"
+    );
+    let doc = reply.json();
+    let mut ids = Vec::new();
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in methods.as_object().unwrap() {
+            let id = operation["operationId"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+            assert!(!ids.contains(&id.to_string()), "{id} twice");
+            ids.push(id.to_string());
+        }
+    }
+    let created = &doc["paths"]["/v1/instances"]["post"];
+    assert!(created["responses"]["201"].is_object(), "{created}");
+    assert_eq!(
+        created["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/InstanceSpec"
+    );
+    // The request types are the ones the server parses: unknown fields refused.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(schemas["InvokeSpec"]["additionalProperties"], false);
+    assert!(schemas["InvokeSpec"]["properties"]["checkpoint"].is_object());
+    assert!(schemas["TenantSpec"]["required"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("name")));
+    let stream = &doc["paths"]["/v1/instances/{instance}/stream"]["post"]["responses"]["200"];
+    assert!(
+        stream["content"]["application/x-ndjson"].is_object(),
+        "{stream}"
+    );
+}

@@ -1369,6 +1369,35 @@ fn assert_prometheus_text(text: &str) {
     }
 }
 
+/// Parses Prometheus text from stdin with prometheus_client; prints each
+/// family's type and sample count as JSON.
+const PROMETHEUS_PARSE: &str = "
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+families = text_string_to_metric_families(sys.stdin.read())
+print(json.dumps({f.name: {'type': f.type, 'samples': len(f.samples)} for f in families}))
+";
+
+/// Run a Python `script` of `make pytools` with `input` on stdin; its stdout.
+pub(crate) fn python_check(script: &str, input: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(sluice_tests::pytools_python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the checker refused it: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn metrics_are_typed_count_denials_and_answer_head() {
     let upstream = sluice_tests::upstream::Upstream::start().await;
@@ -1401,6 +1430,16 @@ async fn metrics_are_typed_count_denials_and_answer_head() {
 
     let text = metrics_text(addr).await;
     assert_prometheus_text(&text);
+    // Prometheus's own client library parses it, every family typed.
+    let families = python_check(PROMETHEUS_PARSE, text.as_bytes());
+    let families: Value = serde_json::from_str(&families).unwrap();
+    let families = families.as_object().unwrap();
+    assert!(
+        families.values().all(|f| f["type"] != "unknown"),
+        "{families:?}"
+    );
+    assert_eq!(families["sluice_upstream_http_requests"]["type"], "counter");
+    assert_eq!(families["sluice_denials"]["type"], "counter");
     assert!(
         text.contains("sluice_upstream_http_requests_total{"),
         "{text}"
