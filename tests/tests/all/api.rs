@@ -387,3 +387,34 @@ async fn the_openapi_document_is_valid_and_describes_bodies_ids_and_statuses() {
         "{stream}"
     );
 }
+
+#[tokio::test]
+async fn a_denial_names_the_grant_in_the_apis_terms_not_the_command_lines() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
+    let fetch = format!("/v1/instances/{instance}/fetch");
+    let cases = [
+        (
+            json!({ "resource": "http", "options": { "url": "http://127.0.0.1:9/x" } }),
+            "`http://127.0.0.1:9` to the instance's `grants.http.origins`",
+        ),
+        (
+            json!({ "resource": "tcp", "options": { "addr": "127.0.0.1:9" } }),
+            "`127.0.0.1:9` to the instance's `grants.sockets.tcp`",
+        ),
+    ];
+    for (body, grant) in cases {
+        let reply = json(addr, "POST", &fetch, Some(&token), &body).await;
+        assert_eq!(reply.status, 403, "{body}");
+        let error = &reply.json()["error"];
+        assert_eq!(error["details"]["grant"], grant, "{error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            message.contains(grant) && !message.contains("--"),
+            "{message}"
+        );
+    }
+}
