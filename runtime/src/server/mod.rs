@@ -1002,12 +1002,15 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
                         .collect::<Vec<_>>()
                 })
                 .collect();
-            let mut text = state.metrics.render(state.artifacts.stats(), &upstream);
-            text.push_str("# HELP sluice_warm_sessions Guest sessions kept open between invocations.\n# TYPE sluice_warm_sessions gauge\n");
-            text.push_str(&format!("sluice_warm_sessions {}\n", state.warm.len()));
+            let text = state
+                .metrics
+                .render(state.artifacts.stats(), state.warm.len(), &upstream);
             return Ok(Response::builder()
                 .status(StatusCode::OK)
-                .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                .header(
+                    http::header::CONTENT_TYPE,
+                    prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                )
                 .body(Full::new(Bytes::from(text)).boxed())
                 .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())));
         }
