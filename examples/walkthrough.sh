@@ -4,7 +4,6 @@
 set -e
 URL=${URL:-http://127.0.0.1:8080}
 ADMIN=${SLUICE_ADMIN_TOKEN:-dev-admin-token}
-DATA=${DATA:-target/sluice-data}
 field() { python3 -c "import json, sys; print(json.load(sys.stdin)['$1'])"; }
 
 # 1. The admin creates a tenant that may mount directories of its own file root, and a token for it.
@@ -16,8 +15,11 @@ TOKEN=$(curl -sf -X POST "$URL/v1/tenants/$TENANT/tokens" -H "authorization: Bea
 CONNECTOR=$(curl -sf -X POST "$URL/v1/connectors" -H "authorization: Bearer $TOKEN" \
   --data-binary @guests/target/wasm32-wasip2/release/sluice_file.wasm | field id)
 
-# 3. It puts data in its file root and creates an instance that mounts it read-only.
-mkdir -p "$DATA/files/$TENANT/data" && cp examples/data/* "$DATA/files/$TENANT/data/"
+# 3. It uploads data into its file root and creates an instance that mounts it read-only.
+for file in examples/data/*; do
+  curl -sf -X PUT "$URL/v1/files/data/$(basename "$file")" -H "authorization: Bearer $TOKEN" \
+    --data-binary @"$file" >/dev/null
+done
 INSTANCE=$(curl -sf -X POST "$URL/v1/instances" -H "authorization: Bearer $TOKEN" \
   -d '{"connector": "'"$CONNECTOR"'", "config": {"root": "/data", "csv": {"infer_types": true}},
        "grants": {"files": [{"host": "data", "guest": "/data", "mode": "ro"}]}}' | field id)

@@ -8,6 +8,7 @@
 //! tenant's own file root; secrets are write-only.
 
 mod api_error;
+pub mod files;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -852,6 +853,10 @@ impl State {
                 stored = stored.saturating_add(bytes.len());
             }
         }
+        if tenant.ceiling.files {
+            let files = files::used_bytes(&self.tenant_files(&tenant.id)?)?;
+            stored = stored.saturating_add(usize::try_from(files).unwrap_or(usize::MAX));
+        }
         let max = tenant.quotas.max_stored_mib.saturating_mul(1 << 20);
         if stored.saturating_add(adding) > max {
             return Err(quota_exceeded(format!(
@@ -1098,6 +1103,31 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         }
         (Method::POST, ["v1", "instances", id, operation]) => {
             invoke(state, &tenant, id, operation, req).await
+        }
+        (Method::GET, ["v1", "files"]) => {
+            files::check_enabled(&tenant)?;
+            let items = files::list(&state.tenant_files(&tenant.id)?)?;
+            Ok(json_response(StatusCode::OK, &json!({ "items": items })))
+        }
+        (Method::PUT, ["v1", "files", path @ ..]) => put_file(state, &tenant, path, req).await,
+        (Method::GET, ["v1", "files", path @ ..]) => {
+            files::check_enabled(&tenant)?;
+            let path = files::relative_path(path)?;
+            let bytes = files::read(&state.tenant_files(&tenant.id)?, &path)?;
+            Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(http::header::CONTENT_TYPE, "application/octet-stream")
+                .body(Full::new(Bytes::from(bytes)).boxed())
+                .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed())))
+        }
+        (Method::DELETE, ["v1", "files", path @ ..]) => {
+            files::check_enabled(&tenant)?;
+            let path = files::relative_path(path)?;
+            files::remove(&state.tenant_files(&tenant.id)?, &path)?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({ "deleted": path.to_string_lossy() }),
+            ))
         }
         (method, _) => Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -1368,6 +1398,28 @@ async fn upload(state: &Arc<State>, tenant: &Tenant, req: Request<Incoming>) -> 
         .unwrap_or_else(PoisonError::into_inner)
         .insert(id, compiled);
     Ok(json_response(StatusCode::CREATED, &json!(meta)))
+}
+
+/// `PUT /v1/files/{path}`: write a file of the tenant's file root, counted
+/// against its stored-bytes quota.
+async fn put_file(
+    state: &Arc<State>,
+    tenant: &Tenant,
+    segments: &[&str],
+    req: Request<Incoming>,
+) -> Reply {
+    files::check_enabled(tenant)?;
+    let path = files::relative_path(segments)?;
+    let body = read_body(req, state.max_upload_bytes).await?;
+    let _quota = state.store.lock(&quota_lock(&tenant.id)).await?;
+    let root = state.tenant_files(&tenant.id)?;
+    let replaced = usize::try_from(files::size_of(&root, &path)).unwrap_or(usize::MAX);
+    state
+        .check_stored_bytes(tenant, body.len().saturating_sub(replaced))
+        .await?;
+    let existed = files::write(&root, &path, &body)?;
+    let (status, answer) = files::written(&path, body.len(), existed);
+    Ok(json_response(status, &answer))
 }
 
 /// The name of the lock a tenant's quota checks and creations run under.

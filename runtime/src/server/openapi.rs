@@ -8,6 +8,7 @@ use schemars::generate::{SchemaGenerator, SchemaSettings};
 use schemars::{JsonSchema, Schema};
 use serde_json::{json, Map, Value};
 
+use super::files::FileView;
 use super::model::{ConnectorMeta, InstanceView, IssuedToken, Tenant, TokenSpec, TokenView};
 use super::{InstanceSpec, InvokeSpec, TenantSpec};
 
@@ -411,6 +412,10 @@ pub const ROUTES: &[Route] = &[
         status: 200,
         response: (JSON, schema::<ExecuteResult>),
     },
+    Route { method: "get", path: "/v1/files", summary: "List the tenant's files (needs ceiling.files)", auth: "tenant", operation_id: "listFiles", request: None, status: 200, response: (JSON, schema::<List<FileView>>) },
+    Route { method: "put", path: "/v1/files/{path}", summary: "Write a file of the tenant's file root (raw body; 201 new, 200 replaced; the path may have several segments)", auth: "tenant", operation_id: "putFile", request: None, status: 201, response: (JSON, schema::<FileView>) },
+    Route { method: "get", path: "/v1/files/{path}", summary: "Read a file of the tenant's file root", auth: "tenant", operation_id: "getFile", request: None, status: 200, response: ("application/octet-stream", schema::<String>) },
+    Route { method: "delete", path: "/v1/files/{path}", summary: "Delete a file of the tenant's file root", auth: "tenant", operation_id: "deleteFile", request: None, status: 200, response: (JSON, schema::<Deleted>) },
     Route {
         method: "post",
         path: "/v1/instances/{instance}/stream",
@@ -496,10 +501,14 @@ pub fn document() -> Value {
                 ),
                 "content": { JSON: { "schema": inline(request(&mut generator)) } }
             });
-        } else if route.operation_id == "uploadConnector" {
+        } else if let Some(media) = match route.operation_id {
+            "uploadConnector" => Some("application/wasm"),
+            "putFile" => Some("application/octet-stream"),
+            _ => None,
+        } {
             operation["requestBody"] = json!({
                 "required": true,
-                "content": { "application/wasm": { "schema": { "type": "string", "format": "binary" } } }
+                "content": { media: { "schema": { "type": "string", "format": "binary" } } }
             });
         }
         if route.auth != "none" {

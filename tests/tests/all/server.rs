@@ -759,7 +759,6 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
         .arg("examples/walkthrough.sh")
         .current_dir(sluice_tests::root())
         .env("URL", &url)
-        .env("DATA", dir.path())
         .env("SLUICE_ADMIN_TOKEN", "walkthrough-admin")
         .output()
         .expect("sh runs (the walkthrough needs curl and python3)");

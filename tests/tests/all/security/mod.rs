@@ -4,6 +4,7 @@
 mod abi;
 mod disk;
 mod files;
+mod files_api;
 mod http;
 mod limits;
 mod server;

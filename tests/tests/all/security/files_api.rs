@@ -1,0 +1,259 @@
+//! The tenant files API (`/v1/files/{path}`) as a hostile tenant would use
+//! it: paths that climb out, symlinks that lead out, another tenant's files,
+//! a quota to burst, and files enabled nowhere they were not granted.
+
+use serde_json::json;
+use sluice_tests::client::{json, send};
+use sluice_tests::tempdir;
+
+use crate::server::{new_instance, start, tenant, upload};
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        for entry in std::fs::read_dir(&at).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                pending.push(path);
+            } else {
+                found.push(path.strip_prefix(dir).unwrap().display().to_string());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn files_written_over_the_api_are_what_an_instance_mounts() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "f", "ceiling": { "files": true } })).await;
+    let rows = b"{\"n\":1}\n{\"n\":2}\n".to_vec();
+    let put = send(
+        addr,
+        "PUT",
+        "/v1/files/data/n.ndjson",
+        Some(&token),
+        rows.clone(),
+    )
+    .await;
+    assert_eq!(put.status, 201, "{:?}", put.body);
+    assert_eq!(
+        put.json(),
+        json!({ "path": "data/n.ndjson", "size": rows.len() })
+    );
+    // Written again, it is replaced (200), whole.
+    let again = send(
+        addr,
+        "PUT",
+        "/v1/files/data/n.ndjson",
+        Some(&token),
+        rows.clone(),
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    let listed = send(addr, "GET", "/v1/files", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(
+        listed["items"],
+        json!([{ "path": "data/n.ndjson", "size": rows.len() }])
+    );
+    let read = send(addr, "GET", "/v1/files/data/n.ndjson", Some(&token), vec![]).await;
+    assert_eq!(read.body.to_vec(), rows);
+    assert_eq!(
+        files_under(&dir.path().join("files").join(&tenant_id)),
+        ["data/n.ndjson"],
+        "no temporary file is left behind"
+    );
+
+    let connector = upload(addr, &token, "sluice_file").await;
+    let instance = new_instance(
+        addr,
+        &token,
+        &json!({ "connector": connector, "config": { "root": "/data" },
+                 "grants": { "files": [{ "host": "data", "guest": "/data" }] } }),
+    )
+    .await;
+    let page = json(
+        addr,
+        "POST",
+        &format!("/v1/instances/{instance}/fetch"),
+        Some(&token),
+        &json!({ "resource": "n.ndjson" }),
+    )
+    .await;
+    assert_eq!(
+        page.json()["records"],
+        json!([{ "data": { "n": 1 } }, { "data": { "n": 2 } }])
+    );
+
+    let deleted = send(
+        addr,
+        "DELETE",
+        "/v1/files/data/n.ndjson",
+        Some(&token),
+        vec![],
+    )
+    .await;
+    assert_eq!(deleted.status, 200);
+    let gone = send(addr, "GET", "/v1/files/data/n.ndjson", Some(&token), vec![]).await;
+    assert_eq!(gone.status, 404);
+}
+
+#[tokio::test]
+async fn paths_that_climb_out_are_refused_and_touch_nothing() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "f", "ceiling": { "files": true } })).await;
+    for path in [
+        "/v1/files/..%2F..%2Fescaped",
+        "/v1/files/%2E%2E/escaped",
+        "/v1/files/a/%2E%2E/%2E%2E/escaped",
+        "/v1/files/%2Fetc%2Fescaped",
+        "/v1/files/a%00b",
+        "/v1/files/a%5C..%5Cescaped",
+        "/v1/files/.",
+        "/v1/files/%FF",
+    ] {
+        let reply = send(addr, "PUT", path, Some(&token), b"x".to_vec()).await;
+        assert_eq!(reply.status, 422, "{path}: {:?}", reply.body);
+        assert_eq!(reply.json()["error"]["code"], "invalid_path", "{path}");
+    }
+    assert!(files_under(&dir.path().join("files").join(&tenant_id)).is_empty());
+    assert!(
+        !files_under(dir.path())
+            .iter()
+            .any(|f| f.contains("escaped")),
+        "nothing was written anywhere"
+    );
+}
+
+#[tokio::test]
+async fn a_symlink_in_the_root_is_never_followed_out() {
+    let dir = tempdir();
+    let outside = tempdir();
+    std::fs::write(outside.path().join("secret.txt"), "keep").unwrap();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "f", "ceiling": { "files": true } })).await;
+    // As a guest could make through a read-write mount.
+    let root = dir.path().join("files").join(&tenant_id);
+    std::fs::create_dir_all(&root).unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("out")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.txt"), root.join("link.txt")).unwrap();
+    for (method, path) in [
+        ("PUT", "/v1/files/out/secret.txt"),
+        ("PUT", "/v1/files/out/new.txt"),
+        ("PUT", "/v1/files/link.txt"),
+        ("GET", "/v1/files/out/secret.txt"),
+        ("GET", "/v1/files/link.txt"),
+    ] {
+        let reply = send(addr, method, path, Some(&token), b"overwritten".to_vec()).await;
+        assert!(
+            reply.status == 403 || reply.status == 409,
+            "{method} {path}: {} {:?}",
+            reply.status,
+            reply.body
+        );
+        assert!(!String::from_utf8_lossy(&reply.body).contains("keep"));
+    }
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
+        "keep"
+    );
+    assert!(!outside.path().join("new.txt").exists());
+    // Deleting the link removes the link, never its target.
+    let deleted = send(addr, "DELETE", "/v1/files/link.txt", Some(&token), vec![]).await;
+    assert_eq!(deleted.status, 200);
+    assert!(outside.path().join("secret.txt").exists());
+    let listed = send(addr, "GET", "/v1/files", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(
+        listed["items"],
+        json!([]),
+        "symlinks are not listed as files"
+    );
+}
+
+#[tokio::test]
+async fn another_tenants_files_and_a_tenant_without_files_see_nothing() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let ceiling = json!({ "files": true });
+    let (_, alice) = tenant(addr, json!({ "name": "a", "ceiling": ceiling })).await;
+    let (_, bob) = tenant(addr, json!({ "name": "b", "ceiling": ceiling })).await;
+    let (_, carol) = tenant(addr, json!({ "name": "c" })).await;
+    let put = send(
+        addr,
+        "PUT",
+        "/v1/files/mine.csv",
+        Some(&alice),
+        b"a,b\n".to_vec(),
+    )
+    .await;
+    assert_eq!(put.status, 201);
+    let listed = send(addr, "GET", "/v1/files", Some(&bob), vec![])
+        .await
+        .json();
+    assert_eq!(listed["items"], json!([]));
+    assert_eq!(
+        send(addr, "GET", "/v1/files/mine.csv", Some(&bob), vec![])
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        send(addr, "DELETE", "/v1/files/mine.csv", Some(&bob), vec![])
+            .await
+            .status,
+        404
+    );
+    let refused = send(addr, "PUT", "/v1/files/x.csv", Some(&carol), b"x".to_vec()).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(refused.json()["error"]["code"], "files_not_enabled");
+    assert_eq!(
+        send(addr, "GET", "/v1/files/mine.csv", Some(&alice), vec![])
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn files_count_against_the_stored_bytes_quota() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(
+        addr,
+        json!({ "name": "q", "ceiling": { "files": true }, "quotas": { "max_stored_mib": 1 } }),
+    )
+    .await;
+    let half = vec![b'x'; 600 << 10];
+    assert_eq!(
+        send(addr, "PUT", "/v1/files/a.bin", Some(&token), half.clone())
+            .await
+            .status,
+        201
+    );
+    // Replacing a file counts only what it adds.
+    assert_eq!(
+        send(addr, "PUT", "/v1/files/a.bin", Some(&token), half.clone())
+            .await
+            .status,
+        200
+    );
+    let over = send(addr, "PUT", "/v1/files/b.bin", Some(&token), half).await;
+    assert_eq!(over.status, 429);
+    assert_eq!(over.json()["error"]["code"], "quota_exceeded");
+    let listed = send(addr, "GET", "/v1/files", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+}
