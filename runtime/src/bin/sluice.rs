@@ -302,6 +302,21 @@ fn main() -> ExitCode {
     }
 }
 
+/// End a failed stream: an error line on stdout, so the reader of a pipe
+/// (`execute --records -`) learns that the stream did not end normally, and
+/// the error itself for stderr and the exit status.
+fn stream_failed(stdout: &std::io::Stdout, error: sluice::Error) -> anyhow::Error {
+    // The command line's own words (its flags), with the API's stable code.
+    let message = error.to_string();
+    let api = sluice::server::ApiError::from(error);
+    let mut line = String::new();
+    wire::error_line(api.code, &message, &api.details, &mut line);
+    let mut out = stdout.lock();
+    // A reader already gone does not hide the error.
+    let _ = out.write_all(line.as_bytes()).and_then(|()| out.flush());
+    anyhow!(message)
+}
+
 /// A stream's progress (records, bytes, rate) on one stderr line, redrawn at
 /// most four times a second; only when stderr is a terminal, so logs and
 /// pipes never see it.
@@ -891,8 +906,11 @@ async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<()> {
             emit_checkpoints: _,
         } => {
             let req = fetch_request(&resource, &query)?;
-            let mut stream = session.stream(&req, checkpoint.as_deref()).await?;
             let stdout = std::io::stdout();
+            let mut stream = match session.stream(&req, checkpoint.as_deref()).await {
+                Ok(stream) => stream,
+                Err(e) => return Err(stream_failed(&stdout, e)),
+            };
             let mut progress = Progress::new(std::io::stderr().is_terminal());
             let mut chunk = String::new();
             loop {
@@ -900,16 +918,7 @@ async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<()> {
                 let batch = match stream.next(batch_size.max(1)).await {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
-                    Err(e) => {
-                        // The reader of stdout (a pipe into `execute`) learns that
-                        // the stream did not end, not just the terminal.
-                        let api = sluice::server::ApiError::from(e);
-                        sluice::wire::error_line(api.code, &api.message, &api.details, &mut chunk);
-                        let mut out = stdout.lock();
-                        out.write_all(chunk.as_bytes())?;
-                        out.flush()?;
-                        bail!("{}", api.message);
-                    }
+                    Err(e) => return Err(stream_failed(&stdout, e)),
                 };
                 for record in &batch.records {
                     sluice::wire::record_line(record, &mut chunk)?;

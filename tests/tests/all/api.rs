@@ -7,6 +7,23 @@ use sluice_tests::tempdir;
 
 use crate::server::{new_instance, start, tenant, upload, ADMIN};
 
+/// A server on `dir` with a tenant and an instance of the probe: its
+/// address, task, the tenant's token and the instance id.
+async fn probe_instance(
+    dir: &std::path::Path,
+) -> (
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<()>,
+    String,
+    String,
+) {
+    let (addr, server) = start(dir).await;
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
+    (addr, server, token, instance)
+}
+
 #[tokio::test]
 async fn a_wrong_method_on_a_known_path_is_405_with_allow() {
     let dir = tempdir();
@@ -128,10 +145,7 @@ async fn tokens_are_named_listed_without_secrets_and_expire() {
 #[tokio::test]
 async fn request_bodies_are_checked_field_by_field() {
     let dir = tempdir();
-    let (addr, _server) = start(dir.path()).await;
-    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
-    let connector = upload(addr, &token, "sluice_probe").await;
-    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
+    let (addr, _server, token, instance) = probe_instance(dir.path()).await;
     let fetch = format!("/v1/instances/{instance}/fetch");
     let execute = format!("/v1/instances/{instance}/execute");
     let cases = [
@@ -391,10 +405,7 @@ async fn the_openapi_document_is_valid_and_describes_bodies_ids_and_statuses() {
 #[tokio::test]
 async fn a_denial_names_the_grant_in_the_apis_terms_not_the_command_lines() {
     let dir = tempdir();
-    let (addr, _server) = start(dir.path()).await;
-    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
-    let connector = upload(addr, &token, "sluice_probe").await;
-    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
+    let (addr, _server, token, instance) = probe_instance(dir.path()).await;
     let fetch = format!("/v1/instances/{instance}/fetch");
     let cases = [
         (

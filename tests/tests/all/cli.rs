@@ -496,3 +496,27 @@ async fn an_error_line_in_the_input_stops_the_write_at_the_last_checkpoint() {
     );
     assert_eq!(count(&schema, "SELECT count(*) FROM {s}.dst").await, 3);
 }
+
+#[test]
+fn a_stream_that_cannot_start_still_tells_the_reader_of_stdout() {
+    let out = sluice(&[
+        "run",
+        &file_wasm(),
+        "--mount",
+        "examples/data:/data:ro",
+        "--config",
+        r#"{"root": "/data"}"#,
+        "stream",
+        "nope.ndjson",
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{stdout}");
+    assert_eq!(lines[0]["error"]["code"], "not_found", "{stdout}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nope.ndjson"), "{stderr}");
+}
