@@ -945,7 +945,9 @@ async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<()> {
             let mut written = Written::default();
             let mut batch = Vec::new();
             for message in record_messages(&records)? {
-                match message? {
+                let message = message
+                    .with_context(|| format!("stopped after writing {} record(s)", written.sent))?;
+                match message {
                     wire::Message::Record(record) => {
                         batch.push(record);
                         if batch.len() >= batch_size as usize {

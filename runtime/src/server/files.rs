@@ -144,9 +144,20 @@ pub(super) fn size_of(root: &Dir, path: &Path) -> u64 {
         .map_or(0, |m| m.len())
 }
 
-/// Read the file at `path` (never through a symlink).
-pub(super) fn read(root: &Dir, path: &Path) -> Result<Vec<u8>, ApiError> {
+/// Read the file at `path` (never through a symlink), up to `limit` bytes:
+/// a larger one (a guest can write one through a read-write mount) is
+/// refused rather than held in the server's memory.
+pub(super) fn read(root: &Dir, path: &Path, limit: usize) -> Result<Vec<u8>, ApiError> {
     match root.symlink_metadata(path) {
+        Ok(meta) if meta.is_file() && meta.len() > limit as u64 => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "`{}` is {} bytes; the API serves files up to {limit} bytes (read larger ones through an instance)",
+                path.display(),
+                meta.len()
+            ),
+        )),
         Ok(meta) if meta.is_file() => root.read(path).map_err(|e| io_error(path, &e)),
         Ok(_) => Err(io_error(
             path,

@@ -1113,7 +1113,11 @@ async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
         (Method::GET, ["v1", "files", path @ ..]) => {
             files::check_enabled(&tenant)?;
             let path = files::relative_path(path)?;
-            let bytes = files::read(&state.tenant_files(&tenant.id)?, &path)?;
+            let bytes = files::read(
+                &state.tenant_files(&tenant.id)?,
+                &path,
+                state.max_upload_bytes,
+            )?;
             Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(http::header::CONTENT_TYPE, "application/octet-stream")

@@ -257,3 +257,19 @@ async fn files_count_against_the_stored_bytes_quota() {
         .json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
+
+#[tokio::test]
+async fn a_file_larger_than_the_api_serves_is_refused_not_held_in_memory() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "f", "ceiling": { "files": true } })).await;
+    // As a guest could write through a read-write mount: past the 4 MiB the
+    // test server takes in one upload.
+    let root = dir.path().join("files").join(&tenant_id);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("big.bin"), vec![0u8; (4 << 20) + 1]).unwrap();
+    let reply = send(addr, "GET", "/v1/files/big.bin", Some(&token), vec![]).await;
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.json()["error"]["code"], "too_large");
+}
