@@ -520,3 +520,22 @@ fn a_stream_that_cannot_start_still_tells_the_reader_of_stdout() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("nope.ndjson"), "{stderr}");
 }
+
+#[test]
+fn make_run_serves_a_release_build_on_the_port_given() {
+    let out = Command::new("make")
+        .args(["-n", "run", "PORT=9999"])
+        .current_dir(root())
+        .output()
+        .expect("make runs");
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("cargo build --release -p sluice --bin sluice"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("target/release/sluice serve --listen 127.0.0.1:9999")
+            && plan.contains("--connectors target/bundled"),
+        "{plan}"
+    );
+}
