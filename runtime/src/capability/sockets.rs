@@ -65,28 +65,38 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(canonical_ip(addr.ip()), addr.port())
 }
 
-fn parse_rules(entry: &str) -> Result<Vec<AddrRule>, Error> {
-    let bad = |why: &str| {
-        Error::InvalidGrant(format!(
-            "socket entry `{entry}`: {why}; write `HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `db.internal:5432`"
-        ))
-    };
+/// The host and port (`None`: any) of a `HOST:PORT`, `CIDR:PORT` or
+/// `[v6]:PORT` entry, checked for form only: nothing is resolved.
+pub(crate) fn split_entry(entry: &str) -> Result<(&str, Option<u16>), String> {
     let (host, port_text) = if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
-        (
-            host,
-            after.strip_prefix(':').ok_or_else(|| bad("missing port"))?,
-        )
+        let (host, after) = rest.split_once(']').ok_or("unclosed `[`")?;
+        (host, after.strip_prefix(':').ok_or("missing port")?)
     } else {
-        entry.rsplit_once(':').ok_or_else(|| bad("missing port"))?
+        entry.rsplit_once(':').ok_or("missing port")?
     };
     let port = match port_text {
         "*" => None,
-        text => Some(text.parse::<u16>().map_err(|_| bad("bad port"))?),
+        text => Some(
+            text.parse::<u16>()
+                .map_err(|_| format!("bad port `{text}`"))?,
+        ),
     };
     if host.is_empty() {
-        return Err(bad("empty host"));
+        return Err("empty host".into());
     }
+    if host.contains('/') && host.parse::<IpNet>().is_err() {
+        return Err(format!("bad CIDR `{host}`"));
+    }
+    Ok((host, port))
+}
+
+/// How a socket entry is written, for errors.
+const ENTRY_FORMS: &str = "write `HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `db.internal:5432`";
+
+fn parse_rules(entry: &str) -> Result<Vec<AddrRule>, Error> {
+    let bad =
+        |why: &str| Error::InvalidGrant(format!("socket entry `{entry}`: {why}; {ENTRY_FORMS}"));
+    let (host, port) = split_entry(entry).map_err(|why| bad(&why))?;
     if host.contains('/') {
         let net: IpNet = host.parse().map_err(|_| bad("bad CIDR"))?;
         let net = match net {

@@ -90,13 +90,16 @@ impl Ceiling {
             }
         }
         for entry in &self.tcp {
-            if let Err(why) = check_host_port(entry, true) {
-                return bad(
-                    "tcp",
-                    entry,
-                    format!("{why}; write `host:port`, `cidr:port` or `host:*`"),
-                );
-            }
+            let why = match crate::capability::sockets::split_entry(entry) {
+                Ok((_, Some(0))) => "port 0".to_string(),
+                Ok(_) => continue,
+                Err(why) => why,
+            };
+            return bad(
+                "tcp",
+                entry,
+                format!("{why}; write `host:port`, `cidr:port` or `host:*`"),
+            );
         }
         for entry in &self.sql_hosts {
             let checked =
@@ -104,7 +107,14 @@ impl Ceiling {
                 {
                     Err("an IPv6 address goes in brackets, `[::1]:5432`".to_string())
                 } else if entry.contains(':') {
-                    check_host_port(entry, false)
+                    match crate::capability::sockets::split_entry(entry) {
+                        Ok((_, None | Some(0))) => Err("a database port is a number from 1".into()),
+                        Ok((host, _)) if host.contains(['/', '@', ' ']) => {
+                            Err("not a host name or address".into())
+                        }
+                        Ok(_) => Ok(()),
+                        Err(why) => Err(why),
+                    }
                 } else if entry.is_empty() || entry.contains(['/', '@', ' ']) {
                     Err("not a host name or address".to_string())
                 } else {
@@ -137,29 +147,6 @@ impl Ceiling {
         }
         Ok(())
     }
-}
-
-/// Check `host:port` (`port` may be `*` when `any_port`); the host may be a
-/// name, an address, `[v6]` or, with `any_port`, a CIDR block.
-fn check_host_port(entry: &str, any_port: bool) -> Result<(), String> {
-    let (host, port) = entry
-        .rsplit_once(':')
-        .ok_or_else(|| "no port".to_string())?;
-    let port_ok = (any_port && port == "*") || port.parse::<u16>().is_ok_and(|p| p > 0);
-    if !port_ok {
-        return Err(format!(
-            "`{port}` is not a port (1 to 65535{})",
-            if any_port { ", or `*`" } else { "" }
-        ));
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || host.contains(['@', ' ']) {
-        return Err("no host".into());
-    }
-    if host.contains('/') && (!any_port || host.parse::<ipnet::IpNet>().is_err()) {
-        return Err(format!("`{host}` is not a CIDR block"));
-    }
-    Ok(())
 }
 
 /// One database a tenant's sql grants may use.

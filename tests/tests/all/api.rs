@@ -289,8 +289,11 @@ async fn a_ceiling_entry_that_can_match_nothing_is_refused_when_written() {
             "`http` entry `api.example.com`",
         ),
         (json!({ "tcp": ["127.0.0.1"] }), "`tcp` entry `127.0.0.1`"),
-        (json!({ "tcp": ["10.0.0.0/33:80"] }), "not a CIDR block"),
-        (json!({ "tcp": ["db:http"] }), "`http` is not a port"),
+        (
+            json!({ "tcp": ["10.0.0.0/33:80"] }),
+            "bad CIDR `10.0.0.0/33`",
+        ),
+        (json!({ "tcp": ["db:http"] }), "bad port `http`"),
         (
             json!({ "sql_hosts": ["db:99999"] }),
             "`sql_hosts` entry `db:99999`",
