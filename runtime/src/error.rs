@@ -207,8 +207,12 @@ pub struct Denial {
     pub capability: Capability,
     /// What was attempted, e.g. `connect to 127.0.0.1:9` or `GET http://evil.test/`.
     pub attempted: String,
-    /// The grant that would allow it, e.g. `--allow-tcp 127.0.0.1:9`.
+    /// The grant that would allow it, as the command line says it, e.g.
+    /// `--allow-tcp 127.0.0.1:9`.
     pub grant: String,
+    /// The same grant as an instance's grants say it on the server API, e.g.
+    /// `` `127.0.0.1:9` to the instance's `grants.sockets.tcp` ``.
+    pub api_grant: String,
     /// The error the connector returned after the denial, if any.
     pub connector_error: Option<ConnectorError>,
 }

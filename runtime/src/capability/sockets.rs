@@ -235,15 +235,24 @@ impl SocketsPolicy {
             return Ok(());
         }
         let target = hint_addr(&addr);
-        let grant = if flag.starts_with('(') {
-            flag.to_string()
+        let (grant, api_grant) = if flag.starts_with('(') {
+            (flag.to_string(), flag.to_string())
         } else {
-            format!("{flag} {target}")
+            let field = if capability == Capability::Tcp {
+                "tcp"
+            } else {
+                "udp"
+            };
+            (
+                format!("{flag} {target}"),
+                format!("`{target}` to the instance's `grants.sockets.{field}`"),
+            )
         };
         Err(Denial {
             capability,
             attempted: format!("{verb} {target}"),
             grant,
+            api_grant,
             connector_error: None,
         })
     }

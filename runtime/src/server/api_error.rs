@@ -96,7 +96,7 @@ impl From<Error> for ApiError {
             Error::InvalidConfig(_) => ApiError::new(S::BAD_REQUEST, "invalid_config", message),
             Error::Denied(denial) => {
                 // The API's words for the grant, not the command line's flags.
-                let grant = api_grant(&denial.grant);
+                let grant = &denial.api_grant;
                 let message = format!(
                     "denied: {} {} is not granted; to allow it, add {grant}",
                     denial.capability, denial.attempted
@@ -149,19 +149,4 @@ impl From<Error> for ApiError {
             ),
         }
     }
-}
-
-/// A denial's grant (written for the command line) as an instance's grants
-/// say it.
-fn api_grant(grant: &str) -> String {
-    if let Some(origin) = grant.strip_prefix("--allow-http ") {
-        return format!("`{origin}` to the instance's `grants.http.origins`");
-    }
-    if let Some(entry) = grant.strip_prefix("--allow-tcp ") {
-        return format!("`{entry}` to the instance's `grants.sockets.tcp`");
-    }
-    if grant.contains("allow_private_addresses") {
-        return "`allow_private_addresses: true` to the instance's `grants.http`".into();
-    }
-    grant.to_string()
 }

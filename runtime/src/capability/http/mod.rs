@@ -233,6 +233,7 @@ impl HttpPolicy {
             capability: Capability::Http,
             attempted: format!("{method} {uri}"),
             grant: format!("--allow-http {origin}"),
+            api_grant: format!("`{origin}` to the instance's `grants.http.origins`"),
             connector_error: None,
         })
     }
@@ -526,6 +527,7 @@ impl WasiHttpHooks for HttpHooks {
                         capability: Capability::Http,
                         attempted: format!("{} {} ({why})", request.method(), request.uri()),
                         grant: "`allow_private_addresses: true` in the http grant (CLI: --allow-http-private)".into(),
+                        api_grant: "`allow_private_addresses: true` to the instance's `grants.http`".into(),
                         connector_error: None,
                     });
                     return Err(HttpError::HttpRequestDenied);

@@ -821,6 +821,7 @@ impl HostState {
                     capability: Capability::Sql,
                     attempted: format!("open database `{name}`"),
                     grant: format!("a sql grant named `{name}`"),
+                    api_grant: format!("a sql grant named `{name}` to the instance's `grants.sql`"),
                     connector_error: None,
                 };
                 let message = denial.to_string();
