@@ -444,28 +444,28 @@ impl HttpPolicy {
         (response, io)
     }
 
-    /// The grant timeout that `err` means, when the grant (not the guest's
-    /// shorter request option) set the limit that expired.
-    fn expired(
-        &self,
-        err: &HttpError,
-        origin: &str,
-        options: RequestOptions,
-    ) -> Option<GrantTimeout> {
-        let (waited_for, setting, limit, asked) = match err {
-            HttpError::ConnectionTimeout => (
+    /// The grant timeout that expired while waiting for `wait`, when the
+    /// grant (not the guest's shorter request option) set its limit.
+    fn expired(&self, wait: Wait, origin: &str, options: RequestOptions) -> Option<GrantTimeout> {
+        let (waited_for, setting, limit, asked) = match wait {
+            Wait::Connect => (
                 format!("a connection to {origin}"),
                 "connect_timeout_ms",
                 self.connect_timeout,
                 options.connect_timeout,
             ),
-            HttpError::ConnectionReadTimeout => (
+            Wait::FirstByte => (
                 format!("the first response byte from {origin}"),
                 "first_byte_timeout_ms",
                 self.first_byte_timeout,
                 options.first_byte_timeout,
             ),
-            _ => return None,
+            Wait::BetweenBytes => (
+                format!("the next response bytes from {origin}"),
+                "between_bytes_timeout_ms",
+                self.between_bytes_timeout,
+                options.between_bytes_timeout,
+            ),
         };
         (asked == Some(limit)).then_some(GrantTimeout {
             capability: Capability::Http,
@@ -485,6 +485,14 @@ impl HttpPolicy {
             between_bytes_timeout: pick(asked.between_bytes_timeout, self.between_bytes_timeout),
         }
     }
+}
+
+/// What a request waits for, each bounded by one of the grant's timeouts.
+#[derive(Debug, Clone, Copy)]
+enum Wait {
+    Connect,
+    FirstByte,
+    BetweenBytes,
 }
 
 /// The `wasi:http` hooks of one session: the policy plus its denial and
@@ -544,25 +552,23 @@ impl WasiHttpHooks for HttpHooks {
             let (response, io) = match policy.send(request, options, target).await {
                 Ok(sent) => sent,
                 Err(err) => {
-                    if let Some(expired) = policy.expired(&err, &origin, options) {
+                    let wait = match err {
+                        HttpError::ConnectionTimeout => Some(Wait::Connect),
+                        HttpError::ConnectionReadTimeout => Some(Wait::FirstByte),
+                        _ => None,
+                    };
+                    if let Some(expired) = wait.and_then(|w| policy.expired(w, &origin, options)) {
                         expiries.record(expired);
                     }
                     return Err(err);
                 }
             };
-            // The grant's between-bytes timeout, when the guest did not ask for a shorter one.
-            let between_bytes = (options.between_bytes_timeout
-                == Some(policy.between_bytes_timeout))
-            .then(|| GrantTimeout {
-                capability: Capability::Http,
-                waited_for: format!("the next response bytes from {origin}"),
-                setting: "between_bytes_timeout_ms",
-                limit: policy.between_bytes_timeout,
-            });
             let response = response.map(|body| {
                 ExpiryNotingBody {
                     inner: body,
-                    expired: between_bytes,
+                    policy: Arc::clone(&policy),
+                    origin,
+                    options,
                     expiries,
                 }
                 .boxed_unsync()
@@ -604,7 +610,9 @@ fn rebuild(
 /// expires, so the connector's resulting `timeout` names the grant setting.
 struct ExpiryNotingBody {
     inner: WasiBody,
-    expired: Option<GrantTimeout>,
+    policy: Arc<HttpPolicy>,
+    origin: String,
+    options: RequestOptions,
     expiries: Expiries,
 }
 
@@ -618,7 +626,10 @@ impl Body for ExpiryNotingBody {
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
         if let Some(Err(HttpError::ConnectionReadTimeout)) = &frame {
-            if let Some(expired) = self.expired.take() {
+            let expired = self
+                .policy
+                .expired(Wait::BetweenBytes, &self.origin, self.options);
+            if let Some(expired) = expired {
                 self.expiries.record(expired);
             }
         }
