@@ -40,6 +40,19 @@ pub(crate) async fn tenant(addr: SocketAddr, spec: Value) -> (String, String) {
     (id, token.json()["token"].as_str().unwrap().to_string())
 }
 
+/// An instance of the file connector reading the tenant's `data` directory
+/// at `/data` (read-only); returns its id.
+pub(crate) async fn data_instance(addr: SocketAddr, token: &str) -> String {
+    let connector = upload(addr, token, "sluice_file").await;
+    new_instance(
+        addr,
+        token,
+        &json!({ "connector": connector, "config": { "root": "/data" },
+                 "grants": { "files": [{ "host": "data", "guest": "/data" }] } }),
+    )
+    .await
+}
+
 /// Upload guest `name` and create an instance of it with `spec` (connector filled in); returns the instance id.
 async fn instance_of(addr: SocketAddr, token: &str, name: &str, spec: Value) -> String {
     let connector = upload(addr, token, name).await;

@@ -6,7 +6,7 @@ use serde_json::json;
 use sluice_tests::client::{json, send};
 use sluice_tests::tempdir;
 
-use crate::server::{new_instance, start, tenant, upload};
+use crate::server::{data_instance, start, tenant};
 
 /// Every file under `dir`, as paths relative to it.
 fn files_under(dir: &std::path::Path) -> Vec<String> {
@@ -71,14 +71,7 @@ async fn files_written_over_the_api_are_what_an_instance_mounts() {
         "no temporary file is left behind"
     );
 
-    let connector = upload(addr, &token, "sluice_file").await;
-    let instance = new_instance(
-        addr,
-        &token,
-        &json!({ "connector": connector, "config": { "root": "/data" },
-                 "grants": { "files": [{ "host": "data", "guest": "/data" }] } }),
-    )
-    .await;
+    let instance = data_instance(addr, &token).await;
     let page = json(
         addr,
         "POST",

@@ -7,7 +7,7 @@ use sluice_tests::client::send;
 use sluice_tests::tempdir;
 
 use super::start_with;
-use crate::server::{new_instance, tenant, upload};
+use crate::server::{data_instance, tenant};
 
 #[tokio::test]
 async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_status() {
@@ -21,14 +21,7 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
     std::fs::write(files.join("n.ndjson"), rows).unwrap();
     // Two good lines, then one that is not JSON.
     std::fs::write(files.join("broken.ndjson"), "{\"n\":1}\n{\"n\":2}\n{oops\n").unwrap();
-    let connector = upload(addr, &token, "sluice_file").await;
-    let instance = new_instance(
-        addr,
-        &token,
-        &json!({ "connector": connector, "config": { "root": "/data" },
-                 "grants": { "files": [{ "host": "data", "guest": "/data" }] } }),
-    )
-    .await;
+    let instance = data_instance(addr, &token).await;
     let path = format!("/v1/instances/{instance}/stream");
     let missing = send(
         addr,
