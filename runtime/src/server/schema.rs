@@ -4,7 +4,8 @@
 //! linear-time `regex` engine under a size limit (an uploaded schema cannot
 //! make a check backtrack forever), and no `$ref` fetched from anywhere: only
 //! references inside the schema resolve. A schema is compiled once per
-//! connector ([`ConfigSchema`]) and its size is capped.
+//! connector ([`ConfigSchema`]) and its size is capped. A connector that
+//! declares no schema (an empty one) takes any config.
 
 use serde_json::Value;
 
@@ -34,6 +35,12 @@ impl ConfigSchema {
     /// A sentence saying why the schema cannot be used: too large, not a
     /// schema, an unknown draft, a `$ref` outside it, a bad `pattern`.
     pub fn compile(schema: &Value) -> Result<Self, String> {
+        // A connector that declares no schema (an empty or absent one) takes any config.
+        let schema = if schema.is_null() {
+            &Value::Bool(true)
+        } else {
+            schema
+        };
         let size = serde_json::to_vec(schema).map_or(usize::MAX, |bytes| bytes.len());
         if size > MAX_SCHEMA_BYTES {
             return Err(format!(
@@ -236,8 +243,9 @@ mod tests {
         assert!(ConfigSchema::compile(&huge)
             .unwrap_err()
             .contains("at most"));
-        // `true` and `{}` accept anything; `false` nothing.
+        // `true`, `{}` and no schema at all accept anything; `false` nothing.
         assert!(validate(&json!(true), &json!({"a": 1})).is_empty());
+        assert!(validate(&Value::Null, &json!({"a": 1})).is_empty());
         assert!(validate(&json!({}), &json!([1])).is_empty());
         assert_eq!(pointers(&validate(&json!(false), &json!(1))), ["/"]);
         // Problems are capped.

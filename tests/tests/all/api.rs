@@ -432,3 +432,58 @@ async fn a_denial_names_the_grant_in_the_apis_terms_not_the_command_lines() {
         );
     }
 }
+
+/// A little-endian `(ptr, len)` pair as WAT data text.
+fn string_at(ptr: u32, len: u32) -> String {
+    ptr.to_le_bytes()
+        .iter()
+        .chain(len.to_le_bytes().iter())
+        .map(|b| format!("\\{b:02x}"))
+        .collect()
+}
+
+/// A hand-made connector whose `describe` names it `bad` and declares
+/// `schema` (JSON text without `"` or `\`) as its config schema.
+fn declaring_schema(schema: &str) -> Vec<u8> {
+    use sluice_tests::components::{api_export, component, dummy_wat, with_body, with_memory};
+    let quoted = schema.replace('\'', "\\22");
+    let len = u32::try_from(schema.len()).unwrap();
+    let descriptor = format!(
+        "\"{}{}{}{}\"",
+        string_at(64, 3),
+        string_at(0, 0).repeat(2),
+        string_at(96, len),
+        "\\00".repeat(32)
+    );
+    let data = format!(
+        "(data (i32.const 0) {descriptor}) (data (i32.const 64) \"bad\") (data (i32.const 96) \"{quoted}\")"
+    );
+    let wat = with_memory(&dummy_wat(), 1, &data);
+    component(&with_body(&wat, &api_export("describe"), "i32.const 0"))
+}
+
+#[tokio::test]
+async fn an_upload_whose_config_schema_cannot_be_compiled_is_refused() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    // A `$ref` out of the schema: nothing is fetched, so it cannot be used.
+    let remote = declaring_schema("{'$ref': 'https://schemas.example/config.json'}");
+    let refused = send(addr, "POST", "/v1/connectors", Some(&token), remote).await;
+    assert_eq!(refused.status, 422, "{:?}", refused.body);
+    assert_eq!(refused.json()["error"]["code"], "invalid_config_schema");
+    let message = refused.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(message.contains("connector `bad`"), "{message}");
+    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
+        .await
+        .json();
+    assert_eq!(listed["items"], json!([]), "nothing was stored");
+    // The same connector declaring a usable schema is taken.
+    let fine = declaring_schema("{'type': 'object'}");
+    let taken = send(addr, "POST", "/v1/connectors", Some(&token), fine).await;
+    assert_eq!(taken.status, 201, "{:?}", taken.body);
+    assert_eq!(taken.json()["config_schema"], json!({ "type": "object" }));
+}
