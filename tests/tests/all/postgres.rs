@@ -408,6 +408,74 @@ async fn keyset_pagination_returns_every_existing_row_once_under_concurrent_inse
 }
 
 #[tokio::test]
+async fn keyset_pages_and_streams_keep_rows_whose_sort_column_is_null() {
+    let schema = TestSchema::new().await;
+    schema
+        .run(
+            "CREATE TABLE scores (id int PRIMARY KEY, score int);
+             INSERT INTO scores VALUES (1, 1), (2, NULL), (3, 2), (4, NULL), (5, 1);",
+        )
+        .await;
+    let grants = grants(&schema, "nulls", SqlMode::ReadOnly, Duration::from_secs(10));
+    // Ascending puts NULLs last, descending first; ties go by the key.
+    let cases = [
+        (SortDirection::Asc, vec![1, 5, 3, 2, 4]),
+        (SortDirection::Desc, vec![2, 4, 3, 1, 5]),
+    ];
+    for (direction, expected) in cases {
+        let base = FetchRequest::new("scores")
+            .sort("score", direction)
+            .fields(["id", "score"]);
+        let mut session = open(&schema, &grants, 1).await;
+        let (mut seen, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = session
+                .fetch(&base.clone().page(1, None, cursor.clone()))
+                .await
+                .unwrap();
+            seen.extend(
+                data(&page.records)
+                    .iter()
+                    .map(|r| r["id"].as_i64().unwrap()),
+            );
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(seen, expected, "fetch pages, {direction:?}");
+        // A stream in batches of one, and one resumed from each checkpoint.
+        let mut checkpoints = Vec::new();
+        let mut streamed = Vec::new();
+        {
+            let mut stream = session.stream(&base, None).await.unwrap();
+            while let Some(batch) = stream.next(1).await.unwrap() {
+                streamed.extend(
+                    data(&batch.records)
+                        .iter()
+                        .map(|r| r["id"].as_i64().unwrap()),
+                );
+                checkpoints.extend(batch.checkpoint);
+            }
+        }
+        assert_eq!(streamed, expected, "stream, {direction:?}");
+        for (i, checkpoint) in checkpoints.iter().enumerate().take(expected.len()) {
+            let mut rest = Vec::new();
+            let mut stream = session.stream(&base, Some(checkpoint)).await.unwrap();
+            while let Some(batch) = stream.next(10).await.unwrap() {
+                rest.extend(
+                    data(&batch.records)
+                        .iter()
+                        .map(|r| r["id"].as_i64().unwrap()),
+                );
+            }
+            stream.close().await.unwrap();
+            assert_eq!(rest, expected[i + 1..], "resumed after {i}, {direction:?}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn offset_pagination_and_foreign_cursors() {
     let schema = TestSchema::new().await;
     people(&schema).await;

@@ -104,26 +104,60 @@ pub fn conditions(table: &Table, filters: &[Filter], stmt: &mut Statement) -> Re
         .collect()
 }
 
-/// The condition "strictly after `after`" in `order`.
+/// The condition "strictly after `after`" in `order`, NULLs included: the
+/// order puts them last ascending and first descending ([`order_by`] says so
+/// explicitly), and a comparison with NULL is never true, so NULLs are
+/// matched with `IS NULL` / `IS NOT NULL` instead.
 pub fn after(order: &[OrderKey], after: &[Value], stmt: &mut Statement) -> String {
     let mut alternatives = Vec::new();
     for i in 0..order.len().min(after.len()) {
-        let mut parts = Vec::new();
-        for (key, value) in order[..i].iter().zip(after) {
-            parts.push(format!("{} = {}", quote(&key.column), stmt.bind(value)));
-        }
-        let cmp = if order[i].descending { "<" } else { ">" };
-        parts.push(format!(
-            "{} {cmp} {}",
-            quote(&order[i].column),
-            stmt.bind(&after[i])
-        ));
+        let Some(beyond) = beyond(&order[i], &after[i], stmt) else {
+            // Nothing sorts after a NULL ascending: no row continues here.
+            continue;
+        };
+        let mut parts: Vec<String> = order[..i]
+            .iter()
+            .zip(after)
+            .map(|(key, value)| equal(key, value, stmt))
+            .collect();
+        parts.push(beyond);
         alternatives.push(format!("({})", parts.join(" AND ")));
+    }
+    if alternatives.is_empty() {
+        return "FALSE".into();
     }
     format!("({})", alternatives.join(" OR "))
 }
 
-/// `ORDER BY` text.
+/// `column = value`, where a NULL value is matched by `IS NULL`.
+fn equal(key: &OrderKey, value: &Value, stmt: &mut Statement) -> String {
+    let column = quote(&key.column);
+    if value.is_null() {
+        format!("{column} IS NULL")
+    } else {
+        format!("{column} = {}", stmt.bind(value))
+    }
+}
+
+/// The rows that sort strictly after `value` in `key`'s column alone
+/// (`None`: no row does).
+fn beyond(key: &OrderKey, value: &Value, stmt: &mut Statement) -> Option<String> {
+    let column = quote(&key.column);
+    match (key.descending, value.is_null()) {
+        // ASC NULLS LAST: the larger values, then the NULLs.
+        (false, false) => Some(format!(
+            "({column} > {} OR {column} IS NULL)",
+            stmt.bind(value)
+        )),
+        (false, true) => None,
+        // DESC NULLS FIRST: after the NULLs come all values; after a value, the smaller ones.
+        (true, true) => Some(format!("{column} IS NOT NULL")),
+        (true, false) => Some(format!("{column} < {}", stmt.bind(value))),
+    }
+}
+
+/// `ORDER BY` text, with where NULLs go written out (PostgreSQL's defaults,
+/// which [`after`] relies on).
 pub fn order_by(order: &[OrderKey]) -> String {
     order
         .iter()
@@ -131,7 +165,11 @@ pub fn order_by(order: &[OrderKey]) -> String {
             format!(
                 "{} {}",
                 quote(&k.column),
-                if k.descending { "DESC" } else { "ASC" }
+                if k.descending {
+                    "DESC NULLS FIRST"
+                } else {
+                    "ASC NULLS LAST"
+                }
             )
         })
         .collect::<Vec<_>>()
