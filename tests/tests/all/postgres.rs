@@ -476,6 +476,78 @@ async fn keyset_pages_and_streams_keep_rows_whose_sort_column_is_null() {
 }
 
 #[tokio::test]
+async fn a_table_without_a_key_pages_by_offset_and_loses_no_tied_row() {
+    let schema = TestSchema::new().await;
+    schema
+        .run(
+            "CREATE TABLE d (a int, b text, doc json);
+             INSERT INTO d VALUES (1, 'x', '{}'), (1, 'x', '{}'), (2, 'y', '[]'), (1, 'w', null), (NULL, 'z', '1');",
+        )
+        .await;
+    let grants = grants(
+        &schema,
+        "keyless",
+        SqlMode::ReadOnly,
+        Duration::from_secs(10),
+    );
+    let mut session = open(&schema, &grants, 2).await;
+    let walk = |sort: Option<SortDirection>| {
+        let mut req = FetchRequest::new("d").fields(["a", "b"]);
+        if let Some(direction) = sort {
+            req = req.sort("a", direction);
+        }
+        req
+    };
+    for (sort, expected) in [
+        (
+            None,
+            vec![
+                (json!(1), "w"),
+                (json!(1), "x"),
+                (json!(1), "x"),
+                (json!(2), "y"),
+                (json!(null), "z"),
+            ],
+        ),
+        (
+            Some(SortDirection::Desc),
+            vec![
+                (json!(null), "z"),
+                (json!(2), "y"),
+                (json!(1), "w"),
+                (json!(1), "x"),
+                (json!(1), "x"),
+            ],
+        ),
+    ] {
+        let (mut seen, mut cursor, mut pages) = (Vec::new(), None, 0);
+        loop {
+            let page = session
+                .fetch(&walk(sort).page(2, None, cursor.clone()))
+                .await
+                .unwrap();
+            pages += 1;
+            for r in data(&page.records) {
+                seen.push((r["a"].clone(), r["b"].as_str().unwrap().to_string()));
+            }
+            match page.next_cursor {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let expected: Vec<(Value, String)> = expected
+            .into_iter()
+            .map(|(a, b)| (a, b.to_string()))
+            .collect();
+        assert_eq!(seen, expected, "{sort:?}");
+        assert_eq!(
+            pages, 3,
+            "pages of 2, 2 and 1, each but the last with a cursor"
+        );
+    }
+}
+
+#[tokio::test]
 async fn offset_pagination_and_foreign_cursors() {
     let schema = TestSchema::new().await;
     people(&schema).await;

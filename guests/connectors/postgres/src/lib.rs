@@ -302,22 +302,26 @@ impl Session for PgSession {
         }
         let cursor = req.pagination.as_ref().and_then(|p| p.cursor.clone());
         let offset = req.pagination.as_ref().and_then(|p| p.offset);
-        if cursor.is_some() && order.is_empty() {
-            return Err(ConnectorError::Unsupported(format!(
-                "cursor pagination on `{}`: it has no primary key; sort by unique fields or configure `keys`",
-                table.name
-            )));
-        }
-        let after = cursor
-            .as_deref()
-            .map(|c| select::decode_position(&order, c))
-            .transpose()?;
-        let mut stmt = build_select(&table, &columns, &req, &order, after.as_deref())?;
+        // Without a key no order is unique, so keyset paging would skip tied
+        // rows: such a table pages by offset, in an order made deterministic
+        // by every orderable column.
+        let keyed = !table.key.is_empty();
+        let paging_order = if keyed {
+            order.clone()
+        } else {
+            select::deterministic(&table, &order)
+        };
+        let (after, start) = match (&cursor, keyed) {
+            (Some(c), true) => (Some(select::decode_position(&order, c)?), None),
+            (Some(c), false) => (None, Some(select::decode_offset(&paging_order, c)?)),
+            (None, _) => (None, offset),
+        };
+        let mut stmt = build_select(&table, &columns, &req, &paging_order, after.as_deref())?;
         let limit = stmt.bind(&json!(u64::from(page_size) + 1));
         stmt.sql.push_str(&format!(" LIMIT {limit}"));
-        if let (Some(offset), None) = (offset, &cursor) {
-            let offset = stmt.bind(&json!(offset));
-            stmt.sql.push_str(&format!(" OFFSET {offset}"));
+        if let Some(start) = start {
+            let start = stmt.bind(&json!(start));
+            stmt.sql.push_str(&format!(" OFFSET {start}"));
         }
         let set = self
             .conn
@@ -328,9 +332,13 @@ impl Session for PgSession {
         let more = rows.len() > page_size as usize;
         rows.truncate(page_size as usize);
         let next_cursor = match (more, rows.last()) {
-            (true, Some(last)) if !order.is_empty() => {
+            (true, Some(last)) if keyed => {
                 Some(select::encode_position(&order, &shaper.position(last)?))
             }
+            (true, Some(_)) => Some(select::encode_offset(
+                &paging_order,
+                start.unwrap_or(0) + rows.len() as u64,
+            )),
             _ => None,
         };
         let total_count = if options.count {

@@ -176,6 +176,46 @@ pub fn order_by(order: &[OrderKey]) -> String {
         .join(", ")
 }
 
+/// Types without a btree order: a column of one cannot take part in an ORDER BY.
+const UNORDERED_TYPES: &[&str] = &[
+    "json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle",
+];
+
+/// A deterministic order for a table without a key: `order` (the requested
+/// sort), then every other column that can be ordered. Rows equal in all of
+/// those are indistinguishable, so any order among them reads the same.
+pub fn deterministic(table: &Table, order: &[OrderKey]) -> Vec<OrderKey> {
+    let mut full = order.to_vec();
+    for (column, kind) in &table.columns {
+        let base = kind.trim_end_matches("[]");
+        if UNORDERED_TYPES.contains(&base) || full.iter().any(|k| &k.column == column) {
+            continue;
+        }
+        full.push(OrderKey {
+            column: column.clone(),
+            descending: false,
+        });
+    }
+    full
+}
+
+/// An opaque offset cursor, for tables without a key: how many rows of
+/// `order` were read.
+pub fn encode_offset(order: &[OrderKey], offset: u64) -> String {
+    let body = json!({ "order": order_signature(order), "offset": offset });
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(body.to_string())
+}
+
+/// Decode a cursor made by [`encode_offset`] for the same order.
+pub fn decode_offset(order: &[OrderKey], text: &str) -> Result<u64> {
+    let body = cursor_body(order, text)?;
+    body["offset"].as_u64().ok_or_else(|| {
+        ConnectorError::InvalidRequest(format!(
+            "cursor `{text}`: not an offset cursor (the table has no key, so it pages by offset)"
+        ))
+    })
+}
+
 fn order_signature(order: &[OrderKey]) -> Vec<String> {
     order
         .iter()
@@ -191,6 +231,16 @@ pub fn encode_position(order: &[OrderKey], values: &[Value]) -> String {
 
 /// Decode a cursor or checkpoint made by [`encode_position`] for the same order.
 pub fn decode_position(order: &[OrderKey], text: &str) -> Result<Vec<Value>> {
+    match cursor_body(order, text)?["after"].as_array() {
+        Some(values) if values.len() == order.len() => Ok(values.clone()),
+        _ => Err(ConnectorError::InvalidRequest(format!(
+            "cursor/checkpoint `{text}`: malformed"
+        ))),
+    }
+}
+
+/// The JSON of a cursor this connector issued for `order`.
+fn cursor_body(order: &[OrderKey], text: &str) -> Result<Value> {
     let bad =
         |why: &str| ConnectorError::InvalidRequest(format!("cursor/checkpoint `{text}`: {why}"));
     let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -201,8 +251,5 @@ pub fn decode_position(order: &[OrderKey], text: &str) -> Result<Vec<Value>> {
     if body["order"] != json!(order_signature(order)) {
         return Err(bad("it belongs to a different sort order"));
     }
-    match body["after"].as_array() {
-        Some(values) if values.len() == order.len() => Ok(values.clone()),
-        _ => Err(bad("malformed")),
-    }
+    Ok(body)
 }
