@@ -548,6 +548,36 @@ async fn a_table_without_a_key_pages_by_offset_and_loses_no_tied_row() {
 }
 
 #[tokio::test]
+async fn a_page_larger_than_the_advertised_maximum_is_refused() {
+    let schema = TestSchema::new().await;
+    people(&schema).await;
+    let grants = grants(
+        &schema,
+        "maxpage",
+        SqlMode::ReadOnly,
+        Duration::from_secs(10),
+    );
+    let mut session = open(&schema, &grants, 10).await;
+    let advertised = postgres_connector()
+        .describe()
+        .await
+        .unwrap()
+        .capabilities
+        .max_page_size
+        .expect("the connector advertises a maximum");
+    let at_max = FetchRequest::new("people").page(advertised, None, None);
+    assert_eq!(session.fetch(&at_max).await.unwrap().records.len(), 5);
+    let err = session
+        .fetch(&FetchRequest::new("people").page(advertised + 1, None, None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::InvalidRequest(ref m)) if m.contains(&format!("from 1 to {advertised}"))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
 async fn offset_pagination_and_foreign_cursors() {
     let schema = TestSchema::new().await;
     people(&schema).await;

@@ -29,6 +29,10 @@ use sluice_sdk::{
     Session,
 };
 
+
+/// The largest page `fetch` returns, as `describe` advertises: a page is
+/// held whole in the host and the guest (stream for more).
+const MAX_PAGE_SIZE: u32 = 100_000;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
@@ -94,7 +98,7 @@ impl Connector for Postgres {
             sorting: true,
             aggregation: false,
             transactions: true,
-            max_page_size: Some(100_000),
+            max_page_size: Some(MAX_PAGE_SIZE),
         })
         .build()
     }
@@ -295,10 +299,10 @@ impl Session for PgSession {
             .pagination
             .as_ref()
             .map_or(self.config.page_size, |p| p.page_size);
-        if page_size == 0 {
-            return Err(ConnectorError::InvalidRequest(
-                "page size must be at least 1".into(),
-            ));
+        if page_size == 0 || page_size > MAX_PAGE_SIZE {
+            return Err(ConnectorError::InvalidRequest(format!(
+                "page size {page_size}: it must be from 1 to {MAX_PAGE_SIZE} (stream for more)"
+            )));
         }
         let cursor = req.pagination.as_ref().and_then(|p| p.cursor.clone());
         let offset = req.pagination.as_ref().and_then(|p| p.offset);
