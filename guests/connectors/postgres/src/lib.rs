@@ -29,7 +29,6 @@ use sluice_sdk::{
     Session,
 };
 
-
 /// The largest page `fetch` returns, as `describe` advertises: a page is
 /// held whole in the host and the guest (stream for more).
 const MAX_PAGE_SIZE: u32 = 100_000;
