@@ -578,6 +578,47 @@ async fn a_page_larger_than_the_advertised_maximum_is_refused() {
 }
 
 #[tokio::test]
+async fn a_stream_honours_the_callers_batch_size() {
+    let schema = TestSchema::new().await;
+    people(&schema).await;
+    let grants = grants(
+        &schema,
+        "batches",
+        SqlMode::ReadOnly,
+        Duration::from_secs(10),
+    );
+    // The portal fetches 10 rows at a time; the caller asks for 2.
+    let mut session = open(&schema, &grants, 10).await;
+    let req = FetchRequest::new("people").fields(["id"]);
+    let (mut sizes, mut ids, mut checkpoints) = (Vec::new(), Vec::new(), Vec::new());
+    {
+        let mut stream = session.stream(&req, None).await.unwrap();
+        while let Some(batch) = stream.next(2).await.unwrap() {
+            sizes.push(batch.records.len());
+            ids.extend(
+                data(&batch.records)
+                    .iter()
+                    .map(|r| r["id"].as_i64().unwrap()),
+            );
+            checkpoints.push(batch.checkpoint.unwrap());
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    assert_eq!(ids, [1, 2, 3, 4, 5]);
+    let mut rest = Vec::new();
+    let mut stream = session.stream(&req, Some(&checkpoints[0])).await.unwrap();
+    while let Some(batch) = stream.next(100).await.unwrap() {
+        rest.extend(
+            data(&batch.records)
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap()),
+        );
+    }
+    stream.close().await.unwrap();
+    assert_eq!(rest, [3, 4, 5]);
+}
+
+#[tokio::test]
 async fn offset_pagination_and_foreign_cursors() {
     let schema = TestSchema::new().await;
     people(&schema).await;

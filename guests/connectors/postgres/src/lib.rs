@@ -389,6 +389,7 @@ impl Session for PgSession {
             .map_err(sql::error)?;
         Ok(Box::new(PgStream {
             rows,
+            pending: std::collections::VecDeque::new(),
             shaper: Shaper::new(columns, visible, &table, &order),
             order,
         }))
@@ -424,15 +425,24 @@ impl PgSession {
 
 struct PgStream {
     rows: RowStream,
+    /// Rows the host sent that the caller's batch size has not taken yet.
+    pending: std::collections::VecDeque<String>,
     shaper: Shaper,
     order: Vec<OrderKey>,
 }
 
 impl RecordStream for PgStream {
-    fn next(&mut self, _max: u32) -> Result<Option<Batch>> {
-        let Some(rows) = self.rows.next().map_err(sql::error)? else {
-            return Ok(None);
-        };
+    /// At most `max` records (the caller's batch size; the portal fetches in
+    /// the config's `page_size`), the checkpoint after the last of them.
+    fn next(&mut self, max: u32) -> Result<Option<Batch>> {
+        if self.pending.is_empty() {
+            match self.rows.next().map_err(sql::error)? {
+                Some(rows) => self.pending.extend(rows),
+                None => return Ok(None),
+            }
+        }
+        let take = (max.max(1) as usize).min(self.pending.len());
+        let rows: Vec<String> = self.pending.drain(..take).collect();
         let checkpoint = match rows.last() {
             Some(last) => Some(select::encode_position(
                 &self.order,
