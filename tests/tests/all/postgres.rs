@@ -619,6 +619,28 @@ async fn a_stream_honours_the_callers_batch_size() {
 }
 
 #[tokio::test]
+async fn a_connection_error_says_the_servers_reason() {
+    let base = sluice_tests::postgres::url();
+    let base = base.split('?').next().unwrap_or_default();
+    let (server, _) = base.rsplit_once('/').expect("a database in the test URL");
+    let url = format!("{server}/sluice_no_such_database");
+    let grants = Grants::none()
+        .allow_sql("main", &url, SqlMode::ReadOnly)
+        .unwrap();
+    let config = json!({ "grant": "main", "schema": "public" }).to_string();
+    let err = postgres_connector()
+        .open(&config, &grants)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("database \"sluice_no_such_database\" does not exist")
+            && err.contains("SQLSTATE 3D000"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
 async fn offset_pagination_and_foreign_cursors() {
     let schema = TestSchema::new().await;
     people(&schema).await;

@@ -419,7 +419,7 @@ impl SqlFailure {
                 return SqlFailure::InvalidValue(format!("{text}: {source}"));
             }
         }
-        SqlFailure::Unavailable(format!("sql grant `{grant}`: {text}"))
+        SqlFailure::Unavailable(format!("sql grant `{grant}`: {}", pg_text(err)))
     }
 
     fn into_wit(self) -> SqlError {
@@ -436,6 +436,23 @@ impl SqlFailure {
 }
 
 type SqlResult<T> = Result<T, SqlFailure>;
+
+/// A tokio-postgres error in full: its own text says only "db error" or
+/// "error connecting to server"; the server's message (with its SQLSTATE)
+/// or the causes say why.
+pub(crate) fn pg_text(err: &tokio_postgres::Error) -> String {
+    if let Some(db) = err.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
 
 fn params(values: &[String]) -> SqlResult<Vec<JsonParam>> {
     values

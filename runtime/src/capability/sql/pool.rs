@@ -120,8 +120,9 @@ impl Pool {
         }
         let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
             SqlFailure::Unavailable(format!(
-                "cannot connect through sql grant `{}`: {e}",
-                self.grant
+                "cannot connect through sql grant `{}`: {}",
+                self.grant,
+                super::pg_text(&e)
             ))
         })?;
         let grant = self.grant.clone();
