@@ -285,7 +285,7 @@ impl HttpPolicy {
         request: http::Request<WasiBody>,
         options: RequestOptions,
         target: Option<std::net::SocketAddr>,
-    ) -> Result<Sent, HttpError> {
+    ) -> Result<Received, HttpError> {
         let origin = origin_of(request.uri());
         let burst = self.rate_limit.map_or(1, |l| l.burst);
         let state = self.states.get(&origin, burst);
@@ -395,7 +395,7 @@ impl HttpPolicy {
                         }
                     }
                     let response = response.map(BodyExt::boxed_unsync);
-                    return Ok(self.deliver(response, Box::new(io), Arc::clone(&state)));
+                    return Ok((response, Box::new(io), Arc::clone(&state)));
                 }
                 Err(err) => {
                     let connect_failure = matches!(
@@ -422,26 +422,6 @@ impl HttpPolicy {
     fn within_budget(&self, delay: Duration, delayed: Duration) -> bool {
         delay <= Duration::from_millis(self.retry.max_delay_ms)
             && delayed + delay <= Duration::from_millis(self.retry.max_total_delay_ms)
-    }
-
-    /// Cap and count the response body.
-    fn deliver(
-        &self,
-        response: http::Response<WasiBody>,
-        io: IoFuture,
-        state: Arc<OriginState>,
-    ) -> Sent {
-        let cap = self.max_response_bytes;
-        let response = response.map(|body| {
-            CappedBody {
-                inner: body,
-                remaining: cap,
-                cap,
-                state,
-            }
-            .boxed_unsync()
-        });
-        (response, io)
     }
 
     /// The grant timeout that expired while waiting for `wait`, when the
@@ -509,6 +489,10 @@ type IoFuture = Box<dyn std::future::Future<Output = Result<(), HttpError>> + Se
 /// A response and its connection future.
 type Sent = (http::Response<WasiBody>, IoFuture);
 
+/// A response as it came from upstream, its connection future, and the
+/// origin's state (its byte counter).
+type Received = (http::Response<WasiBody>, IoFuture, Arc<OriginState>);
+
 type SendFuture = Box<dyn std::future::Future<Output = Result<Sent, HttpError>> + Send>;
 
 impl WasiHttpHooks for HttpHooks {
@@ -549,7 +533,7 @@ impl WasiHttpHooks for HttpHooks {
                     .and_then(|v| v.parse::<u64>().ok())
             };
             let origin = origin_of(request.uri());
-            let (response, io) = match policy.send(request, options, target).await {
+            let (response, io, state) = match policy.send(request, options, target).await {
                 Ok(sent) => sent,
                 Err(err) => {
                     let wait = match err {
@@ -563,9 +547,13 @@ impl WasiHttpHooks for HttpHooks {
                     return Err(err);
                 }
             };
+            let cap = policy.max_response_bytes;
             let response = response.map(|body| {
-                ExpiryNotingBody {
+                CappedBody {
                     inner: body,
+                    remaining: cap,
+                    cap,
+                    state,
                     policy: Arc::clone(&policy),
                     origin,
                     options,
@@ -606,51 +594,18 @@ fn rebuild(
     Ok(request)
 }
 
-/// A response body that records the grant's between-bytes timeout when it
-/// expires, so the connector's resulting `timeout` names the grant setting.
-struct ExpiryNotingBody {
-    inner: WasiBody,
-    policy: Arc<HttpPolicy>,
-    origin: String,
-    options: RequestOptions,
-    expiries: Expiries,
-}
-
-impl Body for ExpiryNotingBody {
-    type Data = Bytes;
-    type Error = HttpError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
-        let frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        if let Some(Err(HttpError::ConnectionReadTimeout)) = &frame {
-            let expired = self
-                .policy
-                .expired(Wait::BetweenBytes, &self.origin, self.options);
-            if let Some(expired) = expired {
-                self.expiries.record(expired);
-            }
-        }
-        Poll::Ready(frame)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-/// A response body that fails once more than `cap` bytes have arrived.
+/// The response body as the guest reads it: counted, failing once more than
+/// `cap` bytes have arrived, and recording the grant's between-bytes timeout
+/// when it expires (so the connector's resulting `timeout` names the setting).
 struct CappedBody {
     inner: WasiBody,
     remaining: u64,
     cap: u64,
     state: Arc<OriginState>,
+    policy: Arc<HttpPolicy>,
+    origin: String,
+    options: RequestOptions,
+    expiries: Expiries,
 }
 
 impl Body for CappedBody {
@@ -671,6 +626,14 @@ impl Body for CappedBody {
                     return Poll::Ready(Some(Err(HttpError::HttpResponseBodySize(Some(self.cap)))));
                 }
                 self.remaining -= len;
+            }
+        }
+        if let Some(Err(HttpError::ConnectionReadTimeout)) = &frame {
+            let expired = self
+                .policy
+                .expired(Wait::BetweenBytes, &self.origin, self.options);
+            if let Some(expired) = expired {
+                self.expiries.record(expired);
             }
         }
         Poll::Ready(frame)
