@@ -407,6 +407,21 @@ async fn keyset_pagination_returns_every_existing_row_once_under_concurrent_inse
     assert_eq!(unique.len(), seen.len(), "no row repeated");
 }
 
+/// The `id`s a stream of `req` resumed after `checkpoint` yields, to its end.
+async fn ids_from(session: &mut Session, req: &FetchRequest, checkpoint: &str) -> Vec<i64> {
+    let mut ids = Vec::new();
+    let mut stream = session.stream(req, Some(checkpoint)).await.unwrap();
+    while let Some(batch) = stream.next(100).await.unwrap() {
+        ids.extend(
+            data(&batch.records)
+                .iter()
+                .map(|r| r["id"].as_i64().unwrap()),
+        );
+    }
+    stream.close().await.unwrap();
+    ids
+}
+
 #[tokio::test]
 async fn keyset_pages_and_streams_keep_rows_whose_sort_column_is_null() {
     let schema = TestSchema::new().await;
@@ -460,16 +475,7 @@ async fn keyset_pages_and_streams_keep_rows_whose_sort_column_is_null() {
         }
         assert_eq!(streamed, expected, "stream, {direction:?}");
         for (i, checkpoint) in checkpoints.iter().enumerate().take(expected.len()) {
-            let mut rest = Vec::new();
-            let mut stream = session.stream(&base, Some(checkpoint)).await.unwrap();
-            while let Some(batch) = stream.next(10).await.unwrap() {
-                rest.extend(
-                    data(&batch.records)
-                        .iter()
-                        .map(|r| r["id"].as_i64().unwrap()),
-                );
-            }
-            stream.close().await.unwrap();
+            let rest = ids_from(&mut session, &base, checkpoint).await;
             assert_eq!(rest, expected[i + 1..], "resumed after {i}, {direction:?}");
         }
     }
@@ -605,16 +611,7 @@ async fn a_stream_honours_the_callers_batch_size() {
     }
     assert_eq!(sizes, [2, 2, 1]);
     assert_eq!(ids, [1, 2, 3, 4, 5]);
-    let mut rest = Vec::new();
-    let mut stream = session.stream(&req, Some(&checkpoints[0])).await.unwrap();
-    while let Some(batch) = stream.next(100).await.unwrap() {
-        rest.extend(
-            data(&batch.records)
-                .iter()
-                .map(|r| r["id"].as_i64().unwrap()),
-        );
-    }
-    stream.close().await.unwrap();
+    let rest = ids_from(&mut session, &req, &checkpoints[0]).await;
     assert_eq!(rest, [3, 4, 5]);
 }
 
