@@ -11,6 +11,14 @@
 //! naturally). Values of different kinds are unequal and unordered, so `lt`,
 //! `le`, `gt`, `ge` and `like` are false for them. Field names may be dotted
 //! paths into nested objects (`address.city`).
+//!
+//! NULL, the one rule every connector follows (the postgres connector's SQL
+//! included): a missing field is null; `eq null` matches null (like
+//! `is-null`) and `ne null` matches everything else (like `is-not-null`);
+//! `eq v` never matches null and `ne v` does (null is not `v`); `in` matches
+//! null only when its list holds `null`, and `not-in` matches exactly what
+//! `in` does not; `lt`, `le`, `gt`, `ge` and `like` never match null, nor
+//! compare anything with a null operand.
 
 use std::cmp::Ordering;
 
@@ -107,22 +115,22 @@ fn parse_operand(filter: &Filter) -> Result<Value> {
 
 impl Condition {
     fn matches(&self, record: &Value) -> bool {
-        let field = lookup(record, &self.field);
-        let is_null = field.is_none_or(Value::is_null);
+        // A missing field is null.
+        let field = lookup(record, &self.field).unwrap_or(&Value::Null);
         match self.op {
-            FilterOp::IsNull => is_null,
-            FilterOp::IsNotNull => !is_null,
-            FilterOp::Eq => field.is_some_and(|v| equal(v, &self.operand)),
-            FilterOp::Ne => !field.is_some_and(|v| equal(v, &self.operand)),
+            FilterOp::IsNull => field.is_null(),
+            FilterOp::IsNotNull => !field.is_null(),
+            FilterOp::Eq => equal(field, &self.operand),
+            FilterOp::Ne => !equal(field, &self.operand),
             FilterOp::Lt => ordered(field, &self.operand, |o| o == Ordering::Less),
             FilterOp::Le => ordered(field, &self.operand, |o| o != Ordering::Greater),
             FilterOp::Gt => ordered(field, &self.operand, |o| o == Ordering::Greater),
             FilterOp::Ge => ordered(field, &self.operand, |o| o != Ordering::Less),
-            FilterOp::In => field.is_some_and(|v| self.in_operand(v)),
-            FilterOp::NotIn => !field.is_some_and(|v| self.in_operand(v)),
+            FilterOp::In => self.in_operand(field),
+            FilterOp::NotIn => !self.in_operand(field),
             FilterOp::Like => match (field, &self.operand) {
-                (Some(Value::String(s)), Value::String(p)) => like(s, p),
-                (Some(Value::Number(n)), Value::String(p)) => like(&n.to_string(), p),
+                (Value::String(s), Value::String(p)) => like(s, p),
+                (Value::Number(n), Value::String(p)) => like(&n.to_string(), p),
                 _ => false,
             },
         }
@@ -135,8 +143,12 @@ impl Condition {
     }
 }
 
-fn ordered(field: Option<&Value>, operand: &Value, test: impl Fn(Ordering) -> bool) -> bool {
-    field.and_then(|v| compare(v, operand)).is_some_and(test)
+/// An ordering test; null is unordered, on either side.
+fn ordered(field: &Value, operand: &Value, test: impl Fn(Ordering) -> bool) -> bool {
+    if field.is_null() || operand.is_null() {
+        return false;
+    }
+    compare(field, operand).is_some_and(test)
 }
 
 /// Look up a dotted field path in a JSON object.
@@ -393,4 +405,49 @@ pub fn api_record(item: &Value, fields: &[String], id_field: Option<&str>) -> cr
         builder = builder.id(value_text(id));
     }
     builder.build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn matching(op: FilterOp, operand: &str) -> Vec<i64> {
+        let predicate = Predicate::compile(&[Filter {
+            field: "score".into(),
+            op,
+            value: operand.into(),
+        }])
+        .unwrap();
+        let rows = [
+            json!({ "id": 1, "score": 1 }),
+            json!({ "id": 2, "score": null }),
+            json!({ "id": 3, "score": 2 }),
+            json!({ "id": 4 }),
+        ];
+        rows.iter()
+            .filter(|r| predicate.matches(r))
+            .map(|r| r["id"].as_i64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn null_follows_one_rule_for_every_operator() {
+        // A missing field (id 4) is null, like an explicit one (id 2).
+        assert_eq!(matching(FilterOp::IsNull, ""), [2, 4]);
+        assert_eq!(matching(FilterOp::IsNotNull, ""), [1, 3]);
+        assert_eq!(matching(FilterOp::Eq, "null"), [2, 4]);
+        assert_eq!(matching(FilterOp::Ne, "null"), [1, 3]);
+        assert_eq!(matching(FilterOp::Eq, "1"), [1]);
+        assert_eq!(matching(FilterOp::Ne, "1"), [2, 3, 4]);
+        assert_eq!(matching(FilterOp::In, "[1]"), [1]);
+        assert_eq!(matching(FilterOp::NotIn, "[1]"), [2, 3, 4]);
+        assert_eq!(matching(FilterOp::In, "[1, null]"), [1, 2, 4]);
+        assert_eq!(matching(FilterOp::NotIn, "[1, null]"), [3]);
+        assert_eq!(matching(FilterOp::Le, "2"), [1, 3]);
+        assert_eq!(matching(FilterOp::Ge, "null"), Vec::<i64>::new());
+        assert_eq!(matching(FilterOp::Le, "null"), Vec::<i64>::new());
+        // Numbers are matched by their text; null never is.
+        assert_eq!(matching(FilterOp::Like, "\"%\""), [1, 3]);
+    }
 }

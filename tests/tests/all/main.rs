@@ -10,6 +10,7 @@ mod hostile;
 mod http;
 mod loading;
 mod postgres;
+mod postgres_fidelity;
 mod rest;
 mod security;
 mod server;

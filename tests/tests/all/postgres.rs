@@ -12,7 +12,7 @@ use sluice::{
 use sluice_tests::postgres::TestSchema;
 use sluice_tests::{data, postgres_connector, probe, probe_request};
 
-fn grants(schema: &TestSchema, app: &str, mode: SqlMode, timeout: Duration) -> Grants {
+pub(crate) fn grants(schema: &TestSchema, app: &str, mode: SqlMode, timeout: Duration) -> Grants {
     let mut grants = Grants::none();
     grants
         .sql
@@ -21,7 +21,7 @@ fn grants(schema: &TestSchema, app: &str, mode: SqlMode, timeout: Duration) -> G
     grants
 }
 
-async fn open(schema: &TestSchema, grants: &Grants, page_size: u32) -> Session {
+pub(crate) async fn open(schema: &TestSchema, grants: &Grants, page_size: u32) -> Session {
     let config = json!({ "grant": "main", "schema": schema.name, "page_size": page_size });
     postgres_connector()
         .open(&config.to_string(), grants)

@@ -18,7 +18,7 @@ mod write;
 
 use std::collections::HashMap;
 
-use catalog::{quote, Table};
+use catalog::Table;
 use select::{OrderKey, Statement};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -252,7 +252,7 @@ fn build_select(
     if let Some(after) = after {
         conditions.push(select::after(order, after, &mut stmt));
     }
-    let list: Vec<String> = columns.iter().map(|c| quote(c)).collect();
+    let list: Vec<String> = columns.iter().map(|c| table.select_expr(c)).collect();
     stmt.sql = format!("SELECT {} FROM {}", list.join(", "), table.qualified());
     if !conditions.is_empty() {
         stmt.sql
@@ -260,7 +260,7 @@ fn build_select(
     }
     if !order.is_empty() {
         stmt.sql
-            .push_str(&format!(" ORDER BY {}", select::order_by(order)));
+            .push_str(&format!(" ORDER BY {}", select::order_by(table, order)));
     }
     Ok(stmt)
 }

@@ -1,6 +1,7 @@
 //! SELECT building: validated, quoted identifiers; every value a bound parameter.
 
 use base64::Engine as _;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use sluice_sdk::{ConnectorError, Filter, FilterOp, Result, SortDirection, SortField};
 
@@ -16,7 +17,13 @@ pub struct Statement {
 impl Statement {
     /// Bind `value` and return its placeholder.
     pub fn bind(&mut self, value: &Value) -> String {
-        self.params.push(value.to_string());
+        self.bind_raw(&value.to_string())
+    }
+
+    /// Bind a value given as its JSON text, kept exactly as written (a
+    /// number's every digit reaches the server).
+    pub fn bind_raw(&mut self, json: &str) -> String {
+        self.params.push(json.to_string());
         format!("${}", self.params.len())
     }
 }
@@ -60,23 +67,29 @@ fn parse_value(filter: &Filter) -> Result<Value> {
     })
 }
 
-/// `WHERE` conditions for the filters.
+/// `WHERE` conditions for the filters, each value bound from the filter's
+/// own JSON text (so `1234567.0123456789012` reaches a numeric column
+/// exactly).
+///
+/// NULL follows the SDK's rule ([`sluice_sdk::query`]): `eq null` is
+/// `IS NULL` and `ne null` is `IS NOT NULL`; `ne v` keeps NULL rows (NULL is
+/// not `v`), `in` matches NULL only when the list holds `null` and `not-in`
+/// is exactly its negation; `lt`, `le`, `gt`, `ge` and `like` never match NULL.
 pub fn conditions(table: &Table, filters: &[Filter], stmt: &mut Statement) -> Result<Vec<String>> {
     filters
         .iter()
         .map(|f| {
-            let column = quote(table.column(&f.field)?);
+            let name = table.column(&f.field)?;
+            let column = quote(name);
             Ok(match f.op {
                 FilterOp::IsNull => format!("{column} IS NULL"),
                 FilterOp::IsNotNull => format!("{column} IS NOT NULL"),
                 op => {
                     let value = parse_value(f)?;
+                    let raw = f.value.trim();
                     match op {
-                        FilterOp::In | FilterOp::NotIn if !value.is_array() => {
-                            return Err(ConnectorError::InvalidRequest(format!(
-                                "filter on `{}`: `in`/`not-in` needs a JSON array",
-                                f.field
-                            )))
+                        FilterOp::In | FilterOp::NotIn => {
+                            return membership(&column, f, op == FilterOp::NotIn, stmt)
                         }
                         FilterOp::Like if !value.is_string() => {
                             return Err(ConnectorError::InvalidRequest(format!(
@@ -84,24 +97,55 @@ pub fn conditions(table: &Table, filters: &[Filter], stmt: &mut Statement) -> Re
                                 f.field
                             )))
                         }
-                        _ => {}
-                    }
-                    let p = stmt.bind(&value);
-                    match op {
-                        FilterOp::Eq => format!("{column} = {p}"),
-                        FilterOp::Ne => format!("{column} IS DISTINCT FROM {p}"),
-                        FilterOp::Lt => format!("{column} < {p}"),
-                        FilterOp::Le => format!("{column} <= {p}"),
-                        FilterOp::Gt => format!("{column} > {p}"),
-                        FilterOp::Ge => format!("{column} >= {p}"),
-                        FilterOp::In => format!("{column} = ANY({p})"),
-                        FilterOp::NotIn => format!("NOT ({column} = ANY({p}))"),
-                        _ => format!("{column}::text LIKE {p}"),
+                        FilterOp::Eq if value.is_null() => format!("{column} IS NULL"),
+                        FilterOp::Ne if value.is_null() => format!("{column} IS NOT NULL"),
+                        _ if value.is_null() => "FALSE".to_string(),
+                        FilterOp::Eq => format!("{column} = {}", stmt.bind_raw(raw)),
+                        FilterOp::Ne => format!("{column} IS DISTINCT FROM {}", stmt.bind_raw(raw)),
+                        FilterOp::Lt => format!("{column} < {}", stmt.bind_raw(raw)),
+                        FilterOp::Le => format!("{column} <= {}", stmt.bind_raw(raw)),
+                        FilterOp::Gt => format!("{column} > {}", stmt.bind_raw(raw)),
+                        FilterOp::Ge => format!("{column} >= {}", stmt.bind_raw(raw)),
+                        _ => format!("{column}::text LIKE {}", stmt.bind_raw(raw)),
                     }
                 }
             })
         })
         .collect()
+}
+
+/// `in` / `not-in`: the list's values bound as one array (each item's text
+/// kept), a `null` item matched with `IS NULL`.
+fn membership(
+    column: &str,
+    filter: &Filter,
+    negated: bool,
+    stmt: &mut Statement,
+) -> Result<String> {
+    let items: Vec<&RawValue> = serde_json::from_str(&filter.value).map_err(|_| {
+        ConnectorError::InvalidRequest(format!(
+            "filter on `{}`: `in`/`not-in` needs a JSON array, got `{}`",
+            filter.field, filter.value
+        ))
+    })?;
+    let (nulls, values): (Vec<&RawValue>, Vec<&RawValue>) = items
+        .into_iter()
+        .partition(|item| item.get().trim() == "null");
+    let any = if values.is_empty() {
+        "FALSE".to_string()
+    } else {
+        let list: Vec<&str> = values.iter().map(|v| v.get()).collect();
+        format!(
+            "{column} = ANY({})",
+            stmt.bind_raw(&format!("[{}]", list.join(",")))
+        )
+    };
+    Ok(match (negated, nulls.is_empty()) {
+        (false, true) => format!("({any})"),
+        (false, false) => format!("({any} OR {column} IS NULL)"),
+        (true, true) => format!("({column} IS NULL OR NOT ({any}))"),
+        (true, false) => format!("({column} IS NOT NULL AND NOT ({any}))"),
+    })
 }
 
 /// The condition "strictly after `after`" in `order`, NULLs included: the
@@ -158,12 +202,18 @@ fn beyond(key: &OrderKey, value: &Value, stmt: &mut Statement) -> Option<String>
 
 /// `ORDER BY` text, with where NULLs go written out (PostgreSQL's defaults,
 /// which [`after`] relies on).
-pub fn order_by(order: &[OrderKey]) -> String {
+///
+/// Columns are qualified with the table: a column read in text form
+/// (`"c"::text`) names an output column `c` too, and an unqualified name
+/// would sort by that text instead of the column's own order, which the
+/// keyset predicate uses.
+pub fn order_by(table: &Table, order: &[OrderKey]) -> String {
     order
         .iter()
         .map(|k| {
             format!(
-                "{} {}",
+                "{}.{} {}",
+                table.qualified(),
                 quote(&k.column),
                 if k.descending {
                     "DESC NULLS FIRST"

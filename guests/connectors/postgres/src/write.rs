@@ -1,10 +1,13 @@
 //! `execute`: insert, update, delete and upsert of a batch of records in one
 //! transaction. Any failing record rolls the whole batch back.
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
+use serde_json::Value;
 use sluice_sdk::sql::{self, Connection, Transaction};
-use sluice_sdk::{config, ConnectorError, ExecuteRequest, ExecuteResponse, RecordBuilder, Result};
+use sluice_sdk::{config, ConnectorError, ExecuteRequest, ExecuteResponse, Record, Result};
 
 use crate::catalog::{quote, Table};
 use crate::select::Statement;
@@ -58,9 +61,10 @@ pub fn execute(conn: &Connection, table: &Table, req: &ExecuteRequest) -> Result
         .iter()
         .enumerate()
         .map(|(i, record)| {
-            let row = match serde_json::from_str::<Value>(&record.data) {
-                Ok(Value::Object(row)) => row,
-                _ => {
+            // Each value's JSON text as written: numbers keep every digit.
+            let row = match serde_json::from_str::<BTreeMap<String, &RawValue>>(&record.data) {
+                Ok(row) => row,
+                Err(_) => {
                     return Err(ConnectorError::InvalidRequest(format!(
                         "record {i}: data is not a JSON object"
                     )))
@@ -93,14 +97,7 @@ fn run(tx: &Transaction, statements: &[Statement], returning: bool) -> Result<Ex
                 .map_err(|e| prefix(i, sql::error(e)))?;
             affected += set.rows.len() as u64;
             for row in &set.rows {
-                let values = sql::row_values(row)?;
-                let data: Map<String, Value> = set
-                    .columns
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .zip(values)
-                    .collect();
-                records.push(RecordBuilder::new(Value::Object(data)).build());
+                records.push(returned(&set.columns, row)?);
             }
         } else {
             affected += tx
@@ -109,6 +106,28 @@ fn run(tx: &Transaction, statements: &[Statement], returning: bool) -> Result<Ex
         }
     }
     Ok(ExecuteResponse { affected, records })
+}
+
+/// A returned row as a record, each value's text spliced in as the host wrote it.
+fn returned(columns: &[sql::Column], row: &str) -> Result<Record> {
+    let values = sql::row_raw(row)?;
+    let mut data = String::with_capacity(row.len() * 2);
+    data.push('{');
+    for (i, (column, value)) in columns.iter().zip(values).enumerate() {
+        if i > 0 {
+            data.push(',');
+        }
+        data.push_str(&Value::String(column.name.clone()).to_string());
+        data.push(':');
+        data.push_str(value.get());
+    }
+    data.push('}');
+    Ok(Record {
+        id: None,
+        data,
+        metadata: None,
+        timestamp: None,
+    })
 }
 
 fn prefix(i: usize, err: ConnectorError) -> ConnectorError {
@@ -125,7 +144,7 @@ fn statement(
     table: &Table,
     operation: Operation,
     key: &[String],
-    row: &Map<String, Value>,
+    row: &BTreeMap<String, &RawValue>,
     returning: bool,
 ) -> Result<Statement> {
     let mut stmt = Statement::default();
@@ -136,7 +155,7 @@ fn statement(
                 let value = row.get(k).ok_or_else(|| {
                     ConnectorError::InvalidRequest(format!("missing key field `{k}`"))
                 })?;
-                Ok(format!("{} = {}", quote(k), stmt.bind(value)))
+                Ok(format!("{} = {}", quote(k), stmt.bind_raw(value.get())))
             })
             .collect::<Result<Vec<_>>>()
             .map(|parts| parts.join(" AND "))
@@ -148,7 +167,10 @@ fn statement(
                     "a record has no fields".into(),
                 ));
             }
-            let values: Vec<String> = columns.iter().map(|c| stmt.bind(&row[*c])).collect();
+            let values: Vec<String> = columns
+                .iter()
+                .map(|c| stmt.bind_raw(row[*c].get()))
+                .collect();
             let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
             let mut sql = format!(
                 "INSERT INTO {} ({}) VALUES ({})",
@@ -182,7 +204,7 @@ fn statement(
             let sets: Vec<String> = columns
                 .iter()
                 .filter(|c| !key.iter().any(|k| k == *c))
-                .map(|c| format!("{} = {}", quote(c), stmt.bind(&row[*c])))
+                .map(|c| format!("{} = {}", quote(c), stmt.bind_raw(row[*c].get())))
                 .collect();
             if sets.is_empty() {
                 return Err(ConnectorError::InvalidRequest(
@@ -202,7 +224,13 @@ fn statement(
         }
     };
     if returning {
-        stmt.sql.push_str(" RETURNING *");
+        let list: Vec<String> = table
+            .columns
+            .iter()
+            .map(|(name, _)| table.select_expr(name))
+            .collect();
+        stmt.sql
+            .push_str(&format!(" RETURNING {}", list.join(", ")));
     }
     Ok(stmt)
 }

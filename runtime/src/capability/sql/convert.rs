@@ -8,16 +8,21 @@
 //! | numeric | exact decimal string, e.g. `"12345.6700"` |
 //! | text, varchar, char, name, enums | string |
 //! | bytea | base64 string |
-//! | date, time, timestamp | `2024-01-31`, `13:45:00.5`, `2024-01-31T13:45:00.5` |
+//! | date, time, timestamp | `2024-01-31`, `13:45:00.5` (`24:00:00` too), `2024-01-31T13:45:00.5` |
 //! | timestamptz | RFC 3339 in UTC, `2024-01-31T13:45:00.5Z` |
+//! | infinite date, timestamp(tz) | `"infinity"`, `"-infinity"` |
 //! | interval | ISO 8601 duration, `P1Y2M3DT4H5M6.5S` |
 //! | uuid | string |
-//! | json, jsonb | the JSON value itself |
-//! | arrays of these | arrays (one dimension) |
+//! | json, jsonb | the JSON value, in the server's own text (every digit kept) |
+//! | domains | as their base type |
+//! | arrays of these | arrays (one dimension, starting at index 1; others are an error) |
 //! | NULL | null |
 //!
 //! Parameters go the other way, by the type the server inferred for each
-//! placeholder. Any other type: cast it in the query (`col::text`, `$1::text::inet`).
+//! placeholder, from the parameter's exact JSON text (a number never passes
+//! through f64). A parameter of any other type (inet, ranges, money, …) is
+//! sent in text form and parsed by the server; a result column of one is an
+//! error naming the cast (`col::text`).
 
 use std::error::Error as StdError;
 use std::fmt::Write as _;
@@ -26,8 +31,10 @@ use base64::Engine as _;
 use bytes::{BufMut, BytesMut};
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, Utc};
 use postgres_protocol::types as wire;
+use serde_json::value::RawValue;
 use serde_json::Value;
-use tokio_postgres::types::{FromSql, IsNull, Kind, ToSql, Type};
+use std::borrow::Cow;
+use tokio_postgres::types::{Format, FromSql, IsNull, Kind, ToSql, Type};
 
 type BoxError = Box<dyn StdError + Sync + Send>;
 
@@ -39,28 +46,95 @@ fn unsupported(ty: &Type) -> BoxError {
     .into()
 }
 
-/// Decode one raw binary value of type `ty` (None = NULL).
-pub fn decode(ty: &Type, raw: Option<&[u8]>) -> Result<Value, BoxError> {
+/// Write the JSON text of one raw binary value of type `ty` (None = NULL)
+/// to `out`. json and jsonb keep the server's text exactly (numbers beyond
+/// f64 included); line breaks between their tokens become spaces, so a
+/// value never splits a line of NDJSON.
+pub fn write_json(ty: &Type, raw: Option<&[u8]>, out: &mut String) -> Result<(), BoxError> {
     let Some(raw) = raw else {
-        return Ok(Value::Null);
+        out.push_str("null");
+        return Ok(());
     };
-    if let Kind::Array(member) = ty.kind() {
-        let array = wire::array_from_sql(raw)?;
-        if fallible_iterator::FallibleIterator::count(array.dimensions())? > 1 {
-            return Err(
-                "multi-dimensional arrays are not supported; unnest them in the query".into(),
-            );
+    match ty.kind() {
+        Kind::Array(member) => return write_array(member, raw, out),
+        Kind::Domain(base) => return write_json(base, Some(raw), out),
+        Kind::Enum(_) => {
+            write!(
+                out,
+                "{}",
+                Value::String(std::str::from_utf8(raw)?.to_string())
+            )?;
+            return Ok(());
         }
-        let mut items = Vec::new();
-        let mut values = array.values();
-        while let Some(value) = fallible_iterator::FallibleIterator::next(&mut values)? {
-            items.push(decode(member, value)?);
+        _ => {}
+    }
+    match *ty {
+        Type::JSON => push_json_text(std::str::from_utf8(raw)?, out),
+        Type::JSONB => match raw.split_first() {
+            Some((1, text)) => push_json_text(std::str::from_utf8(text)?, out),
+            _ => return Err("unsupported jsonb binary format version".into()),
+        },
+        _ => write!(out, "{}", decode_scalar(ty, raw)?)?,
+    }
+    Ok(())
+}
+
+/// JSON text from the server, on one line (a raw line break can only sit
+/// between tokens: inside a string the server requires it escaped).
+fn push_json_text(text: &str, out: &mut String) {
+    if text.contains(['\n', '\r']) {
+        out.extend(
+            text.chars()
+                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
+        );
+    } else {
+        out.push_str(text);
+    }
+}
+
+/// A one-dimensional array whose lower bound is 1 (PostgreSQL's default):
+/// other bounds and more dimensions have no faithful JSON array, so they are
+/// refused with the way around rather than silently re-based.
+fn write_array(member: &Type, raw: &[u8], out: &mut String) -> Result<(), BoxError> {
+    use fallible_iterator::FallibleIterator as _;
+    let array = wire::array_from_sql(raw)?;
+    let dimensions: Vec<wire::ArrayDimension> = array.dimensions().collect()?;
+    if dimensions.len() > 1 {
+        return Err(
+            "multi-dimensional arrays have no JSON mapping; unnest them in the query \
+             or read the column as text (`col::text`)"
+                .into(),
+        );
+    }
+    if let Some(dimension) = dimensions.first() {
+        if dimension.lower_bound != 1 {
+            return Err(format!(
+                "an array starting at index {} has no JSON mapping (JSON arrays carry no \
+                 bounds); re-base it (`array_cat('{{}}', col)`) or read it as text (`col::text`)",
+                dimension.lower_bound
+            )
+            .into());
         }
-        return Ok(Value::Array(items));
     }
-    if let Kind::Enum(_) = ty.kind() {
-        return Ok(Value::String(std::str::from_utf8(raw)?.to_string()));
+    out.push('[');
+    let mut values = array.values();
+    let mut first = true;
+    while let Some(value) = values.next()? {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        write_json(member, value, out)?;
     }
+    out.push(']');
+    Ok(())
+}
+
+/// Microseconds in a day: `time '24:00:00'`, which PostgreSQL allows.
+const MICROS_PER_DAY: i64 = 86_400_000_000;
+
+/// A scalar of a type with a binary mapping (not arrays, enums, domains or json).
+fn decode_scalar(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
     Ok(match *ty {
         Type::BOOL => Value::Bool(bool::from_sql(ty, raw)?),
         Type::INT2 => Value::from(i16::from_sql(ty, raw)?),
@@ -79,11 +153,14 @@ pub fn decode(ty: &Type, raw: Option<&[u8]>) -> Result<Value, BoxError> {
             i32::MIN => Value::String("-infinity".into()),
             _ => Value::String(NaiveDate::from_sql(ty, raw)?.format("%Y-%m-%d").to_string()),
         },
-        Type::TIME => Value::String(trim_fraction(
-            NaiveTime::from_sql(ty, raw)?
-                .format("%H:%M:%S%.f")
-                .to_string(),
-        )),
+        Type::TIME => match wire::time_from_sql(raw)? {
+            MICROS_PER_DAY => Value::String("24:00:00".into()),
+            _ => Value::String(trim_fraction(
+                NaiveTime::from_sql(ty, raw)?
+                    .format("%H:%M:%S%.f")
+                    .to_string(),
+            )),
+        },
         Type::TIMESTAMP => match wire::timestamp_from_sql(raw)? {
             i64::MAX => Value::String("infinity".into()),
             i64::MIN => Value::String("-infinity".into()),
@@ -107,9 +184,44 @@ pub fn decode(ty: &Type, raw: Option<&[u8]>) -> Result<Value, BoxError> {
         },
         Type::INTERVAL => Value::String(interval_to_iso(raw)?),
         Type::UUID => Value::String(uuid::Uuid::from_sql(ty, raw)?.to_string()),
-        Type::JSON | Type::JSONB => Value::from_sql(ty, raw)?,
         _ => return Err(unsupported(ty)),
     })
+}
+
+/// Whether values of `ty` travel in PostgreSQL's binary form (the types in
+/// the module's table); any other type's parameters are sent in its text form
+/// and parsed by the server.
+pub fn binary_mapped(ty: &Type) -> bool {
+    match ty.kind() {
+        Kind::Array(member) => binary_mapped(member),
+        Kind::Domain(base) => binary_mapped(base),
+        Kind::Enum(_) => true,
+        _ => matches!(
+            *ty,
+            Type::BOOL
+                | Type::INT2
+                | Type::INT4
+                | Type::INT8
+                | Type::OID
+                | Type::FLOAT4
+                | Type::FLOAT8
+                | Type::NUMERIC
+                | Type::TEXT
+                | Type::VARCHAR
+                | Type::BPCHAR
+                | Type::NAME
+                | Type::UNKNOWN
+                | Type::BYTEA
+                | Type::DATE
+                | Type::TIME
+                | Type::TIMESTAMP
+                | Type::TIMESTAMPTZ
+                | Type::INTERVAL
+                | Type::UUID
+                | Type::JSON
+                | Type::JSONB
+        ),
+    }
 }
 
 /// `12:00:00.500` → `12:00:00.5`, `12:00:00.000` → `12:00:00`.
@@ -137,16 +249,17 @@ fn float(f: f64) -> Value {
     }
 }
 
-/// A decoded column of any supported type.
-pub struct AnyValue(pub Value);
+/// One column of a row as the server sent it (binary form, None = NULL),
+/// for [`write_json`].
+pub struct RawColumn<'a>(pub Option<&'a [u8]>);
 
-impl<'a> FromSql<'a> for AnyValue {
-    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
-        decode(ty, Some(raw)).map(AnyValue)
+impl<'a> FromSql<'a> for RawColumn<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        Ok(RawColumn(Some(raw)))
     }
 
     fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
-        Ok(AnyValue(Value::Null))
+        Ok(RawColumn(None))
     }
 
     fn accepts(_: &Type) -> bool {
@@ -214,7 +327,7 @@ pub fn numeric_to_string(raw: &[u8]) -> Result<String, BoxError> {
     Ok(text)
 }
 
-/// Binary `numeric` from decimal text (`-12.340`, `1e3` is not accepted).
+/// Binary `numeric` from decimal text (`-12.340`, `1.5e3`: every digit kept).
 pub fn numeric_from_str(text: &str, out: &mut BytesMut) -> Result<(), BoxError> {
     let bad = || -> BoxError { format!("`{text}` is not a decimal number").into() };
     let trimmed = text.trim();
@@ -234,7 +347,8 @@ pub fn numeric_from_str(text: &str, out: &mut BytesMut) -> Result<(), BoxError> 
         }
         _ => {}
     }
-    let (int_part, frac_part) = body.split_once('.').unwrap_or((body, ""));
+    let plain = plain_decimal(body).ok_or_else(bad)?;
+    let (int_part, frac_part) = plain.split_once('.').unwrap_or((&plain, ""));
     if (int_part.is_empty() && frac_part.is_empty())
         || !int_part.bytes().all(|b| b.is_ascii_digit())
         || !frac_part.bytes().all(|b| b.is_ascii_digit())
@@ -272,6 +386,33 @@ pub fn numeric_from_str(text: &str, out: &mut BytesMut) -> Result<(), BoxError> 
     }
     let weight = i16::try_from(weight).map_err(|_| bad())?;
     write_numeric(out, all.len(), weight, sign, dscale, &all)
+}
+
+/// The exponent a decimal may carry (`numeric` holds up to 131072 digits
+/// before the point and 16383 after).
+const MAX_EXPONENT: i64 = 140_000;
+
+/// `1.25e3` → `1250`, `15e-3` → `0.015`; text without an exponent as it is.
+/// Digits are moved, never computed, so none is lost.
+fn plain_decimal(body: &str) -> Option<String> {
+    let Some((mantissa, exponent)) = body.split_once(['e', 'E']) else {
+        return Some(body.to_string());
+    };
+    let exponent: i64 = exponent.parse().ok()?;
+    if exponent.abs() > MAX_EXPONENT {
+        return None;
+    }
+    let (int_part, frac_part) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{int_part}{frac_part}");
+    let point = int_part.len() as i64 + exponent;
+    Some(if point <= 0 {
+        format!("0.{}{digits}", "0".repeat(point.unsigned_abs() as usize))
+    } else if point as usize >= digits.len() {
+        format!("{digits}{}", "0".repeat(point as usize - digits.len()))
+    } else {
+        let (int_digits, frac_digits) = digits.split_at(point as usize);
+        format!("{int_digits}.{frac_digits}")
+    })
 }
 
 fn write_numeric(
@@ -389,50 +530,81 @@ pub fn interval_from_iso(text: &str) -> Result<(i64, i32, i32), BoxError> {
     ))
 }
 
-/// A JSON value bound to a placeholder, encoded by the placeholder's type.
+/// A parameter as its exact JSON text, encoded by the type the server
+/// inferred for its placeholder: numbers go from their text (never through
+/// f64), json/jsonb as written, and types without a binary mapping in their
+/// text form for the server to parse.
 #[derive(Debug)]
-pub struct JsonParam(pub Value);
+pub struct JsonParam(pub Box<RawValue>);
 
-fn as_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// One JSON value, classified without losing a number's text.
+enum Json<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a str),
+    String(Cow<'a, str>),
+    Array(&'a str),
+    Object(&'a str),
+}
+
+impl<'a> Json<'a> {
+    fn of(raw: &'a RawValue) -> Result<Self, BoxError> {
+        let text = raw.get().trim();
+        Ok(match text.as_bytes().first() {
+            Some(b'n') => Json::Null,
+            Some(b't') => Json::Bool(true),
+            Some(b'f') => Json::Bool(false),
+            Some(b'"') => Json::String(serde_json::from_str::<Cow<'a, str>>(text)?),
+            Some(b'[') => Json::Array(text),
+            Some(b'{') => Json::Object(text),
+            _ => Json::Number(text),
+        })
+    }
+
+    /// The value as text: a string's contents, anything else as written.
+    fn text(&self) -> Cow<'a, str> {
+        match self {
+            Json::Null => Cow::Borrowed("null"),
+            Json::Bool(b) => Cow::Borrowed(if *b { "true" } else { "false" }),
+            Json::String(s) => s.clone(),
+            Json::Number(t) | Json::Array(t) | Json::Object(t) => Cow::Borrowed(t),
+        }
+    }
+
+    /// A string's contents (numbers, objects and arrays are refused).
+    fn string(&self, ty: &Type) -> Result<Cow<'a, str>, BoxError> {
+        match self {
+            Json::String(s) => Ok(s.clone()),
+            _ => Err(format!("{} needs a JSON string, got {}", ty.name(), self.text()).into()),
+        }
+    }
+
+    /// A number's text, or a string's (`"12"`), trimmed.
+    fn numeric_text(&self, ty: &Type) -> Result<Cow<'a, str>, BoxError> {
+        match self {
+            Json::Number(t) => Ok(Cow::Borrowed(t)),
+            Json::String(s) => Ok(Cow::Owned(s.trim().to_string())),
+            _ => Err(format!("{} is not a number ({})", self.text(), ty.name()).into()),
+        }
     }
 }
 
-fn as_i64(value: &Value, ty: &Type) -> Result<i64, BoxError> {
-    match value {
-        Value::Number(n) => n
-            .as_i64()
-            .ok_or_else(|| format!("{n} is not an integer").into()),
-        Value::String(s) => s
-            .trim()
+fn integer(value: &Json, ty: &Type) -> Result<i64, BoxError> {
+    let text = value.numeric_text(ty)?;
+    text.parse()
+        .map_err(|_| format!("`{text}` is not an integer ({})", ty.name()).into())
+}
+
+fn float_value(value: &Json, ty: &Type) -> Result<f64, BoxError> {
+    let text = value.numeric_text(ty)?;
+    match text.as_ref() {
+        "NaN" => Ok(f64::NAN),
+        "Infinity" => Ok(f64::INFINITY),
+        "-Infinity" => Ok(f64::NEG_INFINITY),
+        other => other
             .parse()
-            .map_err(|_| format!("`{s}` is not an integer ({})", ty.name()).into()),
-        other => Err(format!("{other} is not an integer ({})", ty.name()).into()),
+            .map_err(|_| format!("`{other}` is not a number ({})", ty.name()).into()),
     }
-}
-
-fn as_f64(value: &Value) -> Result<f64, BoxError> {
-    match value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| "bad number".into()),
-        Value::String(s) => match s.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" => Ok(f64::INFINITY),
-            "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other
-                .trim()
-                .parse()
-                .map_err(|_| format!("`{other}` is not a number").into()),
-        },
-        other => Err(format!("{other} is not a number").into()),
-    }
-}
-
-fn as_str<'v>(value: &'v Value, ty: &Type) -> Result<&'v str, BoxError> {
-    value
-        .as_str()
-        .ok_or_else(|| format!("{} needs a JSON string, got {value}", ty.name()).into())
 }
 
 impl ToSql for JsonParam {
@@ -444,84 +616,189 @@ impl ToSql for JsonParam {
         true
     }
 
+    fn encode_format(&self, ty: &Type) -> Format {
+        if binary_mapped(ty) {
+            Format::Binary
+        } else {
+            Format::Text
+        }
+    }
+
     tokio_postgres::types::to_sql_checked!();
 }
 
-fn encode(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
-    if value.is_null() {
+fn encode(raw: &RawValue, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxError> {
+    let value = Json::of(raw)?;
+    if let Json::Null = value {
         return Ok(IsNull::Yes);
     }
-    if let Kind::Array(member) = ty.kind() {
-        let items = value
-            .as_array()
-            .ok_or_else(|| format!("{} needs a JSON array, got {value}", ty.name()))?;
-        let dimension = wire::ArrayDimension {
-            len: i32::try_from(items.len())?,
-            lower_bound: 1,
-        };
-        wire::array_to_sql(
-            Some(dimension),
-            member.oid(),
-            items.iter(),
-            |item, buf| match encode(item, member, buf)? {
-                IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
-                IsNull::No => Ok(postgres_protocol::IsNull::No),
-            },
-            out,
-        )?;
+    if !binary_mapped(ty) {
+        encode_text(&value, ty, out)?;
         return Ok(IsNull::No);
     }
-    if let Kind::Enum(_) = ty.kind() {
-        out.put_slice(as_text(value).as_bytes());
-        return Ok(IsNull::No);
+    match ty.kind() {
+        Kind::Array(member) => {
+            let Json::Array(text) = value else {
+                return Err(
+                    format!("{} needs a JSON array, got {}", ty.name(), value.text()).into(),
+                );
+            };
+            let items: Vec<&RawValue> = serde_json::from_str(text)?;
+            let dimension = wire::ArrayDimension {
+                len: i32::try_from(items.len())?,
+                lower_bound: 1,
+            };
+            wire::array_to_sql(
+                Some(dimension),
+                member.oid(),
+                items,
+                |item, buf| match encode(item, member, buf)? {
+                    IsNull::Yes => Ok(postgres_protocol::IsNull::Yes),
+                    IsNull::No => Ok(postgres_protocol::IsNull::No),
+                },
+                out,
+            )?;
+            return Ok(IsNull::No);
+        }
+        Kind::Domain(base) => return encode(raw, base, out),
+        Kind::Enum(_) => {
+            out.put_slice(value.text().as_bytes());
+            return Ok(IsNull::No);
+        }
+        _ => {}
     }
     match *ty {
         Type::BOOL => match value {
-            Value::Bool(b) => b.to_sql(ty, out),
-            Value::String(s) if s == "true" || s == "false" => (s == "true").to_sql(ty, out),
-            other => Err(format!("bool needs true or false, got {other}").into()),
+            Json::Bool(b) => b.to_sql(ty, out),
+            Json::String(s) if s == "true" || s == "false" => (s == "true").to_sql(ty, out),
+            other => Err(format!("bool needs true or false, got {}", other.text()).into()),
         },
-        Type::INT2 => i16::try_from(as_i64(value, ty)?)?.to_sql(ty, out),
-        Type::INT4 => i32::try_from(as_i64(value, ty)?)?.to_sql(ty, out),
-        Type::INT8 => as_i64(value, ty)?.to_sql(ty, out),
-        Type::OID => u32::try_from(as_i64(value, ty)?)?.to_sql(ty, out),
-        Type::FLOAT4 => (as_f64(value)? as f32).to_sql(ty, out),
-        Type::FLOAT8 => as_f64(value)?.to_sql(ty, out),
+        Type::INT2 => i16::try_from(integer(&value, ty)?)?.to_sql(ty, out),
+        Type::INT4 => i32::try_from(integer(&value, ty)?)?.to_sql(ty, out),
+        Type::INT8 => integer(&value, ty)?.to_sql(ty, out),
+        Type::OID => u32::try_from(integer(&value, ty)?)?.to_sql(ty, out),
+        Type::FLOAT4 => (float_value(&value, ty)? as f32).to_sql(ty, out),
+        Type::FLOAT8 => float_value(&value, ty)?.to_sql(ty, out),
         Type::NUMERIC => {
-            numeric_from_str(&as_text(value), out)?;
+            numeric_from_str(&value.numeric_text(ty)?, out)?;
             Ok(IsNull::No)
         }
         Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
-            as_text(value).to_sql(ty, out)
+            value.text().as_ref().to_sql(ty, out)
         }
         Type::BYTEA => {
             let bytes = base64::engine::general_purpose::STANDARD
-                .decode(as_str(value, ty)?)
+                .decode(value.string(ty)?.as_ref())
                 .map_err(|e| format!("bytea needs base64: {e}"))?;
             bytes.to_sql(ty, out)
         }
-        Type::DATE => NaiveDate::parse_from_str(as_str(value, ty)?, "%Y-%m-%d")?.to_sql(ty, out),
-        Type::TIME => NaiveTime::parse_from_str(as_str(value, ty)?, "%H:%M:%S%.f")?.to_sql(ty, out),
-        Type::TIMESTAMP => {
-            let text = as_str(value, ty)?;
-            NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
-                .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))?
-                .to_sql(ty, out)
+        Type::DATE => {
+            match value.string(ty)?.as_ref() {
+                "infinity" => wire::date_to_sql(i32::MAX, out),
+                "-infinity" => wire::date_to_sql(i32::MIN, out),
+                text => {
+                    NaiveDate::parse_from_str(text, "%Y-%m-%d")?.to_sql(ty, out)?;
+                }
+            }
+            Ok(IsNull::No)
         }
-        Type::TIMESTAMPTZ => DateTime::parse_from_rfc3339(as_str(value, ty)?)?
-            .with_timezone(&Utc)
-            .to_sql(ty, out),
+        Type::TIME => {
+            let text = value.string(ty)?;
+            if is_end_of_day(&text) {
+                wire::time_to_sql(MICROS_PER_DAY, out);
+            } else {
+                NaiveTime::parse_from_str(&text, "%H:%M:%S%.f")?.to_sql(ty, out)?;
+            }
+            Ok(IsNull::No)
+        }
+        Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+            match value.string(ty)?.as_ref() {
+                "infinity" => wire::timestamp_to_sql(i64::MAX, out),
+                "-infinity" => wire::timestamp_to_sql(i64::MIN, out),
+                text if *ty == Type::TIMESTAMPTZ => {
+                    DateTime::parse_from_rfc3339(text)?
+                        .with_timezone(&Utc)
+                        .to_sql(ty, out)?;
+                }
+                text => {
+                    NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f")
+                        .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f"))?
+                        .to_sql(ty, out)?;
+                }
+            }
+            Ok(IsNull::No)
+        }
         Type::INTERVAL => {
-            let (micros, days, months) = interval_from_iso(as_str(value, ty)?)?;
+            let (micros, days, months) = interval_from_iso(&value.string(ty)?)?;
             out.put_i64(micros);
             out.put_i32(days);
             out.put_i32(months);
             Ok(IsNull::No)
         }
-        Type::UUID => uuid::Uuid::parse_str(as_str(value, ty)?)?.to_sql(ty, out),
-        Type::JSON | Type::JSONB => value.to_sql(ty, out),
+        Type::UUID => uuid::Uuid::parse_str(&value.string(ty)?)?.to_sql(ty, out),
+        // The JSON text as it was written, digits and all.
+        Type::JSON => {
+            out.put_slice(raw.get().trim().as_bytes());
+            Ok(IsNull::No)
+        }
+        Type::JSONB => {
+            out.put_u8(1);
+            out.put_slice(raw.get().trim().as_bytes());
+            Ok(IsNull::No)
+        }
         _ => Err(unsupported(ty)),
     }
+}
+
+/// `24:00:00` (with any zero fraction): the end of the day, a valid `time`.
+fn is_end_of_day(text: &str) -> bool {
+    text.strip_prefix("24:00:00").is_some_and(|rest| {
+        rest.is_empty()
+            || rest
+                .strip_prefix('.')
+                .is_some_and(|f| f.bytes().all(|b| b == b'0'))
+    })
+}
+
+/// The text form of a value for a type without a binary mapping (inet,
+/// ranges, money, composite, …): the server's own input function parses it.
+/// Arrays become PostgreSQL array literals with every element quoted.
+fn encode_text(value: &Json, ty: &Type, out: &mut BytesMut) -> Result<(), BoxError> {
+    let text = match (value, ty.kind()) {
+        (Json::Array(items), Kind::Array(_)) => {
+            let items: Vec<&RawValue> = serde_json::from_str(items)?;
+            let mut literal = String::from("{");
+            for (i, item) in items.into_iter().enumerate() {
+                if i > 0 {
+                    literal.push(',');
+                }
+                match Json::of(item)? {
+                    Json::Null => literal.push_str("NULL"),
+                    Json::Array(_) => {
+                        return Err("multi-dimensional array parameters are not supported".into())
+                    }
+                    element => {
+                        literal.push('"');
+                        for c in element.text().chars() {
+                            if c == '"' || c == '\\' {
+                                literal.push('\\');
+                            }
+                            literal.push(c);
+                        }
+                        literal.push('"');
+                    }
+                }
+            }
+            literal.push('}');
+            Cow::Owned(literal)
+        }
+        _ => value.text(),
+    };
+    if text.contains('\0') {
+        return Err(format!("{} cannot hold a NUL character", ty.name()).into());
+    }
+    out.put_slice(text.as_bytes());
+    Ok(())
 }
 
 #[cfg(test)]
@@ -554,7 +831,17 @@ mod tests {
             assert_eq!(numeric_round_trip(text), text, "{text}");
         }
         assert_eq!(numeric_round_trip("007.50"), "7.50");
-        assert!(numeric_from_str("1e3", &mut BytesMut::new()).is_err());
+        assert_eq!(numeric_round_trip("1e3"), "1000");
+        assert_eq!(numeric_round_trip("1.25E+3"), "1250");
+        assert_eq!(numeric_round_trip("15e-3"), "0.015");
+        assert_eq!(numeric_round_trip("-1.5e-1"), "-0.15");
+        assert_eq!(
+            numeric_round_trip("0.12345678901234567890"),
+            "0.12345678901234567890"
+        );
+        assert!(numeric_from_str("1e", &mut BytesMut::new()).is_err());
+        assert!(numeric_from_str("1e999999", &mut BytesMut::new()).is_err());
+        assert!(numeric_from_str("12abc", &mut BytesMut::new()).is_err());
     }
 
     #[test]

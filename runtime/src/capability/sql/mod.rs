@@ -30,15 +30,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::config::Host;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 use wasmtime::component::Resource;
 
-pub use convert::AnyValue;
-use convert::JsonParam;
+use convert::{JsonParam, RawColumn};
 use pool::{Pool, PooledClient};
 
 use crate::bindings::sluice::connector::sql::{
@@ -470,18 +468,24 @@ fn param_refs(params: &[JsonParam]) -> Vec<&(dyn ToSql + Sync)> {
     params.iter().map(|p| p as &(dyn ToSql + Sync)).collect()
 }
 
+/// A row as a JSON array, each value's text written straight from the
+/// server's binary form.
 fn row_json(row: &Row) -> SqlResult<String> {
-    let values = (0..row.len())
-        .map(|i| {
-            row.try_get::<_, AnyValue>(i).map(|v| v.0).map_err(|e| {
-                let source = std::error::Error::source(&e)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default();
-                SqlFailure::InvalidValue(format!("column `{}`: {source}", row.columns()[i].name()))
-            })
-        })
-        .collect::<SqlResult<Vec<Value>>>()?;
-    Ok(Value::Array(values).to_string())
+    let mut text = String::with_capacity(2 + 16 * row.len());
+    text.push('[');
+    for (i, column) in row.columns().iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let written = row
+            .try_get::<_, RawColumn>(i)
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            .and_then(|raw| convert::write_json(column.type_(), raw.0, &mut text));
+        written
+            .map_err(|e| SqlFailure::InvalidValue(format!("column `{}`: {e}", column.name())))?;
+    }
+    text.push(']');
+    Ok(text)
 }
 
 fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
@@ -514,9 +518,18 @@ async fn run_statement(
                 .start()
                 .await
                 .map_err(fail)?;
-            let out = execute_on(&tx, statement, &params, want_rows, &grant.name).await?;
-            tx.commit().await.map_err(fail)?;
-            Ok(out)
+            match execute_on(&tx, statement, &params, want_rows, &grant.name).await {
+                Ok(out) => {
+                    tx.commit().await.map_err(fail)?;
+                    Ok(out)
+                }
+                // Rolled back before the connection goes back to the pool,
+                // not left to a ROLLBACK queued when the transaction drops.
+                Err(e) => {
+                    let _ = tx.rollback().await;
+                    Err(e)
+                }
+            }
         } else {
             execute_on(&*client, statement, &params, want_rows, &grant.name).await
         }
