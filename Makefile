@@ -32,7 +32,7 @@ export SLUICE_ADMIN_TOKEN
 ## (data in target/sluice-data, bundled connectors preloaded)
 PORT ?= 8080
 run: bundled
-	$(CARGO) build --release -p sluice --bin sluice
+	$(CARGO) build --release -p sluice-cli --bin sluice
 	@echo "sluice serve: http://127.0.0.1:$(PORT)  (admin token: $$SLUICE_ADMIN_TOKEN)"
 	@echo "In another terminal, run the walkthrough: URL=http://127.0.0.1:$(PORT) sh examples/walkthrough.sh"
 	@echo "-- examples/walkthrough.sh -----------------------------------------------"

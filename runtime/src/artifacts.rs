@@ -236,9 +236,9 @@ fn load_or_create_key(path: &Path) -> Result<Vec<u8>, Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(io(path, e)),
     }
-    let mut key = Vec::with_capacity(32);
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-    key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let mut key = vec![0u8; 32];
+    getrandom::fill(&mut key)
+        .map_err(|e| Error::Host(format!("no randomness for the artifact cache key: {e}")))?;
     // Written whole to a private temp file, then linked into place: a
     // concurrent starter sees no key or a whole one, and the first link wins.
     let tmp = path.with_extension(format!("tmp-{}", fastrand::u64(..)));

@@ -86,16 +86,10 @@ pub enum Error {
     /// An earlier call failed in a way that leaves the session unusable.
     #[error("the session is unusable after an earlier failure ({0}); open a new session")]
     SessionPoisoned(String),
-    /// The server's store (data directory or PostgreSQL) failed or is unreachable.
-    #[error("storage: {0}")]
-    Storage(String),
     /// Bytes that are a precompiled wasmtime artifact, not a component: only
     /// artifacts this host compiled itself are ever deserialized.
     #[error("precompiled artifacts are not accepted; upload the component (`.wasm`) and the host compiles it")]
     PrecompiledArtifact,
-    /// Compiling the component took longer than the budget allows.
-    #[error("compiling the component took longer than the budget of {0:?}")]
-    CompileTimeout(Duration),
     /// An unexpected host-side failure.
     #[error("host error: {0}")]
     Host(String),
@@ -131,7 +125,6 @@ impl Error {
                 | Error::UnsupportedImport(_)
                 | Error::InvalidComponent(_)
                 | Error::PrecompiledArtifact
-                | Error::CompileTimeout(_)
         )
     }
 

@@ -53,7 +53,6 @@ mod error;
 mod limits;
 pub mod policy;
 mod request;
-pub mod server;
 mod session;
 mod state;
 pub mod wire;

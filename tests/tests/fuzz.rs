@@ -18,9 +18,9 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Map, Value};
 use sluice::policy::{HostPattern, Mount};
-use sluice::server::model::{fit_grants, Ceiling};
-use sluice::server::schema::validate;
 use sluice::{Grants, Runtime};
+use sluice_server::model::{fit_grants, Ceiling};
+use sluice_server::schema::validate;
 
 fn budget() -> Duration {
     let seconds = std::env::var("SLUICE_FUZZ_SECONDS")

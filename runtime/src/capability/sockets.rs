@@ -67,7 +67,7 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 
 /// The host and port (`None`: any) of a `HOST:PORT`, `CIDR:PORT` or
 /// `[v6]:PORT` entry, checked for form only: nothing is resolved.
-pub(crate) fn split_entry(entry: &str) -> Result<(&str, Option<u16>), String> {
+pub fn split_entry(entry: &str) -> Result<(&str, Option<u16>), String> {
     let (host, port_text) = if let Some(rest) = entry.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or("unclosed `[`")?;
         (host, after.strip_prefix(':').ok_or("missing port")?)

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use sluice::server::{Server, ServerConfig};
+use sluice_server::{Server, ServerConfig};
 use sluice_tests::client::{json, send};
 use tokio::net::TcpListener;
 
@@ -216,8 +216,7 @@ async fn sluice_server(
 pub async fn run(scale: Scale, report: &mut Report) {
     let duration = Duration::from_secs(scale.pick(10, 3));
     let dir = tempfile::tempdir().unwrap();
-    let (addr, token, path) =
-        sluice_server(dir.path(), sluice::server::DEFAULT_WARM_SESSIONS).await;
+    let (addr, token, path) = sluice_server(dir.path(), sluice_server::DEFAULT_WARM_SESSIONS).await;
     let check = json(
         addr,
         "POST",

@@ -334,7 +334,7 @@ async fn a_ceiling_entry_that_can_match_nothing_is_refused_when_written() {
 
 #[test]
 fn sql_hosts_take_a_host_or_a_host_and_port() {
-    use sluice::server::model::{fit_grants, Ceiling};
+    use sluice_server::model::{fit_grants, Ceiling};
     let ceiling = Ceiling {
         sql_hosts: vec!["any-port.test".into(), "one-port.test:5433".into()],
         ..Ceiling::default()

@@ -530,7 +530,7 @@ fn make_run_serves_a_release_build_on_the_port_given() {
         .expect("make runs");
     let plan = String::from_utf8_lossy(&out.stdout);
     assert!(
-        plan.contains("cargo build --release -p sluice --bin sluice"),
+        plan.contains("cargo build --release -p sluice-cli --bin sluice"),
         "{plan}"
     );
     assert!(

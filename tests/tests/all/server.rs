@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::server::{Server, ServerConfig};
+use sluice_server::{Server, ServerConfig};
 use sluice_tests::client::{json, send};
 use sluice_tests::{guest, tempdir};
 

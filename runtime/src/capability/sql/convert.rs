@@ -183,7 +183,7 @@ fn decode_scalar(ty: &Type, raw: &[u8]) -> Result<Value, BoxError> {
             )),
         },
         Type::INTERVAL => Value::String(interval_to_iso(raw)?),
-        Type::UUID => Value::String(uuid::Uuid::from_sql(ty, raw)?.to_string()),
+        Type::UUID => Value::String(uuid_text(raw)?),
         _ => return Err(unsupported(ty)),
     })
 }
@@ -735,7 +735,10 @@ fn encode(raw: &RawValue, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxEr
             out.put_i32(months);
             Ok(IsNull::No)
         }
-        Type::UUID => uuid::Uuid::parse_str(&value.string(ty)?)?.to_sql(ty, out),
+        Type::UUID => {
+            out.put_slice(&uuid_bytes(&value.string(ty)?)?);
+            Ok(IsNull::No)
+        }
         // The JSON text as it was written, digits and all.
         Type::JSON => {
             out.put_slice(raw.get().trim().as_bytes());
@@ -748,6 +751,41 @@ fn encode(raw: &RawValue, ty: &Type, out: &mut BytesMut) -> Result<IsNull, BoxEr
         }
         _ => Err(unsupported(ty)),
     }
+}
+
+/// A binary uuid as `a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11`.
+fn uuid_text(raw: &[u8]) -> Result<String, BoxError> {
+    if raw.len() != 16 {
+        return Err("bad uuid".into());
+    }
+    let mut text = String::with_capacity(36);
+    for (i, byte) in raw.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            text.push('-');
+        }
+        write!(text, "{byte:02x}")?;
+    }
+    Ok(text)
+}
+
+/// The 16 bytes of a uuid written as 32 hex digits, hyphenated or not,
+/// optionally in braces (the forms PostgreSQL accepts).
+fn uuid_bytes(text: &str) -> Result<[u8; 16], BoxError> {
+    let bad = || -> BoxError { format!("`{text}` is not a uuid").into() };
+    let inner = text
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .unwrap_or(text);
+    let digits: Vec<u8> = inner.bytes().filter(|&b| b != b'-').collect();
+    if digits.len() != 32 || inner.starts_with('-') || inner.ends_with('-') {
+        return Err(bad());
+    }
+    let mut bytes = [0u8; 16];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let pair = std::str::from_utf8(pair).map_err(|_| bad())?;
+        bytes[i] = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(bytes)
 }
 
 /// `24:00:00` (with any zero fraction): the end of the day, a valid `time`.
@@ -842,6 +880,31 @@ mod tests {
         assert!(numeric_from_str("1e", &mut BytesMut::new()).is_err());
         assert!(numeric_from_str("1e999999", &mut BytesMut::new()).is_err());
         assert!(numeric_from_str("12abc", &mut BytesMut::new()).is_err());
+    }
+
+    #[test]
+    fn uuids_round_trip_in_every_accepted_form() {
+        let text = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+        for form in [
+            text,
+            "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+            "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+        ] {
+            assert_eq!(
+                uuid_text(&uuid_bytes(form).unwrap()).unwrap(),
+                text,
+                "{form}"
+            );
+        }
+        for bad in [
+            "",
+            "a0eebc99",
+            "-a0eebc999c0b4ef8bb6d6bb9bd380a11",
+            "g0eebc999c0b4ef8bb6d6bb9bd380a11",
+        ] {
+            assert!(uuid_bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

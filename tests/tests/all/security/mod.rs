@@ -14,7 +14,7 @@ mod streams;
 
 use std::net::SocketAddr;
 
-use sluice::server::{Server, ServerConfig};
+use sluice_server::{Server, ServerConfig};
 
 use crate::server::ADMIN;
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
 
-use crate::Session;
+use sluice::Session;
 
 /// A session and the tenant permit it holds.
 pub type Held = (Session, OwnedSemaphorePermit);

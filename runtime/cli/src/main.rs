@@ -94,14 +94,14 @@ struct ServeArgs {
     /// invocation skips instantiating and opening (0: a fresh session every
     /// time). A kept session serves only the same, unchanged instance; one
     /// that failed is never kept; idle ones close after 30 s.
-    #[arg(long, value_name = "N", default_value_t = sluice::server::DEFAULT_WARM_SESSIONS)]
+    #[arg(long, value_name = "N", default_value_t = sluice_server::DEFAULT_WARM_SESSIONS)]
     warm_sessions: usize,
     /// Time a client has to send a request's headers, in milliseconds; also
     /// how long an idle connection stays open.
     #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     header_read_timeout_ms: u64,
     /// Client connections served at once; more wait until one closes.
-    #[arg(long, value_name = "N", default_value_t = sluice::server::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, value_name = "N", default_value_t = sluice_server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
     /// A token that may read /metrics besides the admin token (give it to scrapers).
     #[arg(long, env = "SLUICE_METRICS_TOKEN", hide_env_values = true)]
@@ -308,7 +308,7 @@ fn main() -> ExitCode {
 fn stream_failed(stdout: &std::io::Stdout, error: sluice::Error) -> anyhow::Error {
     // The command line's own words (its flags), with the API's stable code.
     let message = error.to_string();
-    let api = sluice::server::ApiError::from(error);
+    let api = sluice_server::ApiError::from(error);
     let mut line = String::new();
     wire::error_line(api.code, &message, &api.details, &mut line);
     let mut out = stdout.lock();
@@ -460,7 +460,7 @@ async fn shutdown_signal() {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
-    let server = sluice::server::Server::bind(sluice::server::ServerConfig {
+    let server = sluice_server::Server::bind(sluice_server::ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir.clone(),
         admin_token: args.admin_token,

@@ -7,7 +7,10 @@
 //! grants must fit the tenant's egress ceiling; file mounts live under the
 //! tenant's own file root; secrets are write-only.
 
+#![deny(missing_docs)]
+
 mod api_error;
+mod error;
 pub mod files;
 pub mod metrics;
 pub mod model;
@@ -38,10 +41,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 
 pub use api_error::ApiError;
+pub use error::Error;
 use model::{fit_grants, Ceiling, ConnectorMeta, Instance, Quotas, Tenant, TokenRecord, TokenSpec};
 use store::{LocalStore, PostgresStore, Store};
 
-use crate::{
+use sluice::{
     ArtifactCache, Connector, ExecuteRequest, FetchRequest, Grants, Limits, PoolingConfig, Runtime,
     RuntimeConfig,
 };
@@ -172,8 +176,8 @@ async fn load_builtins(
     runtime: &Runtime,
     artifacts: &ArtifactCache,
     dir: &std::path::Path,
-) -> Result<HashMap<String, (ConnectorMeta, Connector)>, crate::Error> {
-    let io = |source| crate::Error::Io {
+) -> Result<HashMap<String, (ConnectorMeta, Connector)>, sluice::Error> {
+    let io = |source| sluice::Error::Io {
         path: dir.display().to_string(),
         source,
     };
@@ -185,7 +189,7 @@ async fn load_builtins(
         .collect();
     paths.sort();
     for path in paths {
-        let bytes = std::fs::read(&path).map_err(|source| crate::Error::Io {
+        let bytes = std::fs::read(&path).map_err(|source| sluice::Error::Io {
             path: path.display().to_string(),
             source,
         })?;
@@ -202,7 +206,7 @@ async fn describe_meta(
     connector: &Connector,
     builtin: bool,
     limits: &Limits,
-) -> Result<ConnectorMeta, crate::Error> {
+) -> Result<ConnectorMeta, sluice::Error> {
     let descriptor = connector.describe_with_limits(limits).await?;
     Ok(ConnectorMeta {
         id: connector.sha256().to_string(),
@@ -238,8 +242,9 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::Io`] for the data directory or the address.
-    pub async fn bind(config: ServerConfig) -> Result<Self, crate::Error> {
+    /// [`sluice::Error::Io`] for the data directory, `InvalidConfig` for an
+    /// address it cannot listen on, [`Error::Storage`] for the store.
+    pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
         let store: Arc<dyn Store> = match &config.store_url {
             Some(url) => Arc::new(PostgresStore::connect(url).await?),
             None => Arc::new(LocalStore::open(config.data_dir.join("store"))?),
@@ -257,7 +262,7 @@ impl Server {
                 }
                 _ => "",
             };
-            crate::Error::InvalidConfig(format!("cannot listen on {}: {e}{hint}", config.listen))
+            sluice::Error::InvalidConfig(format!("cannot listen on {}: {e}{hint}", config.listen))
         })?;
         let runtime = Runtime::with_config(RuntimeConfig {
             pooling: config.pooling.clone(),
@@ -269,13 +274,13 @@ impl Server {
             None => HashMap::new(),
         };
         let files_root_path = config.data_dir.join("files");
-        std::fs::create_dir_all(&files_root_path).map_err(|source| crate::Error::Io {
+        std::fs::create_dir_all(&files_root_path).map_err(|source| sluice::Error::Io {
             path: files_root_path.display().to_string(),
             source,
         })?;
         let files_root =
             cap_std::fs::Dir::open_ambient_dir(&files_root_path, cap_std::ambient_authority())
-                .map_err(|source| crate::Error::Io {
+                .map_err(|source| sluice::Error::Io {
                     path: files_root_path.display().to_string(),
                     source,
                 })?;
@@ -415,7 +420,7 @@ impl Server {
 async fn admin_token(
     store: &dyn Store,
     configured: Option<&str>,
-) -> Result<(String, Option<String>), crate::Error> {
+) -> Result<(String, Option<String>), Error> {
     if let Some(token) = configured {
         return Ok((sha256_hex(token.as_bytes()), None));
     }
@@ -806,7 +811,7 @@ impl State {
         let permit = Arc::clone(&self.compilers)
             .acquire_owned()
             .await
-            .map_err(|_| crate::Error::Host("compiler slots closed".into()))?;
+            .map_err(|_| sluice::Error::Host("compiler slots closed".into()))?;
         let runtime = self.runtime.clone();
         let artifacts = Arc::clone(&self.artifacts);
         let work = tokio::task::spawn_blocking(move || {
@@ -816,8 +821,8 @@ impl State {
         });
         match tokio::time::timeout(self.compile_timeout, work).await {
             Ok(Ok(result)) => Ok(result?),
-            Ok(Err(e)) => Err(crate::Error::Host(format!("compiler task failed: {e}")).into()),
-            Err(_) => Err(crate::Error::CompileTimeout(self.compile_timeout).into()),
+            Ok(Err(e)) => Err(sluice::Error::Host(format!("compiler task failed: {e}")).into()),
+            Err(_) => Err(Error::CompileTimeout(self.compile_timeout).into()),
         }
     }
 
@@ -889,7 +894,7 @@ impl State {
 
     /// The tenant's file root, opened (and created) beneath the server's files root.
     fn tenant_files(&self, tenant: &str) -> Result<cap_std::fs::Dir, ApiError> {
-        let failed = |source| crate::Error::Io {
+        let failed = |source| sluice::Error::Io {
             path: format!("files/{tenant}"),
             source,
         };
@@ -1347,7 +1352,7 @@ async fn delete_tenant_objects(state: &State, tenant: &str) -> Result<(), ApiErr
     match tokio::fs::remove_dir_all(&files).await {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(crate::Error::Io {
+        Err(source) => Err(sluice::Error::Io {
             path: files.display().to_string(),
             source,
         }
@@ -1657,14 +1662,14 @@ fn check_config(
 fn grants_of(state: &State, tenant: &Tenant, instance: &Instance) -> Result<Grants, ApiError> {
     let fitted = fit_grants(&instance.grants, &tenant.ceiling)?;
     let mut grants = Grants::from_json(&fitted.json.to_string())?;
-    grants.sql.check_urls(&crate::policy::SqlUrlPolicy {
+    grants.sql.check_urls(&sluice::policy::SqlUrlPolicy {
         allow_privileged_roles: tenant.ceiling.sql_privileged_roles,
-        ..crate::policy::SqlUrlPolicy::STRICT
+        ..sluice::policy::SqlUrlPolicy::STRICT
     })?;
     if !fitted.mounts.is_empty() {
         let root = state.tenant_files(&tenant.id)?;
         for mount in fitted.mounts {
-            let opened = crate::policy::Mount::beneath(
+            let opened = sluice::policy::Mount::beneath(
                 &root,
                 std::path::Path::new(&mount.host),
                 &mount.guest,
@@ -1868,7 +1873,7 @@ async fn invoke_inner(
     // The request is checked before a session is taken or opened.
     let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
     for (i, filter) in spec.filters.iter().enumerate() {
-        let op = crate::FilterOp::parse(&filter.op).map_err(|e| {
+        let op = sluice::FilterOp::parse(&filter.op).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -1877,7 +1882,7 @@ async fn invoke_inner(
         })?;
         let value = match (&filter.value, op) {
             (Some(value), _) => value.clone(),
-            (None, crate::FilterOp::IsNull | crate::FilterOp::IsNotNull) => Value::Null,
+            (None, sluice::FilterOp::IsNull | sluice::FilterOp::IsNotNull) => Value::Null,
             (None, _) => {
                 return Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -1891,7 +1896,7 @@ async fn invoke_inner(
         fetch = fetch.filter(&filter.field, op, &value.to_string());
     }
     for (i, key) in spec.sort.iter().enumerate() {
-        let direction = crate::SortDirection::parse(&key.direction).map_err(|e| {
+        let direction = sluice::SortDirection::parse(&key.direction).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid_body",
@@ -1970,7 +1975,7 @@ async fn invoke_inner(
 
 /// Run a non-stream `operation` on `session`.
 async fn answer(
-    session: &mut crate::Session,
+    session: &mut sluice::Session,
     operation: &str,
     fetch: &FetchRequest,
     spec: &InvokeSpec,
@@ -2026,13 +2031,13 @@ enum Answer {
 }
 
 /// The records of an execute body: record lines or bare data objects (see
-/// [`crate::wire`]); a checkpoint or error line is not a record to write.
-fn execute_records(values: &[Value]) -> Result<Vec<crate::Record>, ApiError> {
-    use crate::wire::Message;
+/// [`sluice::wire`]); a checkpoint or error line is not a record to write.
+fn execute_records(values: &[Value]) -> Result<Vec<sluice::Record>, ApiError> {
+    use sluice::wire::Message;
     values
         .iter()
         .enumerate()
-        .map(|(i, value)| match crate::wire::read(value.clone()) {
+        .map(|(i, value)| match sluice::wire::read(value.clone()) {
             Ok(Message::Record(record)) => Ok(record),
             Ok(Message::Checkpoint(_) | Message::Error(_)) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -2049,7 +2054,7 @@ fn execute_records(values: &[Value]) -> Result<Vec<crate::Record>, ApiError> {
 }
 
 /// `records` as a JSON array appended to `out`, each record's text copied, not rebuilt.
-fn records_json(records: &[crate::Record], out: &mut String) -> Result<(), crate::Error> {
+fn records_json(records: &[sluice::Record], out: &mut String) -> Result<(), sluice::Error> {
     out.push('[');
     for (i, record) in records.iter().enumerate() {
         if i > 0 {
@@ -2091,7 +2096,7 @@ struct StreamContext {
 /// committed: a stream that fails before streaming anything answers with the
 /// error's own status; one that fails later ends with an error line.
 async fn stream(
-    session: crate::Session,
+    session: sluice::Session,
     fetch: FetchRequest,
     checkpoint: Option<String>,
     batch_size: u32,
@@ -2132,7 +2137,7 @@ async fn stream(
             .body(ChannelBody(rx).boxed())
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))),
         Ok(Err(err)) => Err(err),
-        Err(_) => Err(crate::Error::Host("the stream task ended early".into()).into()),
+        Err(_) => Err(sluice::Error::Host("the stream task ended early".into()).into()),
     }
 }
 
@@ -2142,7 +2147,7 @@ async fn stream(
 async fn report(
     tx: &mpsc::Sender<Bytes>,
     start: &mut Option<StartSignal>,
-    err: crate::Error,
+    err: sluice::Error,
 ) -> &'static str {
     let err = ApiError::from(err);
     let code = err.code;
@@ -2152,7 +2157,7 @@ async fn report(
         }
         None => {
             let mut line = String::new();
-            crate::wire::error_line(err.code, &err.message, &err.details, &mut line);
+            sluice::wire::error_line(err.code, &err.message, &err.details, &mut line);
             let _ = tx.send(Bytes::from(line)).await;
         }
     }
@@ -2164,7 +2169,7 @@ type StartSignal = tokio::sync::oneshot::Sender<Result<(), ApiError>>;
 
 /// Move a stream's batches into the response; returns the outcome.
 async fn pump(
-    mut session: crate::Session,
+    mut session: sluice::Session,
     fetch: FetchRequest,
     checkpoint: Option<String>,
     batch_size: u32,
@@ -2183,12 +2188,12 @@ async fn pump(
                     for record in &batch.records {
                         // A record that is not JSON ends the stream with an error line; the
                         // batch is not sent, so resuming from the last checkpoint loses nothing.
-                        if let Err(e) = crate::wire::record_line(record, &mut chunk) {
+                        if let Err(e) = sluice::wire::record_line(record, &mut chunk) {
                             return report(&tx, start, e).await;
                         }
                     }
                     if let Some(cp) = &batch.checkpoint {
-                        crate::wire::checkpoint_line(cp, &mut chunk);
+                        sluice::wire::checkpoint_line(cp, &mut chunk);
                     }
                     if let Some(signal) = start.take() {
                         let _ = signal.send(Ok(()));

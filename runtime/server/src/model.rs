@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::api_error::ApiError;
-use crate::capability::files::is_plain_relative;
-use crate::policy::{HostPattern, MountMode, SqlMode};
+use sluice::capability::files::is_plain_relative;
+use sluice::policy::{HostPattern, MountMode, SqlMode};
 
 /// Per-tenant limits.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
@@ -90,7 +90,7 @@ impl Ceiling {
             }
         }
         for entry in &self.tcp {
-            let why = match crate::capability::sockets::split_entry(entry) {
+            let why = match sluice::capability::sockets::split_entry(entry) {
                 Ok((_, Some(0))) => "port 0".to_string(),
                 Ok(_) => continue,
                 Err(why) => why,
@@ -107,7 +107,7 @@ impl Ceiling {
                 {
                     Err("an IPv6 address goes in brackets, `[::1]:5432`".to_string())
                 } else if entry.contains(':') {
-                    match crate::capability::sockets::split_entry(entry) {
+                    match sluice::capability::sockets::split_entry(entry) {
                         Ok((_, None | Some(0))) => Err("a database port is a number from 1".into()),
                         Ok((host, _)) if host.contains(['/', '@', ' ']) => {
                             Err("not a host name or address".into())
@@ -373,7 +373,7 @@ impl Instance {
 fn redacted_url(url: &str) -> Option<String> {
     let config: tokio_postgres::Config = url.parse().ok()?;
     config.get_password()?;
-    let target = crate::capability::sql::target_of(&config);
+    let target = sluice::capability::sql::target_of(&config);
     let (user, place) = target.split_once('@')?;
     Some(format!("postgres://{user}:***@{place}"))
 }

@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::capability::http::resilience::CounterSnapshot;
+use sluice::capability::http::resilience::CounterSnapshot;
 
 /// Bucket bounds of invocation durations, seconds.
 const DURATION_BUCKETS: &[f64] = &[0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0];
@@ -155,7 +155,7 @@ impl Drop for ActiveSession<'_> {
 /// upstream counters of every instance's grants.
 #[derive(Debug)]
 struct Snapshot {
-    artifacts: crate::CacheStats,
+    artifacts: sluice::CacheStats,
     warm_sessions: usize,
     upstream: Vec<(String, String, String, CounterSnapshot)>,
 }
@@ -243,7 +243,7 @@ impl Metrics {
     }
 
     /// Record capability denials.
-    pub fn denials(&self, tenant: &str, denials: &[crate::Denial]) {
+    pub fn denials(&self, tenant: &str, denials: &[sluice::Denial]) {
         for denial in denials {
             self.denials
                 .get_or_create(&DenialLabels {
@@ -259,7 +259,7 @@ impl Metrics {
     /// `upstream` counters `(tenant, instance, origin, counters)`.
     pub fn render(
         &self,
-        artifacts: crate::CacheStats,
+        artifacts: sluice::CacheStats,
         warm_sessions: usize,
         upstream: &[(String, String, String, CounterSnapshot)],
     ) -> String {
@@ -288,7 +288,7 @@ mod tests {
         metrics.invocation("t1", "c1", "fetch", "ok", Duration::from_millis(30));
         let guard = metrics.session();
         assert_eq!(metrics.active_sessions(), 1);
-        let text = metrics.render(crate::CacheStats::default(), 2, &[]);
+        let text = metrics.render(sluice::CacheStats::default(), 2, &[]);
         drop(guard);
         assert_eq!(metrics.active_sessions(), 0);
         for line in [

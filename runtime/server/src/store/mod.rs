@@ -85,7 +85,9 @@ pub(crate) fn check_key(key: &str) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::InvalidConfig(format!("invalid storage key `{key}`")))
+        Err(Error::invalid_config(format!(
+            "invalid storage key `{key}`"
+        )))
     }
 }
 

@@ -4,8 +4,7 @@ use bytes::Bytes;
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use crate::error::Error;
-use crate::ConnectorError;
+use sluice::{ConnectorError, Error};
 
 /// An API failure with its HTTP status.
 #[derive(Debug)]
@@ -69,6 +68,23 @@ impl ApiError {
     }
 }
 
+impl From<crate::Error> for ApiError {
+    fn from(err: crate::Error) -> Self {
+        let message = err.to_string();
+        match err {
+            crate::Error::Runtime(err) => err.into(),
+            crate::Error::CompileTimeout(_) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "compile_timeout", message)
+            }
+            crate::Error::Storage(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_unavailable",
+                message,
+            ),
+        }
+    }
+}
+
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
         use StatusCode as S;
@@ -83,12 +99,6 @@ impl From<Error> for ApiError {
             }
             Error::PrecompiledArtifact => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "precompiled_artifact", message)
-            }
-            Error::CompileTimeout(_) => {
-                ApiError::new(S::UNPROCESSABLE_ENTITY, "compile_timeout", message)
-            }
-            Error::Storage(_) => {
-                ApiError::new(S::SERVICE_UNAVAILABLE, "storage_unavailable", message)
             }
             Error::InvalidGrant(_) => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid_grant", message)

@@ -38,10 +38,10 @@ pub struct LocalStore {
 }
 
 fn io(path: &Path, source: std::io::Error) -> Error {
-    Error::Io {
+    Error::Runtime(sluice::Error::Io {
         path: path.display().to_string(),
         source,
-    }
+    })
 }
 
 impl LocalStore {
@@ -49,7 +49,7 @@ impl LocalStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when it cannot be created.
+    /// [`sluice::Error::Io`] when it cannot be created.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, Error> {
         let root = root.into();
         std::fs::create_dir_all(&root).map_err(|e| io(&root, e))?;

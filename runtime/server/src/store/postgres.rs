@@ -57,12 +57,12 @@ impl PostgresStore {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidConfig`] for a malformed URL; [`Error::Storage`] when the
+    /// [`sluice::Error::InvalidConfig`] for a malformed URL; [`Error::Storage`] when the
     /// database cannot be reached, or its schema is newer than this build knows.
     pub async fn connect(url: &str) -> Result<Self, Error> {
         let config: Config = url
             .parse()
-            .map_err(|e| Error::InvalidConfig(format!("--store: not a PostgreSQL URL ({e})")))?;
+            .map_err(|e| Error::invalid_config(format!("--store: not a PostgreSQL URL ({e})")))?;
         let target = format!(
             "postgresql database `{}` as `{}` on {}",
             config.get_dbname().unwrap_or("(default)"),
