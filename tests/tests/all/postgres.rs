@@ -442,22 +442,7 @@ async fn keyset_pages_and_streams_keep_rows_whose_sort_column_is_null() {
             .sort("score", direction)
             .fields(["id", "score"]);
         let mut session = open(&schema, &grants, 1).await;
-        let (mut seen, mut cursor) = (Vec::new(), None);
-        loop {
-            let page = session
-                .fetch(&base.clone().page(1, None, cursor.clone()))
-                .await
-                .unwrap();
-            seen.extend(
-                data(&page.records)
-                    .iter()
-                    .map(|r| r["id"].as_i64().unwrap()),
-            );
-            match page.next_cursor {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
+        let seen = crate::postgres_fidelity::paged_ids(&mut session, &base).await;
         assert_eq!(seen, expected, "fetch pages, {direction:?}");
         // A stream in batches of one, and one resumed from each checkpoint.
         let mut checkpoints = Vec::new();

@@ -21,7 +21,7 @@ async fn ids(session: &mut Session, req: &FetchRequest) -> Vec<i64> {
 }
 
 /// Every page of `req` at one row per page, following the cursors.
-async fn paged_ids(session: &mut Session, req: &FetchRequest) -> Vec<i64> {
+pub(crate) async fn paged_ids(session: &mut Session, req: &FetchRequest) -> Vec<i64> {
     let (mut seen, mut cursor) = (Vec::new(), None);
     loop {
         let page = session
