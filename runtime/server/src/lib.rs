@@ -43,7 +43,7 @@ use tokio::sync::{mpsc, Semaphore};
 pub use api_error::ApiError;
 pub use error::Error;
 use model::{fit_grants, Ceiling, ConnectorMeta, Instance, Quotas, Tenant, TokenRecord, TokenSpec};
-use store::{LocalStore, PostgresStore, Store};
+use store::{LocalStore, ObjectStore, PostgresStore};
 
 use sluice::{
     ArtifactCache, Connector, ExecuteRequest, FetchRequest, Grants, Limits, PoolingConfig, Runtime,
@@ -127,7 +127,7 @@ type ResponseBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 /// Shared server state.
 struct State {
     runtime: Runtime,
-    store: Arc<dyn Store>,
+    store: Arc<dyn ObjectStore>,
     admin_hash: String,
     /// Hash of the token that may read `/metrics`, besides the admin's.
     metrics_hash: Option<String>,
@@ -245,7 +245,7 @@ impl Server {
     /// [`sluice::Error::Io`] for the data directory, `InvalidConfig` for an
     /// address it cannot listen on, [`Error::Storage`] for the store.
     pub async fn bind(config: ServerConfig) -> Result<Self, Error> {
-        let store: Arc<dyn Store> = match &config.store_url {
+        let store: Arc<dyn ObjectStore> = match &config.store_url {
             Some(url) => Arc::new(PostgresStore::connect(url).await?),
             None => Arc::new(LocalStore::open(config.data_dir.join("store"))?),
         };
@@ -418,7 +418,7 @@ impl Server {
 /// token (returned to be printed once). Nodes starting together on one store
 /// agree: only the first stored hash counts.
 async fn admin_token(
-    store: &dyn Store,
+    store: &dyn ObjectStore,
     configured: Option<&str>,
 ) -> Result<(String, Option<String>), Error> {
     if let Some(token) = configured {

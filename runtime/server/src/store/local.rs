@@ -23,7 +23,7 @@ const CACHED_OBJECTS: usize = 100_000;
 /// Objects by `kind/key`: `None` caches "absent".
 type Cache = HashMap<String, Option<Arc<Vec<u8>>>>;
 
-use super::{check_key, Store};
+use super::{check_key, ObjectStore};
 use crate::error::Error;
 
 /// A local data directory.
@@ -197,7 +197,7 @@ impl LocalStore {
 }
 
 #[async_trait::async_trait]
-impl Store for LocalStore {
+impl ObjectStore for LocalStore {
     async fn get(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
         check_key(kind)?;
         check_key(key)?;

@@ -17,7 +17,7 @@ use crate::error::Error;
 /// Object storage: values by kind and key. Every write is atomic: a reader
 /// (or a restart after a crash) sees an object fully old or fully new.
 #[async_trait::async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait ObjectStore: Send + Sync + 'static {
     /// Read an object.
     async fn get(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, Error>;
     /// Write (create or replace) an object.

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::{check_key, Store};
+use super::{check_key, ObjectStore};
 use crate::error::Error;
 
 /// Schema changes in order; `MIGRATIONS[n]` moves the schema to version `n + 1`.
@@ -168,7 +168,7 @@ impl PostgresStore {
 }
 
 #[async_trait::async_trait]
-impl Store for PostgresStore {
+impl ObjectStore for PostgresStore {
     async fn get(&self, kind: &str, key: &str) -> Result<Option<Vec<u8>>, Error> {
         check_key(kind)?;
         check_key(key)?;
