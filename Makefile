@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests bundled pytools build run demo test fuzz bench services lint fmt clean
+.PHONY: setup wasm-target guests bundled pytools build run demo test fuzz bench services lint doc fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
 setup: wasm-target
@@ -95,6 +95,10 @@ lint:
 	cd guests && $(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	cd guests && $(CARGO) clippy --release --all-targets -- -D warnings
+
+## doc: the API documentation of every crate, warnings (broken links, missing docs) denied
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 
 fmt:
 	$(CARGO) fmt --all
