@@ -14,6 +14,7 @@ use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi_http::WasiHttpCtx;
 
+use crate::bindings::exports::sluice::connector::connector_api::Guest as Api;
 use crate::bindings::{
     Batch, Connector as Bindings, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse,
     FetchRequest, FetchResponse, ResourceInfo,
@@ -144,14 +145,11 @@ impl Session {
 
     /// Run the guest's `session.open`.
     pub(crate) async fn connect(&mut self, config: &str) -> Result<(), Error> {
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api().session();
-        let outcome = tokio::time::timeout(
-            self.limits.wall_clock_per_call,
-            api.call_open(&mut self.store, &config.to_string()),
-        )
-        .await;
-        self.handle = Some(self.finish(mark, outcome)?);
+        let config = config.to_string();
+        let handle = self
+            .call(async |api, store| api.session().call_open(store, &config).await)
+            .await?;
+        self.handle = Some(handle);
         // Debug: a busy server opens sessions all the time.
         tracing::debug!(
             connector = %self.store.data().log.connector,
@@ -164,13 +162,8 @@ impl Session {
 
     /// Call `describe` (allowed before or after `open`).
     pub(crate) async fn describe(&mut self) -> Result<Descriptor, Error> {
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api();
-        let outcome = tokio::time::timeout(self.limits.wall_clock_per_call, async {
-            api.call_describe(&mut self.store).await.map(Ok)
-        })
-        .await;
-        self.finish(mark, outcome)
+        self.call(async |api, store| api.call_describe(store).await.map(Ok))
+            .await
     }
 
     /// This session's number, unique within its runtime (it tags the guest's logs).
@@ -211,14 +204,8 @@ impl Session {
     /// The connector's error, a denial, a limit or a trap.
     pub async fn health(&mut self) -> Result<(), Error> {
         let handle = self.handle()?;
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api().session();
-        let outcome = tokio::time::timeout(
-            self.limits.wall_clock_per_call,
-            api.call_health_check(&mut self.store, handle),
-        )
-        .await;
-        self.finish(mark, outcome)
+        self.call(async |api, store| api.session().call_health_check(store, handle).await)
+            .await
     }
 
     /// List the resources the connector can read.
@@ -228,14 +215,8 @@ impl Session {
     /// As [`Session::health`].
     pub async fn discover(&mut self) -> Result<Vec<ResourceInfo>, Error> {
         let handle = self.handle()?;
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api().session();
-        let outcome = tokio::time::timeout(
-            self.limits.wall_clock_per_call,
-            api.call_discover(&mut self.store, handle),
-        )
-        .await;
-        self.finish(mark, outcome)
+        self.call(async |api, store| api.session().call_discover(store, handle).await)
+            .await
     }
 
     /// Read one page of a resource.
@@ -245,14 +226,8 @@ impl Session {
     /// As [`Session::health`].
     pub async fn fetch(&mut self, req: &FetchRequest) -> Result<FetchResponse, Error> {
         let handle = self.handle()?;
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api().session();
-        let outcome = tokio::time::timeout(
-            self.limits.wall_clock_per_call,
-            api.call_fetch(&mut self.store, handle, req),
-        )
-        .await;
-        self.finish(mark, outcome)
+        self.call(async |api, store| api.session().call_fetch(store, handle, req).await)
+            .await
     }
 
     /// Open a stream over a resource, resuming after `checkpoint` when given.
@@ -266,14 +241,13 @@ impl Session {
         checkpoint: Option<&str>,
     ) -> Result<RecordStream<'_>, Error> {
         let handle = self.handle()?;
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api().session();
-        let outcome = tokio::time::timeout(
-            self.limits.wall_clock_per_call,
-            api.call_stream(&mut self.store, handle, req, checkpoint),
-        )
-        .await;
-        let stream = self.finish(mark, outcome)?;
+        let stream = self
+            .call(async |api, store| {
+                api.session()
+                    .call_stream(store, handle, req, checkpoint)
+                    .await
+            })
+            .await?;
         Ok(RecordStream {
             session: self,
             handle: Some(stream),
@@ -287,14 +261,8 @@ impl Session {
     /// As [`Session::health`].
     pub async fn execute(&mut self, req: &ExecuteRequest) -> Result<ExecuteResponse, Error> {
         let handle = self.handle()?;
-        let mark = self.begin().await?;
-        let api = self.bindings.sluice_connector_connector_api().session();
-        let outcome = tokio::time::timeout(
-            self.limits.wall_clock_per_call,
-            api.call_execute(&mut self.store, handle, req),
-        )
-        .await;
-        self.finish(mark, outcome)
+        self.call(async |api, store| api.session().call_execute(store, handle, req).await)
+            .await
     }
 
     /// Disconnect, letting the connector run its own cleanup first.
@@ -312,6 +280,22 @@ impl Session {
         }
         self.release_abandoned().await?;
         self.drop_resource(handle).await
+    }
+
+    /// One guest call: [`Session::begin`], the call under the wall-clock
+    /// deadline, [`Session::finish`].
+    async fn call<T>(
+        &mut self,
+        call: impl AsyncFnOnce(
+            &Api,
+            &mut Store<HostState>,
+        ) -> wasmtime::Result<Result<T, ConnectorError>>,
+    ) -> Result<T, Error> {
+        let mark = self.begin().await?;
+        let api = self.bindings.sluice_connector_connector_api();
+        let outcome =
+            tokio::time::timeout(self.limits.wall_clock_per_call, call(api, &mut self.store)).await;
+        self.finish(mark, outcome)
     }
 
     /// Prepare a call: refuse if poisoned, release abandoned streams, reset the CPU budget.
@@ -427,18 +411,9 @@ impl RecordStream<'_> {
     /// As [`Session::health`].
     pub async fn next(&mut self, max: u32) -> Result<Option<Batch>, Error> {
         let handle = self.handle()?;
-        let session = &mut *self.session;
-        let mark = session.begin().await?;
-        let api = session
-            .bindings
-            .sluice_connector_connector_api()
-            .record_stream();
-        let outcome = tokio::time::timeout(
-            session.limits.wall_clock_per_call,
-            api.call_next(&mut session.store, handle, max),
-        )
-        .await;
-        session.finish(mark, outcome)
+        self.session
+            .call(async |api, store| api.record_stream().call_next(store, handle, max).await)
+            .await
     }
 
     /// Acknowledge delivered records by id.
@@ -448,18 +423,9 @@ impl RecordStream<'_> {
     /// As [`Session::health`].
     pub async fn ack(&mut self, ids: &[String]) -> Result<(), Error> {
         let handle = self.handle()?;
-        let session = &mut *self.session;
-        let mark = session.begin().await?;
-        let api = session
-            .bindings
-            .sluice_connector_connector_api()
-            .record_stream();
-        let outcome = tokio::time::timeout(
-            session.limits.wall_clock_per_call,
-            api.call_ack(&mut session.store, handle, ids),
-        )
-        .await;
-        session.finish(mark, outcome)
+        self.session
+            .call(async |api, store| api.record_stream().call_ack(store, handle, ids).await)
+            .await
     }
 
     /// Reject delivered records by id.
@@ -469,18 +435,9 @@ impl RecordStream<'_> {
     /// As [`Session::health`].
     pub async fn nack(&mut self, ids: &[String]) -> Result<(), Error> {
         let handle = self.handle()?;
-        let session = &mut *self.session;
-        let mark = session.begin().await?;
-        let api = session
-            .bindings
-            .sluice_connector_connector_api()
-            .record_stream();
-        let outcome = tokio::time::timeout(
-            session.limits.wall_clock_per_call,
-            api.call_nack(&mut session.store, handle, ids),
-        )
-        .await;
-        session.finish(mark, outcome)
+        self.session
+            .call(async |api, store| api.record_stream().call_nack(store, handle, ids).await)
+            .await
     }
 
     /// Release the stream now.
