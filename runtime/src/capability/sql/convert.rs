@@ -110,7 +110,7 @@ fn write_array(member: &Type, raw: &[u8], out: &mut String) -> Result<(), BoxErr
         if dimension.lower_bound != 1 {
             return Err(format!(
                 "an array starting at index {} has no JSON mapping (JSON arrays carry no \
-                 bounds); re-base it (`array_cat('{{}}', col)`) or read it as text (`col::text`)",
+                 bounds); re-base it in a view (`ARRAY(SELECT unnest(col))`) or read it as text (`col::text`)",
                 dimension.lower_bound
             )
             .into());
