@@ -181,7 +181,9 @@ impl ArtifactCache {
         // host under this engine fingerprint: the seal above proves it was
         // written by a holder of this cache's private key, and only this code
         // writes sealed files.
-        match unsafe { Component::deserialize(engine, artifact) } {
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(engine, artifact) };
+        match loaded {
             Ok(component) => Some(component),
             Err(e) => {
                 tracing::warn!(digest, error = %e, "cached artifact could not be loaded; recompiling");
