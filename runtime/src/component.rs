@@ -9,10 +9,10 @@ use wasmtime::component::Component;
 
 use crate::artifacts::ArtifactCache;
 use crate::bindings::{ConnectorPre, Descriptor};
+use crate::capability::grants::Grants;
 use crate::engine::Runtime;
 use crate::error::Error;
 use crate::limits::Limits;
-use crate::policy::Grants;
 use crate::session::Session;
 
 /// The export every connector must provide.

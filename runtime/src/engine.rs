@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::Linker;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::artifacts::ArtifactCache;
+use crate::capability::log::{HasLog, LogView};
+use crate::capability::sql::{HasSql, SqlView};
 use crate::component::Connector;
 use crate::error::Error;
 use crate::limits::Limits;
@@ -259,11 +261,20 @@ impl Runtime {
 
 /// Every host interface of the `connector` world.
 fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
-    let mut linker = Linker::new(engine);
+    let mut linker = Linker::<HostState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-    crate::bindings::sluice::connector::log::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-    crate::bindings::sluice::connector::sql::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+    crate::bindings::sluice::connector::log::add_to_linker::<_, HasLog>(&mut linker, |s| {
+        LogView { tags: &s.log }
+    })?;
+    crate::bindings::sluice::connector::sql::add_to_linker::<_, HasSql>(&mut linker, |s| {
+        SqlView {
+            table: &mut s.table,
+            policy: &s.sql,
+            denials: &s.denials,
+            expiries: &s.expiries,
+        }
+    })?;
     Ok(linker)
 }
 

@@ -1,9 +1,9 @@
 //! The library's error type.
 
-use std::fmt;
 use std::time::Duration;
 
 pub use crate::bindings::ConnectorError;
+use crate::capability::denial::{Denial, GrantTimeout};
 
 /// Everything that can go wrong loading, opening or calling a connector.
 #[derive(Debug, thiserror::Error)]
@@ -135,88 +135,6 @@ impl Error {
             Error::Denied(d) => d.connector_error.as_ref(),
             _ => None,
         }
-    }
-}
-
-/// Which capability a denial concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Capability {
-    /// `wasi:sockets` TCP.
-    Tcp,
-    /// `wasi:sockets` UDP.
-    Udp,
-    /// `wasi:sockets/ip-name-lookup`.
-    Dns,
-    /// `wasi:http/outgoing-handler`.
-    Http,
-    /// `sluice:connector/sql`.
-    Sql,
-}
-
-impl fmt::Display for Capability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Capability::Tcp => "tcp",
-            Capability::Udp => "udp",
-            Capability::Dns => "dns",
-            Capability::Http => "http",
-            Capability::Sql => "sql",
-        })
-    }
-}
-
-/// A timeout a grant set that expired during a call: what was waited for and
-/// which grant setting bounds the wait, so the message blames the setting a
-/// user can change rather than the connector.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantTimeout {
-    /// The capability whose grant set the timeout.
-    pub capability: Capability,
-    /// What did not arrive in time, e.g. `the first response byte from http://api.test`.
-    pub waited_for: String,
-    /// The grant setting, e.g. `first_byte_timeout_ms`.
-    pub setting: &'static str,
-    /// The setting's value.
-    pub limit: Duration,
-}
-
-impl fmt::Display for GrantTimeout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "timeout: {} did not come within the {} grant's {} of {} ms; raise it in the grant if the upstream is this slow",
-            self.waited_for,
-            self.capability,
-            self.setting,
-            self.limit.as_millis()
-        )
-    }
-}
-
-/// A capability the host refused: what was asked for and the grant that would allow it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Denial {
-    /// The capability.
-    pub capability: Capability,
-    /// What was attempted, e.g. `connect to 127.0.0.1:9` or `GET http://evil.test/`.
-    pub attempted: String,
-    /// The grant that would allow it, as the command line says it, e.g.
-    /// `--allow-tcp 127.0.0.1:9`.
-    pub grant: String,
-    /// The same grant as an instance's grants say it on the server API, e.g.
-    /// `` `127.0.0.1:9` to the instance's `grants.sockets.tcp` ``.
-    pub api_grant: String,
-    /// The error the connector returned after the denial, if any.
-    pub connector_error: Option<ConnectorError>,
-}
-
-impl fmt::Display for Denial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "denied: {} {} is not granted; to allow it, grant `{}`",
-            self.capability, self.attempted, self.grant
-        )
     }
 }
 

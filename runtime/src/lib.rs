@@ -44,6 +44,50 @@
 
 #![deny(missing_docs)]
 
+/// `JsonSchema` (feature `schema`) for a type written as one string.
+macro_rules! string_schema {
+    ($ty:ty, $name:literal, $description:literal) => {
+        #[cfg(feature = "schema")]
+        impl schemars::JsonSchema for $ty {
+            fn inline_schema() -> bool {
+                true
+            }
+
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+
+            fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                schemars::json_schema!({ "type": "string", "description": $description })
+            }
+        }
+    };
+}
+pub(crate) use string_schema;
+
+/// A type written as one string: serialized as its `Display` text, read
+/// through its `parse` (so a value that exists was valid when read), and
+/// described (feature `schema`) as a string.
+macro_rules! text_form {
+    ($ty:ty, $name:literal, $description:literal) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+                Self::parse(&text).map_err(serde::de::Error::custom)
+            }
+        }
+
+        crate::string_schema!($ty, $name, $description);
+    };
+}
+pub(crate) use text_form;
+
 mod artifacts;
 mod bindings;
 pub mod capability;
@@ -51,7 +95,6 @@ mod component;
 mod engine;
 mod error;
 mod limits;
-pub mod policy;
 mod request;
 mod session;
 mod state;
@@ -62,9 +105,10 @@ pub use bindings::{
     Batch, Capabilities, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse, FetchRequest,
     FetchResponse, Filter, FilterOp, Pagination, Record, ResourceInfo, SortDirection, SortField,
 };
+pub use capability::denial::{Capability, Denial, GrantTimeout};
+pub use capability::grants::{Grants, GrantsConfig};
 pub use component::{host_provides, Connector, CONNECTOR_EXPORT};
 pub use engine::{ComponentBounds, PoolingConfig, Runtime, RuntimeConfig, DEFAULT_EPOCH_TICK};
-pub use error::{Capability, Denial, Error, GrantTimeout};
+pub use error::Error;
 pub use limits::Limits;
-pub use policy::Grants;
 pub use session::{RecordStream, Session};

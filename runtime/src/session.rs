@@ -19,13 +19,14 @@ use crate::bindings::{
     Batch, Connector as Bindings, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse,
     FetchRequest, FetchResponse, ResourceInfo,
 };
+use crate::capability::denial::{Denial, Denials, Expiries};
+use crate::capability::grants::Grants;
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
 use crate::component::Connector;
-use crate::error::{Denial, Error};
+use crate::error::Error;
 use crate::limits::{LimitExceeded, Limits, StoreLimiter};
-use crate::policy::Grants;
-use crate::state::{Denials, Expiries, HostState};
+use crate::state::HostState;
 
 /// An open connector session. Dropping it disconnects: the store and every
 /// host resource it holds (files, sockets, requests) are released.

@@ -38,20 +38,64 @@ impl Reply {
     }
 }
 
-/// Send one request.
-pub async fn send(
+/// A client for one server, acting as one caller (a bearer token, or none):
+/// `api(addr, Some(&token)).get("/v1/instances")`.
+#[derive(Debug, Clone)]
+pub struct Api {
     addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: Vec<u8>,
-) -> Reply {
-    let authorization = token.map(|t| format!("Bearer {t}"));
-    let headers: Vec<(&str, &str)> = authorization
-        .as_deref()
-        .map(|a| vec![("authorization", a)])
-        .unwrap_or_default();
-    send_with(addr, method, path, &headers, body).await
+    token: Option<String>,
+}
+
+/// The client for the server at `addr`, sending `token` (when given) as its bearer token.
+pub fn api(addr: SocketAddr, token: Option<&str>) -> Api {
+    Api {
+        addr,
+        token: token.map(str::to_string),
+    }
+}
+
+impl Api {
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, Vec::new()).await
+    }
+
+    /// `DELETE path`.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request("DELETE", path, Vec::new()).await
+    }
+
+    /// `POST path` with a JSON body.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, body.to_string().into_bytes())
+            .await
+    }
+
+    /// `PUT path` with a JSON body.
+    pub async fn put_json(&self, path: &str, body: &Value) -> Reply {
+        self.request("PUT", path, body.to_string().into_bytes())
+            .await
+    }
+
+    /// `POST path` with raw bytes (an upload).
+    pub async fn post(&self, path: &str, body: Vec<u8>) -> Reply {
+        self.request("POST", path, body).await
+    }
+
+    /// `PUT path` with raw bytes (a file).
+    pub async fn put(&self, path: &str, body: Vec<u8>) -> Reply {
+        self.request("PUT", path, body).await
+    }
+
+    /// Any method, any body.
+    pub async fn request(&self, method: &str, path: &str, body: Vec<u8>) -> Reply {
+        let authorization = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let headers: Vec<(&str, &str)> = authorization
+            .as_deref()
+            .map(|a| vec![("authorization", a)])
+            .unwrap_or_default();
+        send_with(self.addr, method, path, &headers, body).await
+    }
 }
 
 /// Send one request with the given headers (besides `host`).
@@ -93,15 +137,4 @@ pub async fn send_with(
         headers,
         body,
     }
-}
-
-/// Send JSON.
-pub async fn json(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> Reply {
-    send(addr, method, path, token, body.to_string().into_bytes()).await
 }

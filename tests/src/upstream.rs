@@ -350,7 +350,7 @@ async fn route(
             if count.unwrap_or(0) <= fail {
                 let mut response = full(status, b"try later".to_vec());
                 if let Some(after) = retry_after {
-                    let value = after.replace("%20", " ").replace("%2C", ",");
+                    let value = percent_encoding::percent_decode_str(&after).decode_utf8_lossy();
                     response
                         .headers_mut()
                         .insert("retry-after", value.parse().expect("header value"));

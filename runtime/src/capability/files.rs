@@ -22,13 +22,14 @@ use std::sync::Arc;
 use cap_std::ambient_authority;
 use cap_std::fs::Dir;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::error::Error;
 
 /// Whether a mount may be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub enum MountMode {
     /// Read only (the default).
     #[default]
@@ -60,13 +61,18 @@ impl PartialEq for Mount {
 
 impl Eq for Mount {}
 
-#[derive(Debug, Deserialize)]
+/// A mount as a grant declares it: `{"host": "./data", "guest": "/data", "mode": "ro"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
-pub(crate) struct MountSpec {
-    host: PathBuf,
-    guest: String,
+pub struct MountConfig {
+    /// Host directory (on a server: beneath the tenant's file root).
+    pub host: PathBuf,
+    /// Absolute path the guest sees.
+    pub guest: String,
+    /// Access mode (read-only by default).
     #[serde(default)]
-    mode: MountMode,
+    pub mode: MountMode,
 }
 
 impl Mount {
@@ -136,6 +142,35 @@ impl Mount {
             mode,
             dir: Arc::new(dir),
         })
+    }
+
+    /// Check, creating nothing, that a mount of `relative` beneath `root`
+    /// would stay beneath it: `relative` is plain, and the part of it that
+    /// exists already is a chain of directories (symlinks followed only while
+    /// they stay beneath `root`). What does not exist yet is fine: it is
+    /// created when the mount is made ([`Mount::beneath`] with `create`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] when `relative` is not plain, or an existing
+    /// part leads outside `root` or is not a directory.
+    pub fn check_beneath(root: &Dir, relative: &Path) -> Result<(), Error> {
+        let shown = relative.display().to_string();
+        if !is_plain_relative(relative) {
+            return Err(Error::InvalidGrant(format!(
+                "mount `{shown}` must be a relative path without `..` (e.g. `data/in`)"
+            )));
+        }
+        let refused = |e: std::io::Error| Error::InvalidGrant(format!("mount `{shown}`: {e}"));
+        let mut dir = root.try_clone().map_err(refused)?;
+        for part in relative.components() {
+            dir = match dir.open_dir(part) {
+                Ok(next) => next,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(refused(e)),
+            };
+        }
+        Ok(())
     }
 
     /// Parse `HOST:GUEST[:ro|rw]`.
@@ -210,10 +245,16 @@ pub struct FilesPolicy {
 }
 
 impl FilesPolicy {
-    pub(crate) fn from_specs(specs: Vec<MountSpec>) -> Result<Self, Error> {
+    /// Open every declared mount (host paths as the process sees them).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a host path that is not a directory, or a
+    /// guest path mounted twice.
+    pub fn from_config(mounts: &[MountConfig]) -> Result<Self, Error> {
         let mut policy = Self::default();
-        for spec in specs {
-            policy.add(Mount::new(spec.host, &spec.guest, spec.mode)?)?;
+        for mount in mounts {
+            policy.add(Mount::new(&mount.host, &mount.guest, mount.mode)?)?;
         }
         Ok(policy)
     }

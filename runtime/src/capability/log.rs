@@ -5,8 +5,9 @@
 
 use std::sync::Arc;
 
+use wasmtime::component::HasData;
+
 use crate::bindings::sluice::connector::log::{Host, Level};
-use crate::state::HostState;
 
 /// Longest message or fields text passed on, in bytes.
 const MAX_LOG_TEXT: usize = 8 * 1024;
@@ -16,6 +17,19 @@ const MAX_LOG_TEXT: usize = 8 * 1024;
 pub(crate) struct LogTags {
     pub connector: Arc<str>,
     pub session: u64,
+}
+
+/// What the log host borrows from a store's state: the session's tags only.
+pub(crate) struct LogView<'a> {
+    /// The tags every event of the session carries.
+    pub tags: &'a LogTags,
+}
+
+/// Links [`LogView`] into `add_to_linker`.
+pub(crate) struct HasLog;
+
+impl HasData for HasLog {
+    type Data<'a> = LogView<'a>;
 }
 
 fn truncate(text: &str) -> &str {
@@ -29,15 +43,15 @@ fn truncate(text: &str) -> &str {
     &text[..end]
 }
 
-impl Host for HostState {
+impl Host for LogView<'_> {
     async fn log(
         &mut self,
         level: Level,
         message: String,
         fields: Option<String>,
     ) -> wasmtime::Result<()> {
-        let connector = &*self.log.connector;
-        let session = self.log.session;
+        let connector = &*self.tags.connector;
+        let session = self.tags.session;
         let message = truncate(&message);
         let fields = fields.as_deref().map(truncate).unwrap_or("");
         macro_rules! emit {

@@ -1,7 +1,19 @@
 //! Capabilities: one module and one policy type each, deny by default.
+//!
+//! Each capability owns its whole policy: what a grant declares (a serde
+//! config type), what it opens (a policy with its live state), the checks,
+//! and the host side of its interface. [`GrantsConfig`](crate::GrantsConfig)
+//! and [`Grants`](crate::Grants) gather them; [`Ceiling`] bounds them for a
+//! tenant; denials and expired grant timeouts are recorded in the session's
+//! logs kept here.
 
+mod ceiling;
+pub(crate) mod denial;
 pub mod files;
+pub(crate) mod grants;
 pub mod http;
-pub mod log;
+pub(crate) mod log;
 pub mod sockets;
 pub mod sql;
+
+pub use ceiling::{Ceiling, Outside, SqlHostRule, SqlTarget};

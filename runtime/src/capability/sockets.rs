@@ -8,18 +8,19 @@
 //! `0.0.0.0:0` (or `[::]:0`) that a TCP connect performs is allowed; any real
 //! bind, and every listen, is denied. DNS lookup is off unless granted.
 
+use std::fmt;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::WasiCtxBuilder;
 
-use crate::error::{Capability, Denial, Error};
-use crate::state::Denials;
+use super::denial::{Capability, Denial, Denials};
+use crate::error::Error;
 
 /// One allow-list entry: an IP network and a port (or any port).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,15 +43,27 @@ pub struct SocketsPolicy {
     dns: bool,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SocketsSpec {
-    #[serde(default)]
-    tcp: Vec<String>,
-    #[serde(default)]
-    udp: Vec<String>,
-    #[serde(default)]
-    dns: bool,
+/// The sockets a grant declares: `{"tcp": [...], "udp": [...], "dns": false}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct SocketsConfig {
+    /// TCP connect targets.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tcp: Vec<SocketEntry>,
+    /// UDP send and receive peers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub udp: Vec<SocketEntry>,
+    /// Whether DNS lookups are allowed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub dns: bool,
+}
+
+impl SocketsConfig {
+    /// Whether it declares nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// Turn IPv4-mapped IPv6 into plain IPv4.
@@ -65,70 +78,144 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(canonical_ip(addr.ip()), addr.port())
 }
 
-/// The host and port (`None`: any) of a `HOST:PORT`, `CIDR:PORT` or
-/// `[v6]:PORT` entry, checked for form only: nothing is resolved.
-pub fn split_entry(entry: &str) -> Result<(&str, Option<u16>), String> {
-    let (host, port_text) = if let Some(rest) = entry.strip_prefix('[') {
-        let (host, after) = rest.split_once(']').ok_or("unclosed `[`")?;
-        (host, after.strip_prefix(':').ok_or("missing port")?)
-    } else {
-        entry.rsplit_once(':').ok_or("missing port")?
-    };
-    let port = match port_text {
-        "*" => None,
-        text => Some(
-            text.parse::<u16>()
-                .map_err(|_| format!("bad port `{text}`"))?,
-        ),
-    };
-    if host.is_empty() {
-        return Err("empty host".into());
-    }
-    if host.contains('/') && host.parse::<IpNet>().is_err() {
-        return Err(format!("bad CIDR `{host}`"));
-    }
-    Ok((host, port))
-}
-
 /// How a socket entry is written, for errors.
 const ENTRY_FORMS: &str = "write `HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `db.internal:5432`";
 
-fn parse_rules(entry: &str) -> Result<Vec<AddrRule>, Error> {
-    let bad =
-        |why: &str| Error::InvalidGrant(format!("socket entry `{entry}`: {why}; {ENTRY_FORMS}"));
-    let (host, port) = split_entry(entry).map_err(|why| bad(&why))?;
-    if host.contains('/') {
-        let net: IpNet = host.parse().map_err(|_| bad("bad CIDR"))?;
-        let net = match net {
-            IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => {
-                let v4 = v6
-                    .addr()
-                    .to_ipv4_mapped()
-                    .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED);
-                IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_err(|_| bad("bad CIDR"))?
-            }
-            other => other.trunc(),
+/// One socket allow-list entry as written — `HOST:PORT`, `CIDR:PORT` or
+/// `[v6]:PORT`, `*` for any port — checked for form when parsed. A host name
+/// is resolved only when a session's policy is built from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketEntry {
+    host: EntryHost,
+    port: Option<u16>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum EntryHost {
+    /// An address or network, canonical (IPv4-mapped IPv6 as IPv4, host bits cleared).
+    Net(IpNet),
+    /// A host name, lower case.
+    Name(String),
+}
+
+impl SocketEntry {
+    /// Parse one entry.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] saying what to write instead.
+    pub fn parse(entry: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::InvalidGrant(format!("socket entry `{entry}`: {why}; {ENTRY_FORMS}"))
         };
-        return Ok(vec![AddrRule { net, port }]);
+        let (host, port_text) = if let Some(rest) = entry.strip_prefix('[') {
+            let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
+            (
+                host,
+                after.strip_prefix(':').ok_or_else(|| bad("missing port"))?,
+            )
+        } else {
+            let (host, port) = entry.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+            if host.contains(':') && !host.contains('/') {
+                return Err(bad("an IPv6 address goes in brackets"));
+            }
+            (host, port)
+        };
+        let port = match port_text {
+            "*" => None,
+            text => match text.parse::<u16>() {
+                Ok(0) => return Err(bad("port 0")),
+                Ok(port) => Some(port),
+                Err(_) => return Err(bad(&format!("bad port `{text}`"))),
+            },
+        };
+        let host = if host.contains('/') {
+            let net: IpNet = host
+                .parse()
+                .map_err(|_| bad(&format!("bad CIDR `{host}`")))?;
+            EntryHost::Net(canonical_net(net).ok_or_else(|| bad("bad CIDR"))?)
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            EntryHost::Net(IpNet::from(canonical_ip(ip)))
+        } else if host.is_empty() || host.contains(['/', '@', ' ', '*', '[', ']']) {
+            return Err(bad("empty or malformed host"));
+        } else {
+            EntryHost::Name(host.trim_end_matches('.').to_ascii_lowercase())
+        };
+        Ok(Self { host, port })
     }
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![AddrRule {
-            net: IpNet::from(canonical_ip(ip)),
-            port,
-        }]);
+
+    /// Whether every address and port this entry allows, `other` allows too:
+    /// a network inside `other`'s network (however either is written), or
+    /// the same host name; the same port, or `other` allows any. A name is
+    /// never within a network: it is resolved later, and may resolve
+    /// anywhere. How a tenant's ceiling bounds its instances' socket grants.
+    pub fn within(&self, other: &SocketEntry) -> bool {
+        let port = other.port.is_none() || other.port == self.port;
+        let host = match (&self.host, &other.host) {
+            (EntryHost::Net(inner), EntryHost::Net(outer)) => outer.contains(inner),
+            (EntryHost::Name(a), EntryHost::Name(b)) => a == b,
+            _ => false,
+        };
+        port && host
     }
-    let resolved: Vec<AddrRule> = (host, port.unwrap_or(0))
-        .to_socket_addrs()
-        .map_err(|e| bad(&format!("cannot resolve `{host}`: {e}")))?
-        .map(|addr| AddrRule {
-            net: IpNet::from(canonical_ip(addr.ip())),
-            port,
-        })
-        .collect();
-    if resolved.is_empty() {
-        return Err(bad(&format!("`{host}` resolves to no address")));
+
+    /// The address rules this entry stands for, resolving a host name now.
+    fn rules(&self) -> Result<Vec<AddrRule>, Error> {
+        let name = match &self.host {
+            EntryHost::Net(net) => {
+                return Ok(vec![AddrRule {
+                    net: *net,
+                    port: self.port,
+                }])
+            }
+            EntryHost::Name(name) => name,
+        };
+        let bad = |why: String| {
+            Error::InvalidGrant(format!("socket entry `{self}`: {why}; {ENTRY_FORMS}"))
+        };
+        let resolved: Vec<AddrRule> = (name.as_str(), self.port.unwrap_or(0))
+            .to_socket_addrs()
+            .map_err(|e| bad(format!("cannot resolve `{name}`: {e}")))?
+            .map(|addr| AddrRule {
+                net: IpNet::from(canonical_ip(addr.ip())),
+                port: self.port,
+            })
+            .collect();
+        if resolved.is_empty() {
+            return Err(bad(format!("`{name}` resolves to no address")));
+        }
+        Ok(resolved)
     }
-    Ok(resolved)
+}
+
+/// A network in canonical form: an IPv4-mapped IPv6 network as IPv4, host bits cleared.
+fn canonical_net(net: IpNet) -> Option<IpNet> {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96)
+                .ok()
+                .map(|n| n.trunc()),
+            None => Some(net.trunc()),
+        },
+        other => Some(other.trunc()),
+    }
+}
+
+impl fmt::Display for SocketEntry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            EntryHost::Net(net) if net.prefix_len() == net.max_prefix_len() => match net.addr() {
+                IpAddr::V4(v4) => write!(f, "{v4}")?,
+                IpAddr::V6(v6) => write!(f, "[{v6}]")?,
+            },
+            EntryHost::Net(net) => write!(f, "{net}")?,
+            EntryHost::Name(name) => f.write_str(name)?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => f.write_str(":*"),
+        }
+    }
 }
 
 /// An address as the CLI flag expects it (`[v6]:port` for IPv6).
@@ -140,16 +227,21 @@ fn hint_addr(addr: &SocketAddr) -> String {
 }
 
 impl SocketsPolicy {
-    pub(crate) fn from_spec(spec: SocketsSpec) -> Result<Self, Error> {
+    /// The policy a declared config opens: host names resolved now.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a name that does not resolve.
+    pub fn from_config(config: &SocketsConfig) -> Result<Self, Error> {
         let mut policy = Self {
-            dns: spec.dns,
+            dns: config.dns,
             ..Self::default()
         };
-        for entry in &spec.tcp {
-            policy.allow_tcp(entry)?;
+        for entry in &config.tcp {
+            policy.tcp.extend(entry.rules()?);
         }
-        for entry in &spec.udp {
-            policy.udp.extend(parse_rules(entry)?);
+        for entry in &config.udp {
+            policy.udp.extend(entry.rules()?);
         }
         Ok(policy)
     }
@@ -160,7 +252,7 @@ impl SocketsPolicy {
     ///
     /// [`Error::InvalidGrant`] for a malformed or unresolvable entry.
     pub fn allow_tcp(&mut self, entry: &str) -> Result<(), Error> {
-        self.tcp.extend(parse_rules(entry)?);
+        self.tcp.extend(SocketEntry::parse(entry)?.rules()?);
         Ok(())
     }
 
@@ -170,7 +262,7 @@ impl SocketsPolicy {
     ///
     /// [`Error::InvalidGrant`] for a malformed or unresolvable entry.
     pub fn allow_udp(&mut self, entry: &str) -> Result<(), Error> {
-        self.udp.extend(parse_rules(entry)?);
+        self.udp.extend(SocketEntry::parse(entry)?.rules()?);
         Ok(())
     }
 
@@ -285,6 +377,12 @@ impl SocketsPolicy {
         self.tcp.is_empty() && self.udp.is_empty() && !self.dns
     }
 }
+
+crate::text_form!(
+    SocketEntry,
+    "SocketEntry",
+    "`HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`."
+);
 
 #[cfg(test)]
 mod tests {

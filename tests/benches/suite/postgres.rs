@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Instant;
 
-use sluice::policy::SqlMode;
+use sluice::capability::sql::SqlMode;
 use sluice::{FetchRequest, Grants, Limits};
 use tokio_postgres::types::Type;
 

@@ -10,7 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use sluice_server::{Server, ServerConfig};
-use sluice_tests::client::{json, send};
+use sluice_tests::client::api;
 use tokio::net::TcpListener;
 
 use crate::report::{Report, Row, Target};
@@ -157,27 +157,16 @@ async fn sluice_server(
     .expect("server binds");
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run());
-    let tenant = json(
-        addr,
-        "POST",
-        "/v1/tenants",
-        Some(ADMIN),
-        &json!({
+    let tenant = api(addr, Some(ADMIN)).post_json("/v1/tenants", &json!({
             "name": "bench", "quotas": { "max_concurrent": CLIENTS }, "ceiling": { "files": true }
-        }),
-    )
+        }))
     .await
     .json();
     let tenant_id = tenant["id"].as_str().unwrap().to_string();
-    let token = json(
-        addr,
-        "POST",
-        &format!("/v1/tenants/{tenant_id}/tokens"),
-        Some(ADMIN),
-        &json!({}),
-    )
-    .await
-    .json()["token"]
+    let token = api(addr, Some(ADMIN))
+        .post_json(&format!("/v1/tenants/{tenant_id}/tokens"), &json!({}))
+        .await
+        .json()["token"]
         .as_str()
         .unwrap()
         .to_string();
@@ -189,24 +178,23 @@ async fn sluice_server(
     )
     .unwrap();
     let bytes = std::fs::read(sluice_tests::guest("sluice_file")).unwrap();
-    let connector = send(addr, "POST", "/v1/connectors", Some(&token), bytes)
+    let connector = api(addr, Some(&token))
+        .post("/v1/connectors", bytes)
         .await
         .json()["id"]
         .as_str()
         .unwrap()
         .to_string();
-    let instance = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({
-            "connector": connector, "config": { "root": "/data" },
-            "grants": { "files": [{ "host": "data", "guest": "/data", "mode": "ro" }] }
-        }),
-    )
-    .await
-    .json()["id"]
+    let instance = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({
+                "connector": connector, "config": { "root": "/data" },
+                "grants": { "files": [{ "host": "data", "guest": "/data", "mode": "ro" }] }
+            }),
+        )
+        .await
+        .json()["id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -217,14 +205,9 @@ pub async fn run(scale: Scale, report: &mut Report) {
     let duration = Duration::from_secs(scale.pick(10, 3));
     let dir = tempfile::tempdir().unwrap();
     let (addr, token, path) = sluice_server(dir.path(), sluice_server::DEFAULT_WARM_SESSIONS).await;
-    let check = json(
-        addr,
-        "POST",
-        &path,
-        Some(&token),
-        &serde_json::from_str(BODY).unwrap(),
-    )
-    .await;
+    let check = api(addr, Some(&token))
+        .post_json(&path, &serde_json::from_str(BODY).unwrap())
+        .await;
     assert_eq!(
         check.status,
         200,

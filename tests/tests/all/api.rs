@@ -2,7 +2,7 @@
 //! tokens with names and expiry, and request bodies checked field by field.
 
 use serde_json::json;
-use sluice_tests::client::{json, send, send_with};
+use sluice_tests::client::{api, send_with};
 use sluice_tests::tempdir;
 
 use crate::server::{new_instance, start, tenant, upload, ADMIN};
@@ -36,16 +36,18 @@ async fn a_wrong_method_on_a_known_path_is_405_with_allow() {
         ("PUT", "/v1/tenants/abc/tokens", "GET, HEAD, POST"),
     ];
     for (method, path, allow) in cases {
-        let reply = send(addr, method, path, Some(ADMIN), vec![]).await;
+        let reply = api(addr, Some(ADMIN)).request(method, path, vec![]).await;
         assert_eq!(reply.status, 405, "{method} {path}");
         assert_eq!(reply.headers["allow"], allow, "{method} {path}");
         assert_eq!(reply.json()["error"]["code"], "method_not_allowed");
     }
     // An unknown path is still 404, and HEAD answers where GET does.
     let (_, token) = tenant(addr, json!({ "name": "t" })).await;
-    let reply = send(addr, "GET", "/v1/nothing", Some(&token), vec![]).await;
+    let reply = api(addr, Some(&token)).get("/v1/nothing").await;
     assert_eq!(reply.status, 404);
-    let reply = send(addr, "HEAD", "/v1/connectors", Some(&token), vec![]).await;
+    let reply = api(addr, Some(&token))
+        .request("HEAD", "/v1/connectors", vec![])
+        .await;
     assert_eq!(reply.status, 200);
     assert!(reply.body.is_empty());
 }
@@ -80,14 +82,9 @@ async fn tokens_are_named_listed_without_secrets_and_expire() {
     let (addr, _server) = start(dir.path()).await;
     let (id, _) = tenant(addr, json!({ "name": "t" })).await;
     let tokens = format!("/v1/tenants/{id}/tokens");
-    let created = json(
-        addr,
-        "POST",
-        &tokens,
-        Some(ADMIN),
-        &json!({ "name": "ci", "expires_in_s": 1 }),
-    )
-    .await;
+    let created = api(addr, Some(ADMIN))
+        .post_json(&tokens, &json!({ "name": "ci", "expires_in_s": 1 }))
+        .await;
     assert_eq!(created.status, 201);
     let created = created.json();
     assert_eq!(created["name"], "ci");
@@ -97,11 +94,11 @@ async fn tokens_are_named_listed_without_secrets_and_expire() {
     );
     let secret = created["token"].as_str().unwrap().to_string();
     // An empty body still makes a token (no name, no expiry).
-    let plain = send(addr, "POST", &tokens, Some(ADMIN), vec![]).await;
+    let plain = api(addr, Some(ADMIN)).post(&tokens, vec![]).await;
     assert_eq!(plain.status, 201);
     assert_eq!(plain.json()["expires_at"], json!(null));
 
-    let listed = send(addr, "GET", &tokens, Some(ADMIN), vec![]).await.json();
+    let listed = api(addr, Some(ADMIN)).get(&tokens).await.json();
     let items = listed["items"].as_array().unwrap();
     assert_eq!(
         items.len(),
@@ -115,26 +112,21 @@ async fn tokens_are_named_listed_without_secrets_and_expire() {
     assert!(!text.contains(&secret) && !text.contains("hash"), "{text}");
 
     assert_eq!(
-        send(addr, "GET", "/v1/connectors", Some(&secret), vec![])
-            .await
-            .status,
+        api(addr, Some(&secret)).get("/v1/connectors").await.status,
         200
     );
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let expired = send(addr, "GET", "/v1/connectors", Some(&secret), vec![]).await;
+    let expired = api(addr, Some(&secret)).get("/v1/connectors").await;
     assert_eq!(expired.status, 401);
     assert_eq!(expired.json()["error"]["code"], "token_expired");
 
-    let zero = json(
-        addr,
-        "POST",
-        &tokens,
-        Some(ADMIN),
-        &json!({ "expires_in_s": 0 }),
-    )
-    .await;
+    let zero = api(addr, Some(ADMIN))
+        .post_json(&tokens, &json!({ "expires_in_s": 0 }))
+        .await;
     assert_eq!(zero.status, 422);
-    let unknown = json(addr, "POST", &tokens, Some(ADMIN), &json!({ "ttl": 5 })).await;
+    let unknown = api(addr, Some(ADMIN))
+        .post_json(&tokens, &json!({ "ttl": 5 }))
+        .await;
     assert_eq!(unknown.status, 422);
     assert!(unknown.json()["error"]["message"]
         .as_str()
@@ -181,7 +173,7 @@ async fn request_bodies_are_checked_field_by_field() {
         ),
     ];
     for (path, body, needle) in cases {
-        let reply = json(addr, "POST", path, Some(&token), &body).await;
+        let reply = api(addr, Some(&token)).post_json(path, &body).await;
         let message = reply.json()["error"]["message"]
             .as_str()
             .unwrap_or_default()
@@ -193,27 +185,22 @@ async fn request_bodies_are_checked_field_by_field() {
         );
     }
     // Not JSON at all is 400; JSON of the wrong shape is 422.
-    let reply = send(addr, "POST", &fetch, Some(&token), b"{not json".to_vec()).await;
+    let reply = api(addr, Some(&token))
+        .post(&fetch, b"{not json".to_vec())
+        .await;
     assert_eq!(reply.status, 400);
-    let reply = json(
-        addr,
-        "POST",
-        &fetch,
-        Some(&token),
-        &json!({ "resource": "x", "limit": 3 }),
-    )
-    .await;
+    let reply = api(addr, Some(&token))
+        .post_json(&fetch, &json!({ "resource": "x", "limit": 3 }))
+        .await;
     assert_eq!(reply.status, 422);
     assert_eq!(reply.json()["error"]["code"], "invalid_body");
     // A filter that needs no value is fine without one.
-    let reply = json(
-        addr,
-        "POST",
-        &fetch,
-        Some(&token),
-        &json!({ "resource": "echo", "filters": [{ "field": "a", "op": "is-null" }] }),
-    )
-    .await;
+    let reply = api(addr, Some(&token))
+        .post_json(
+            &fetch,
+            &json!({ "resource": "echo", "filters": [{ "field": "a", "op": "is-null" }] }),
+        )
+        .await;
     assert_ne!(reply.status, 422, "{:?}", reply.body);
 }
 
@@ -223,32 +210,23 @@ async fn instances_name_a_connector_by_name_at_version_and_take_a_name() {
     let (addr, _server) = start(dir.path()).await;
     let (_, token) = tenant(addr, json!({ "name": "t" })).await;
     let id = upload(addr, &token, "sluice_file").await;
-    let meta = send(
-        addr,
-        "GET",
-        &format!("/v1/connectors/{id}"),
-        Some(&token),
-        vec![],
-    )
-    .await
-    .json();
+    let meta = api(addr, Some(&token))
+        .get(&format!("/v1/connectors/{id}"))
+        .await
+        .json();
     let version = meta["version"].as_str().unwrap().to_string();
-    let created = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({ "connector": format!("file@{version}"), "name": "people" }),
-    )
-    .await;
+    let created = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({ "connector": format!("file@{version}"), "name": "people" }),
+        )
+        .await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let view = created.json();
     // Pinned to the bytes the reference named.
     assert_eq!(view["connector"], id);
     assert_eq!(view["name"], "people");
-    let listed = send(addr, "GET", "/v1/instances", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/instances").await.json();
     assert_eq!(listed["items"][0]["name"], "people");
 
     let cases = [
@@ -269,7 +247,9 @@ async fn instances_name_a_connector_by_name_at_version_and_take_a_name() {
         ),
     ];
     for (body, status, needle) in cases {
-        let reply = json(addr, "POST", "/v1/instances", Some(&token), &body).await;
+        let reply = api(addr, Some(&token))
+            .post_json("/v1/instances", &body)
+            .await;
         assert_eq!(reply.status, status, "{body}");
         let message = reply.json()["error"]["message"]
             .as_str()
@@ -310,7 +290,7 @@ async fn a_ceiling_entry_that_can_match_nothing_is_refused_when_written() {
     ];
     for (ceiling, needle) in cases {
         let body = json!({ "name": "t", "ceiling": ceiling });
-        let reply = json(addr, "POST", "/v1/tenants", Some(ADMIN), &body).await;
+        let reply = api(addr, Some(ADMIN)).post_json("/v1/tenants", &body).await;
         assert_eq!(reply.status, 422, "{body}");
         assert_eq!(reply.json()["error"]["code"], "invalid_ceiling");
         let message = reply.json()["error"]["message"]
@@ -323,36 +303,40 @@ async fn a_ceiling_entry_that_can_match_nothing_is_refused_when_written() {
         "http": ["https://*.example.com"], "tcp": ["127.0.0.1:6379", "10.0.0.0/8:*", "[::1]:4222"],
         "sql_hosts": ["db", "db2:5433", "[::1]:5432"]
     } });
-    let created = json(addr, "POST", "/v1/tenants", Some(ADMIN), &good).await;
+    let created = api(addr, Some(ADMIN)).post_json("/v1/tenants", &good).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     // The same check guards an update.
     let id = created.json()["id"].as_str().unwrap().to_string();
     let bad = json!({ "name": "t", "ceiling": { "tcp": ["nowhere"] } });
-    let updated = json(addr, "PUT", &format!("/v1/tenants/{id}"), Some(ADMIN), &bad).await;
+    let updated = api(addr, Some(ADMIN))
+        .put_json(&format!("/v1/tenants/{id}"), &bad)
+        .await;
     assert_eq!(updated.status, 422);
 }
 
 #[test]
 fn sql_hosts_take_a_host_or_a_host_and_port() {
-    use sluice_server::model::{fit_grants, Ceiling};
-    let ceiling = Ceiling {
-        sql_hosts: vec!["any-port.test".into(), "one-port.test:5433".into()],
-        ..Ceiling::default()
+    use sluice::capability::Ceiling;
+    use sluice::GrantsConfig;
+    let ceiling: Ceiling =
+        serde_json::from_value(json!({ "sql_hosts": ["any-port.test", "one-port.test:5433"] }))
+            .unwrap();
+    let grant = |url: &str| -> GrantsConfig {
+        serde_json::from_value(json!({ "sql": [{ "name": "main", "url": url }] })).unwrap()
     };
-    let grant = |url: &str| json!({ "sql": [{ "name": "main", "url": url }] });
     for url in [
         "postgres://app@any-port.test:5432/db",
         "postgres://app@any-port.test:6000/db",
         "postgres://app@one-port.test:5433/db",
     ] {
-        assert!(fit_grants(&grant(url), &ceiling).is_ok(), "{url}");
+        assert!(grant(url).within(&ceiling).is_ok(), "{url}");
     }
     for url in [
         "postgres://app@one-port.test:5432/db",
         "postgres://app@other.test:5433/db",
     ] {
-        let err = fit_grants(&grant(url), &ceiling).unwrap_err();
-        assert_eq!(err.code, "grant_outside_ceiling", "{url}");
+        let outside = grant(url).within(&ceiling).unwrap_err();
+        assert_eq!(outside.capability, sluice::Capability::Sql, "{url}");
     }
 }
 
@@ -368,7 +352,7 @@ print('valid')
 async fn the_openapi_document_is_valid_and_describes_bodies_ids_and_statuses() {
     let dir = tempdir();
     let (addr, _server) = start(dir.path()).await;
-    let reply = send(addr, "GET", "/openapi.json", None, vec![]).await;
+    let reply = api(addr, None).get("/openapi.json").await;
     assert_eq!(
         crate::server::python_check(OPENAPI_VALIDATE, &reply.body).trim(),
         "valid"
@@ -421,7 +405,7 @@ async fn a_denial_names_the_grant_in_the_apis_terms_not_the_command_lines() {
         ),
     ];
     for (body, grant) in cases {
-        let reply = json(addr, "POST", &fetch, Some(&token), &body).await;
+        let reply = api(addr, Some(&token)).post_json(&fetch, &body).await;
         assert_eq!(reply.status, 403, "{body}");
         let error = &reply.json()["error"];
         assert_eq!(error["details"]["grant"], grant, "{error}");
@@ -469,7 +453,7 @@ async fn an_upload_whose_config_schema_cannot_be_compiled_is_refused() {
     let (_, token) = tenant(addr, json!({ "name": "t" })).await;
     // A `$ref` out of the schema: nothing is fetched, so it cannot be used.
     let remote = declaring_schema("{'$ref': 'https://schemas.example/config.json'}");
-    let refused = send(addr, "POST", "/v1/connectors", Some(&token), remote).await;
+    let refused = api(addr, Some(&token)).post("/v1/connectors", remote).await;
     assert_eq!(refused.status, 422, "{:?}", refused.body);
     assert_eq!(refused.json()["error"]["code"], "invalid_config_schema");
     let message = refused.json()["error"]["message"]
@@ -477,13 +461,11 @@ async fn an_upload_whose_config_schema_cannot_be_compiled_is_refused() {
         .unwrap()
         .to_string();
     assert!(message.contains("connector `bad`"), "{message}");
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(listed["items"], json!([]), "nothing was stored");
     // The same connector declaring a usable schema is taken.
     let fine = declaring_schema("{'type': 'object'}");
-    let taken = send(addr, "POST", "/v1/connectors", Some(&token), fine).await;
+    let taken = api(addr, Some(&token)).post("/v1/connectors", fine).await;
     assert_eq!(taken.status, 201, "{:?}", taken.body);
     assert_eq!(taken.json()["config_schema"], json!({ "type": "object" }));
 }

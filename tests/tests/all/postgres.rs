@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::policy::{SqlMode, SqlPolicy, SqlUrlPolicy};
+use sluice::capability::sql::{SqlMode, SqlPolicy, SqlUrlPolicy};
 use sluice::{
     Capability, ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Grants, Record,
     Session, SortDirection,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::policy::SqlMode;
+use sluice::capability::sql::SqlMode;
 use sluice::{ExecuteRequest, FetchRequest, FilterOp, Record, Session, SortDirection};
 use sluice_tests::data;
 use sluice_tests::postgres::TestSchema;

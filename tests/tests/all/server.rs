@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sluice_server::{Server, ServerConfig};
-use sluice_tests::client::{json, send};
+use sluice_tests::client::api;
 use sluice_tests::{guest, tempdir};
 
 pub(crate) const ADMIN: &str = "admin-test-token";
@@ -25,17 +25,12 @@ pub(crate) async fn start(data_dir: &std::path::Path) -> (SocketAddr, tokio::tas
 
 /// A tenant and its token.
 pub(crate) async fn tenant(addr: SocketAddr, spec: Value) -> (String, String) {
-    let created = json(addr, "POST", "/v1/tenants", Some(ADMIN), &spec).await;
+    let created = api(addr, Some(ADMIN)).post_json("/v1/tenants", &spec).await;
     assert_eq!(created.status, 201, "{:?}", created.body);
     let id = created.json()["id"].as_str().unwrap().to_string();
-    let token = json(
-        addr,
-        "POST",
-        &format!("/v1/tenants/{id}/tokens"),
-        Some(ADMIN),
-        &json!({}),
-    )
-    .await;
+    let token = api(addr, Some(ADMIN))
+        .post_json(&format!("/v1/tenants/{id}/tokens"), &json!({}))
+        .await;
     assert_eq!(token.status, 201);
     (id, token.json()["token"].as_str().unwrap().to_string())
 }
@@ -63,7 +58,9 @@ async fn instance_of(addr: SocketAddr, token: &str, name: &str, spec: Value) -> 
 
 /// Create an instance from `spec`; returns its id.
 pub(crate) async fn new_instance(addr: SocketAddr, token: &str, spec: &Value) -> String {
-    let created = json(addr, "POST", "/v1/instances", Some(token), spec).await;
+    let created = api(addr, Some(token))
+        .post_json("/v1/instances", spec)
+        .await;
     assert_eq!(
         created.status,
         201,
@@ -74,14 +71,9 @@ pub(crate) async fn new_instance(addr: SocketAddr, token: &str, spec: &Value) ->
 }
 
 pub(crate) async fn upload(addr: SocketAddr, token: &str, name: &str) -> String {
-    let reply = send(
-        addr,
-        "POST",
-        "/v1/connectors",
-        Some(token),
-        std::fs::read(guest(name)).unwrap(),
-    )
-    .await;
+    let reply = api(addr, Some(token))
+        .post("/v1/connectors", std::fs::read(guest(name)).unwrap())
+        .await;
     assert!(
         reply.status == 201 || reply.status == 200,
         "{}",
@@ -100,15 +92,10 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
     )
     .await;
     let connector = upload(addr, &token, "sluice_file").await;
-    let meta = send(
-        addr,
-        "GET",
-        &format!("/v1/connectors/{connector}"),
-        Some(&token),
-        vec![],
-    )
-    .await
-    .json();
+    let meta = api(addr, Some(&token))
+        .get(&format!("/v1/connectors/{connector}"))
+        .await
+        .json();
     assert_eq!(meta["name"], "file");
     assert_eq!(connector.len(), 64);
     // The same bytes give the same id.
@@ -118,19 +105,17 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
     std::fs::create_dir_all(&files).unwrap();
     let rows: String = (1..=7).map(|i| format!("{{\"n\":{i}}}\n")).collect();
     std::fs::write(files.join("n.ndjson"), rows).unwrap();
-    let created = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({
-            "connector": connector,
-            "config": { "root": "/data" },
-            "secrets": { "api_key": "do-not-show" },
-            "grants": { "files": [{ "host": "data", "guest": "/data", "mode": "ro" }] }
-        }),
-    )
-    .await;
+    let created = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({
+                "connector": connector,
+                "config": { "root": "/data" },
+                "secrets": { "api_key": "do-not-show" },
+                "grants": { "files": [{ "host": "data", "guest": "/data", "mode": "ro" }] }
+            }),
+        )
+        .await;
     assert_eq!(
         created.status,
         201,
@@ -138,51 +123,37 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
         String::from_utf8_lossy(&created.body)
     );
     let instance = created.json()["id"].as_str().unwrap().to_string();
-    let shown = send(
-        addr,
-        "GET",
-        &format!("/v1/instances/{instance}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let shown = api(addr, Some(&token))
+        .get(&format!("/v1/instances/{instance}"))
+        .await;
     assert_eq!(shown.json()["secrets"], json!({ "api_key": "***" }));
     assert!(!String::from_utf8_lossy(&shown.body).contains("do-not-show"));
 
-    let health = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/health"),
-        Some(&token),
-        &json!({}),
-    )
-    .await;
+    let health = api(addr, Some(&token))
+        .post_json(&format!("/v1/instances/{instance}/health"), &json!({}))
+        .await;
     assert_eq!(health.json(), json!({ "healthy": true }));
-    let page = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/fetch"),
-        Some(&token),
-        &json!({
-            "resource": "n.ndjson", "filters": [{ "field": "n", "op": "gt", "value": 5 }]
-        }),
-    )
-    .await;
+    let page = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/fetch"),
+            &json!({
+                "resource": "n.ndjson", "filters": [{ "field": "n", "op": "gt", "value": 5 }]
+            }),
+        )
+        .await;
     assert_eq!(
         page.json()["records"],
         json!([{ "data": { "n": 6 } }, { "data": { "n": 7 } }])
     );
 
-    let streamed = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/stream"),
-        Some(&token),
-        &json!({
-            "resource": "n.ndjson", "batch_size": 3
-        }),
-    )
-    .await;
+    let streamed = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/stream"),
+            &json!({
+                "resource": "n.ndjson", "batch_size": 3
+            }),
+        )
+        .await;
     assert_eq!(streamed.headers["content-type"], "application/x-ndjson");
     let lines = streamed.lines();
     let records: Vec<&Value> = lines.iter().filter(|l| l.get("record").is_some()).collect();
@@ -191,16 +162,14 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
         .as_str()
         .expect("a checkpoint after the first batch")
         .to_string();
-    let resumed = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/stream"),
-        Some(&token),
-        &json!({
-            "resource": "n.ndjson", "checkpoint": checkpoint
-        }),
-    )
-    .await;
+    let resumed = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/stream"),
+            &json!({
+                "resource": "n.ndjson", "checkpoint": checkpoint
+            }),
+        )
+        .await;
     let ns: Vec<i64> = resumed
         .lines()
         .iter()
@@ -208,49 +177,29 @@ async fn the_whole_tenant_lifecycle_works_over_http() {
         .collect();
     assert_eq!(ns, [4, 5, 6, 7]);
 
-    let busy = send(
-        addr,
-        "DELETE",
-        &format!("/v1/connectors/{connector}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let busy = api(addr, Some(&token))
+        .delete(&format!("/v1/connectors/{connector}"))
+        .await;
     assert_eq!(busy.status, 409, "a connector in use is not deleted");
     assert_eq!(
-        send(
-            addr,
-            "DELETE",
-            &format!("/v1/instances/{instance}"),
-            Some(&token),
-            vec![]
-        )
-        .await
-        .status,
+        api(addr, Some(&token))
+            .delete(&format!("/v1/instances/{instance}"))
+            .await
+            .status,
         200
     );
     assert_eq!(
-        send(
-            addr,
-            "DELETE",
-            &format!("/v1/connectors/{connector}"),
-            Some(&token),
-            vec![]
-        )
-        .await
-        .status,
+        api(addr, Some(&token))
+            .delete(&format!("/v1/connectors/{connector}"))
+            .await
+            .status,
         200
     );
     assert_eq!(
-        send(
-            addr,
-            "GET",
-            &format!("/v1/connectors/{connector}"),
-            Some(&token),
-            vec![]
-        )
-        .await
-        .status,
+        api(addr, Some(&token))
+            .get(&format!("/v1/connectors/{connector}"))
+            .await
+            .status,
         404
     );
 }
@@ -268,14 +217,9 @@ pub(crate) async fn assert_tenants_isolated(addr: SocketAddr) {
     let (_, bob) = tenant(addr, json!({ "name": "bob" })).await;
     let connector = upload(addr, &alice, "sluice_probe").await;
     let instance = new_instance(addr, &alice, &json!({ "connector": connector })).await;
-    let missing = send(
-        addr,
-        "GET",
-        "/v1/instances/0000000000000000",
-        Some(&bob),
-        vec![],
-    )
-    .await;
+    let missing = api(addr, Some(&bob))
+        .get("/v1/instances/0000000000000000")
+        .await;
     for (method, path) in [
         ("GET", format!("/v1/connectors/{connector}")),
         ("DELETE", format!("/v1/connectors/{connector}")),
@@ -283,7 +227,7 @@ pub(crate) async fn assert_tenants_isolated(addr: SocketAddr) {
         ("DELETE", format!("/v1/instances/{instance}")),
         ("POST", format!("/v1/instances/{instance}/health")),
     ] {
-        let reply = send(addr, method, &path, Some(&bob), vec![]).await;
+        let reply = api(addr, Some(&bob)).request(method, &path, vec![]).await;
         assert_eq!(reply.status, 404, "{method} {path}");
         assert_eq!(
             reply.json()["error"]["code"],
@@ -291,56 +235,32 @@ pub(crate) async fn assert_tenants_isolated(addr: SocketAddr) {
             "foreign ids look missing"
         );
     }
-    let reply = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&bob),
-        &json!({ "connector": connector }),
-    )
-    .await;
+    let reply = api(addr, Some(&bob))
+        .post_json("/v1/instances", &json!({ "connector": connector }))
+        .await;
     assert_eq!(
         reply.status, 404,
         "bob cannot instantiate alice's connector"
     );
     assert_eq!(
-        send(addr, "GET", "/v1/instances", Some(&bob), vec![])
-            .await
-            .json()["items"],
+        api(addr, Some(&bob)).get("/v1/instances").await.json()["items"],
         json!([])
     );
     assert_eq!(
-        send(addr, "GET", "/v1/connectors", Some(&bob), vec![])
-            .await
-            .json()["items"],
+        api(addr, Some(&bob)).get("/v1/connectors").await.json()["items"],
         json!([])
     );
     // Alice still has everything.
     assert_eq!(
-        send(
-            addr,
-            "GET",
-            &format!("/v1/instances/{instance}"),
-            Some(&alice),
-            vec![]
-        )
-        .await
-        .status,
+        api(addr, Some(&alice))
+            .get(&format!("/v1/instances/{instance}"))
+            .await
+            .status,
         200
     );
     // Tokens are not interchangeable with the admin token.
-    assert_eq!(
-        send(addr, "GET", "/v1/tenants", Some(&alice), vec![])
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        send(addr, "GET", "/v1/instances", None, vec![])
-            .await
-            .status,
-        401
-    );
+    assert_eq!(api(addr, Some(&alice)).get("/v1/tenants").await.status, 401);
+    assert_eq!(api(addr, None).get("/v1/instances").await.status, 401);
 }
 
 #[tokio::test]
@@ -359,7 +279,7 @@ async fn bad_uploads_are_refused_and_nothing_is_stored() {
         (vec![0u8; 5 << 20], 413, "too_large"),
     ];
     for (body, status, code) in cases {
-        let reply = send(addr, "POST", "/v1/connectors", Some(&token), body).await;
+        let reply = api(addr, Some(&token)).post("/v1/connectors", body).await;
         assert_eq!(
             reply.status,
             status,
@@ -371,9 +291,7 @@ async fn bad_uploads_are_refused_and_nothing_is_stored() {
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     assert_eq!(
-        send(addr, "GET", "/v1/connectors", Some(&token), vec![])
-            .await
-            .json()["items"],
+        api(addr, Some(&token)).get("/v1/connectors").await.json()["items"],
         json!([])
     );
 }
@@ -407,14 +325,12 @@ async fn grants_outside_the_ceiling_are_refused_naming_them() {
         ),
     ];
     for (grants, named) in cases {
-        let reply = json(
-            addr,
-            "POST",
-            "/v1/instances",
-            Some(&token),
-            &json!({ "connector": connector, "grants": grants }),
-        )
-        .await;
+        let reply = api(addr, Some(&token))
+            .post_json(
+                "/v1/instances",
+                &json!({ "connector": connector, "grants": grants }),
+            )
+            .await;
         assert_eq!(
             reply.status,
             403,
@@ -424,15 +340,9 @@ async fn grants_outside_the_ceiling_are_refused_naming_them() {
         assert_eq!(reply.json()["error"]["code"], "grant_outside_ceiling");
         assert_eq!(reply.json()["error"]["details"]["grant"], named);
     }
-    let ok = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({
+    let ok = api(addr, Some(&token)).post_json("/v1/instances", &json!({
             "connector": connector, "grants": { "http": { "origins": ["https://api.example.com"] } }
-        }),
-    )
+        }))
     .await;
     assert_eq!(ok.status, 201);
 }
@@ -448,16 +358,14 @@ async fn a_symlink_in_the_file_root_cannot_take_a_mount_outside_it() {
     let outside = tempdir();
     std::os::unix::fs::symlink(outside.path(), root.join("escape")).unwrap();
     let connector = upload(addr, &token, "sluice_probe").await;
-    let reply = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({
-            "connector": connector, "grants": { "files": [{ "host": "escape", "guest": "/x" }] }
-        }),
-    )
-    .await;
+    let reply = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({
+                "connector": connector, "grants": { "files": [{ "host": "escape", "guest": "/x" }] }
+            }),
+        )
+        .await;
     assert_eq!(
         reply.status,
         403,
@@ -482,35 +390,29 @@ async fn concurrency_quota_answers_429_while_other_tenants_are_served() {
     let slow_path = format!("/v1/instances/{busy_instance}/fetch");
     let slow_token = busy.clone();
     let slow = tokio::spawn(async move {
-        json(
-            addr,
-            "POST",
-            &slow_path,
-            Some(&slow_token),
-            &json!({ "resource": "sleep", "options": { "ms": 1500 } }),
-        )
-        .await
+        api(addr, Some(&slow_token))
+            .post_json(
+                &slow_path,
+                &json!({ "resource": "sleep", "options": { "ms": 1500 } }),
+            )
+            .await
     });
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let refused = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{busy_instance}/fetch"),
-        Some(&busy),
-        &json!({ "resource": "env" }),
-    )
-    .await;
+    let refused = api(addr, Some(&busy))
+        .post_json(
+            &format!("/v1/instances/{busy_instance}/fetch"),
+            &json!({ "resource": "env" }),
+        )
+        .await;
     assert_eq!(refused.status, 429);
     assert_eq!(refused.headers["retry-after"], "1");
     assert_eq!(refused.json()["error"]["code"], "too_many_invocations");
-    let served = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{calm_instance}/fetch"),
-        Some(&calm),
-        &json!({ "resource": "env" }),
-    )
-    .await;
+    let served = api(addr, Some(&calm))
+        .post_json(
+            &format!("/v1/instances/{calm_instance}/fetch"),
+            &json!({ "resource": "env" }),
+        )
+        .await;
     assert_eq!(served.status, 200);
     assert_eq!(slow.await.unwrap().status, 200);
 }
@@ -531,24 +433,17 @@ async fn a_hostile_connector_in_one_tenant_does_not_stop_another() {
         let path = format!("/v1/instances/{evil_instance}/fetch");
         let token = evil.clone();
         let attack = tokio::spawn(async move {
-            json(
-                addr,
-                "POST",
-                &path,
-                Some(&token),
-                &json!({ "resource": action }),
-            )
-            .await
+            api(addr, Some(&token))
+                .post_json(&path, &json!({ "resource": action }))
+                .await
         });
         for _ in 0..5 {
-            let reply = json(
-                addr,
-                "POST",
-                &format!("/v1/instances/{good_instance}/fetch"),
-                Some(&good),
-                &json!({ "resource": "env" }),
-            )
-            .await;
+            let reply = api(addr, Some(&good))
+                .post_json(
+                    &format!("/v1/instances/{good_instance}/fetch"),
+                    &json!({ "resource": "env" }),
+                )
+                .await;
             assert_eq!(reply.status, 200);
         }
         let reply = attack.await.unwrap();
@@ -566,14 +461,12 @@ async fn everything_survives_a_restart() {
     server.abort();
     let _ = server.await;
     let (addr, _server) = start(dir.path()).await;
-    let reply = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/fetch"),
-        Some(&token),
-        &json!({ "resource": "env" }),
-    )
-    .await;
+    let reply = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/fetch"),
+            &json!({ "resource": "env" }),
+        )
+        .await;
     assert_eq!(
         reply.status,
         200,
@@ -587,12 +480,9 @@ async fn everything_survives_a_restart() {
 async fn health_endpoints_and_the_error_shape() {
     let dir = tempdir();
     let (addr, _server) = start(dir.path()).await;
-    assert_eq!(
-        send(addr, "GET", "/healthz", None, vec![]).await.status,
-        200
-    );
-    assert_eq!(send(addr, "GET", "/readyz", None, vec![]).await.status, 200);
-    let reply = send(addr, "GET", "/v1/nothing-here", Some(ADMIN), vec![]).await;
+    assert_eq!(api(addr, None).get("/healthz").await.status, 200);
+    assert_eq!(api(addr, None).get("/readyz").await.status, 200);
+    let reply = api(addr, Some(ADMIN)).get("/v1/nothing-here").await;
     let error = &reply.json()["error"];
     assert!(
         error["code"].is_string() && error["message"].is_string() && error["details"].is_object(),
@@ -602,7 +492,7 @@ async fn health_endpoints_and_the_error_shape() {
 
 /// The `/metrics` text, read with the admin token.
 pub(crate) async fn metrics_text(addr: SocketAddr) -> String {
-    let reply = send(addr, "GET", "/metrics", Some(ADMIN), vec![]).await;
+    let reply = api(addr, Some(ADMIN)).get("/metrics").await;
     String::from_utf8(reply.body.to_vec()).expect("metrics are text")
 }
 
@@ -678,7 +568,7 @@ async fn host_state_of_an_instance_outlives_each_invocation() {
     )
     .await;
     let connector = upload(addr, &token, "sluice_probe").await;
-    let instance = json(addr, "POST", "/v1/instances", Some(&token), &json!({
+    let instance = api(addr, Some(&token)).post_json("/v1/instances", &json!({
         "connector": connector,
         "grants": { "http": { "origins": [upstream.origin()], "rate_limit": { "rps": 2, "burst": 1 } } }
     }))
@@ -688,16 +578,14 @@ async fn host_state_of_an_instance_outlives_each_invocation() {
         .unwrap()
         .to_string();
     for _ in 0..3 {
-        let reply = json(
-            addr,
-            "POST",
-            &format!("/v1/instances/{instance}/fetch"),
-            Some(&token),
-            &json!({
-                "resource": "http", "options": { "url": upstream.url("/hello") }
-            }),
-        )
-        .await;
+        let reply = api(addr, Some(&token))
+            .post_json(
+                &format!("/v1/instances/{instance}/fetch"),
+                &json!({
+                    "resource": "http", "options": { "url": upstream.url("/hello") }
+                }),
+            )
+            .await;
         assert_eq!(
             reply.status,
             200,
@@ -766,7 +654,7 @@ async fn the_readme_walkthrough_runs_against_a_spawned_server() {
         }
     });
     let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
-    let refused = send(addr, "GET", "/v1/instances", Some("not-a-token"), vec![]).await;
+    let refused = api(addr, Some("not-a-token")).get("/v1/instances").await;
     assert_eq!(refused.status, 401);
     let out = std::process::Command::new("sh")
         .arg("examples/walkthrough.sh")
@@ -858,9 +746,7 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
             .map(|c| c["name"].as_str().unwrap().to_string())
             .collect()
     };
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     // The shipped connectors, and never the hostile test probe.
     assert_eq!(names(&listed), ["file", "graphql", "postgres", "rest"]);
     let file = listed["items"]
@@ -871,33 +757,21 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
         .expect("the bundled file connector is listed")
         .clone();
     let id = file["id"].as_str().unwrap();
-    let created = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({ "connector": id }),
-    )
-    .await;
+    let created = api(addr, Some(&token))
+        .post_json("/v1/instances", &json!({ "connector": id }))
+        .await;
     assert_eq!(created.status, 201);
     // Uploading its bytes again is the bundled one, listed once.
     let bytes = std::fs::read(guest("sluice_file")).unwrap();
-    let again = send(addr, "POST", "/v1/connectors", Some(&token), bytes).await;
+    let again = api(addr, Some(&token)).post("/v1/connectors", bytes).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.json()["id"], id);
     assert_eq!(again.json()["builtin"], true);
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(names(&listed), ["file", "graphql", "postgres", "rest"]);
-    let deleted = send(
-        addr,
-        "DELETE",
-        &format!("/v1/connectors/{id}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let deleted = api(addr, Some(&token))
+        .delete(&format!("/v1/connectors/{id}"))
+        .await;
     assert_eq!(deleted.status, 409);
     assert_eq!(deleted.json()["error"]["code"], "bundled_connector");
     assert!(deleted.json()["error"]["message"]
@@ -911,9 +785,7 @@ async fn the_openapi_document_lists_every_route_and_each_one_answers() {
     let dir = tempdir();
     let (addr, _server) = start(dir.path()).await;
     let (tenant_id, token) = tenant(addr, json!({ "name": "doc" })).await;
-    let doc = send(addr, "GET", "/openapi.json", None, vec![])
-        .await
-        .json();
+    let doc = api(addr, None).get("/openapi.json").await.json();
     assert_eq!(doc["openapi"], "3.0.3");
     let paths = doc["paths"].as_object().unwrap();
     let mut checked = 0;
@@ -937,7 +809,9 @@ async fn the_openapi_document_lists_every_route_and_each_one_answers() {
             if method == "delete" && template == "/v1/tenants/{tenant}" {
                 continue;
             }
-            let reply = send(addr, &method.to_uppercase(), &path, auth, b"{}".to_vec()).await;
+            let reply = api(addr, auth)
+                .request(&method.to_uppercase(), &path, b"{}".to_vec())
+                .await;
             if reply.status >= 400
                 && reply
                     .headers
@@ -979,14 +853,12 @@ async fn shutdown_drains_in_flight_invocations() {
     let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
     let path = format!("/v1/instances/{instance}/fetch");
     let slow = tokio::spawn(async move {
-        json(
-            addr,
-            "POST",
-            &path,
-            Some(&token),
-            &json!({ "resource": "sleep", "options": { "ms": 800 } }),
-        )
-        .await
+        api(addr, Some(&token))
+            .post_json(
+                &path,
+                &json!({ "resource": "sleep", "options": { "ms": 800 } }),
+            )
+            .await
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _ = stop.send(());
@@ -1081,20 +953,15 @@ async fn sigkill_during_updates_and_uploads_never_leaves_a_torn_object() {
                     drop(stream);
                     let _ = tokio::time::timeout(
                         Duration::from_secs(2),
-                        json(
-                            addr,
-                            "PUT",
-                            &format!("/v1/instances/{instance}"),
-                            Some(&token),
-                            &body,
-                        ),
+                        api(addr, Some(&token))
+                            .put_json(&format!("/v1/instances/{instance}"), &body),
                     )
                     .await;
                     if i % 7 == 0 {
                         let bytes = std::fs::read(guest("sluice_file")).unwrap();
                         let _ = tokio::time::timeout(
                             Duration::from_secs(2),
-                            send(addr, "POST", "/v1/connectors", Some(&token), bytes),
+                            api(addr, Some(&token)).post("/v1/connectors", bytes),
                         )
                         .await;
                     }
@@ -1108,14 +975,9 @@ async fn sigkill_during_updates_and_uploads_never_leaves_a_torn_object() {
         let (next, next_addr) = spawn_server(dir.path());
         child = next;
         addr = next_addr;
-        let shown = send(
-            addr,
-            "GET",
-            &format!("/v1/instances/{instance}"),
-            Some(&token),
-            vec![],
-        )
-        .await;
+        let shown = api(addr, Some(&token))
+            .get(&format!("/v1/instances/{instance}"))
+            .await;
         assert_eq!(
             shown.status,
             200,
@@ -1128,28 +990,21 @@ async fn sigkill_during_updates_and_uploads_never_leaves_a_torn_object() {
             "round {round}: the instance is whole: {config}"
         );
         updates_seen = updates_seen.max(config["v"].as_u64().unwrap_or(0));
-        let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![]).await;
+        let listed = api(addr, Some(&token)).get("/v1/connectors").await;
         assert_eq!(listed.status, 200);
         for item in listed.json()["items"].as_array().unwrap() {
             let id = item["id"].as_str().unwrap();
-            let got = send(
-                addr,
-                "GET",
-                &format!("/v1/connectors/{id}"),
-                Some(&token),
-                vec![],
-            )
-            .await;
+            let got = api(addr, Some(&token))
+                .get(&format!("/v1/connectors/{id}"))
+                .await;
             assert_eq!(got.status, 200, "round {round}: connector {id} is whole");
         }
-        let health = json(
-            addr,
-            "POST",
-            &format!("/v1/instances/{instance}/fetch"),
-            Some(&token),
-            &json!({ "resource": "env" }),
-        )
-        .await;
+        let health = api(addr, Some(&token))
+            .post_json(
+                &format!("/v1/instances/{instance}/fetch"),
+                &json!({ "resource": "env" }),
+            )
+            .await;
         assert_eq!(health.status, 200, "round {round}: the instance still runs");
     }
     let _ = child.kill();
@@ -1177,7 +1032,9 @@ async fn an_instance_config_that_breaks_the_connector_schema_is_refused_naming_e
     let bad = json!({ "connector": connector, "config": {
         "root": 5, "format": "xml", "csv": { "delimiter": ";;" }, "bogus": true
     } });
-    let refused = json(addr, "POST", "/v1/instances", Some(&token), &bad).await;
+    let refused = api(addr, Some(&token))
+        .post_json("/v1/instances", &bad)
+        .await;
     assert_eq!(refused.status, 422, "{:?}", refused.body);
     let error = &refused.json()["error"];
     assert_eq!(error["code"], "invalid_config");
@@ -1197,31 +1054,39 @@ async fn an_instance_config_that_breaks_the_connector_schema_is_refused_naming_e
             "/root: 5 is not of type \"string\"",
         ]
     );
-    let listed = send(addr, "GET", "/v1/instances", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/instances").await.json();
     assert_eq!(listed["items"], json!([]), "nothing was stored");
 
     // An update is checked the same way, and leaves the instance as it was.
     let good = json!({ "connector": connector, "config": { "root": "/data" } });
     let instance = new_instance(addr, &token, &good).await;
     let path = format!("/v1/instances/{instance}");
-    let refused = json(addr, "PUT", &path, Some(&token), &bad).await;
+    let refused = api(addr, Some(&token)).put_json(&path, &bad).await;
     assert_eq!(refused.status, 422);
-    let kept = send(addr, "GET", &path, Some(&token), vec![]).await.json();
+    let kept = api(addr, Some(&token)).get(&path).await.json();
     assert_eq!(kept["config"], json!({ "root": "/data" }));
 }
 
 #[tokio::test]
 async fn uploads_past_the_stored_bytes_quota_are_refused_with_429() {
-    let sizes: Vec<u64> = ["sluice_file", "sluice_rest", "sluice_graphql"]
-        .iter()
-        .map(|name| std::fs::metadata(guest(name)).unwrap().len())
-        .collect();
+    // The two smallest guests, then the largest: the first two must fit in
+    // 1 MiB and the three together must not.
+    let mut guests: Vec<(u64, &str)> = [
+        "sluice_file",
+        "sluice_rest",
+        "sluice_graphql",
+        "sluice_postgres",
+        "sluice_probe",
+    ]
+    .iter()
+    .map(|name| (std::fs::metadata(guest(name)).unwrap().len(), *name))
+    .collect();
+    guests.sort();
+    let chosen = [guests[0], guests[1], guests[guests.len() - 1]];
     let mib = 1u64 << 20;
     assert!(
-        sizes[0] + sizes[1] <= mib && sizes.iter().sum::<u64>() > mib,
-        "the test needs two guests to fit in 1 MiB and three not to: {sizes:?}"
+        chosen[0].0 + chosen[1].0 <= mib && chosen.iter().map(|g| g.0).sum::<u64>() > mib,
+        "the test needs two guests to fit in 1 MiB and three not to: {chosen:?}"
     );
     let dir = tempdir();
     let (addr, _server) = start(dir.path()).await;
@@ -1230,16 +1095,14 @@ async fn uploads_past_the_stored_bytes_quota_are_refused_with_429() {
         json!({ "name": "small", "quotas": { "max_stored_mib": 1 } }),
     )
     .await;
-    upload(addr, &token, "sluice_file").await;
-    upload(addr, &token, "sluice_rest").await;
-    let bytes = std::fs::read(guest("sluice_graphql")).unwrap();
-    let refused = send(addr, "POST", "/v1/connectors", Some(&token), bytes).await;
+    upload(addr, &token, chosen[0].1).await;
+    upload(addr, &token, chosen[1].1).await;
+    let bytes = std::fs::read(guest(chosen[2].1)).unwrap();
+    let refused = api(addr, Some(&token)).post("/v1/connectors", bytes).await;
     assert_eq!(refused.status, 429);
     assert_eq!(refused.json()["error"]["code"], "quota_exceeded");
     assert!(refused.headers.contains_key("retry-after"));
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 }
 
@@ -1284,7 +1147,7 @@ async fn an_instance_keeps_a_warm_session_only_while_it_is_unchanged_and_healthy
     let body = json!({ "resource": "n.ndjson" });
     for _ in 0..3 {
         assert_eq!(
-            count(json(addr, "POST", &fetch, Some(&token), &body).await),
+            count(api(addr, Some(&token)).post_json(&fetch, &body).await),
             3
         );
     }
@@ -1297,32 +1160,27 @@ async fn an_instance_keeps_a_warm_session_only_while_it_is_unchanged_and_healthy
 
     // A changed instance never gets the old session: the new grant is in force at once.
     let path = format!("/v1/instances/{instance}");
-    let updated = json(addr, "PUT", &path, Some(&token), &spec("b")).await;
+    let updated = api(addr, Some(&token)).put_json(&path, &spec("b")).await;
     assert_eq!(updated.status, 200);
     assert_eq!(
-        count(json(addr, "POST", &fetch, Some(&token), &body).await),
+        count(api(addr, Some(&token)).post_json(&fetch, &body).await),
         5
     );
     assert_eq!(instantiations(addr).await, 2.0);
 
     // A failed invocation's session is not kept.
-    let missing = json(
-        addr,
-        "POST",
-        &fetch,
-        Some(&token),
-        &json!({ "resource": "nope.ndjson" }),
-    )
-    .await;
+    let missing = api(addr, Some(&token))
+        .post_json(&fetch, &json!({ "resource": "nope.ndjson" }))
+        .await;
     assert_eq!(missing.status, 404);
     assert_eq!(
-        count(json(addr, "POST", &fetch, Some(&token), &body).await),
+        count(api(addr, Some(&token)).post_json(&fetch, &body).await),
         5
     );
     assert_eq!(instantiations(addr).await, 3.0);
 
     // Deleting the instance closes what it kept.
-    let deleted = send(addr, "DELETE", &path, Some(&token), vec![]).await;
+    let deleted = api(addr, Some(&token)).delete(&path).await;
     assert_eq!(deleted.status, 200);
     assert_eq!(metric(addr, "sluice_warm_sessions ").await, Some(0.0));
 }
@@ -1342,14 +1200,9 @@ async fn with_warm_sessions_off_every_invocation_gets_a_fresh_session() {
     let (_, token) = tenant(addr, json!({ "name": "fresh" })).await;
     let instance = instance_of(addr, &token, "sluice_probe", json!({})).await;
     for _ in 0..3 {
-        let reply = json(
-            addr,
-            "POST",
-            &format!("/v1/instances/{instance}/health"),
-            Some(&token),
-            &json!({}),
-        )
-        .await;
+        let reply = api(addr, Some(&token))
+            .post_json(&format!("/v1/instances/{instance}/health"), &json!({}))
+            .await;
         assert_eq!(reply.status, 200);
     }
     assert_eq!(instantiations(addr).await, 3.0);
@@ -1427,14 +1280,16 @@ async fn metrics_are_typed_count_denials_and_answer_head() {
     let path = format!("/v1/instances/{instance}/fetch");
     let allowed = json!({ "resource": "http", "options": { "url": upstream.url("/hello") } });
     assert_eq!(
-        json(addr, "POST", &path, Some(&token), &allowed)
+        api(addr, Some(&token))
+            .post_json(&path, &allowed)
             .await
             .status,
         200
     );
     let denied = json!({ "resource": "http", "options": { "url": "http://127.0.0.1:9/x" } });
     assert_eq!(
-        json(addr, "POST", &path, Some(&token), &denied)
+        api(addr, Some(&token))
+            .post_json(&path, &denied)
             .await
             .status,
         403
@@ -1467,7 +1322,7 @@ async fn metrics_are_typed_count_denials_and_answer_head() {
         ("/readyz", None),
         ("/metrics", Some(ADMIN)),
     ] {
-        let head = send(addr, "HEAD", path, token, vec![]).await;
+        let head = api(addr, token).request("HEAD", path, vec![]).await;
         assert_eq!(head.status, 200, "HEAD {path}");
         assert!(head.body.is_empty());
     }

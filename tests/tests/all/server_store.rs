@@ -3,7 +3,7 @@
 //! tenant-supplied artifacts refused).
 
 use serde_json::json;
-use sluice_tests::client::{json, send};
+use sluice_tests::client::api;
 use sluice_tests::postgres::TestSchema;
 use sluice_tests::{guest, tempdir};
 
@@ -35,7 +35,7 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
     let (_node_b, b) = (Node(b.0), b.1);
 
     for node in [a, b] {
-        let ready = send(node, "GET", "/readyz", None, vec![]).await;
+        let ready = api(node, None).get("/readyz").await;
         assert_eq!(ready.status, 200, "{:?}", ready.body);
     }
 
@@ -45,14 +45,9 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
         json!({ "name": "shared", "ceiling": { "http": [upstream.origin()] } }),
     )
     .await;
-    let on_b = send(
-        b,
-        "GET",
-        &format!("/v1/tenants/{tenant_id}"),
-        Some(ADMIN),
-        vec![],
-    )
-    .await;
+    let on_b = api(b, Some(ADMIN))
+        .get(&format!("/v1/tenants/{tenant_id}"))
+        .await;
     assert_eq!(on_b.status, 200, "{:?}", on_b.body);
 
     // Upload on A, invoke on B (B compiles the bytes it reads from the store).
@@ -70,14 +65,12 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
             upstream.url("/hello"),
         );
         async move {
-            json(
-                addr,
-                "POST",
-                &path,
-                Some(&token),
-                &json!({ "resource": "http", "options": { "url": url } }),
-            )
-            .await
+            api(addr, Some(&token))
+                .post_json(
+                    &path,
+                    &json!({ "resource": "http", "options": { "url": url } }),
+                )
+                .await
         }
     };
     let reply = fetch(b).await;
@@ -90,14 +83,12 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
     assert_eq!(reply.json()["records"][0]["data"]["body"], "hello");
 
     // A grant removed on A is gone on B at once, though B built that instance's grants before.
-    let updated = json(
-        a,
-        "PUT",
-        &format!("/v1/instances/{instance}"),
-        Some(&token),
-        &json!({ "connector": connector }),
-    )
-    .await;
+    let updated = api(a, Some(&token))
+        .put_json(
+            &format!("/v1/instances/{instance}"),
+            &json!({ "connector": connector }),
+        )
+        .await;
     assert_eq!(updated.status, 200);
     let denied = fetch(b).await;
     assert_eq!(
@@ -109,63 +100,36 @@ async fn two_nodes_on_one_postgres_store_share_tenants_connectors_and_instances(
     assert_eq!(denied.json()["error"]["code"], "denied");
 
     // Delete on B: gone on A.
-    let deleted = send(
-        b,
-        "DELETE",
-        &format!("/v1/instances/{instance}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let deleted = api(b, Some(&token))
+        .delete(&format!("/v1/instances/{instance}"))
+        .await;
     assert_eq!(deleted.status, 200);
-    let gone = send(
-        a,
-        "GET",
-        &format!("/v1/instances/{instance}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let gone = api(a, Some(&token))
+        .get(&format!("/v1/instances/{instance}"))
+        .await;
     assert_eq!(gone.status, 404);
-    let deleted = send(
-        b,
-        "DELETE",
-        &format!("/v1/connectors/{connector}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let deleted = api(b, Some(&token))
+        .delete(&format!("/v1/connectors/{connector}"))
+        .await;
     assert_eq!(
         deleted.status,
         200,
         "{}",
         String::from_utf8_lossy(&deleted.body)
     );
-    let gone = send(
-        a,
-        "GET",
-        &format!("/v1/connectors/{connector}"),
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let gone = api(a, Some(&token))
+        .get(&format!("/v1/connectors/{connector}"))
+        .await;
     assert_eq!(gone.status, 404);
-    let listed = send(a, "GET", "/v1/connectors", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(a, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(listed["items"], json!([]));
 
     // A tenant deleted on A: its token no longer opens B, and nothing of it is left.
-    let deleted = send(
-        a,
-        "DELETE",
-        &format!("/v1/tenants/{tenant_id}"),
-        Some(ADMIN),
-        vec![],
-    )
-    .await;
+    let deleted = api(a, Some(ADMIN))
+        .delete(&format!("/v1/tenants/{tenant_id}"))
+        .await;
     assert_eq!(deleted.status, 200);
-    let refused = send(b, "GET", "/v1/instances", Some(&token), vec![]).await;
+    let refused = api(b, Some(&token)).get("/v1/instances").await;
     assert_eq!(refused.status, 401);
     let left: i64 = schema
         .client
@@ -261,7 +225,7 @@ async fn a_restart_serves_from_the_artifact_cache_and_a_tampered_artifact_is_rec
     // Restart: the invocation is served without compiling.
     let (node, addr) = spawn_server_with(dir.path(), &[]);
     let node = Node(node);
-    let reply = json(addr, "POST", &health, Some(&token), &json!({})).await;
+    let reply = api(addr, Some(&token)).post_json(&health, &json!({})).await;
     assert_eq!(
         reply.status,
         200,
@@ -281,7 +245,7 @@ async fn a_restart_serves_from_the_artifact_cache_and_a_tampered_artifact_is_rec
     std::fs::write(&path, &bytes).unwrap();
     let (node, addr) = spawn_server_with(dir.path(), &[]);
     let _node = Node(node);
-    let reply = json(addr, "POST", &health, Some(&token), &json!({})).await;
+    let reply = api(addr, Some(&token)).post_json(&health, &json!({})).await;
     assert_eq!(
         reply.status,
         200,
@@ -310,7 +274,9 @@ async fn a_precompiled_artifact_upload_is_refused_and_nothing_is_stored() {
     artifact.truncate(artifact.len() - 32);
     assert_eq!(&artifact[..4], b"\x7fELF");
     let (_, other) = tenant(addr, json!({ "name": "other" })).await;
-    let reply = send(addr, "POST", "/v1/connectors", Some(&other), artifact).await;
+    let reply = api(addr, Some(&other))
+        .post("/v1/connectors", artifact)
+        .await;
     assert_eq!(
         reply.status,
         422,
@@ -318,9 +284,7 @@ async fn a_precompiled_artifact_upload_is_refused_and_nothing_is_stored() {
         String::from_utf8_lossy(&reply.body)
     );
     assert_eq!(reply.json()["error"]["code"], "precompiled_artifact");
-    let listed = send(addr, "GET", "/v1/connectors", Some(&other), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&other)).get("/v1/connectors").await.json();
     assert_eq!(listed["items"], json!([]));
 }
 
@@ -331,7 +295,7 @@ async fn a_compilation_past_its_budget_is_refused_and_nothing_is_stored() {
     let _node = Node(node);
     let (_, token) = tenant(addr, json!({ "name": "slow" })).await;
     let bytes = std::fs::read(guest("sluice_probe")).unwrap();
-    let reply = send(addr, "POST", "/v1/connectors", Some(&token), bytes).await;
+    let reply = api(addr, Some(&token)).post("/v1/connectors", bytes).await;
     assert_eq!(
         reply.status,
         422,
@@ -339,8 +303,6 @@ async fn a_compilation_past_its_budget_is_refused_and_nothing_is_stored() {
         String::from_utf8_lossy(&reply.body)
     );
     assert_eq!(reply.json()["error"]["code"], "compile_timeout");
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(listed["items"], json!([]));
 }

@@ -18,14 +18,14 @@ use base64::Engine as _;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
 use http_body_util::{BodyExt, Full};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions};
 
 use super::injected::Injected;
+use super::origin::HostPattern;
 use crate::error::Error;
-use crate::policy::HostPattern;
 
 /// A secret value. Its `Debug` never shows it.
 #[derive(Clone, PartialEq, Eq)]
@@ -49,7 +49,8 @@ impl std::fmt::Debug for Secret {
 }
 
 /// How credentials are added to requests for one origin.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum AuthKind {
     /// A key in a header (`header`) or a query parameter (`query`).
@@ -101,12 +102,16 @@ fn default_ttl() -> u64 {
     300
 }
 
+/// One origin's credentials as a grant declares them:
 /// `{"origin": ..., "kind": ..., ...}`; unknown fields are refused by [`AuthKind`].
-#[derive(Debug, Deserialize)]
-pub(crate) struct AuthSpec {
-    origin: String,
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+pub struct AuthConfig {
+    /// The origin whose requests get the credentials.
+    pub origin: HostPattern,
+    /// Which credentials, and the names of the secrets they are made from.
     #[serde(flatten)]
-    kind: AuthKind,
+    pub kind: AuthKind,
 }
 
 #[derive(Debug)]
@@ -126,8 +131,8 @@ pub struct OriginAuth {
 }
 
 impl OriginAuth {
-    pub(crate) fn from_spec(spec: AuthSpec) -> Result<Self, Error> {
-        let origin = HostPattern::parse(&spec.origin)?;
+    pub(crate) fn from_config(spec: &AuthConfig) -> Result<Self, Error> {
+        let origin = spec.origin.clone();
         if let AuthKind::ApiKey { header, query, .. } = &spec.kind {
             if header.is_some() == query.is_some() {
                 return Err(Error::InvalidGrant(format!(
@@ -149,7 +154,7 @@ impl OriginAuth {
                     ))
                 })?;
         }
-        Ok(Self::new(origin, spec.kind))
+        Ok(Self::new(origin, spec.kind.clone()))
     }
 
     /// Where an OAuth2 token is fetched from, for that kind.
@@ -434,18 +439,22 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// Everything but RFC 3986's unreserved characters (`A-Z a-z 0-9 - _ . ~`).
+const NOT_UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// Percent-encode all but the unreserved characters (a space as `+` when
 /// `space_as_plus`, as form encoding writes it).
 pub(crate) fn url_encode(text: &str, space_as_plus: bool) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            b' ' if space_as_plus => "+".to_string(),
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    let encoded = percent_encoding::utf8_percent_encode(text, NOT_UNRESERVED).to_string();
+    if space_as_plus {
+        encoded.replace("%20", "+")
+    } else {
+        encoded
+    }
 }
 
 fn now_unix() -> u64 {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::SqlFailure;
+use super::failure::SqlFailure;
 
 /// The pool of one grant.
 pub(crate) struct Pool {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use sluice_tests::client::{json as send_json, send};
+use sluice_tests::client::api;
 use sluice_tests::tempdir;
 
 use super::start_with;
@@ -81,44 +81,33 @@ async fn a_full_disk_answers_5xx_and_keeps_the_old_versions() {
     // A new record does not fit: 5xx, and the old one is still whole.
     let path = format!("/v1/instances/{instance}");
     let big = json!({ "connector": connector, "config": { "v": 2, "pad": "x".repeat(64 << 10) } });
-    let reply = send_json(addr, "PUT", &path, Some(&token), &big).await;
+    let reply = api(addr, Some(&token)).put_json(&path, &big).await;
     assert!(reply.status >= 500, "{}: {}", reply.status, text(&reply));
     assert!(reply.json()["error"]["code"].is_string());
-    let kept = send(addr, "GET", &path, Some(&token), vec![]).await;
+    let kept = api(addr, Some(&token)).get(&path).await;
     assert_eq!(kept.json()["config"], json!({ "v": 1 }));
     // A new component does not fit either: nothing half-stored is listed.
     let mut variant = std::fs::read(sluice_tests::guest("sluice_probe")).unwrap();
     variant.extend_from_slice(&[0, 3, 2, b'v', b'2']);
-    let reply = send(
-        addr,
-        "POST",
-        "/v1/connectors",
-        Some(&token),
-        variant.clone(),
-    )
-    .await;
+    let reply = api(addr, Some(&token))
+        .post("/v1/connectors", variant.clone())
+        .await;
     assert!(reply.status >= 500, "{}: {}", reply.status, text(&reply));
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![]).await;
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await;
     assert_eq!(listed.json()["items"].as_array().unwrap().len(), 1);
     // The old instance still runs, and the server answers.
-    let fetch = send(
-        addr,
-        "POST",
-        &format!("{path}/fetch"),
-        Some(&token),
-        br#"{"resource": "env"}"#.to_vec(),
-    )
-    .await;
+    let fetch = api(addr, Some(&token))
+        .post(&format!("{path}/fetch"), br#"{"resource": "env"}"#.to_vec())
+        .await;
     assert_eq!(fetch.status, 200, "{}", text(&fetch));
-    assert_eq!(
-        send(addr, "GET", "/healthz", None, vec![]).await.status,
-        200
-    );
+    assert_eq!(api(addr, None).get("/healthz").await.status, 200);
 
     // With room again, the same writes succeed.
     std::fs::remove_file(filler).unwrap();
-    let reply = send_json(addr, "PUT", &path, Some(&token), &big).await;
+    let reply = api(addr, Some(&token)).put_json(&path, &big).await;
     assert_eq!(reply.status, 200, "{}", text(&reply));
-    let reply = send(addr, "POST", "/v1/connectors", Some(&token), variant).await;
+    let reply = api(addr, Some(&token))
+        .post("/v1/connectors", variant)
+        .await;
     assert_eq!(reply.status, 201, "{}", text(&reply));
 }

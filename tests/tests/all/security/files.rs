@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 
 use serde_json::{json, Value};
-use sluice_tests::client::{json, Reply};
+use sluice_tests::client::{api, Reply};
 use sluice_tests::tempdir;
 
 use super::start_with;
-use crate::server::{new_instance, start, tenant, upload};
+use crate::server::{new_instance, start, tenant, upload, ADMIN};
 
 /// Invoke probe `action` with `params` on `instance`.
 pub(crate) async fn probe(
@@ -18,14 +18,12 @@ pub(crate) async fn probe(
     action: &str,
     params: Value,
 ) -> Reply {
-    json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/fetch"),
-        Some(token),
-        &json!({ "resource": action, "options": params }),
-    )
-    .await
+    api(addr, Some(token))
+        .post_json(
+            &format!("/v1/instances/{instance}/fetch"),
+            &json!({ "resource": action, "options": params }),
+        )
+        .await
 }
 
 fn text(reply: &Reply) -> String {
@@ -158,15 +156,13 @@ pub(crate) async fn assert_mount_swap_contained(addr: SocketAddr, data_dir: &std
     assert_ne!(passwd.status, 200, "{}", text(&passwd));
 
     // A new instance (or a rebuilt one) naming the swapped path is refused.
-    let again = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({ "connector": connector,
+    let again = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({ "connector": connector,
                  "grants": { "files": [{ "host": "data/sub", "guest": "/s" }] } }),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(again.status, 403, "{}", text(&again));
     assert_eq!(again.json()["error"]["code"], "grant_outside_ceiling");
 }
@@ -211,14 +207,8 @@ async fn a_mount_through_a_symlink_creates_nothing_outside_the_tenant_root() {
         if made.status != 200 {
             continue; // the guest could not even plant it
         }
-        let reply = json(
-            addr,
-            "POST",
-            "/v1/instances",
-            Some(&token),
-            &json!({ "connector": connector,
-                     "grants": { "files": [{ "host": format!("{link}/made-by-attack/deeper"), "guest": "/x" }] } }),
-        )
+        let reply = api(addr, Some(&token)).post_json("/v1/instances", &json!({ "connector": connector,
+                     "grants": { "files": [{ "host": format!("{link}/made-by-attack/deeper"), "guest": "/x" }] } }))
         .await;
         assert_eq!(reply.status, 403, "{}", text(&reply));
     }
@@ -238,17 +228,48 @@ async fn a_grant_refused_by_the_ceiling_creates_no_directory() {
         tenant(addr, json!({ "name": "t", "ceiling": { "files": true } })).await;
     let connector = upload(addr, &token, "sluice_probe").await;
     // The mount is fine, but a database outside the ceiling makes the whole grant fail.
-    let reply = json(
-        addr,
-        "POST",
-        "/v1/instances",
-        Some(&token),
-        &json!({ "connector": connector,
+    let reply = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({ "connector": connector,
                  "grants": { "files": [{ "host": "fresh", "guest": "/f" }],
                              "sql": [{ "name": "db", "url": "postgres://u@10.9.9.9/db" }] } }),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(reply.status, 403, "{}", text(&reply));
+    assert!(!dir
+        .path()
+        .join("files")
+        .join(&tenant_id)
+        .join("fresh")
+        .exists());
+}
+
+#[tokio::test]
+async fn an_instance_refused_after_its_grants_fit_creates_no_directory() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "t", "ceiling": { "files": true } })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    // Now nothing more may be stored, so the instance record itself is refused
+    // — after its grants were checked and found to fit.
+    let shrunk = api(addr, Some(ADMIN))
+        .put_json(
+            &format!("/v1/tenants/{tenant_id}"),
+            &json!({ "name": "t", "ceiling": { "files": true }, "quotas": { "max_stored_mib": 0 } }),
+        )
+        .await;
+    assert_eq!(shrunk.status, 200, "{}", text(&shrunk));
+    let reply = api(addr, Some(&token))
+        .post_json(
+            "/v1/instances",
+            &json!({ "connector": connector,
+                     "grants": { "files": [{ "host": "fresh/inner", "guest": "/f" }] } }),
+        )
+        .await;
+    assert_eq!(reply.status, 429, "{}", text(&reply));
+    assert_eq!(reply.json()["error"]["code"], "quota_exceeded");
     assert!(!dir
         .path()
         .join("files")

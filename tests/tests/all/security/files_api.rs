@@ -3,7 +3,7 @@
 //! a quota to burst, and files enabled nowhere they were not granted.
 
 use serde_json::json;
-use sluice_tests::client::{json, send};
+use sluice_tests::client::api;
 use sluice_tests::tempdir;
 
 use crate::server::{data_instance, start, tenant};
@@ -33,37 +33,25 @@ async fn files_written_over_the_api_are_what_an_instance_mounts() {
     let (tenant_id, token) =
         tenant(addr, json!({ "name": "f", "ceiling": { "files": true } })).await;
     let rows = b"{\"n\":1}\n{\"n\":2}\n".to_vec();
-    let put = send(
-        addr,
-        "PUT",
-        "/v1/files/data/n.ndjson",
-        Some(&token),
-        rows.clone(),
-    )
-    .await;
+    let put = api(addr, Some(&token))
+        .put("/v1/files/data/n.ndjson", rows.clone())
+        .await;
     assert_eq!(put.status, 201, "{:?}", put.body);
     assert_eq!(
         put.json(),
         json!({ "path": "data/n.ndjson", "size": rows.len() })
     );
     // Written again, it is replaced (200), whole.
-    let again = send(
-        addr,
-        "PUT",
-        "/v1/files/data/n.ndjson",
-        Some(&token),
-        rows.clone(),
-    )
-    .await;
+    let again = api(addr, Some(&token))
+        .put("/v1/files/data/n.ndjson", rows.clone())
+        .await;
     assert_eq!(again.status, 200);
-    let listed = send(addr, "GET", "/v1/files", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/files").await.json();
     assert_eq!(
         listed["items"],
         json!([{ "path": "data/n.ndjson", "size": rows.len() }])
     );
-    let read = send(addr, "GET", "/v1/files/data/n.ndjson", Some(&token), vec![]).await;
+    let read = api(addr, Some(&token)).get("/v1/files/data/n.ndjson").await;
     assert_eq!(read.body.to_vec(), rows);
     assert_eq!(
         files_under(&dir.path().join("files").join(&tenant_id)),
@@ -72,29 +60,22 @@ async fn files_written_over_the_api_are_what_an_instance_mounts() {
     );
 
     let instance = data_instance(addr, &token).await;
-    let page = json(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/fetch"),
-        Some(&token),
-        &json!({ "resource": "n.ndjson" }),
-    )
-    .await;
+    let page = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/fetch"),
+            &json!({ "resource": "n.ndjson" }),
+        )
+        .await;
     assert_eq!(
         page.json()["records"],
         json!([{ "data": { "n": 1 } }, { "data": { "n": 2 } }])
     );
 
-    let deleted = send(
-        addr,
-        "DELETE",
-        "/v1/files/data/n.ndjson",
-        Some(&token),
-        vec![],
-    )
-    .await;
+    let deleted = api(addr, Some(&token))
+        .delete("/v1/files/data/n.ndjson")
+        .await;
     assert_eq!(deleted.status, 200);
-    let gone = send(addr, "GET", "/v1/files/data/n.ndjson", Some(&token), vec![]).await;
+    let gone = api(addr, Some(&token)).get("/v1/files/data/n.ndjson").await;
     assert_eq!(gone.status, 404);
 }
 
@@ -114,7 +95,7 @@ async fn paths_that_climb_out_are_refused_and_touch_nothing() {
         "/v1/files/.",
         "/v1/files/%FF",
     ] {
-        let reply = send(addr, "PUT", path, Some(&token), b"x".to_vec()).await;
+        let reply = api(addr, Some(&token)).put(path, b"x".to_vec()).await;
         assert_eq!(reply.status, 422, "{path}: {:?}", reply.body);
         assert_eq!(reply.json()["error"]["code"], "invalid_path", "{path}");
     }
@@ -147,7 +128,9 @@ async fn a_symlink_in_the_root_is_never_followed_out() {
         ("GET", "/v1/files/out/secret.txt"),
         ("GET", "/v1/files/link.txt"),
     ] {
-        let reply = send(addr, method, path, Some(&token), b"overwritten".to_vec()).await;
+        let reply = api(addr, Some(&token))
+            .request(method, path, b"overwritten".to_vec())
+            .await;
         assert!(
             reply.status == 403 || reply.status == 409,
             "{method} {path}: {} {:?}",
@@ -162,12 +145,10 @@ async fn a_symlink_in_the_root_is_never_followed_out() {
     );
     assert!(!outside.path().join("new.txt").exists());
     // Deleting the link removes the link, never its target.
-    let deleted = send(addr, "DELETE", "/v1/files/link.txt", Some(&token), vec![]).await;
+    let deleted = api(addr, Some(&token)).delete("/v1/files/link.txt").await;
     assert_eq!(deleted.status, 200);
     assert!(outside.path().join("secret.txt").exists());
-    let listed = send(addr, "GET", "/v1/files", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/files").await.json();
     assert_eq!(
         listed["items"],
         json!([]),
@@ -183,36 +164,31 @@ async fn another_tenants_files_and_a_tenant_without_files_see_nothing() {
     let (_, alice) = tenant(addr, json!({ "name": "a", "ceiling": ceiling })).await;
     let (_, bob) = tenant(addr, json!({ "name": "b", "ceiling": ceiling })).await;
     let (_, carol) = tenant(addr, json!({ "name": "c" })).await;
-    let put = send(
-        addr,
-        "PUT",
-        "/v1/files/mine.csv",
-        Some(&alice),
-        b"a,b\n".to_vec(),
-    )
-    .await;
+    let put = api(addr, Some(&alice))
+        .put("/v1/files/mine.csv", b"a,b\n".to_vec())
+        .await;
     assert_eq!(put.status, 201);
-    let listed = send(addr, "GET", "/v1/files", Some(&bob), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&bob)).get("/v1/files").await.json();
     assert_eq!(listed["items"], json!([]));
     assert_eq!(
-        send(addr, "GET", "/v1/files/mine.csv", Some(&bob), vec![])
-            .await
-            .status,
+        api(addr, Some(&bob)).get("/v1/files/mine.csv").await.status,
         404
     );
     assert_eq!(
-        send(addr, "DELETE", "/v1/files/mine.csv", Some(&bob), vec![])
+        api(addr, Some(&bob))
+            .delete("/v1/files/mine.csv")
             .await
             .status,
         404
     );
-    let refused = send(addr, "PUT", "/v1/files/x.csv", Some(&carol), b"x".to_vec()).await;
+    let refused = api(addr, Some(&carol))
+        .put("/v1/files/x.csv", b"x".to_vec())
+        .await;
     assert_eq!(refused.status, 403);
     assert_eq!(refused.json()["error"]["code"], "files_not_enabled");
     assert_eq!(
-        send(addr, "GET", "/v1/files/mine.csv", Some(&alice), vec![])
+        api(addr, Some(&alice))
+            .get("/v1/files/mine.csv")
             .await
             .status,
         200
@@ -230,24 +206,24 @@ async fn files_count_against_the_stored_bytes_quota() {
     .await;
     let half = vec![b'x'; 600 << 10];
     assert_eq!(
-        send(addr, "PUT", "/v1/files/a.bin", Some(&token), half.clone())
+        api(addr, Some(&token))
+            .put("/v1/files/a.bin", half.clone())
             .await
             .status,
         201
     );
     // Replacing a file counts only what it adds.
     assert_eq!(
-        send(addr, "PUT", "/v1/files/a.bin", Some(&token), half.clone())
+        api(addr, Some(&token))
+            .put("/v1/files/a.bin", half.clone())
             .await
             .status,
         200
     );
-    let over = send(addr, "PUT", "/v1/files/b.bin", Some(&token), half).await;
+    let over = api(addr, Some(&token)).put("/v1/files/b.bin", half).await;
     assert_eq!(over.status, 429);
     assert_eq!(over.json()["error"]["code"], "quota_exceeded");
-    let listed = send(addr, "GET", "/v1/files", Some(&token), vec![])
-        .await
-        .json();
+    let listed = api(addr, Some(&token)).get("/v1/files").await.json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
 }
 
@@ -262,7 +238,7 @@ async fn a_file_larger_than_the_api_serves_is_refused_not_held_in_memory() {
     let root = dir.path().join("files").join(&tenant_id);
     std::fs::create_dir_all(&root).unwrap();
     std::fs::write(root.join("big.bin"), vec![0u8; (4 << 20) + 1]).unwrap();
-    let reply = send(addr, "GET", "/v1/files/big.bin", Some(&token), vec![]).await;
+    let reply = api(addr, Some(&token)).get("/v1/files/big.bin").await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.json()["error"]["code"], "too_large");
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 use sluice::{Error, Grants};
-use sluice_tests::client::json as send_json;
+use sluice_tests::client::api;
 use sluice_tests::upstream::Upstream;
 use sluice_tests::{probe, probe_request, tempdir};
 
@@ -52,7 +52,9 @@ async fn the_server_refuses_a_token_url_outside_the_tenant_ceiling() {
     for grants in [only_api, both] {
         let spec =
             json!({ "connector": connector, "grants": grants, "secrets": { "client": "s3cret" } });
-        let reply = send_json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+        let reply = api(addr, Some(&token))
+            .post_json("/v1/instances", &spec)
+            .await;
         assert!(
             reply.status == 422 || reply.status == 403,
             "{}",
@@ -93,14 +95,9 @@ async fn changing_where_a_secret_goes_requires_supplying_it_again() {
             "origin": "https://api.example.com", "kind": "api-key", "header": "X-Echo", "secret": "client" }] } }),
     ];
     for grants in &redirected {
-        let reply = send_json(
-            addr,
-            "PUT",
-            &path,
-            Some(&token),
-            &json!({ "connector": connector, "grants": grants }),
-        )
-        .await;
+        let reply = api(addr, Some(&token))
+            .put_json(&path, &json!({ "connector": connector, "grants": grants }))
+            .await;
         assert_eq!(
             reply.status,
             422,
@@ -110,14 +107,12 @@ async fn changing_where_a_secret_goes_requires_supplying_it_again() {
         assert_eq!(reply.json()["error"]["code"], "secrets_required");
     }
     // The same auth with other changes keeps the stored secrets.
-    let reply = send_json(
-        addr,
-        "PUT",
-        &path,
-        Some(&token),
-        &json!({ "connector": connector, "grants": first, "config": { "note": 1 } }),
-    )
-    .await;
+    let reply = api(addr, Some(&token))
+        .put_json(
+            &path,
+            &json!({ "connector": connector, "grants": first, "config": { "note": 1 } }),
+        )
+        .await;
     assert_eq!(
         reply.status,
         200,
@@ -127,7 +122,7 @@ async fn changing_where_a_secret_goes_requires_supplying_it_again() {
     // Supplying the secret again makes the change.
     let spec =
         json!({ "connector": connector, "grants": redirected[0], "secrets": { "client": "new" } });
-    let reply = send_json(addr, "PUT", &path, Some(&token), &spec).await;
+    let reply = api(addr, Some(&token)).put_json(&path, &spec).await;
     assert_eq!(
         reply.status,
         200,
@@ -223,7 +218,9 @@ async fn a_tenant_cannot_opt_into_private_addresses_without_the_ceiling() {
     let connector = upload(addr, &token, "sluice_probe").await;
     let spec = json!({ "connector": connector, "grants": { "http": {
         "origins": ["https://api.example.com"], "allow_private_addresses": true } } });
-    let reply = send_json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+    let reply = api(addr, Some(&token))
+        .post_json("/v1/instances", &spec)
+        .await;
     assert_eq!(
         reply.status,
         403,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice::{Error, Limits, PoolingConfig, Runtime, RuntimeConfig};
-use sluice_tests::client::send;
+use sluice_tests::client::api;
 use sluice_tests::components::{api_export, component, dummy_wat, with_body, with_memory};
 use sluice_tests::{runtime, tempdir};
 
@@ -53,7 +53,9 @@ async fn a_component_over_the_per_component_pool_bounds_is_refused_when_loaded()
     let dir = tempdir();
     let (addr, _server) = start_with(dir.path(), |_| {}).await;
     let (_, token) = tenant(addr, json!({ "name": "t" })).await;
-    let reply = send(addr, "POST", "/v1/connectors", Some(&token), memories).await;
+    let reply = api(addr, Some(&token))
+        .post("/v1/connectors", memories)
+        .await;
     assert_eq!(
         reply.status,
         422,
@@ -61,7 +63,7 @@ async fn a_component_over_the_per_component_pool_bounds_is_refused_when_loaded()
         String::from_utf8_lossy(&reply.body)
     );
     assert!(String::from_utf8_lossy(&reply.body).contains("linear memories"));
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![]).await;
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await;
     assert_eq!(listed.json()["items"], json!([]));
 }
 
@@ -92,7 +94,9 @@ async fn an_upload_is_described_under_the_tenants_limits_and_concurrency() {
     let (_, token) = tenant(addr, json!({ "name": "t", "quotas": quotas })).await;
 
     let spinning = describing("(loop $spin (br $spin)) unreachable", 1, "");
-    let reply = send(addr, "POST", "/v1/connectors", Some(&token), spinning).await;
+    let reply = api(addr, Some(&token))
+        .post("/v1/connectors", spinning)
+        .await;
     let body = String::from_utf8_lossy(&reply.body).into_owned();
     assert_eq!(reply.status, 504, "{body}");
     assert!(
@@ -102,7 +106,7 @@ async fn an_upload_is_described_under_the_tenants_limits_and_concurrency() {
 
     // 200 MiB touched by describe against a 16 MiB quota.
     let greedy = describing("(drop (memory.grow (i32.const 3200))) unreachable", 1, "");
-    let reply = send(addr, "POST", "/v1/connectors", Some(&token), greedy).await;
+    let reply = api(addr, Some(&token)).post("/v1/connectors", greedy).await;
     let body = String::from_utf8_lossy(&reply.body).into_owned();
     assert_eq!(reply.status, 502, "{body}");
     assert_eq!(reply.json()["error"]["code"], "limit_exceeded", "{body}");
@@ -116,11 +120,11 @@ async fn an_upload_is_described_under_the_tenants_limits_and_concurrency() {
     let slow = describing("(loop $spin (br $spin)) unreachable", 1, "");
     let first = {
         let (token, slow) = (token.clone(), slow.clone());
-        tokio::spawn(async move { send(addr, "POST", "/v1/connectors", Some(&token), slow).await })
+        tokio::spawn(async move { api(addr, Some(&token)).post("/v1/connectors", slow).await })
     };
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let other = describing("(loop $other (br $other)) unreachable", 1, "");
-    let second = send(addr, "POST", "/v1/connectors", Some(&token), other).await;
+    let second = api(addr, Some(&token)).post("/v1/connectors", other).await;
     assert_eq!(
         second.status,
         429,

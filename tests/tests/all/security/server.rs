@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice_tests::client::{json as send_json, send};
+use sluice_tests::client::api;
 use sluice_tests::{guest, tempdir};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -36,14 +36,9 @@ async fn racing_uploads(
         .map(|n| {
             let token = token.to_string();
             tokio::spawn(async move {
-                send(
-                    addr,
-                    "POST",
-                    "/v1/connectors",
-                    Some(&token),
-                    probe_variant(n),
-                )
-                .await
+                api(addr, Some(&token))
+                    .post("/v1/connectors", probe_variant(n))
+                    .await
             })
         })
         .collect();
@@ -74,7 +69,7 @@ pub(crate) async fn assert_quotas_hold_under_concurrency(addr: std::net::SocketA
         }
     }
     assert_eq!(created.len(), 1, "exactly one upload fits the quota");
-    let listed = send(addr, "GET", "/v1/connectors", Some(&token), vec![]).await;
+    let listed = api(addr, Some(&token)).get("/v1/connectors").await;
     assert_eq!(listed.json()["items"].as_array().unwrap().len(), 1);
 
     let connector = created.remove(0);
@@ -83,7 +78,9 @@ pub(crate) async fn assert_quotas_hold_under_concurrency(addr: std::net::SocketA
             let token = token.clone();
             let spec = json!({ "connector": connector });
             tokio::spawn(async move {
-                send_json(addr, "POST", "/v1/instances", Some(&token), &spec).await
+                api(addr, Some(&token))
+                    .post_json("/v1/instances", &spec)
+                    .await
             })
         })
         .collect();
@@ -133,7 +130,7 @@ async fn slow_clients_are_cut_off_and_the_server_keeps_answering() {
             .unwrap();
         slow.push(stream);
     }
-    let health = send(addr, "GET", "/healthz", None, vec![]).await;
+    let health = api(addr, None).get("/healthz").await;
     assert_eq!(health.status, 200);
     for mut stream in slow {
         let mut buf = Vec::new();
@@ -162,7 +159,7 @@ async fn at_the_connection_cap_new_clients_wait_for_a_free_slot() {
         held.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let waiting = tokio::spawn(async move { send(addr, "GET", "/healthz", None, vec![]).await });
+    let waiting = tokio::spawn(async move { api(addr, None).get("/healthz").await });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         !waiting.is_finished(),
@@ -184,24 +181,12 @@ async fn metrics_need_an_operator_token_and_label_only_known_operations() {
     })
     .await;
     let (_, token) = tenant(addr, json!({ "name": "t" })).await;
+    assert_eq!(api(addr, None).get("/metrics").await.status, 401);
+    assert_eq!(api(addr, Some(&token)).get("/metrics").await.status, 401);
+    assert_eq!(api(addr, Some(ADMIN)).get("/metrics").await.status, 200);
     assert_eq!(
-        send(addr, "GET", "/metrics", None, vec![]).await.status,
-        401
-    );
-    assert_eq!(
-        send(addr, "GET", "/metrics", Some(&token), vec![])
-            .await
-            .status,
-        401
-    );
-    assert_eq!(
-        send(addr, "GET", "/metrics", Some(ADMIN), vec![])
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        send(addr, "GET", "/metrics", Some("scraper-token"), vec![])
+        api(addr, Some("scraper-token"))
+            .get("/metrics")
             .await
             .status,
         200
@@ -210,24 +195,17 @@ async fn metrics_need_an_operator_token_and_label_only_known_operations() {
     let connector = upload(addr, &token, "sluice_probe").await;
     let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
     for i in 0..300 {
-        let reply = send(
-            addr,
-            "POST",
-            &format!("/v1/instances/{instance}/op-{i}"),
-            Some(&token),
-            vec![],
-        )
-        .await;
+        let reply = api(addr, Some(&token))
+            .post(&format!("/v1/instances/{instance}/op-{i}"), vec![])
+            .await;
         assert_eq!(reply.status, 404);
     }
-    let fetch = send(
-        addr,
-        "POST",
-        &format!("/v1/instances/{instance}/fetch"),
-        Some(&token),
-        br#"{"resource": "env"}"#.to_vec(),
-    )
-    .await;
+    let fetch = api(addr, Some(&token))
+        .post(
+            &format!("/v1/instances/{instance}/fetch"),
+            br#"{"resource": "env"}"#.to_vec(),
+        )
+        .await;
     assert_eq!(fetch.status, 200);
     let text = crate::server::metrics_text(addr).await;
     assert!(
@@ -274,12 +252,9 @@ async fn out_of_file_descriptors_the_server_recovers_instead_of_spinning() {
     }
     // Accepting fails while the descriptors are gone; the idle connections time
     // out, descriptors come back, and the queued health check is answered.
-    let health = tokio::time::timeout(
-        Duration::from_secs(60),
-        send(addr, "GET", "/healthz", None, vec![]),
-    )
-    .await
-    .expect("the server answers again once the idle connections are cut");
+    let health = tokio::time::timeout(Duration::from_secs(60), api(addr, None).get("/healthz"))
+        .await
+        .expect("the server answers again once the idle connections are cut");
     assert_eq!(health.status, 200);
     drop(flood);
 }

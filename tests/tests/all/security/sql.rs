@@ -5,13 +5,14 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use sluice::policy::SqlMode;
+use sluice::capability::sql::SqlMode;
 use sluice::{ConnectorError, Error, Grants};
 use sluice_tests::postgres::{admin, TestSchema};
 use sluice_tests::{data, probe, probe_request, tempdir};
 
 use super::files::probe as invoke_probe;
 use crate::server::{new_instance, start, tenant, upload};
+use sluice_tests::client::api;
 
 fn read_only(schema: &TestSchema) -> Grants {
     let mut grants = Grants::none();
@@ -217,8 +218,9 @@ async fn a_tenant_grant_refuses_a_superuser_role_and_databases_outside_the_ceili
         grant("someone", "test", 5432, "read-only"),
         grant(&reader.0, "test", 5432, "read-write"),
     ] {
-        let reply =
-            sluice_tests::client::json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+        let reply = api(addr, Some(&token))
+            .post_json("/v1/instances", &spec)
+            .await;
         assert_eq!(
             reply.status,
             403,
@@ -269,8 +271,9 @@ async fn a_sql_password_is_a_write_only_secret_never_part_of_a_grant() {
     let url = format!("postgres://{}:hunter2@127.0.0.1:5432/test", reader.0);
     let spec = json!({ "connector": connector,
                        "grants": { "sql": [{ "name": "main", "url": url }] } });
-    let reply =
-        sluice_tests::client::json(addr, "POST", "/v1/instances", Some(&token), &spec).await;
+    let reply = api(addr, Some(&token))
+        .post_json("/v1/instances", &spec)
+        .await;
     assert_eq!(
         reply.status,
         422,
@@ -283,8 +286,9 @@ async fn a_sql_password_is_a_write_only_secret_never_part_of_a_grant() {
     let url = format!("postgres://{}@127.0.0.1:5432/test", reader.0);
     let grants = json!({ "sql": [{ "name": "main", "url": url, "password_secret": "db" }] });
     let missing = json!({ "connector": connector, "grants": grants });
-    let reply =
-        sluice_tests::client::json(addr, "POST", "/v1/instances", Some(&token), &missing).await;
+    let reply = api(addr, Some(&token))
+        .post_json("/v1/instances", &missing)
+        .await;
     assert_eq!(
         reply.status,
         422,
@@ -294,7 +298,7 @@ async fn a_sql_password_is_a_write_only_secret_never_part_of_a_grant() {
     let spec = json!({ "connector": connector, "grants": grants, "secrets": { "db": "hunter2" } });
     let instance = new_instance(addr, &token, &spec).await;
     let path = format!("/v1/instances/{instance}");
-    let shown = sluice_tests::client::send(addr, "GET", &path, Some(&token), vec![]).await;
+    let shown = api(addr, Some(&token)).get(&path).await;
     assert!(!String::from_utf8_lossy(&shown.body).contains("hunter2"));
     let query = json!({ "grant": "main", "statements": [["SELECT current_user::text", []]] });
     let reply = invoke_probe(addr, &token, &instance, "sql", query).await;
@@ -308,7 +312,7 @@ async fn a_sql_password_is_a_write_only_secret_never_part_of_a_grant() {
     let elsewhere = json!({ "sql": [{ "name": "main", "password_secret": "db",
         "url": format!("postgres://{}@127.0.0.1:5432/postgres", reader.0) }] });
     let update = json!({ "connector": connector, "grants": elsewhere });
-    let reply = sluice_tests::client::json(addr, "PUT", &path, Some(&token), &update).await;
+    let reply = api(addr, Some(&token)).put_json(&path, &update).await;
     assert_eq!(
         reply.status,
         422,

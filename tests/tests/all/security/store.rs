@@ -10,6 +10,7 @@ use super::files::assert_mount_swap_contained;
 use super::server::assert_quotas_hold_under_concurrency;
 use super::start_with;
 use crate::server::assert_tenants_isolated;
+use sluice_tests::client::api;
 
 #[tokio::test]
 async fn the_postgres_store_keeps_tenants_apart_quotas_atomic_and_mounts_contained() {
@@ -43,7 +44,8 @@ async fn two_nodes_on_one_postgres_store_share_one_quota() {
             let token = token.clone();
             let spec = serde_json::json!({ "connector": connector });
             tokio::spawn(async move {
-                sluice_tests::client::json(node, "POST", "/v1/instances", Some(&token), &spec)
+                api(node, Some(&token))
+                    .post_json("/v1/instances", &spec)
                     .await
                     .status
             })

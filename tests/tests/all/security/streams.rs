@@ -3,7 +3,7 @@
 //! (issue 19); one that fails later ends with an error line.
 
 use serde_json::json;
-use sluice_tests::client::send;
+use sluice_tests::client::api;
 use sluice_tests::tempdir;
 
 use super::start_with;
@@ -23,14 +23,9 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
     std::fs::write(files.join("broken.ndjson"), "{\"n\":1}\n{\"n\":2}\n{oops\n").unwrap();
     let instance = data_instance(addr, &token).await;
     let path = format!("/v1/instances/{instance}/stream");
-    let missing = send(
-        addr,
-        "POST",
-        &path,
-        Some(&token),
-        br#"{"resource": "nope.ndjson"}"#.to_vec(),
-    )
-    .await;
+    let missing = api(addr, Some(&token))
+        .post(&path, br#"{"resource": "nope.ndjson"}"#.to_vec())
+        .await;
     assert_eq!(
         missing.status,
         404,
@@ -38,14 +33,12 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
         String::from_utf8_lossy(&missing.body)
     );
     assert_eq!(missing.json()["error"]["code"], "not_found");
-    let bad = send(
-        addr,
-        "POST",
-        &path,
-        Some(&token),
-        br#"{"resource": "n.ndjson", "checkpoint": "not a checkpoint"}"#.to_vec(),
-    )
-    .await;
+    let bad = api(addr, Some(&token))
+        .post(
+            &path,
+            br#"{"resource": "n.ndjson", "checkpoint": "not a checkpoint"}"#.to_vec(),
+        )
+        .await;
     assert!(
         (400..500).contains(&bad.status),
         "{}: {}",
@@ -53,14 +46,12 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
         String::from_utf8_lossy(&bad.body)
     );
     // A good stream still answers 200 with its records and checkpoints.
-    let good = send(
-        addr,
-        "POST",
-        &path,
-        Some(&token),
-        br#"{"resource": "n.ndjson", "batch_size": 2}"#.to_vec(),
-    )
-    .await;
+    let good = api(addr, Some(&token))
+        .post(
+            &path,
+            br#"{"resource": "n.ndjson", "batch_size": 2}"#.to_vec(),
+        )
+        .await;
     assert_eq!(good.status, 200);
     let lines = good.lines();
     let records: Vec<_> = lines
@@ -71,14 +62,12 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
 
     // A stream that fails after its first batch ends with a typed error
     // line, after the records and checkpoint that did arrive.
-    let broken = send(
-        addr,
-        "POST",
-        &path,
-        Some(&token),
-        br#"{"resource": "broken.ndjson", "batch_size": 2}"#.to_vec(),
-    )
-    .await;
+    let broken = api(addr, Some(&token))
+        .post(
+            &path,
+            br#"{"resource": "broken.ndjson", "batch_size": 2}"#.to_vec(),
+        )
+        .await;
     assert_eq!(broken.status, 200);
     let lines = broken.lines();
     let kinds: Vec<&str> = lines

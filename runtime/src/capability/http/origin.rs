@@ -3,9 +3,12 @@
 //! Threat model: a guest controls the URL of every request it makes. An empty
 //! allow-list denies everything; a pattern matches exactly one scheme, one
 //! port and one host, or every subdomain of a suffix (`*.example.com` matches
-//! `api.example.com` but neither `example.com` nor `badexample.com`).
+//! `api.example.com` but neither `example.com` nor `badexample.com`). IP
+//! literals are compared in one canonical form (`[::ffff:10.0.0.1]` is
+//! `10.0.0.1`), so two spellings of one address are one host.
 
 use std::fmt;
+use std::net::IpAddr;
 
 use crate::error::Error;
 
@@ -57,7 +60,7 @@ impl HostPattern {
         }
         let (host, port) = split_host_port(rest).ok_or_else(|| bad("bad port"))?;
         let port = port.unwrap_or(default);
-        let host = host.to_ascii_lowercase();
+        let host = canonical_host(host);
         if host.is_empty() {
             return Err(bad("empty host"));
         }
@@ -81,9 +84,10 @@ impl HostPattern {
         if !self.scheme.eq_ignore_ascii_case(scheme) || self.port != port {
             return false;
         }
-        let host = host.trim_end_matches('.');
+        let host = canonical_host(host);
+        let host = host.as_str();
         match &self.host {
-            HostMatch::Exact(exact) => exact.eq_ignore_ascii_case(host),
+            HostMatch::Exact(exact) => exact == host,
             HostMatch::Subdomains(suffix) => {
                 host.len() > suffix.len()
                     && host
@@ -91,6 +95,43 @@ impl HostPattern {
                         .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
             }
         }
+    }
+
+    /// Whether every request this pattern allows, `other` allows too: the
+    /// same scheme and port, and the same host, or a host (or subdomain
+    /// pattern) beneath `other`'s `*.suffix`. How a tenant's ceiling bounds
+    /// the origins its instances may be granted.
+    pub fn within(&self, other: &HostPattern) -> bool {
+        if self.scheme != other.scheme || self.port != other.port {
+            return false;
+        }
+        match (&self.host, &other.host) {
+            (HostMatch::Exact(a), HostMatch::Exact(b)) => a == b,
+            (HostMatch::Exact(host), HostMatch::Subdomains(suffix)) => {
+                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+            }
+            (HostMatch::Subdomains(inner), HostMatch::Subdomains(outer)) => {
+                inner.ends_with(outer.as_str())
+            }
+            (HostMatch::Subdomains(_), HostMatch::Exact(_)) => false,
+        }
+    }
+}
+
+/// A host as patterns compare it: lower case, without a trailing dot or IPv6
+/// brackets, and an IP address in its one canonical text (an IPv4-mapped
+/// IPv6 address as its IPv4 address).
+fn canonical_host(host: &str) -> String {
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .trim_end_matches('.');
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => v6
+            .to_ipv4_mapped()
+            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
+        Ok(v4) => v4.to_string(),
+        Err(_) => host.to_ascii_lowercase(),
     }
 }
 
@@ -112,6 +153,7 @@ fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
 impl fmt::Display for HostPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let host = match &self.host {
+            HostMatch::Exact(h) if h.contains(':') => format!("[{h}]"),
             HostMatch::Exact(h) => h.clone(),
             HostMatch::Subdomains(s) => format!("*{s}"),
         };
@@ -122,6 +164,12 @@ impl fmt::Display for HostPattern {
         }
     }
 }
+
+crate::text_form!(
+    HostPattern,
+    "Origin",
+    "An HTTP origin, `scheme://host[:port]`; the host may be `*.suffix`."
+);
 
 #[cfg(test)]
 mod tests {
@@ -162,11 +210,55 @@ mod tests {
     }
 
     #[test]
+    fn ip_literals_are_one_host_however_written() {
+        let p = HostPattern::parse("http://[::ffff:10.0.0.1]:8080").unwrap();
+        assert_eq!(p.to_string(), "http://10.0.0.1:8080");
+        assert!(p.matches("http", "10.0.0.1", 8080));
+        assert!(p.matches("http", "[::ffff:10.0.0.1]", 8080));
+        let v6 = HostPattern::parse("http://[0:0::1]").unwrap();
+        assert!(v6.matches("http", "::1", 80));
+        assert!(!v6.matches("http", "127.0.0.1", 80));
+    }
+
+    #[test]
+    fn within_admits_the_same_origin_and_subdomains_of_a_wildcard_only() {
+        let p = |t: &str| HostPattern::parse(t).unwrap();
+        let wild = p("https://*.example.com");
+        assert!(p("https://api.example.com").within(&p("https://API.example.com/")));
+        assert!(p("https://api.example.com").within(&wild));
+        assert!(p("https://a.b.example.com").within(&wild));
+        assert!(p("https://*.api.example.com").within(&wild));
+        assert!(wild.within(&wild));
+        assert!(!p("https://example.com").within(&wild));
+        assert!(!p("https://badexample.com").within(&wild));
+        assert!(!wild.within(&p("https://api.example.com")));
+        assert!(!p("http://api.example.com").within(&wild), "scheme");
+        assert!(!p("https://api.example.com:8443").within(&wild), "port");
+        assert!(
+            p("https://api.example.com:443").within(&wild),
+            "default port"
+        );
+        assert!(p("http://[::ffff:127.0.0.1]").within(&p("http://127.0.0.1:80")));
+    }
+
+    #[test]
+    fn serde_reads_and_writes_the_text_form() {
+        let p: HostPattern = serde_json::from_str(r#""https://*.X.org:8443""#).unwrap();
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#""https://*.x.org:8443""#
+        );
+        let err = serde_json::from_str::<HostPattern>(r#""x.org""#).unwrap_err();
+        assert!(err.to_string().contains("missing scheme"), "{err}");
+    }
+
+    #[test]
     fn display_round_trips() {
         for text in [
             "https://api.example.com",
             "http://*.x.org:8080",
             "http://127.0.0.1:3000",
+            "http://[::1]:3000",
         ] {
             assert_eq!(HostPattern::parse(text).unwrap().to_string(), text);
         }

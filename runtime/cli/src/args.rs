@@ -1,0 +1,225 @@
+//! The command line's arguments, as clap reads them.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Run WebAssembly data connectors in a sandbox that grants only what you allow.
+#[derive(Parser)]
+#[command(name = "sluice", version, about, long_about = None)]
+pub(crate) struct Cli {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where `describe`, `inspect` and `run` keep compiled connectors.
+#[derive(Args)]
+pub(crate) struct CacheArgs {
+    /// Directory of compiled connectors, reused by later runs of the same
+    /// `.wasm` (default: `$XDG_CACHE_HOME/sluice` or `~/.cache/sluice`).
+    #[arg(long, global = true, value_name = "DIR", env = "SLUICE_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Compile the connector every time; read and write no cache.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Print a connector's descriptor (name, version, config schema, capabilities) as JSON.
+    Describe {
+        /// The connector component (.wasm).
+        wasm: PathBuf,
+    },
+    /// Check a .wasm against the `connector` world: exports, imports, size, sha256.
+    Inspect {
+        /// The connector component (.wasm).
+        wasm: PathBuf,
+    },
+    /// Open a session with a config and grants, and run one operation.
+    Run(Box<RunArgs>),
+    /// Serve the multi-tenant HTTP API (tenants, connector uploads, instances, invocations).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// Data directory (created if missing).
+    #[arg(long, default_value = "sluice-data")]
+    pub data_dir: PathBuf,
+    /// Admin token (default: the stored one, or a new one printed once).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Largest connector upload, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 32)]
+    pub max_upload_mib: usize,
+    /// Directory of bundled `.wasm` connectors offered to every tenant.
+    #[arg(long, value_name = "DIR")]
+    pub connectors: Option<PathBuf>,
+    /// Keep tenants, connectors and instances in PostgreSQL instead of the data
+    /// directory, shared by every node given the same URL
+    /// (`postgres://user@host/db`; tables go in the connection's search_path,
+    /// e.g. `?options=-csearch_path%3Dsluice`). Compiled artifacts and tenant
+    /// files stay in each node's data directory.
+    #[arg(long, value_name = "URL", env = "SLUICE_STORE", hide_env_values = true)]
+    pub store: Option<String>,
+    /// How long compiling one uploaded connector may take, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub compile_timeout_ms: u64,
+    /// Connector instances the pooling allocator keeps slots for (0 turns
+    /// pooling off and allocates each instance on demand).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub pooling_instances: u32,
+    /// Largest linear memory of one pooled instance, in MiB (tenant memory
+    /// quotas above it are lowered to it).
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub pooling_memory_mib: usize,
+    /// Guest sessions an instance keeps open between invocations, so the next
+    /// invocation skips instantiating and opening (0: a fresh session every
+    /// time). A kept session serves only the same, unchanged instance; one
+    /// that failed is never kept; idle ones close after 30 s.
+    #[arg(long, value_name = "N", default_value_t = sluice_server::DEFAULT_WARM_SESSIONS)]
+    pub warm_sessions: usize,
+    /// Time a client has to send a request's headers, in milliseconds; also
+    /// how long an idle connection stays open.
+    #[arg(long, value_name = "MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout_ms: u64,
+    /// Client connections served at once; more wait until one closes.
+    #[arg(long, value_name = "N", default_value_t = sluice_server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// A token that may read /metrics besides the admin token (give it to scrapers).
+    #[arg(long, env = "SLUICE_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// The connector component (.wasm).
+    pub wasm: PathBuf,
+    /// Connector config: a JSON object, or a file holding one.
+    #[arg(long, short, default_value = "{}")]
+    pub config: String,
+    /// Grants file (JSON: files, sockets, http); flags below add to it.
+    #[arg(long)]
+    pub grants: Option<PathBuf>,
+    /// Allow HTTP requests to an origin, `scheme://host[:port]` (`*.suffix` hosts allowed). Repeatable.
+    #[arg(long = "allow-http", value_name = "ORIGIN")]
+    pub allow_http: Vec<String>,
+    /// Let granted HTTP host names resolve to loopback, private or link-local
+    /// addresses (denied by default; addresses written in a grant always pass).
+    #[arg(long = "allow-http-private")]
+    pub allow_http_private: bool,
+    /// Mount a host directory, `HOST:GUEST[:ro|rw]` (read-only by default). Repeatable.
+    #[arg(long, value_name = "HOST:GUEST[:ro|rw]")]
+    pub mount: Vec<String>,
+    /// Allow TCP connections to `HOST:PORT` or `CIDR:PORT` (`*` = any port). Repeatable.
+    #[arg(long = "allow-tcp", value_name = "HOST:PORT")]
+    pub allow_tcp: Vec<String>,
+    /// Grant a PostgreSQL database read-only as `NAME=URL` (prefer --grants: URLs hold passwords). Repeatable.
+    #[arg(long = "allow-sql", value_name = "NAME=URL")]
+    pub allow_sql: Vec<String>,
+    /// Grant a PostgreSQL database read-write as `NAME=URL`. Repeatable.
+    #[arg(long = "allow-sql-write", value_name = "NAME=URL")]
+    pub allow_sql_write: Vec<String>,
+    /// Provide a secret for http `auth` entries and sql `password_secret`s of
+    /// the grants file (the connector never sees it): `NAME=VALUE`,
+    /// `NAME=@FILE` (the file's contents, one trailing newline dropped) or
+    /// `NAME=env:VAR` (an environment variable), so values stay out of the
+    /// process list. Repeatable.
+    #[arg(long = "secret", value_name = "NAME=VALUE|@FILE|env:VAR")]
+    pub secrets: Vec<String>,
+    /// Memory limit of the connector, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 256)]
+    pub memory_mib: usize,
+    /// CPU time limit per call, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub cpu_ms: u64,
+    /// Wall-clock limit per call (guest code plus host I/O), in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 60_000)]
+    pub timeout_ms: u64,
+    #[command(subcommand)]
+    pub operation: Operation,
+}
+
+#[derive(Args, Clone, Default)]
+pub(crate) struct QueryArgs {
+    /// Filter `field=op:value`; op is eq ne lt le gt ge in not-in like is-null is-not-null.
+    /// The value is JSON when it parses as JSON, else a string. Repeatable (all must hold).
+    #[arg(long, value_name = "FIELD=OP:VALUE")]
+    pub filter: Vec<String>,
+    /// Sort key `field[:asc|desc]`. Repeatable, most significant first.
+    #[arg(long, value_name = "FIELD[:desc]")]
+    pub sort: Vec<String>,
+    /// Fields to keep, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub fields: Vec<String>,
+    /// Connector-specific options (JSON object).
+    #[arg(long, value_name = "JSON")]
+    pub options: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Operation {
+    /// Check the upstream is reachable.
+    Health,
+    /// List readable resources and their schemas.
+    Discover,
+    /// Read one page of a resource and print it as JSON.
+    Fetch {
+        /// The resource (a file path, table, endpoint, ...).
+        resource: String,
+        #[command(flatten)]
+        query: QueryArgs,
+        /// Page size (enables pagination).
+        #[arg(long, value_name = "N")]
+        page_size: Option<u32>,
+        /// Records to skip (with --page-size).
+        #[arg(long, value_name = "N")]
+        offset: Option<u64>,
+        /// Cursor from a previous page's `next_cursor` (with --page-size).
+        #[arg(long, value_name = "C")]
+        cursor: Option<String>,
+    },
+    /// Stream a resource as NDJSON, one record per line, flushed per batch.
+    Stream {
+        /// The resource.
+        resource: String,
+        #[command(flatten)]
+        query: QueryArgs,
+        /// Resume after this checkpoint.
+        #[arg(long, value_name = "C")]
+        checkpoint: Option<String>,
+        /// Records per batch.
+        #[arg(long, value_name = "N", default_value_t = 500)]
+        batch_size: u32,
+        /// Accepted for older scripts: `{"checkpoint": "..."}` lines are always written.
+        #[arg(long, hide = true)]
+        emit_checkpoints: bool,
+    },
+    /// Write records to a resource and print the result as JSON.
+    Execute {
+        /// The resource.
+        resource: String,
+        /// The operation (connector-defined, e.g. `append`, `write`).
+        operation: String,
+        /// Records: a JSON array, a file holding a JSON array or NDJSON, or `-`
+        /// for NDJSON on stdin. Each is a bare data object or a stream line
+        /// (`{"record": …}`; `{"checkpoint": …}` ends a batch; `{"error": …}`
+        /// stops the write), so `sluice run … stream` can be piped in.
+        #[arg(long, value_name = "JSON|FILE|-", default_value = "[]")]
+        records: String,
+        /// Records per `execute` call (a checkpoint line ends a batch sooner);
+        /// each batch is its own call, so its own transaction where the
+        /// connector has them.
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
+        batch_size: u32,
+        /// Connector-specific options (JSON object).
+        #[arg(long, value_name = "JSON")]
+        options: Option<String>,
+    },
+}

@@ -1,0 +1,183 @@
+//! Grants: what one session may touch — declared ([`GrantsConfig`]), then opened ([`Grants`]).
+//!
+//! Deny by default: an empty [`Grants`] lets a connector compute and log,
+//! nothing else. Each capability owns its declared type and its policy
+//! ([`FilesPolicy`], [`SocketsPolicy`], [`HttpPolicy`], [`SqlPolicy`]);
+//! these two types only gather them.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::files::{FilesPolicy, Mount, MountConfig};
+use super::http::auth::Secret;
+use super::http::{HostPattern, HttpConfig, HttpPolicy};
+use super::sockets::{SocketsConfig, SocketsPolicy};
+use super::sql::{SqlGrantConfig, SqlMode, SqlPolicy};
+use crate::error::Error;
+
+/// What a session's grants *declare*: pure data, comparable and
+/// serializable. Opening it ([`Grants::from_config`]) makes the live
+/// [`Grants`]: open directories, resolved addresses, sql pools, rate-limit
+/// budgets, breakers, token caches. Every entry is parsed when the config is
+/// read, so a config that exists is well-formed. The JSON form:
+///
+/// ```json
+/// {
+///   "files":   [{ "host": "./data", "guest": "/data", "mode": "ro" }],
+///   "sockets": { "tcp": ["127.0.0.1:5432", "10.0.0.0/8:443"], "udp": [], "dns": false },
+///   "http":    { "origins": ["https://api.example.com", "https://*.example.org"],
+///                "connect_timeout_ms": 10000, "first_byte_timeout_ms": 30000,
+///                "between_bytes_timeout_ms": 30000, "max_response_bytes": 67108864 },
+///   "sql":     [{ "name": "main", "url": "postgres://reader@127.0.0.1:5432/app",
+///                 "password_secret": "db_password",
+///                 "mode": "read-only", "max_connections": 4, "statement_timeout_ms": 30000 }]
+/// }
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct GrantsConfig {
+    /// Directories to mount.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<MountConfig>,
+    /// Socket addresses.
+    #[serde(skip_serializing_if = "SocketsConfig::is_empty")]
+    pub sockets: SocketsConfig,
+    /// HTTP origins and how they are called.
+    #[serde(skip_serializing_if = "HttpConfig::is_empty")]
+    pub http: HttpConfig,
+    /// Databases by name.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sql: Vec<SqlGrantConfig>,
+}
+
+impl GrantsConfig {
+    /// Parse the JSON form shown on [`GrantsConfig`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the offending entry.
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        serde_json::from_str(text).map_err(|e| Error::InvalidGrant(format!("grants JSON: {e}")))
+    }
+}
+
+/// Everything one session is allowed to touch, opened: what a
+/// [`GrantsConfig`] declares, with the state it needs (directory handles,
+/// resolved addresses, sql pools, rate-limit budgets, breakers, token
+/// caches). Clones share that state, so every session opened with one
+/// `Grants` shares its pools and budgets.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    /// Directories mounted into the guest.
+    pub files: FilesPolicy,
+    /// Socket addresses the guest may reach.
+    pub sockets: SocketsPolicy,
+    /// HTTP origins the guest may call, and how.
+    pub http: HttpPolicy,
+    /// Databases the guest may open by name (each with its own pool).
+    pub sql: SqlPolicy,
+}
+
+impl Grants {
+    /// No access to anything.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Parse the JSON form shown on [`GrantsConfig`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the offending entry.
+    pub fn from_json(text: &str) -> Result<Self, Error> {
+        Self::from_config(&GrantsConfig::from_json(text)?)
+    }
+
+    /// Open what `config` declares: mount its directories (host paths as
+    /// this process sees them), resolve its socket host names, and make
+    /// fresh pools, budgets and breakers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the entry that cannot be opened.
+    pub fn from_config(config: &GrantsConfig) -> Result<Self, Error> {
+        Ok(Self {
+            files: FilesPolicy::from_config(&config.files)?,
+            sockets: SocketsPolicy::from_config(&config.sockets)?,
+            http: HttpPolicy::from_config(&config.http)?,
+            sql: SqlPolicy::from_config(&config.sql)?,
+        })
+    }
+
+    /// Read [`Grants::from_json`] from a file.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the file cannot be read, else as [`Grants::from_json`].
+    pub fn from_file(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_json(&text)
+    }
+
+    /// Add a mount (`HOST:GUEST[:ro|rw]`, read-only by default).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a malformed spec or a host path that is not a directory.
+    pub fn mount(mut self, spec: &str) -> Result<Self, Error> {
+        self.files.add(Mount::parse(spec)?)?;
+        Ok(self)
+    }
+
+    /// Allow TCP connections to `HOST:PORT` or `CIDR:PORT` (`*` for any port).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a malformed entry or a host name that does not resolve.
+    pub fn allow_tcp(mut self, entry: &str) -> Result<Self, Error> {
+        self.sockets.allow_tcp(entry)?;
+        Ok(self)
+    }
+
+    /// Grant the database at `url` under `name`, with default pool size and statement timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a duplicate name or an unparsable URL.
+    pub fn allow_sql(mut self, name: &str, url: &str, mode: SqlMode) -> Result<Self, Error> {
+        self.sql.add(
+            name,
+            url,
+            mode,
+            super::sql::DEFAULT_MAX_CONNECTIONS,
+            super::sql::DEFAULT_STATEMENT_TIMEOUT,
+        )?;
+        Ok(self)
+    }
+
+    /// Provide the value of the secret `name`, used by http `auth` entries
+    /// and sql grants' `password_secret`. Secret values never reach the
+    /// guest, logs or errors.
+    pub fn secret(mut self, name: &str, value: &str) -> Self {
+        self.http
+            .secrets
+            .insert(name.to_string(), Secret::new(value));
+        self.sql.provide_secret(name, value);
+        self
+    }
+
+    /// Allow HTTP requests to an origin `scheme://host[:port]` (`*.suffix` hosts allowed).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a malformed origin.
+    pub fn allow_http(mut self, origin: &str) -> Result<Self, Error> {
+        self.http.allow(HostPattern::parse(origin)?);
+        Ok(self)
+    }
+}
