@@ -8,6 +8,8 @@
 //!   and [`export_connector!`] to export them;
 //! - [`config::parse`]: typed config from the JSON config, with errors that
 //!   name the offending field;
+//! - `schema` (feature `schema`): the config's JSON Schema, derived from
+//!   the config type and checked in as `config.schema.json`;
 //! - [`RecordBuilder`]: records from JSON values;
 //! - [`query::apply`]: filters, sort, field selection and offset/cursor
 //!   pagination over in-memory records;
@@ -27,6 +29,8 @@
 //!
 //! /// Config: how many numbers to count to.
 //! #[derive(Deserialize)]
+//! #[cfg_attr(test, derive(schemars::JsonSchema))]
+//! #[serde(deny_unknown_fields)]
 //! struct Config {
 //!     up_to: u32,
 //! }
@@ -42,11 +46,8 @@
 //!
 //!     fn describe() -> Descriptor {
 //!         sluice_sdk::descriptor("counter", "0.1.0", "Counts from 1 to `up_to`")
-//!             .config_schema(serde_json::json!({
-//!                 "type": "object",
-//!                 "required": ["up_to"],
-//!                 "properties": { "up_to": { "type": "integer", "minimum": 0 } }
-//!             }))
+//!             // Derived from `Config`, kept equal to it by a test (`schema`).
+//!             .config_schema_text(include_str!("../config.schema.json"))
 //!             .build()
 //!     }
 //!
@@ -97,6 +98,8 @@ pub mod link;
 pub mod log;
 pub mod query;
 mod record;
+#[cfg(feature = "schema")]
+pub mod schema;
 pub mod sql;
 
 pub use bindings::sluice::connector::types::{

@@ -94,6 +94,15 @@ impl DescriptorBuilder {
         self
     }
 
+    /// Set the JSON Schema of the config from its JSON text, e.g.
+    /// `include_str!("../config.schema.json")`: a file derived from the
+    /// config type and kept equal to it by a test (see `schema`, feature
+    /// `schema`), so the component carries no schema generator.
+    pub fn config_schema_text(mut self, schema: &str) -> Self {
+        self.0.config_schema = schema.to_string();
+        self
+    }
+
     /// Set the capabilities.
     pub fn capabilities(mut self, capabilities: Capabilities) -> Self {
         self.0.capabilities = capabilities;

@@ -8,20 +8,23 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sluice_sdk::{io_error, ConnectorError, Result};
 
-/// The record encodings the connector reads and writes.
+/// The record encodings the connector reads and writes: `csv` (comma- or
+/// `delimiter`-separated values with a header row), `json` (an array of
+/// objects) and `ndjson` (one object per line).
+// The variants carry no doc comments: with them, the derived schema would be a
+// `oneOf` of constants, whose error names no allowed value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
-    /// Comma- (or `delimiter`-) separated values with a header row.
     Csv,
-    /// A JSON array of objects.
     Json,
-    /// One JSON object per line.
     Ndjson,
 }
 
 /// CSV options from the config.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct CsvOptions {
     /// Field delimiter, one ASCII character.

@@ -24,6 +24,7 @@ use sluice_sdk::{
 
 /// The connector's config.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// Directory that relative resource paths start from.
@@ -31,6 +32,7 @@ struct Config {
     root: String,
     /// Force a format instead of detecting it from the extension and content.
     #[serde(default)]
+    #[cfg_attr(test, schemars(with = "Format"))]
     format: Option<Format>,
     /// CSV options.
     #[serde(default)]
@@ -62,22 +64,7 @@ impl Connector for FileConnector {
             env!("CARGO_PKG_VERSION"),
             "CSV, JSON and NDJSON files (optionally gzip) in mounted directories",
         )
-        .config_schema(json!({
-            "type": "object",
-            "additionalProperties": false,
-            "properties": {
-                "root": { "type": "string", "default": "/", "description": "directory relative resource paths start from" },
-                "format": { "enum": ["csv", "json", "ndjson"], "description": "force a format instead of detecting it" },
-                "csv": {
-                    "type": "object",
-                    "additionalProperties": false,
-                    "properties": {
-                        "delimiter": { "type": "string", "minLength": 1, "maxLength": 1, "default": "," },
-                        "infer_types": { "type": "boolean", "default": false }
-                    }
-                }
-            }
-        }))
+        .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
             streaming: true,
             pagination: true,
@@ -351,3 +338,6 @@ impl RecordStream for FileStream {
 }
 
 sluice_sdk::export_connector!(FileConnector);
+
+#[cfg(test)]
+sluice_sdk::config_schema_test!(Config);

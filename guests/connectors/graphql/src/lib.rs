@@ -21,6 +21,7 @@ use sluice_sdk::{
 };
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// The GraphQL endpoint URL.
@@ -37,6 +38,7 @@ struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Resource {
     /// The query document.
@@ -59,6 +61,7 @@ struct Resource {
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 enum Pagination {
     /// One response holds everything.
@@ -124,6 +127,7 @@ fn page_size() -> u32 {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Mutation {
     /// The mutation document.
@@ -147,6 +151,7 @@ struct Mutation {
 
 /// How a record is passed to a mutation.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 enum Bind {
     /// The whole record as one variable (`createItem(input: $input)`).
@@ -218,17 +223,7 @@ impl Connector for GraphQl {
             env!("CARGO_PKG_VERSION"),
             "GraphQL APIs: configured queries, Relay, offset or page-number pagination, mutations",
         )
-        .config_schema(json!({
-            "type": "object",
-            "required": ["endpoint"],
-            "additionalProperties": false,
-            "properties": {
-                "endpoint": { "type": "string" },
-                "headers": { "type": "object", "additionalProperties": { "type": "string" } },
-                "resources": { "type": "object" },
-                "mutations": { "type": "object" }
-            }
-        }))
+        .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
             streaming: true,
             pagination: true,
@@ -624,3 +619,6 @@ impl RecordStream for GraphQlStream {
 }
 
 sluice_sdk::export_connector!(GraphQl);
+
+#[cfg(test)]
+sluice_sdk::config_schema_test!(Config);

@@ -33,6 +33,7 @@ use sluice_sdk::{
 /// held whole in the host and the guest (stream for more).
 const MAX_PAGE_SIZE: u32 = 100_000;
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// Name of the host's sql grant.
@@ -42,6 +43,7 @@ struct Config {
     schema: String,
     /// Page size when a fetch gives none, and the stream batch size.
     #[serde(default = "default_page_size")]
+    #[cfg_attr(test, schemars(range(min = 1)))]
     page_size: u32,
     /// Key columns per table, for tables without a primary key (views).
     #[serde(default)]
@@ -79,17 +81,7 @@ impl Connector for Postgres {
             env!("CARGO_PKG_VERSION"),
             "PostgreSQL tables and views through a host sql grant",
         )
-        .config_schema(json!({
-            "type": "object",
-            "additionalProperties": false,
-            "required": ["grant"],
-            "properties": {
-                "grant": { "type": "string", "description": "name of the host's sql grant" },
-                "schema": { "type": "string", "default": "public" },
-                "page_size": { "type": "integer", "minimum": 1, "default": 500 },
-                "keys": { "type": "object", "additionalProperties": { "type": "array", "items": { "type": "string" } } }
-            }
-        }))
+        .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
             streaming: true,
             pagination: true,
@@ -461,3 +453,6 @@ impl RecordStream for PgStream {
 }
 
 sluice_sdk::export_connector!(Postgres);
+
+#[cfg(test)]
+sluice_sdk::config_schema_test!(Config);

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use page::{Pagination, Position};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use sluice_sdk::{
     config, http, query, Batch, Capabilities, Connector, ConnectorError, Descriptor,
     ExecuteRequest, ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder,
@@ -21,6 +21,7 @@ use sluice_sdk::{
 };
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Config {
     /// `scheme://host[:port][/prefix]`, no trailing slash needed.
@@ -33,6 +34,7 @@ struct Config {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Resource {
     /// Path below `base_url`, e.g. `/v1/users`.
@@ -74,28 +76,7 @@ impl Connector for Rest {
             env!("CARGO_PKG_VERSION"),
             "JSON REST APIs: configured resources, pagination and filter mapping",
         )
-        .config_schema(json!({
-            "type": "object",
-            "required": ["base_url", "resources"],
-            "additionalProperties": false,
-            "properties": {
-                "base_url": { "type": "string" },
-                "headers": { "type": "object", "additionalProperties": { "type": "string" } },
-                "resources": { "type": "object", "additionalProperties": {
-                    "type": "object",
-                    "required": ["path"],
-                    "properties": {
-                        "path": { "type": "string" },
-                        "method": { "type": "string", "default": "GET" },
-                        "records_path": { "type": "string", "description": "JSON pointer" },
-                        "id_field": { "type": "string" },
-                        "pagination": { "type": "object", "properties": { "type": { "enum": ["none", "offset", "page", "cursor", "link"] } } },
-                        "filters": { "type": "object", "additionalProperties": { "type": "string" } },
-                        "fields_param": { "type": "string" }
-                    }
-                } }
-            }
-        }))
+        .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
             streaming: true,
             pagination: true,
@@ -376,3 +357,6 @@ impl RecordStream for RestStream {
 }
 
 sluice_sdk::export_connector!(Rest);
+
+#[cfg(test)]
+sluice_sdk::config_schema_test!(Config);

@@ -31,6 +31,7 @@ fn first_page() -> u64 {
 
 /// How a resource's pages are walked.
 #[derive(Debug, Clone, Default, Deserialize)]
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Pagination {
     /// One response holds everything.
