@@ -88,11 +88,11 @@ impl HostPattern {
         let host = host.as_str();
         match &self.host {
             HostMatch::Exact(exact) => exact == host,
+            // A name's subdomains: never an IP address that happens to end alike.
             HostMatch::Subdomains(suffix) => {
-                host.len() > suffix.len()
-                    && host
-                        .get(host.len() - suffix.len()..)
-                        .is_some_and(|tail| tail.eq_ignore_ascii_case(suffix))
+                host.parse::<IpAddr>().is_err()
+                    && host.len() > suffix.len()
+                    && host.ends_with(suffix.as_str())
             }
         }
     }
@@ -108,7 +108,9 @@ impl HostPattern {
         match (&self.host, &other.host) {
             (HostMatch::Exact(a), HostMatch::Exact(b)) => a == b,
             (HostMatch::Exact(host), HostMatch::Subdomains(suffix)) => {
-                host.len() > suffix.len() && host.ends_with(suffix.as_str())
+                host.parse::<IpAddr>().is_err()
+                    && host.len() > suffix.len()
+                    && host.ends_with(suffix.as_str())
             }
             (HostMatch::Subdomains(inner), HostMatch::Subdomains(outer)) => {
                 inner.ends_with(outer.as_str())
@@ -192,6 +194,17 @@ mod tests {
         assert!(!p.matches("http", "example.com", 8080));
         assert!(!p.matches("http", "badexample.com", 8080));
         assert!(!p.matches("http", "a.example.com", 80));
+    }
+
+    #[test]
+    fn a_wildcard_never_matches_an_ip_address() {
+        let p = HostPattern::parse("http://*.0.0.1").unwrap();
+        assert!(!p.matches("http", "127.0.0.1", 80));
+        assert!(!HostPattern::parse("http://127.0.0.1").unwrap().within(&p));
+        assert!(
+            p.matches("http", "a.0.0.1", 80),
+            "a name is still a subdomain"
+        );
     }
 
     #[test]
