@@ -40,10 +40,8 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::instances::{DeclaredGrants, InstanceSpec};
-use crate::invoke::InvokeSpec;
+use crate::instances::DeclaredGrants;
 use crate::routes::handle;
-use crate::tenants::TenantSpec;
 pub use api_error::ApiError;
 pub use error::Error;
 use model::ConnectorMeta;

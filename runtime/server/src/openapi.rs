@@ -10,7 +10,9 @@ use serde_json::{json, Map, Value};
 
 use super::files::FileView;
 use super::model::{ConnectorMeta, InstanceView, IssuedToken, Tenant, TokenSpec, TokenView};
-use super::{InstanceSpec, InvokeSpec, TenantSpec};
+use crate::instances::InstanceSpec;
+use crate::invoke::InvokeSpec;
+use crate::tenants::TenantSpec;
 
 /// A JSON Schema of one body, added to the document's components.
 type BodySchema = fn(&mut SchemaGenerator) -> Schema;

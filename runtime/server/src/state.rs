@@ -384,9 +384,11 @@ impl State {
     }
 }
 
-/// A digest of everything a session or the grants of an instance are built
-/// from: the instance record and the tenant's ceiling and quotas. When it
-/// changes (on this node or another sharing the store), both are rebuilt.
+/// A digest of everything a kept session of an instance was opened with: the
+/// instance record and the tenant's ceiling and quotas. When it changes (on
+/// this node or another sharing the store), the kept sessions are dropped.
+/// (Live grants are kept apart, with the declared value they were opened
+/// from: see `DeclaredGrants`.)
 pub(crate) fn instance_version(tenant: &Tenant, instance: &Instance) -> String {
     sha256_hex(
         json!([instance, tenant.ceiling, tenant.quotas])
