@@ -16,6 +16,7 @@
 //! - [`log`]: structured logs that land in the host's `tracing`;
 //! - [`http`]: a small outgoing HTTP client whose denials are typed;
 //! - [`sql`]: databases by grant name, errors typed;
+//! - [`net`]: a buffered TCP connection to a granted address, with deadlines;
 //! - [`io_error`]: WASI I/O errors turned into typed connector errors.
 //!
 //! # A complete minimal connector
@@ -96,6 +97,7 @@ mod export;
 pub mod http;
 pub mod link;
 pub mod log;
+pub mod net;
 pub mod query;
 mod record;
 #[cfg(feature = "schema")]

@@ -9,6 +9,7 @@ mod graphql;
 mod hostile;
 mod http;
 mod loading;
+mod net;
 mod postgres;
 mod postgres_fidelity;
 mod rest;

@@ -164,6 +164,30 @@ impl Session for ProbeSession {
                     json!({ "peer": stream.peer_addr().map(|a| a.to_string()).ok() }),
                 ))
             }
+            "tcp-exchange" => {
+                // Send `text`, then read `message` lines back (bounded by
+                // `method` bytes when a number); `host` = "reconnect" sends
+                // and reads once more on a fresh connection.
+                let deadlines = sluice_sdk::net::Deadlines {
+                    read: std::time::Duration::from_millis(300),
+                    ..Default::default()
+                };
+                let max: usize = p.method.parse().unwrap_or(4096);
+                let lines: usize = p.message.parse().unwrap_or(1);
+                let mut conn = sluice_sdk::net::Connection::open(&p.addr, deadlines)?;
+                let exchange = |conn: &mut sluice_sdk::net::Connection| -> Result<Vec<String>> {
+                    conn.send(p.text.as_bytes())?;
+                    (0..lines)
+                        .map(|_| Ok(String::from_utf8_lossy(&conn.read_line(max)?).into_owned()))
+                        .collect()
+                };
+                let mut replies = exchange(&mut conn)?;
+                if p.host == "reconnect" {
+                    conn.reconnect()?;
+                    replies.extend(exchange(&mut conn)?);
+                }
+                Ok(one(json!({ "replies": replies })))
+            }
             "listen" => {
                 let listener = std::net::TcpListener::bind(&p.addr)
                     .map_err(|e| denied_or(e, &format!("listen on {}", p.addr)))?;
