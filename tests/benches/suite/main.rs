@@ -69,7 +69,19 @@ fn main() {
         }
         eprintln!("bench: {name} ...");
         let began = std::time::Instant::now();
-        runtime.block_on(suite(scale, &mut report));
+        // A suite that fails (a baseline's client, a busy machine) says so in
+        // the table; the other suites still run and the table still prints.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(suite(scale, &mut report))
+        }));
+        if let Err(panic) = ran {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "it panicked".to_string());
+            report.failed(name, why);
+        }
         eprintln!("bench: {name} took {:.1} s", began.elapsed().as_secs_f64());
     }
     report.finish(started.elapsed());

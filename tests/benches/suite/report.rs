@@ -90,6 +90,8 @@ fn number(value: f64) -> String {
 pub struct Report {
     scale: Scale,
     rows: Vec<Row>,
+    /// Suites that could not finish: name and why.
+    failures: Vec<(String, String)>,
 }
 
 impl Report {
@@ -98,7 +100,15 @@ impl Report {
         Self {
             scale,
             rows: Vec::new(),
+            failures: Vec::new(),
         }
+    }
+
+    /// Record that suite `name` could not finish, and why; the rest of the
+    /// run goes on and the table says so.
+    pub fn failed(&mut self, name: &str, why: String) {
+        eprintln!("bench: {name} FAILED: {why}");
+        self.failures.push((name.to_string(), why));
     }
 
     /// Add a row and print it at once.
@@ -135,6 +145,9 @@ impl Report {
                 row.verdict()
             );
         }
+        for (name, why) in &self.failures {
+            let _ = writeln!(table, "\n**{name}: not measured** ({why})");
+        }
         let machine = crate::sys::machine();
         println!("\n{table}");
         println!(
@@ -148,6 +161,7 @@ impl Report {
             "machine": machine,
             "quick": self.scale.quick,
             "seconds": took.as_secs_f64(),
+            "failures": self.failures.iter().map(|(name, why)| json!({ "suite": name, "why": why })).collect::<Vec<_>>(),
             "rows": self.rows.iter().map(|r| json!({
                 "metric": r.metric,
                 "unit": r.unit,

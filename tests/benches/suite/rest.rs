@@ -73,27 +73,46 @@ async fn serve(pages: Arc<HashMap<usize, Bytes>>) -> std::net::SocketAddr {
     addr
 }
 
-/// Native: one keep-alive connection, GET each page, parse, one JSON line per record.
+/// Native: one keep-alive connection, GET each page, parse, one JSON line per
+/// record. The sender is awaited `ready` before each request, and a
+/// connection the server closed is opened again (as a pooled client would).
 async fn native(addr: std::net::SocketAddr) -> u64 {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
     let (mut offset, mut count) = (0usize, 0u64);
     let mut out = Vec::with_capacity(1 << 16);
+    let mut sender = connect(addr).await;
     loop {
-        let req = hyper::Request::get(format!("http://{addr}/items?offset={offset}&limit={PAGE}"))
-            .header("host", addr.to_string())
-            .body(Empty::<Bytes>::new())
-            .unwrap();
-        let res = sender.send_request(req).await.unwrap();
-        let body = res.into_body().collect().await.unwrap().to_bytes();
-        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let req = || {
+            hyper::Request::get(format!("http://{addr}/items?offset={offset}&limit={PAGE}"))
+                .header("host", addr.to_string())
+                .body(Empty::<Bytes>::new())
+                .expect("a request")
+        };
+        let res = match sender.ready().await {
+            Ok(()) => sender.send_request(req()).await,
+            Err(e) => Err(e),
+        };
+        let res = match res {
+            Ok(res) => res,
+            Err(_) => {
+                sender = connect(addr).await;
+                sender.ready().await.expect("a fresh connection is ready");
+                sender
+                    .send_request(req())
+                    .await
+                    .expect("the page, on a fresh connection")
+            }
+        };
+        let body = res
+            .into_body()
+            .collect()
+            .await
+            .expect("the body")
+            .to_bytes();
+        let value: serde_json::Value = serde_json::from_slice(&body).expect("a JSON page");
         let data = value["data"].as_array().cloned().unwrap_or_default();
         out.clear();
         for record in &data {
-            serde_json::to_writer(&mut out, record).unwrap();
+            serde_json::to_writer(&mut out, record).expect("a JSON line");
             out.push(b'\n');
         }
         std::hint::black_box(&out);
@@ -103,6 +122,20 @@ async fn native(addr: std::net::SocketAddr) -> u64 {
             return count;
         }
     }
+}
+
+/// A new HTTP/1 connection to `addr`, driven by its own task.
+async fn connect(
+    addr: std::net::SocketAddr,
+) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the page server");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("an HTTP/1 handshake");
+    tokio::spawn(connection);
+    sender
 }
 
 pub async fn run(scale: Scale, report: &mut Report) {
