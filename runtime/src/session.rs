@@ -417,7 +417,29 @@ impl RecordStream<'_> {
             .await
     }
 
-    /// Acknowledge delivered records by id.
+    /// Acknowledge delivered records by id: the connector settles them at
+    /// their source (a queue deletes them), so they are not delivered again.
+    /// Acknowledge only what is safely handled — written and flushed, say;
+    /// records delivered but never acknowledged are redelivered by
+    /// connectors with delivery semantics (queues) when the stream ends.
+    /// Connectors without them (files, tables) accept acks and ignore them.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn consume(session: &mut sluice::Session) -> Result<(), sluice::Error> {
+    /// use sluice::FetchRequest;
+    ///
+    /// let mut stream = session.stream(&FetchRequest::new("orders"), None).await?;
+    /// while let Some(batch) = stream.next(100).await? {
+    ///     // ... write the batch somewhere durable first ...
+    ///     let ids: Vec<String> = batch.records.iter().filter_map(|r| r.id.clone()).collect();
+    ///     stream.ack(&ids).await?;
+    /// }
+    /// stream.close().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
     ///
     /// # Errors
     ///
@@ -429,7 +451,9 @@ impl RecordStream<'_> {
             .await
     }
 
-    /// Reject delivered records by id.
+    /// Reject delivered records by id, asking their source to deliver them
+    /// again (to this stream or another consumer). Connectors without
+    /// delivery semantics answer `unsupported`.
     ///
     /// # Errors
     ///

@@ -197,6 +197,13 @@ pub(crate) enum Operation {
         /// Records per batch.
         #[arg(long, value_name = "N", default_value_t = 500)]
         batch_size: u32,
+        /// Leave delivered records unacknowledged (a queue redelivers them).
+        /// By default each batch is acknowledged once it is written and flushed.
+        #[arg(long)]
+        no_ack: bool,
+        /// Stop after this many records.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
         /// Accepted for older scripts: `{"checkpoint": "..."}` lines are always written.
         #[arg(long, hide = true)]
         emit_checkpoints: bool,

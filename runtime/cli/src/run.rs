@@ -256,6 +256,8 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
             query,
             checkpoint,
             batch_size,
+            no_ack,
+            max,
             emit_checkpoints: _,
         } => {
             let req = fetch_request(&resource, &query)?;
@@ -265,10 +267,14 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
                 Err(e) => return Err(stream_failed(&stdout, e)),
             };
             let mut progress = Progress::new(std::io::stderr().is_terminal());
+            let mut acking = !no_ack;
+            let mut remaining = max.unwrap_or(u64::MAX);
             let mut chunk = String::new();
-            loop {
+            while remaining > 0 {
                 chunk.clear();
-                let batch = match stream.next(batch_size.max(1)).await {
+                // Never ask for more than `--max` leaves, so no batch is cut.
+                let asked = u64::from(batch_size.max(1)).min(remaining) as u32;
+                let batch = match stream.next(asked).await {
                     Ok(Some(batch)) => batch,
                     Ok(None) => break,
                     Err(e) => return Err(stream_failed(&stdout, e)),
@@ -282,7 +288,12 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
                 let mut out = stdout.lock();
                 out.write_all(chunk.as_bytes())?;
                 out.flush()?;
+                drop(out);
                 progress.add(batch.records.len(), chunk.len());
+                remaining = remaining.saturating_sub(batch.records.len() as u64);
+                if acking {
+                    acking = acknowledge(&mut stream, &batch.records).await?;
+                }
             }
             progress.finish();
             stream.close().await?;
@@ -349,6 +360,24 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
 /// End a failed stream: an error line on stdout, so the reader of a pipe
 /// (`execute --records -`) learns that the stream did not end normally, and
 /// the error itself for stderr and the exit status.
+/// Acknowledge the records of a batch that was written and flushed. Returns
+/// whether to go on acknowledging: a connector that does not support acks
+/// has no delivery semantics, so there is nothing to settle.
+async fn acknowledge(stream: &mut sluice::RecordStream<'_>, records: &[Record]) -> Result<bool> {
+    let ids: Vec<String> = records.iter().filter_map(|r| r.id.clone()).collect();
+    if ids.is_empty() {
+        return Ok(true);
+    }
+    match stream.ack(&ids).await {
+        Ok(()) => Ok(true),
+        Err(sluice::Error::Connector(sluice::ConnectorError::Unsupported(_))) => Ok(false),
+        Err(e) => Err(anyhow!(e).context(format!(
+            "{} record(s) were written but could not be acknowledged; they may be delivered again",
+            ids.len()
+        ))),
+    }
+}
+
 pub(crate) fn stream_failed(stdout: &std::io::Stdout, error: sluice::Error) -> anyhow::Error {
     // The command line's own words (its flags), with the API's stable code.
     let message = error.to_string();

@@ -539,3 +539,91 @@ fn make_run_serves_a_release_build_on_the_port_given() {
         "{plan}"
     );
 }
+
+/// `sluice run` of the probe's ack-logging stream of `count` records, with a
+/// read-write mount for its log; returns stdout's lines and the log.
+fn stream_acks(count: u32, extra: &[&str]) -> (Vec<Value>, String) {
+    let dir = tempdir();
+    let mount = format!("{}:/d:rw", dir.path().display());
+    let options = json!({ "path": "/d/acks", "count": count }).to_string();
+    let probe = guest("sluice_probe").display().to_string();
+    let mut args = vec![
+        "run",
+        &probe,
+        "--mount",
+        &mount,
+        "stream",
+        "queue",
+        "--options",
+        &options,
+    ];
+    args.extend_from_slice(extra);
+    let out = sluice(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let log = std::fs::read_to_string(dir.path().join("acks")).unwrap_or_default();
+    (lines, log)
+}
+
+#[test]
+fn stream_acknowledges_each_batch_after_writing_it() {
+    let (lines, log) = stream_acks(5, &["--batch-size", "2"]);
+    assert_eq!(lines.len(), 5 + 3, "5 records and 3 checkpoints");
+    assert_eq!(log, "ack 1,2\nack 3,4\nack 5\n");
+}
+
+#[test]
+fn stream_no_ack_leaves_every_record_unacknowledged() {
+    let (lines, log) = stream_acks(5, &["--batch-size", "2", "--no-ack"]);
+    assert_eq!(lines.len(), 5 + 3);
+    assert_eq!(log, "", "nothing was acknowledged");
+}
+
+#[test]
+fn stream_max_stops_after_that_many_records_and_acks_only_those() {
+    let (lines, log) = stream_acks(10, &["--batch-size", "4", "--max", "6"]);
+    let ids: Vec<&str> = lines
+        .iter()
+        .filter_map(|l| l["record"]["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["1", "2", "3", "4", "5", "6"]);
+    assert_eq!(lines.last().unwrap(), &json!({ "checkpoint": "6" }));
+    assert_eq!(log, "ack 1,2,3,4\nack 5,6\n");
+}
+
+#[test]
+fn stream_says_so_when_written_records_cannot_be_acknowledged() {
+    let dir = tempdir();
+    // A read-only mount: the probe cannot log the ack, so the ack fails.
+    let mount = format!("{}:/d:ro", dir.path().display());
+    let options = json!({ "path": "/d/acks", "count": 3 }).to_string();
+    let probe = guest("sluice_probe").display().to_string();
+    let out = sluice(&[
+        "run",
+        &probe,
+        "--mount",
+        &mount,
+        "stream",
+        "queue",
+        "--options",
+        &options,
+    ]);
+    assert!(!out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#"{"record":{"id":"1","data":{"n":1}}}"#),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("3 record(s) were written but could not be acknowledged"),
+        "{stderr}"
+    );
+}

@@ -12,6 +12,7 @@
 //! | `remove-dir` | remove directory `path` and everything in it |
 //! | `mkdir` | create directory `path` (and its parents) |
 //! | `tcp` | connect to `addr` |
+//! | `tcp-exchange` | send `text` to `addr` with `sluice_sdk::net`, read `message` lines (at most `method` bytes each); `host` = `reconnect`: once more on a new connection |
 //! | `listen` | bind and listen on `addr` |
 //! | `udp` | bind a UDP socket on `addr` |
 //! | `dns` | resolve `host` |
@@ -27,14 +28,18 @@
 //! | `recursion` | recurse without bound |
 //! | `trap` | panic (a wasm trap) |
 //! | `sleep` | block in the host for `ms` milliseconds |
+//!
+//! `stream` of any resource delivers `count` records with ids `1`, `2`, …
+//! (`{"n": i}`) and appends each `ack`/`nack` call to the file `path` as a
+//! line `ack 1,2`, so tests see what a front door acknowledged.
 
 use std::io::{Read, Write};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_sdk::{
-    config, http, io_error, Connector, ConnectorError, Descriptor, FetchRequest, FetchResponse,
-    RecordBuilder, Result, Session,
+    config, http, io_error, Batch, Connector, ConnectorError, Descriptor, FetchRequest,
+    FetchResponse, RecordBuilder, RecordStream, Result, Session,
 };
 
 struct Probe;
@@ -129,6 +134,23 @@ fn symlink(target: &str, path: &str) -> Result<()> {
 }
 
 impl Session for ProbeSession {
+    fn stream(
+        &self,
+        req: FetchRequest,
+        checkpoint: Option<String>,
+    ) -> Result<Box<dyn RecordStream>> {
+        let p: Params = config::parse_options(req.options.as_deref())?;
+        let next = match checkpoint {
+            Some(text) => text.parse::<usize>().map_or(1, |n| n + 1),
+            None => 1,
+        };
+        Ok(Box::new(AckLog {
+            next,
+            count: p.count,
+            log: p.path,
+        }))
+    }
+
     fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
         let p: Params = config::parse_options(req.options.as_deref())?;
         match req.resource.as_str() {
@@ -341,6 +363,53 @@ impl Session for ProbeSession {
                 "no probe action `{other}`"
             ))),
         }
+    }
+}
+
+/// Records `1..=count`, each ack and nack logged to `log`.
+struct AckLog {
+    next: usize,
+    count: usize,
+    log: String,
+}
+
+impl AckLog {
+    fn append(&self, verb: &str, ids: &[String]) -> Result<()> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .and_then(|mut f| writeln!(f, "{verb} {}", ids.join(",")))
+            .map_err(|e| io_error(&self.log, e))
+    }
+}
+
+impl RecordStream for AckLog {
+    fn next(&mut self, max: u32) -> Result<Option<Batch>> {
+        if self.next > self.count {
+            return Ok(None);
+        }
+        let last = (self.next + max.max(1) as usize - 1).min(self.count);
+        let records = (self.next..=last)
+            .map(|n| {
+                RecordBuilder::new(json!({ "n": n }))
+                    .id(n.to_string())
+                    .build()
+            })
+            .collect();
+        self.next = last + 1;
+        Ok(Some(Batch {
+            records,
+            checkpoint: Some(last.to_string()),
+        }))
+    }
+
+    fn ack(&mut self, ids: Vec<String>) -> Result<()> {
+        self.append("ack", &ids)
+    }
+
+    fn nack(&mut self, ids: Vec<String>) -> Result<()> {
+        self.append("nack", &ids)
     }
 }
 
