@@ -14,7 +14,7 @@ use crate::instances::{instance, limits_of};
 use crate::model::{Instance, Tenant};
 use crate::routes::{note_request, REQUEST_LOG};
 use crate::state::instance_version;
-use crate::stream::{stream, StreamContext};
+use crate::stream::{stream, StreamContext, StreamRequest};
 use crate::ApiError;
 use crate::State;
 
@@ -50,6 +50,18 @@ pub(crate) struct PageSpec {
     pub(crate) cursor: Option<String>,
 }
 
+/// How a stream's delivered records are acknowledged to their connector.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AckMode {
+    /// Never (the default): a queue connector redelivers what was streamed.
+    #[default]
+    None,
+    /// Each batch once it is handed to the response: at most once for the
+    /// batch in flight when a client goes away.
+    Auto,
+}
+
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct InvokeSpec {
@@ -63,6 +75,8 @@ pub(crate) struct InvokeSpec {
     pub(crate) records: Vec<Value>,
     pub(crate) checkpoint: Option<String>,
     pub(crate) batch_size: Option<u32>,
+    /// `stream` only: `none` (default) or `auto`.
+    pub(crate) ack: Option<AckMode>,
 }
 
 impl InvokeSpec {
@@ -80,6 +94,7 @@ impl InvokeSpec {
             ("records", !self.records.is_empty()),
             ("checkpoint", self.checkpoint.is_some()),
             ("batch_size", self.batch_size.is_some()),
+            ("ack", self.ack.is_some()),
         ];
         let used: &[&str] = match operation {
             "fetch" => &[
@@ -98,6 +113,7 @@ impl InvokeSpec {
                 "options",
                 "checkpoint",
                 "batch_size",
+                "ack",
             ],
             "execute" => &["resource", "operation", "records", "options"],
             _ => &[],
@@ -265,15 +281,13 @@ pub(crate) async fn invoke_inner(
                     .try_with(|log| log.borrow().request_id.clone())
                     .unwrap_or_default(),
             };
-            return stream(
-                session,
+            let request = StreamRequest {
                 fetch,
-                spec.checkpoint,
-                spec.batch_size.unwrap_or(500),
-                permit,
-                context,
-            )
-            .await;
+                checkpoint: spec.checkpoint,
+                batch_size: spec.batch_size.unwrap_or(500),
+                ack: spec.ack.unwrap_or_default(),
+            };
+            return stream(session, request, permit, context).await;
         }
         _ => answer(&mut session, operation, &fetch, &spec).await,
     };

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use sluice::FetchRequest;
 
 use crate::body::Reply;
+use crate::invoke::AckMode;
 use crate::ApiError;
 use crate::State;
 
@@ -44,14 +45,21 @@ pub(crate) struct StreamContext {
     pub(crate) request_id: String,
 }
 
+/// What to stream: the request, where to resume, how many records a batch
+/// holds, and how delivered records are acknowledged.
+pub(crate) struct StreamRequest {
+    pub(crate) fetch: FetchRequest,
+    pub(crate) checkpoint: Option<String>,
+    pub(crate) batch_size: u32,
+    pub(crate) ack: AckMode,
+}
+
 /// Start a stream. Until its first batch (or its end) the answer is not
 /// committed: a stream that fails before streaming anything answers with the
 /// error's own status; one that fails later ends with an error line.
 pub(crate) async fn stream(
     session: sluice::Session,
-    fetch: FetchRequest,
-    checkpoint: Option<String>,
-    batch_size: u32,
+    request: StreamRequest,
     permit: tokio::sync::OwnedSemaphorePermit,
     context: StreamContext,
 ) -> Reply {
@@ -61,7 +69,7 @@ pub(crate) async fn stream(
         let started = std::time::Instant::now();
         let _active = context.state.metrics.session();
         let mut start = Some(started_tx);
-        let outcome = pump(session, fetch, checkpoint, batch_size, tx, &mut start).await;
+        let outcome = pump(session, request, tx, &mut start).await;
         // A stream refused before it started is counted by `invoke`, as an error answer.
         if start.is_none() {
             tracing::info!(
@@ -122,19 +130,19 @@ pub(crate) type StartSignal = tokio::sync::oneshot::Sender<Result<(), ApiError>>
 /// Move a stream's batches into the response; returns the outcome.
 pub(crate) async fn pump(
     mut session: sluice::Session,
-    fetch: FetchRequest,
-    checkpoint: Option<String>,
-    batch_size: u32,
+    request: StreamRequest,
     tx: mpsc::Sender<Bytes>,
     start: &mut Option<StartSignal>,
 ) -> &'static str {
+    let mut acking = request.ack == AckMode::Auto;
     {
-        let mut stream = match session.stream(&fetch, checkpoint.as_deref()).await {
+        let checkpoint = request.checkpoint.as_deref();
+        let mut stream = match session.stream(&request.fetch, checkpoint).await {
             Ok(stream) => stream,
             Err(e) => return report(&tx, start, e).await,
         };
         loop {
-            match stream.next(batch_size.max(1)).await {
+            match stream.next(request.batch_size.max(1)).await {
                 Ok(Some(batch)) => {
                     let mut chunk = String::new();
                     for record in &batch.records {
@@ -153,6 +161,18 @@ pub(crate) async fn pump(
                     if tx.send(Bytes::from(chunk)).await.is_err() {
                         // The client went away: dropping the session cancels the guest.
                         return "client_gone";
+                    }
+                    let ids: Vec<String> =
+                        batch.records.iter().filter_map(|r| r.id.clone()).collect();
+                    if acking && !ids.is_empty() {
+                        match stream.ack(&ids).await {
+                            Ok(()) => {}
+                            // No delivery semantics: nothing to settle.
+                            Err(sluice::Error::Connector(sluice::ConnectorError::Unsupported(
+                                _,
+                            ))) => acking = false,
+                            Err(e) => return report(&tx, start, e).await,
+                        }
                     }
                 }
                 Ok(None) => break,

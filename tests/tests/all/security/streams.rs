@@ -7,7 +7,7 @@ use sluice_tests::client::api;
 use sluice_tests::tempdir;
 
 use super::start_with;
-use crate::server::{data_instance, tenant};
+use crate::server::{data_instance, new_instance, tenant, upload};
 
 #[tokio::test]
 async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_status() {
@@ -87,5 +87,71 @@ async fn a_stream_that_fails_before_its_first_record_answers_with_the_error_stat
     assert!(
         error["code"].is_string() && error["message"].as_str().unwrap().contains("line 3"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_stream_acknowledges_its_batches_only_when_asked_to() {
+    let dir = tempdir();
+    let (addr, _server) = start_with(dir.path(), |_| {}).await;
+    let (tenant_id, token) =
+        tenant(addr, json!({ "name": "q", "ceiling": { "files": true } })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = new_instance(
+        addr,
+        &token,
+        &json!({ "connector": connector,
+                 "grants": { "files": [{ "host": "q", "guest": "/d", "mode": "rw" }] } }),
+    )
+    .await;
+    let path = format!("/v1/instances/{instance}/stream");
+    let acks = dir.path().join("files").join(&tenant_id).join("q/acks");
+    let body = |ack: Option<&str>| {
+        let mut body = json!({ "resource": "queue", "batch_size": 2,
+                               "options": { "path": "/d/acks", "count": 5 } });
+        if let Some(mode) = ack {
+            body["ack"] = json!(mode);
+        }
+        body
+    };
+    // By default nothing is acknowledged: a queue would redeliver it all.
+    let plain = api(addr, Some(&token)).post_json(&path, &body(None)).await;
+    assert_eq!(
+        plain.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&plain.body)
+    );
+    assert_eq!(plain.lines().len(), 5 + 3, "5 records, 3 checkpoints");
+    assert!(!acks.exists(), "nothing was acknowledged");
+    // `auto`: each batch once it was handed to the response.
+    let auto = api(addr, Some(&token))
+        .post_json(&path, &body(Some("auto")))
+        .await;
+    assert_eq!(auto.status, 200, "{}", String::from_utf8_lossy(&auto.body));
+    assert_eq!(auto.lines().len(), 5 + 3);
+    assert_eq!(
+        std::fs::read_to_string(&acks).unwrap(),
+        "ack 1,2\nack 3,4\nack 5\n"
+    );
+    // An unknown mode is refused, and `ack` belongs to streams only.
+    let bad = api(addr, Some(&token))
+        .post_json(&path, &body(Some("sometimes")))
+        .await;
+    assert_eq!(bad.status, 422);
+    let fetch = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/fetch"),
+            &json!({ "resource": "queue", "ack": "auto" }),
+        )
+        .await;
+    assert_eq!(fetch.status, 422);
+    assert!(
+        fetch.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`ack` is not used by `fetch`"),
+        "{:?}",
+        fetch.json()
     );
 }
