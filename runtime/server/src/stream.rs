@@ -162,9 +162,12 @@ pub(crate) async fn pump(
                         // The client went away: dropping the session cancels the guest.
                         return "client_gone";
                     }
-                    let ids: Vec<String> =
-                        batch.records.iter().filter_map(|r| r.id.clone()).collect();
-                    if acking && !ids.is_empty() {
+                    let ids: Vec<String> = if acking {
+                        batch.records.iter().filter_map(|r| r.id.clone()).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    if !ids.is_empty() {
                         match stream.ack(&ids).await {
                             Ok(()) => {}
                             // No delivery semantics: nothing to settle.
