@@ -226,7 +226,7 @@ pub(crate) fn check_config(
 /// What an instance's live grants are opened from: its declared grants, the
 /// secrets they name and the ceiling they were checked against. Live grants
 /// are reused while this stays equal, and opened again when any part changed.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub(crate) struct DeclaredGrants {
     pub(crate) grants: GrantsConfig,
     pub(crate) secrets: std::collections::BTreeMap<String, String>,
@@ -234,12 +234,21 @@ pub(crate) struct DeclaredGrants {
 }
 
 impl DeclaredGrants {
+    /// What `instance`'s grants are opened from now.
     pub(crate) fn of(tenant: &Tenant, instance: &Instance) -> Self {
         Self {
             grants: instance.grants.clone(),
             secrets: instance.secrets.clone(),
             ceiling: tenant.ceiling.clone(),
         }
+    }
+
+    /// Whether live grants opened from this are still `instance`'s (compared
+    /// in place: nothing is copied on the invocation path).
+    pub(crate) fn is_current(&self, tenant: &Tenant, instance: &Instance) -> bool {
+        self.grants == instance.grants
+            && self.secrets == instance.secrets
+            && self.ceiling == tenant.ceiling
     }
 }
 

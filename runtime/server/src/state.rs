@@ -297,15 +297,16 @@ impl State {
         instance: &Instance,
     ) -> Result<Grants, ApiError> {
         let key = format!("{}/{}", tenant.id, instance.id);
-        let declared = DeclaredGrants::of(tenant, instance);
+        // Held while opening, so concurrent first calls share one set of
+        // pools and budgets (opening may resolve names: a rare, first-call cost).
         let mut cache = self.grants.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((opened_from, grants)) = cache.get(&key) {
-            if *opened_from == declared {
+            if opened_from.is_current(tenant, instance) {
                 return Ok(grants.clone());
             }
         }
         let grants = open_grants(self, tenant, instance)?;
-        cache.insert(key, (declared, grants.clone()));
+        cache.insert(key, (DeclaredGrants::of(tenant, instance), grants.clone()));
         Ok(grants)
     }
 

@@ -11,6 +11,7 @@ mod ceiling;
 pub(crate) mod denial;
 pub mod files;
 pub(crate) mod grants;
+mod host;
 pub mod http;
 pub(crate) mod log;
 pub mod sockets;

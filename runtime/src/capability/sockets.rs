@@ -20,6 +20,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::WasiCtxBuilder;
 
 use super::denial::{Capability, Denial, Denials};
+use super::host::canonical_ip;
 use crate::error::Error;
 
 /// One allow-list entry: an IP network and a port (or any port).
@@ -63,14 +64,6 @@ impl SocketsConfig {
     /// Whether it declares nothing.
     pub fn is_empty(&self) -> bool {
         *self == Self::default()
-    }
-}
-
-/// Turn IPv4-mapped IPv6 into plain IPv4.
-fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

@@ -13,7 +13,6 @@
 //! paths, opened beneath the tenant's own directory by the caller.
 
 use std::fmt;
-use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 use tokio_postgres::config::Host;
@@ -21,6 +20,7 @@ use tokio_postgres::config::Host;
 use super::denial::Capability;
 use super::files::is_plain_relative;
 use super::grants::GrantsConfig;
+use super::host::{canonical_host, split_host_port};
 use super::http::HostPattern;
 use super::sockets::SocketEntry;
 use super::sql::{SqlGrantConfig, SqlMode};
@@ -220,18 +220,6 @@ fn sql_within(grant: &SqlGrantConfig, ceiling: &Ceiling) -> Result<(), Outside> 
     Ok(())
 }
 
-/// A host as rules compare it: lower case, an IP address in canonical text.
-fn canonical_host(host: &str) -> String {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-        Ok(v4) => v4.to_string(),
-        Err(_) => host.trim_end_matches('.').to_ascii_lowercase(),
-    }
-}
-
 /// A database host a ceiling admits with any database and role: `host`
 /// (any port), `host:port` or `[v6]:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -248,30 +236,14 @@ impl SqlHostRule {
     /// A sentence saying what to write instead.
     pub fn parse(entry: &str) -> Result<Self, String> {
         let bad = |why: &str| format!("sql host `{entry}`: {why}; write `host` or `host:port`");
-        let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
-            let (host, after) = rest.split_once(']').ok_or_else(|| bad("unclosed `[`"))?;
-            match after {
-                "" => (host, None),
-                _ => (
-                    host,
-                    Some(after.strip_prefix(':').ok_or_else(|| bad("bad port"))?),
-                ),
-            }
-        } else if entry.matches(':').count() > 1 {
+        let (host, port) =
+            split_host_port(entry).ok_or_else(|| bad("a database port is a number from 1"))?;
+        if port == Some(0) {
+            return Err(bad("a database port is a number from 1"));
+        }
+        if host.contains(':') && !entry.starts_with('[') {
             return Err(bad("an IPv6 address goes in brackets, `[::1]:5432`"));
-        } else {
-            match entry.split_once(':') {
-                Some((host, port)) => (host, Some(port)),
-                None => (entry, None),
-            }
-        };
-        let port = match port {
-            None => None,
-            Some(text) => match text.parse::<u16>() {
-                Ok(port) if port > 0 => Some(port),
-                _ => return Err(bad("a database port is a number from 1")),
-            },
-        };
+        }
         if host.is_empty() || host.contains(['/', '@', ' ', '*']) {
             return Err(bad("not a host name or address"));
         }

@@ -10,6 +10,8 @@
 use std::fmt;
 use std::net::IpAddr;
 
+use crate::capability::host::{canonical_host, split_host_port};
+
 use crate::error::Error;
 
 /// One allowed origin: `scheme://host[:port]`, host optionally `*.suffix`.
@@ -32,6 +34,36 @@ fn default_port(scheme: &str) -> Option<u16> {
         "http" => Some(80),
         "https" => Some(443),
         _ => None,
+    }
+}
+
+/// Where a request goes, `scheme://host:port`, its host in canonical form:
+/// made once per request, then matched against every pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    scheme: String,
+    /// Canonical (see `capability::host`); empty when the URI has none.
+    pub(crate) host: String,
+    port: u16,
+}
+
+impl Target {
+    /// The target `scheme://host:port`.
+    pub(crate) fn new(scheme: &str, host: &str, port: u16) -> Self {
+        Self {
+            scheme: scheme.to_ascii_lowercase(),
+            host: canonical_host(host),
+            port,
+        }
+    }
+
+    /// The target of a request URI: `https` and its default port when unsaid.
+    pub(crate) fn of(uri: &http::Uri) -> Self {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let port = uri
+            .port_u16()
+            .unwrap_or_else(|| default_port(scheme).unwrap_or(443));
+        Self::new(scheme, uri.host().unwrap_or(""), port)
     }
 }
 
@@ -81,11 +113,15 @@ impl HostPattern {
 
     /// Whether a request to `scheme://host:port` is allowed by this pattern.
     pub fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
-        if !self.scheme.eq_ignore_ascii_case(scheme) || self.port != port {
+        self.admits(&Target::new(scheme, host, port))
+    }
+
+    /// Whether a request to `target` is allowed by this pattern.
+    pub(crate) fn admits(&self, target: &Target) -> bool {
+        if !self.scheme.eq_ignore_ascii_case(&target.scheme) || self.port != target.port {
             return false;
         }
-        let host = canonical_host(host);
-        let host = host.as_str();
+        let host = target.host.as_str();
         match &self.host {
             HostMatch::Exact(exact) => exact == host,
             // A name's subdomains: never an IP address that happens to end alike.
@@ -117,38 +153,6 @@ impl HostPattern {
             }
             (HostMatch::Subdomains(_), HostMatch::Exact(_)) => false,
         }
-    }
-}
-
-/// A host as patterns compare it: lower case, without a trailing dot or IPv6
-/// brackets, and an IP address in its one canonical text (an IPv4-mapped
-/// IPv6 address as its IPv4 address).
-fn canonical_host(host: &str) -> String {
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .trim_end_matches('.');
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => v6
-            .to_ipv4_mapped()
-            .map_or_else(|| v6.to_string(), |v4| v4.to_string()),
-        Ok(v4) => v4.to_string(),
-        Err(_) => host.to_ascii_lowercase(),
-    }
-}
-
-/// Split `host[:port]`, understanding `[v6]:port`. `None` when the port is malformed.
-fn split_host_port(text: &str) -> Option<(&str, Option<u16>)> {
-    if let Some(rest) = text.strip_prefix('[') {
-        let (host, after) = rest.split_once(']')?;
-        return match after {
-            "" => Some((host, None)),
-            _ => Some((host, Some(after.strip_prefix(':')?.parse().ok()?))),
-        };
-    }
-    match text.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => Some((host, Some(port.parse().ok()?))),
-        _ => Some((text, None)),
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use wasmtime_wasi_http::RequestOptions;
 
 use super::auth::{AuthConfig, OriginAuth, Secret};
-use super::origin::HostPattern;
+use super::origin::{HostPattern, Target};
 use super::resilience::{BreakerPolicy, CounterSnapshot, OriginStates, RateLimit, RetryPolicy};
 use crate::capability::denial::{Capability, Denial, GrantTimeout};
 use crate::error::Error;
@@ -216,15 +216,11 @@ impl HttpPolicy {
     ///
     /// The [`Denial`] naming the origin and the flag that would grant it.
     pub fn check(&self, method: &http::Method, uri: &http::Uri) -> Result<(), Denial> {
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let host = uri.host().unwrap_or("");
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        if !host.is_empty() && self.origins.iter().any(|o| o.matches(scheme, host, port)) {
+        let target = Target::of(uri);
+        if !target.host.is_empty() && self.origins.iter().any(|o| o.admits(&target)) {
             return Ok(());
         }
+        let scheme = uri.scheme_str().unwrap_or("https");
         let origin = match uri.authority() {
             Some(authority) => format!("{scheme}://{authority}"),
             None => format!("{scheme}://"),
@@ -259,18 +255,8 @@ impl HttpPolicy {
 
     /// The auth entry for a request URI, if any.
     pub(super) fn auth_for(&self, uri: &http::Uri) -> Option<&OriginAuth> {
-        let scheme = uri.scheme_str().unwrap_or("https");
-        let host = uri
-            .host()
-            .unwrap_or("")
-            .trim_start_matches('[')
-            .trim_end_matches(']');
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "http" { 80 } else { 443 });
-        self.auth
-            .iter()
-            .find(|a| a.origin().matches(scheme, host, port))
+        let target = Target::of(uri);
+        self.auth.iter().find(|a| a.origin().admits(&target))
     }
 
     /// Counters per origin: requests, retries, throttled waits, breaker
