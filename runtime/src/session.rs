@@ -451,6 +451,26 @@ impl RecordStream<'_> {
             .await
     }
 
+    /// Acknowledge every record of `records` that has an id (those of one
+    /// batch, once it is safely handled). Returns whether the connector
+    /// settles acks at all: `false` when it answers `unsupported` (no delivery
+    /// semantics, so there is nothing to acknowledge now or later).
+    ///
+    /// # Errors
+    ///
+    /// As [`RecordStream::ack`], but for `unsupported`.
+    pub async fn ack_records(&mut self, records: &[crate::Record]) -> Result<bool, Error> {
+        let ids: Vec<String> = records.iter().filter_map(|r| r.id.clone()).collect();
+        if ids.is_empty() {
+            return Ok(true);
+        }
+        match self.ack(&ids).await {
+            Ok(()) => Ok(true),
+            Err(Error::Connector(crate::ConnectorError::Unsupported(_))) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reject delivered records by id, asking their source to deliver them
     /// again (to this stream or another consumer). Connectors without
     /// delivery semantics answer `unsupported`.

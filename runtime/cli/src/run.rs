@@ -361,21 +361,14 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
 /// (`execute --records -`) learns that the stream did not end normally, and
 /// the error itself for stderr and the exit status.
 /// Acknowledge the records of a batch that was written and flushed. Returns
-/// whether to go on acknowledging: a connector that does not support acks
-/// has no delivery semantics, so there is nothing to settle.
+/// whether to go on acknowledging (see [`sluice::RecordStream::ack_records`]).
 async fn acknowledge(stream: &mut sluice::RecordStream<'_>, records: &[Record]) -> Result<bool> {
-    let ids: Vec<String> = records.iter().filter_map(|r| r.id.clone()).collect();
-    if ids.is_empty() {
-        return Ok(true);
-    }
-    match stream.ack(&ids).await {
-        Ok(()) => Ok(true),
-        Err(sluice::Error::Connector(sluice::ConnectorError::Unsupported(_))) => Ok(false),
-        Err(e) => Err(anyhow!(e).context(format!(
+    stream.ack_records(records).await.with_context(|| {
+        format!(
             "{} record(s) were written but could not be acknowledged; they may be delivered again",
-            ids.len()
-        ))),
-    }
+            records.iter().filter(|r| r.id.is_some()).count()
+        )
+    })
 }
 
 pub(crate) fn stream_failed(stdout: &std::io::Stdout, error: sluice::Error) -> anyhow::Error {

@@ -162,18 +162,9 @@ pub(crate) async fn pump(
                         // The client went away: dropping the session cancels the guest.
                         return "client_gone";
                     }
-                    let ids: Vec<String> = if acking {
-                        batch.records.iter().filter_map(|r| r.id.clone()).collect()
-                    } else {
-                        Vec::new()
-                    };
-                    if !ids.is_empty() {
-                        match stream.ack(&ids).await {
-                            Ok(()) => {}
-                            // No delivery semantics: nothing to settle.
-                            Err(sluice::Error::Connector(sluice::ConnectorError::Unsupported(
-                                _,
-                            ))) => acking = false,
+                    if acking {
+                        match stream.ack_records(&batch.records).await {
+                            Ok(settles) => acking = settles,
                             Err(e) => return report(&tx, start, e).await,
                         }
                     }

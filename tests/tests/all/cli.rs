@@ -540,11 +540,10 @@ fn make_run_serves_a_release_build_on_the_port_given() {
     );
 }
 
-/// `sluice run` of the probe's ack-logging stream of `count` records, with a
-/// read-write mount for its log; returns stdout's lines and the log.
-fn stream_acks(count: u32, extra: &[&str]) -> (Vec<Value>, String) {
-    let dir = tempdir();
-    let mount = format!("{}:/d:rw", dir.path().display());
+/// `sluice run` of the probe's ack-logging stream of `count` records, its
+/// log in a mount of `dir` with `mode` (`rw`, or `ro` so that acks fail).
+fn run_ack_stream(dir: &std::path::Path, mode: &str, count: u32, extra: &[&str]) -> Output {
+    let mount = format!("{}:/d:{mode}", dir.display());
     let options = json!({ "path": "/d/acks", "count": count }).to_string();
     let probe = guest("sluice_probe").display().to_string();
     let mut args = vec![
@@ -558,7 +557,13 @@ fn stream_acks(count: u32, extra: &[&str]) -> (Vec<Value>, String) {
         &options,
     ];
     args.extend_from_slice(extra);
-    let out = sluice(&args);
+    sluice(&args)
+}
+
+/// The probe's ack-logging stream, which must succeed: stdout's lines and the ack log.
+fn stream_acks(count: u32, extra: &[&str]) -> (Vec<Value>, String) {
+    let dir = tempdir();
+    let out = run_ack_stream(dir.path(), "rw", count, extra);
     assert!(
         out.status.success(),
         "{}",
@@ -602,19 +607,7 @@ fn stream_max_stops_after_that_many_records_and_acks_only_those() {
 fn stream_says_so_when_written_records_cannot_be_acknowledged() {
     let dir = tempdir();
     // A read-only mount: the probe cannot log the ack, so the ack fails.
-    let mount = format!("{}:/d:ro", dir.path().display());
-    let options = json!({ "path": "/d/acks", "count": 3 }).to_string();
-    let probe = guest("sluice_probe").display().to_string();
-    let out = sluice(&[
-        "run",
-        &probe,
-        "--mount",
-        &mount,
-        "stream",
-        "queue",
-        "--options",
-        &options,
-    ]);
+    let out = run_ack_stream(dir.path(), "ro", 3, &[]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
