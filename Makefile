@@ -8,9 +8,12 @@ SLUICE     := target/debug/sluice
 
 .PHONY: setup wasm-target guests bundled pytools build run demo test guest-tests fuzz bench services lint doc fmt clean
 
-## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy)
+## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy) and
+## the `mysql` client the MariaDB tests compare values with (Debian: mariadb-client-core)
 setup: wasm-target
 	rustup component add rustfmt clippy
+	@command -v mysql >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mariadb-client-core; } || \
+		echo "the mysql client is missing and could not be installed: install mariadb-client-core (or default-mysql-client)"
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -65,7 +68,8 @@ $(PYTOOLS)/.installed:
 	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0
 	@touch $@
 
-## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432)
+## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432 and
+## MariaDB or MySQL on 127.0.0.1:3306)
 test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) guest-tests
@@ -93,6 +97,13 @@ services:
 		echo "PostgreSQL is not reachable on 127.0.0.1:5432; the tests need it (trust auth, database 'test')."; \
 		echo "Install it (Debian: apt-get install postgresql) and start it:"; \
 		echo "  pg_ctlcluster --skip-systemctl-redirect \$$(ls /etc/postgresql) main start"; \
+		exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/3306) 2>/dev/null || { \
+		echo "MariaDB (or MySQL) is not reachable on 127.0.0.1:3306; the tests need it (root without a password, database 'test')."; \
+		echo "Install it (Debian: apt-get install mariadb-server) and start it: service mariadb start"; \
+		exit 1; }
+	@command -v mysql >/dev/null || { \
+		echo "The mysql client is missing; the MariaDB tests compare values with it: run make setup (Debian: apt-get install mariadb-client-core)"; \
 		exit 1; }
 
 ## lint: rustfmt and clippy (-D warnings) on the host and the guests

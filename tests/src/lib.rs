@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod components;
+pub mod mysql;
 pub mod postgres;
 pub mod upstream;
 
@@ -114,6 +115,11 @@ pub fn data(records: &[sluice::Record]) -> Vec<serde_json::Value> {
 /// The postgres connector.
 pub fn postgres_connector() -> Connector {
     connector("sluice_postgres")
+}
+
+/// The mysql connector.
+pub fn mysql_connector() -> Connector {
+    connector("sluice_mysql")
 }
 
 /// The Python of `make pytools`, which holds third-party checkers

@@ -7,6 +7,7 @@
 
 mod file;
 mod interrupt;
+mod mysql;
 mod postgres;
 mod report;
 mod rest;
@@ -21,6 +22,20 @@ type Suite = for<'r> fn(
     Scale,
     &'r mut Report,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'r>>;
+
+/// Counts the bytes written to it (a sink both sides of a stream metric write NDJSON to).
+#[derive(Default)]
+pub struct CountingSink(pub u64);
+
+impl std::io::Write for CountingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 /// How big each metric runs.
 #[derive(Debug, Clone, Copy)]
@@ -54,11 +69,12 @@ fn main() {
         .expect("tokio runtime");
     let mut report = Report::new(scale);
     let started = std::time::Instant::now();
-    let suites: [(&str, Suite); 7] = [
+    let suites: [(&str, Suite); 8] = [
         ("startup", |s, r| Box::pin(startup::run(s, r))),
         ("interrupt", |s, r| Box::pin(interrupt::run(s, r))),
         ("file", |s, r| Box::pin(file::run(s, r))),
         ("postgres", |s, r| Box::pin(postgres::run(s, r))),
+        ("mysql", |s, r| Box::pin(mysql::run(s, r))),
         ("rest", |s, r| Box::pin(rest::run(s, r))),
         ("server", |s, r| Box::pin(server::run(s, r))),
         ("density", |s, r| Box::pin(startup::density(s, r))),

@@ -11,23 +11,9 @@ use tokio_postgres::types::Type;
 
 use crate::report::{Report, Row, Target};
 use crate::sys::{peak_rss, reset_peak};
-use crate::Scale;
+use crate::{CountingSink, Scale};
 
 const SCHEMA: &str = "sluice_bench";
-
-/// Counts what is written to it.
-#[derive(Default)]
-struct CountingSink(u64);
-
-impl Write for CountingSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 += buf.len() as u64;
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 /// Column expressions of each table, over `g` from generate_series.
 fn columns(wide: bool) -> Vec<String> {

@@ -9,6 +9,7 @@ mod graphql;
 mod hostile;
 mod http;
 mod loading;
+mod mysql;
 mod net;
 mod postgres;
 mod postgres_fidelity;

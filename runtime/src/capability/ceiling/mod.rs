@@ -15,7 +15,6 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::config::Host;
 
 use super::denial::Capability;
 use super::files::is_plain_relative;
@@ -23,7 +22,7 @@ use super::grants::GrantsConfig;
 use super::host::{canonical_host, split_host_port};
 use super::http::HostPattern;
 use super::sockets::SocketEntry;
-use super::sql::{SqlGrantConfig, SqlMode};
+use super::sql::{SqlGrantConfig, SqlHost, SqlMode};
 use crate::error::Error;
 
 /// The egress a tenant's instances may be granted, at most. The JSON form:
@@ -187,14 +186,12 @@ impl GrantsConfig {
 /// A sql grant fits when each of its hosts is in `sql_hosts`, or when host,
 /// port, database, role and mode all fit one of the ceiling's `sql` targets.
 fn sql_within(grant: &SqlGrantConfig, ceiling: &Ceiling) -> Result<(), Outside> {
-    let config = grant.url.config();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let role = config.get_user().unwrap_or_default();
-    let database = config.get_dbname().unwrap_or(role);
-    for host in config.get_hosts() {
+    let endpoint = grant.url.endpoint();
+    let (port, role, database) = (endpoint.port, &endpoint.user, &endpoint.database);
+    for host in &endpoint.hosts {
         let name = match host {
-            Host::Tcp(name) => canonical_host(name),
-            Host::Unix(path) => path.display().to_string(),
+            SqlHost::Tcp(name) => canonical_host(name),
+            SqlHost::Unix(path) => path.clone(),
         };
         let fits = ceiling
             .sql_hosts

@@ -1,17 +1,18 @@
-//! Declared sql grants ([`SqlGrantConfig`], [`SqlUrl`]) and what they open:
-//! [`SqlPolicy`], one [`SqlGrant`] with its pool per name.
+//! Declared sql grants ([`SqlGrantConfig`]) and what they open:
+//! [`SqlPolicy`], one [`SqlGrant`] with its pool per name, in the dialect
+//! its URL names.
 
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio_postgres::config::Host;
 
 use super::failure::{SqlFailure, SqlResult};
-use super::guard;
+use super::mysql::{self, MyDriver};
 use super::pool::Pool;
+use super::postgres::{self, PgDriver};
+use super::url::{ParsedUrl, SqlDialect, SqlHost, SqlUrl};
 use crate::error::Error;
 
 /// Default number of connections per grant.
@@ -38,16 +39,18 @@ pub enum SqlMode {
 /// Which connection targets a grant URL may name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SqlUrlPolicy {
-    /// Allow `host=/path` Unix-socket connections.
+    /// Allow Unix-socket connections (PostgreSQL `host=/path`, MySQL `socket=`).
     pub allow_unix_sockets: bool,
     /// Allow `hostaddr=` (bypasses host-name checks).
     pub allow_hostaddr: bool,
     /// Allow several hosts in one URL.
     pub allow_multiple_hosts: bool,
-    /// Allow roles that reach beyond SQL: superusers, members of
+    /// Allow roles that reach beyond SQL. PostgreSQL: superusers, members of
     /// `pg_execute_server_program` / `pg_write_server_files` /
-    /// `pg_read_server_files`, and roles with `BYPASSRLS` or `REPLICATION`.
-    /// When refused, a connection as such a role is denied when it is made.
+    /// `pg_read_server_files`, and roles with `BYPASSRLS` or `REPLICATION`;
+    /// MySQL: accounts with a global administrative privilege (`FILE`,
+    /// `SUPER`, `PROCESS`, `SHUTDOWN`, `RELOAD`, `CREATE USER`, …). When
+    /// refused, a connection as such a role is denied when it is made.
     pub allow_privileged_roles: bool,
 }
 
@@ -68,109 +71,9 @@ impl SqlUrlPolicy {
     };
 }
 
-/// Where `config` connects, as `user@host:port/db`: never the password.
-pub(crate) fn target_of(config: &tokio_postgres::Config) -> String {
-    let hosts: Vec<String> = config
-        .get_hosts()
-        .iter()
-        .map(|h| match h {
-            Host::Tcp(name) => name.clone(),
-            Host::Unix(path) => path.display().to_string(),
-        })
-        .collect();
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    format!(
-        "{}@{}:{port}/{}",
-        config.get_user().unwrap_or(""),
-        hosts.join(","),
-        config.get_dbname().unwrap_or("")
-    )
-}
-
-/// A PostgreSQL connection URL (`postgres://user@host:port/db`) or
-/// key=value string, parsed when read and kept as written. Neither `Debug`
-/// nor an error ever shows a password in it.
-#[derive(Clone)]
-pub struct SqlUrl {
-    text: String,
-    config: tokio_postgres::Config,
-}
-
-impl SqlUrl {
-    /// Parse a URL or key=value string naming at least one host.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidGrant`] saying what to write; it never repeats the
-    /// text, which may hold a password.
-    pub fn parse(text: &str) -> Result<Self, Error> {
-        let config = tokio_postgres::Config::from_str(text).map_err(|e| {
-            Error::InvalidGrant(format!(
-                "a sql grant URL does not parse ({e}); write `postgres://user@host:port/database`"
-            ))
-        })?;
-        if config.get_hosts().is_empty() {
-            return Err(Error::InvalidGrant("a sql grant URL names no host".into()));
-        }
-        Ok(Self {
-            text: text.to_string(),
-            config,
-        })
-    }
-
-    /// The parsed connection settings.
-    pub fn config(&self) -> &tokio_postgres::Config {
-        &self.config
-    }
-
-    /// Whether the URL carries a password.
-    pub fn has_password(&self) -> bool {
-        self.config.get_password().is_some()
-    }
-
-    /// The URL as written when it carries no password; else
-    /// `postgres://user:***@host:port/db`.
-    pub fn redacted(&self) -> String {
-        if !self.has_password() {
-            return self.text.clone();
-        }
-        let target = target_of(&self.config);
-        match target.split_once('@') {
-            Some((user, place)) => format!("postgres://{user}:***@{place}"),
-            None => "postgres://***".to_string(),
-        }
-    }
-}
-
-impl PartialEq for SqlUrl {
-    fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
-    }
-}
-
-impl Eq for SqlUrl {}
-
-impl std::fmt::Debug for SqlUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("SqlUrl").field(&self.redacted()).finish()
-    }
-}
-
-impl Serialize for SqlUrl {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
-    }
-}
-
-impl<'de> Deserialize<'de> for SqlUrl {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 /// A database grant as declared:
-/// `{"name": "main", "url": "postgres://reader@db:5432/app", "mode": "read-only"}`.
+/// `{"name": "main", "url": "postgres://reader@db:5432/app", "mode": "read-only"}`
+/// (or a `mysql://` URL).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
@@ -193,12 +96,46 @@ pub struct SqlGrantConfig {
     pub password_secret: Option<String>,
 }
 
+/// A grant's pool, in its dialect.
+pub(super) enum Backend {
+    Postgres(Arc<Pool<PgDriver>>),
+    Mysql(Arc<Pool<MyDriver>>),
+}
+
+impl Backend {
+    /// A fresh pool for `url`, with `password` when it comes from a secret.
+    fn open(
+        name: &str,
+        url: &SqlUrl,
+        password: Option<&str>,
+        max_connections: usize,
+        statement_timeout: Duration,
+    ) -> Self {
+        match url.parsed() {
+            ParsedUrl::Postgres(config) => {
+                let mut config = config.clone();
+                if let Some(password) = password {
+                    config.password(password);
+                }
+                let driver = PgDriver::new(*config, statement_timeout);
+                Backend::Postgres(Arc::new(Pool::new(name, driver, max_connections)))
+            }
+            ParsedUrl::Mysql(opts) => {
+                let driver = MyDriver::new(opts, password, statement_timeout);
+                Backend::Mysql(Arc::new(Pool::new(name, driver, max_connections)))
+            }
+        }
+    }
+}
+
 /// One named database grant, with its pool.
 pub struct SqlGrant {
     pub(super) name: String,
     pub(super) mode: SqlMode,
-    config: tokio_postgres::Config,
-    pub(super) pool: Arc<Pool>,
+    url: SqlUrl,
+    max_connections: usize,
+    pub(super) statement_timeout: Duration,
+    pub(super) backend: Backend,
     /// The secret holding the password, when the URL carries none.
     password_secret: Option<String>,
     /// Whether the password has been filled in from that secret.
@@ -226,9 +163,19 @@ impl SqlGrant {
         self.mode
     }
 
+    /// The database its URL names.
+    pub fn dialect(&self) -> SqlDialect {
+        self.url.dialect()
+    }
+
     /// `user@host:port/db`, never the password.
     pub fn target(&self) -> String {
-        target_of(&self.config)
+        self.url.endpoint().to_string()
+    }
+
+    /// The grant's statement timeout.
+    pub fn statement_timeout(&self) -> Duration {
+        self.statement_timeout
     }
 
     /// Check the URL against `policy`; a policy that refuses privileged roles
@@ -244,36 +191,51 @@ impl SqlGrant {
                 self.name
             )))
         };
-        let hosts = self.config.get_hosts();
-        if !policy.allow_unix_sockets && hosts.iter().any(|h| matches!(h, Host::Unix(_))) {
+        let endpoint = self.url.endpoint();
+        if !policy.allow_unix_sockets
+            && endpoint.hosts.iter().any(|h| matches!(h, SqlHost::Unix(_)))
+        {
             return refuse("a Unix-socket host");
         }
-        if !policy.allow_hostaddr && !self.config.get_hostaddrs().is_empty() {
-            return refuse("`hostaddr`");
+        if let ParsedUrl::Postgres(config) = self.url.parsed() {
+            if !policy.allow_hostaddr && !config.get_hostaddrs().is_empty() {
+                return refuse("`hostaddr`");
+            }
         }
-        if !policy.allow_multiple_hosts && hosts.len() > 1 {
+        if !policy.allow_multiple_hosts && endpoint.hosts.len() > 1 {
             return refuse("a multi-host list");
         }
         if !policy.allow_privileged_roles {
-            self.pool.refuse_privileged_roles();
+            match &self.backend {
+                Backend::Postgres(pool) => pool.driver().refuse_privileged_roles(),
+                Backend::Mysql(pool) => pool.driver().refuse_privileged_roles(),
+            }
         }
         Ok(())
     }
 
     /// Refuse, for a read-only grant, any statement but a single plain query
-    /// (see [`guard`]); a read-write grant admits everything its role may do.
+    /// (see each dialect's guard); a read-write grant admits everything its
+    /// role may do.
     pub(super) fn admit(&self, statement: &str) -> SqlResult<()> {
         if self.mode == SqlMode::ReadWrite {
             return Ok(());
         }
-        guard::check_read_only(statement).map_err(|why| {
+        let checked = match self.dialect() {
+            SqlDialect::Postgres => postgres::guard::check_read_only(statement),
+            SqlDialect::Mysql => mysql::guard::check_read_only(statement),
+        };
+        checked.map_err(|why| {
             SqlFailure::Denied(format!("sql grant `{}` is read-only: {why}", self.name))
         })
     }
 
     /// Connections idle in this grant's pool.
     pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
+        match &self.backend {
+            Backend::Postgres(pool) => pool.idle_count(),
+            Backend::Mysql(pool) => pool.idle_count(),
+        }
     }
 }
 
@@ -293,6 +255,12 @@ impl SqlPolicy {
     pub fn from_config(specs: &[SqlGrantConfig]) -> Result<Self, Error> {
         let mut policy = Self::default();
         for spec in specs {
+            if spec.password_secret.is_some() && spec.url.has_password() {
+                return Err(Error::InvalidGrant(format!(
+                    "sql grant `{}`: give the password either in the URL or as `password_secret`, not both",
+                    spec.name
+                )));
+            }
             policy.insert(
                 &spec.name,
                 &spec.url,
@@ -300,23 +268,8 @@ impl SqlPolicy {
                 spec.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
                 spec.statement_timeout_ms
                     .map_or(DEFAULT_STATEMENT_TIMEOUT, Duration::from_millis),
+                spec.password_secret.clone(),
             )?;
-            if let Some(secret) = spec.password_secret.clone() {
-                let grant = policy
-                    .grants
-                    .get_mut(&spec.name)
-                    .and_then(Arc::get_mut)
-                    .ok_or_else(|| {
-                        Error::InvalidGrant(format!("sql grant `{}` vanished", spec.name))
-                    })?;
-                if grant.config.get_password().is_some() {
-                    return Err(Error::InvalidGrant(format!(
-                        "sql grant `{}`: give the password either in the URL or as `password_secret`, not both",
-                        spec.name
-                    )));
-                }
-                grant.password_secret = Some(secret);
-            }
         }
         Ok(policy)
     }
@@ -327,19 +280,20 @@ impl SqlPolicy {
             if grant.password_secret.as_deref() != Some(name) {
                 continue;
             }
-            let mut config = grant.config.clone();
-            config.password(value);
-            let pool = Arc::new(Pool::new(
+            let backend = Backend::open(
                 &grant.name,
-                config.clone(),
-                grant.pool.max_connections(),
-                grant.pool.statement_timeout(),
-            ));
+                &grant.url,
+                Some(value),
+                grant.max_connections,
+                grant.statement_timeout,
+            );
             *grant = Arc::new(SqlGrant {
                 name: grant.name.clone(),
                 mode: grant.mode,
-                config,
-                pool,
+                url: grant.url.clone(),
+                max_connections: grant.max_connections,
+                statement_timeout: grant.statement_timeout,
+                backend,
                 password_secret: grant.password_secret.clone(),
                 password_provided: true,
             });
@@ -363,7 +317,8 @@ impl SqlPolicy {
         Ok(())
     }
 
-    /// Add a grant `name` for the PostgreSQL URL (or key=value string) `url`.
+    /// Add a grant `name` for the database URL `url` (`postgres://…`, a
+    /// PostgreSQL key=value string, or `mysql://…`).
     ///
     /// # Errors
     ///
@@ -381,7 +336,7 @@ impl SqlPolicy {
             Error::InvalidGrant(why) => Error::InvalidGrant(format!("sql grant `{name}`: {why}")),
             other => other,
         })?;
-        self.insert(name, &url, mode, max_connections, statement_timeout)
+        self.insert(name, &url, mode, max_connections, statement_timeout, None)
     }
 
     fn insert(
@@ -391,6 +346,7 @@ impl SqlPolicy {
         mode: SqlMode,
         max_connections: usize,
         statement_timeout: Duration,
+        password_secret: Option<String>,
     ) -> Result<(), Error> {
         if name.is_empty() || self.grants.contains_key(name) {
             return Err(Error::InvalidGrant(format!(
@@ -402,21 +358,17 @@ impl SqlPolicy {
                 "sql grant `{name}`: max_connections and statement_timeout must be positive"
             )));
         }
-        let config = url.config.clone();
-        let pool = Arc::new(Pool::new(
-            name,
-            config.clone(),
-            max_connections,
-            statement_timeout,
-        ));
+        let backend = Backend::open(name, url, None, max_connections, statement_timeout);
         self.grants.insert(
             name.to_string(),
             Arc::new(SqlGrant {
                 name: name.to_string(),
                 mode,
-                config,
-                pool,
-                password_secret: None,
+                url: url.clone(),
+                max_connections,
+                statement_timeout,
+                backend,
+                password_secret,
                 password_provided: false,
             }),
         );
@@ -442,9 +394,3 @@ impl SqlPolicy {
         self.grants.is_empty()
     }
 }
-
-crate::string_schema!(
-    SqlUrl,
-    "SqlUrl",
-    "A PostgreSQL URL without a password, `postgres://user@host:port/database`."
-);

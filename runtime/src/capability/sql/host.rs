@@ -7,11 +7,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
+use super::command::{ask, StreamCommand, TxCommand};
 use super::failure::{SqlFailure, SqlResult};
-use super::grant::{SqlGrant, SqlPolicy};
-use super::pool::PooledClient;
-use super::statement::run_statement;
-use super::tasks::{ask, stream_task, transaction_task, StreamCommand, TxCommand};
+use super::grant::{Backend, SqlGrant, SqlPolicy};
+use super::pool::{Driver, Pool, Pooled};
+use super::{mysql, postgres};
 use crate::bindings::sluice::connector::sql::{
     Column, Host as SqlHost, HostConnection, HostRowStream, HostTransaction, RowSet, SqlError,
 };
@@ -37,45 +37,48 @@ impl HasData for HasSql {
 }
 
 /// Where a connection's client is: here, or lent to a transaction or stream task.
-enum ClientSlot {
-    Ready(PooledClient),
-    Lent(oneshot::Receiver<PooledClient>),
+enum SlotState<D: Driver> {
+    Ready(Pooled<D>),
+    Lent(oneshot::Receiver<Pooled<D>>),
     Empty,
 }
 
-/// A guest's connection resource.
-pub struct SqlConnection {
-    grant: Arc<SqlGrant>,
-    slot: ClientSlot,
+/// A connection's client from one grant's pool.
+struct Slot<D: Driver> {
+    pool: Arc<Pool<D>>,
+    state: SlotState<D>,
 }
 
-impl SqlConnection {
+impl<D: Driver> Slot<D> {
+    async fn open(pool: &Arc<Pool<D>>) -> SqlResult<Self> {
+        Ok(Self {
+            pool: Arc::clone(pool),
+            state: SlotState::Ready(pool.get().await?),
+        })
+    }
+
     /// The client, taking it back from a finished transaction or stream.
-    async fn client(&mut self) -> SqlResult<&mut PooledClient> {
-        if let ClientSlot::Lent(rx) = &mut self.slot {
+    async fn client(&mut self) -> SqlResult<&mut Pooled<D>> {
+        if let SlotState::Lent(rx) = &mut self.state {
             match rx.try_recv() {
-                Ok(client) => self.slot = ClientSlot::Ready(client),
+                Ok(client) => self.state = SlotState::Ready(client),
                 Err(oneshot::error::TryRecvError::Empty) => {
                     return Err(SqlFailure::Denied(
                         "this connection is busy with an open transaction or stream; finish or drop it first".into(),
                     ))
                 }
-                Err(oneshot::error::TryRecvError::Closed) => self.slot = ClientSlot::Empty,
+                Err(oneshot::error::TryRecvError::Closed) => self.state = SlotState::Empty,
             }
         }
-        if matches!(self.slot, ClientSlot::Empty) {
-            self.slot = ClientSlot::Ready(self.grant.pool.get().await?);
+        let fresh = match &self.state {
+            SlotState::Ready(client) => client.is_closed(),
+            _ => true,
+        };
+        if fresh {
+            self.state = SlotState::Ready(self.pool.get().await?);
         }
-        match &mut self.slot {
-            ClientSlot::Ready(client) => {
-                if client.client().is_closed() {
-                    self.slot = ClientSlot::Ready(self.grant.pool.get().await?);
-                }
-                match &mut self.slot {
-                    ClientSlot::Ready(client) => Ok(client),
-                    _ => Err(SqlFailure::Unavailable("connection unavailable".into())),
-                }
-            }
+        match &mut self.state {
+            SlotState::Ready(client) => Ok(client),
             _ => Err(SqlFailure::Unavailable("connection unavailable".into())),
         }
     }
@@ -83,21 +86,131 @@ impl SqlConnection {
     /// After a lost connection, drop the client so the next call checks out a fresh one.
     fn forget_if_lost<T>(&mut self, result: &SqlResult<T>) {
         if let Err(SqlFailure::Unavailable(_)) = result {
-            if let ClientSlot::Ready(client) = std::mem::replace(&mut self.slot, ClientSlot::Empty)
-            {
+            if let SlotState::Ready(client) = std::mem::replace(&mut self.state, SlotState::Empty) {
                 client.discard();
             }
         }
     }
 
     /// Lend the client to a task; it comes back through the returned sender.
-    async fn lend(&mut self) -> SqlResult<(PooledClient, oneshot::Sender<PooledClient>)> {
+    async fn lend(&mut self) -> SqlResult<(Pooled<D>, oneshot::Sender<Pooled<D>>)> {
         self.client().await?;
         let (tx, rx) = oneshot::channel();
-        match std::mem::replace(&mut self.slot, ClientSlot::Lent(rx)) {
-            ClientSlot::Ready(client) => Ok((client, tx)),
+        match std::mem::replace(&mut self.state, SlotState::Lent(rx)) {
+            SlotState::Ready(client) => Ok((client, tx)),
             _ => Err(SqlFailure::Unavailable("connection unavailable".into())),
         }
+    }
+}
+
+/// A connection's client, in its grant's dialect.
+enum Link {
+    Postgres(Slot<postgres::PgDriver>),
+    Mysql(Slot<mysql::MyDriver>),
+}
+
+/// A guest's connection resource.
+pub struct SqlConnection {
+    grant: Arc<SqlGrant>,
+    link: Link,
+}
+
+impl SqlConnection {
+    async fn open(grant: Arc<SqlGrant>) -> SqlResult<Self> {
+        let link = match &grant.backend {
+            Backend::Postgres(pool) => Link::Postgres(Slot::open(pool).await?),
+            Backend::Mysql(pool) => Link::Mysql(Slot::open(pool).await?),
+        };
+        Ok(Self { grant, link })
+    }
+
+    /// Run one statement: its columns, rows (when `want_rows`) and row count.
+    async fn run(
+        &mut self,
+        statement: &str,
+        params: &[String],
+        want_rows: bool,
+    ) -> SqlResult<(Vec<Column>, Vec<String>, u64)> {
+        let grant = &self.grant;
+        match &mut self.link {
+            Link::Postgres(slot) => {
+                let result = async {
+                    let client = slot.client().await?.client();
+                    postgres::statement::run_statement(grant, client, statement, params, want_rows)
+                        .await
+                }
+                .await;
+                slot.forget_if_lost(&result);
+                result
+            }
+            Link::Mysql(slot) => {
+                let result = async {
+                    let client = slot.client().await?.client();
+                    mysql::statement::run_statement(grant, client, statement, params, want_rows)
+                        .await
+                }
+                .await;
+                slot.forget_if_lost(&result);
+                result
+            }
+        }
+    }
+
+    /// Start a row stream in a task that owns the connection until it ends.
+    async fn stream(
+        &mut self,
+        statement: String,
+        params: Vec<String>,
+        batch_size: u32,
+    ) -> SqlResult<(Vec<Column>, mpsc::Sender<StreamCommand>)> {
+        let grant = Arc::clone(&self.grant);
+        grant.admit(&statement)?;
+        let (commands, inbox) = mpsc::channel(1);
+        let (ready, opened) = oneshot::channel();
+        match &mut self.link {
+            Link::Postgres(slot) => {
+                let (pooled, give_back) = slot.lend().await?;
+                let batch = i32::try_from(batch_size).unwrap_or(i32::MAX);
+                tokio::spawn(postgres::tasks::stream_task(
+                    grant, pooled, statement, params, batch, ready, inbox, give_back,
+                ));
+            }
+            Link::Mysql(slot) => {
+                let (pooled, give_back) = slot.lend().await?;
+                tokio::spawn(mysql::tasks::stream_task(
+                    grant, pooled, statement, params, batch_size, ready, inbox, give_back,
+                ));
+            }
+        }
+        let columns = opened
+            .await
+            .map_err(|_| SqlFailure::Unavailable("the stream task ended".into()))??;
+        Ok((columns, commands))
+    }
+
+    /// Start a transaction in a task that owns the connection until it ends.
+    async fn begin(&mut self) -> SqlResult<mpsc::Sender<TxCommand>> {
+        let grant = Arc::clone(&self.grant);
+        let (commands, inbox) = mpsc::channel(1);
+        let (ready, started) = oneshot::channel();
+        match &mut self.link {
+            Link::Postgres(slot) => {
+                let (pooled, give_back) = slot.lend().await?;
+                tokio::spawn(postgres::tasks::transaction_task(
+                    grant, pooled, ready, inbox, give_back,
+                ));
+            }
+            Link::Mysql(slot) => {
+                let (pooled, give_back) = slot.lend().await?;
+                tokio::spawn(mysql::tasks::transaction_task(
+                    grant, pooled, ready, inbox, give_back,
+                ));
+            }
+        }
+        started
+            .await
+            .map_err(|_| SqlFailure::Unavailable("the transaction task ended".into()))??;
+        Ok(commands)
     }
 }
 
@@ -140,7 +253,7 @@ impl SqlView<'_> {
                     capability: Capability::Sql,
                     waited_for: format!("a statement's result on sql grant `{name}`"),
                     setting: "statement_timeout_ms",
-                    limit: grant.pool.statement_timeout(),
+                    limit: grant.statement_timeout(),
                 });
             }
         }
@@ -159,15 +272,14 @@ impl HostConnection for SqlView<'_> {
             Ok(grant) => grant,
             Err(e) => return Ok(Err(e)),
         };
-        let client = match grant.pool.get().await {
-            Ok(client) => client,
-            Err(e) => return Ok(Err(self.sql_error(e))),
-        };
-        let connection = SqlConnection {
-            grant,
-            slot: ClientSlot::Ready(client),
-        };
-        Ok(Ok(self.table.push(connection)?))
+        match SqlConnection::open(grant).await {
+            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
+            Err(e) => Ok(Err(self.sql_error(e))),
+        }
+    }
+
+    async fn dialect(&mut self, this: Resource<SqlConnection>) -> wasmtime::Result<String> {
+        Ok(self.table.get(&this)?.grant.dialect().as_str().to_string())
     }
 
     async fn query(
@@ -177,13 +289,7 @@ impl HostConnection for SqlView<'_> {
         params: Vec<String>,
     ) -> wasmtime::Result<Result<RowSet, SqlError>> {
         let conn = self.table.get_mut(&this)?;
-        let grant = Arc::clone(&conn.grant);
-        let result = async {
-            let client = conn.client().await?;
-            run_statement(&grant, client.client(), &statement, &params, true).await
-        }
-        .await;
-        conn.forget_if_lost(&result);
+        let result = conn.run(&statement, &params, true).await;
         Ok(result
             .map(|(columns, rows, _)| RowSet { columns, rows })
             .map_err(|e| self.sql_error(e)))
@@ -197,27 +303,14 @@ impl HostConnection for SqlView<'_> {
         batch_size: u32,
     ) -> wasmtime::Result<Result<Resource<SqlRowStream>, SqlError>> {
         let conn = self.table.get_mut(&this)?;
-        let grant = Arc::clone(&conn.grant);
-        let batch_size = i32::try_from(batch_size.clamp(1, 100_000)).unwrap_or(1000);
-        if let Err(e) = grant.admit(&statement) {
-            return Ok(Err(self.sql_error(e)));
+        let batch_size = batch_size.clamp(1, 100_000);
+        match conn.stream(statement, params, batch_size).await {
+            Ok((columns, commands)) => {
+                let stream = SqlRowStream { columns, commands };
+                Ok(Ok(self.table.push_child(stream, &this)?))
+            }
+            Err(e) => Ok(Err(self.sql_error(e))),
         }
-        let (pooled, give_back) = match conn.lend().await {
-            Ok(lent) => lent,
-            Err(e) => return Ok(Err(self.sql_error(e))),
-        };
-        let (commands, inbox) = mpsc::channel(1);
-        let (ready, opened) = oneshot::channel();
-        tokio::spawn(stream_task(
-            grant, pooled, statement, params, batch_size, ready, inbox, give_back,
-        ));
-        let columns = match opened.await {
-            Ok(Ok(columns)) => columns,
-            Ok(Err(e)) => return Ok(Err(self.sql_error(e))),
-            Err(_) => return Ok(Err(SqlError::Unavailable("the stream task ended".into()))),
-        };
-        let stream = SqlRowStream { columns, commands };
-        Ok(Ok(self.table.push_child(stream, &this)?))
     }
 
     async fn execute(
@@ -227,13 +320,7 @@ impl HostConnection for SqlView<'_> {
         params: Vec<String>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let conn = self.table.get_mut(&this)?;
-        let grant = Arc::clone(&conn.grant);
-        let result = async {
-            let client = conn.client().await?;
-            run_statement(&grant, client.client(), &statement, &params, false).await
-        }
-        .await;
-        conn.forget_if_lost(&result);
+        let result = conn.run(&statement, &params, false).await;
         Ok(result.map(|(_, _, n)| n).map_err(|e| self.sql_error(e)))
     }
 
@@ -242,26 +329,12 @@ impl HostConnection for SqlView<'_> {
         this: Resource<SqlConnection>,
     ) -> wasmtime::Result<Result<Resource<SqlTransaction>, SqlError>> {
         let conn = self.table.get_mut(&this)?;
-        let grant = Arc::clone(&conn.grant);
-        let (pooled, give_back) = match conn.lend().await {
-            Ok(lent) => lent,
-            Err(e) => return Ok(Err(self.sql_error(e))),
-        };
-        let (commands, inbox) = mpsc::channel(1);
-        let (ready, started) = oneshot::channel();
-        tokio::spawn(transaction_task(grant, pooled, ready, inbox, give_back));
-        match started.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Ok(Err(self.sql_error(e))),
-            Err(_) => {
-                return Ok(Err(SqlError::Unavailable(
-                    "the transaction task ended".into(),
-                )))
-            }
+        match conn.begin().await {
+            Ok(commands) => Ok(Ok(self
+                .table
+                .push_child(SqlTransaction { commands }, &this)?)),
+            Err(e) => Ok(Err(self.sql_error(e))),
         }
-        Ok(Ok(self
-            .table
-            .push_child(SqlTransaction { commands }, &this)?))
     }
 
     async fn drop(&mut self, this: Resource<SqlConnection>) -> wasmtime::Result<()> {

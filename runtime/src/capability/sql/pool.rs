@@ -1,45 +1,50 @@
-//! A bounded connection pool per sql grant, owned by the host.
+//! A bounded connection pool per sql grant, owned by the host, for any
+//! database [`Driver`].
 //!
 //! At most `max_connections` connections exist per grant, whatever the number
 //! of sessions; a checkout waits for a free one (bounded by the call's
-//! deadline). A connection handed back is reset before its next use
-//! (`ROLLBACK`, `DISCARD ALL`, then the grant's `statement_timeout`), so no
-//! session state, prepared statement or open transaction leaks between uses.
+//! deadline). A connection handed back is reset by its driver before its next
+//! use, so no session state, prepared statement or open transaction leaks
+//! between uses; one that cannot be reset is closed.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_postgres::{Client, Config, NoTls};
 
 use super::failure::SqlFailure;
 
-/// The pool of one grant.
-pub(crate) struct Pool {
-    grant: String,
-    config: Config,
-    statement_timeout: Duration,
-    max_connections: usize,
-    permits: Arc<Semaphore>,
-    idle: Mutex<Vec<Client>>,
-    /// Refuse to connect as a role that can reach beyond the database
-    /// (superuser, or a member of the server-file and server-program roles).
-    refuse_privileged: AtomicBool,
+/// How one database's connections are made, reset and known dead.
+pub(crate) trait Driver: Send + Sync + 'static {
+    /// One open connection.
+    type Client: Send + 'static;
+
+    /// Open a connection, checked and set up for the grant (its role, its
+    /// statement timeout, its session settings).
+    fn connect(&self, grant: &str)
+        -> impl Future<Output = Result<Self::Client, SqlFailure>> + Send;
+
+    /// Bring a used connection back to the state `connect` left it in.
+    fn reset<'a>(
+        &'a self,
+        client: &'a mut Self::Client,
+    ) -> impl Future<Output = Result<(), SqlFailure>> + Send + 'a;
+
+    /// Whether the connection is known to be gone.
+    fn is_closed(client: &Self::Client) -> bool;
 }
 
-/// Whether the connected role is privileged beyond SQL: a superuser, or one
-/// that may read or write the server's files or run programs there (what
-/// `COPY … TO PROGRAM` needs), or that bypasses row security.
-const PRIVILEGED_ROLE: &str = "SELECT r.rolsuper OR r.rolbypassrls OR r.rolreplication \
-     OR pg_has_role(current_user, 'pg_execute_server_program', 'MEMBER') \
-     OR pg_has_role(current_user, 'pg_write_server_files', 'MEMBER') \
-     OR pg_has_role(current_user, 'pg_read_server_files', 'MEMBER') \
-     FROM pg_roles r WHERE r.rolname = current_user";
+/// The pool of one grant.
+pub(crate) struct Pool<D: Driver> {
+    grant: String,
+    driver: D,
+    permits: Arc<Semaphore>,
+    idle: Mutex<Vec<D::Client>>,
+}
 
-impl std::fmt::Debug for Pool {
+impl<D: Driver> std::fmt::Debug for Pool<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the config: it holds the password.
+        // Never print the driver: it holds the password.
         f.debug_struct("Pool")
             .field("grant", &self.grant)
             .field("available", &self.permits.available_permits())
@@ -47,57 +52,23 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-impl Pool {
-    pub fn new(
-        grant: &str,
-        config: Config,
-        max_connections: usize,
-        statement_timeout: Duration,
-    ) -> Self {
+impl<D: Driver> Pool<D> {
+    pub fn new(grant: &str, driver: D, max_connections: usize) -> Self {
         Self {
             grant: grant.to_string(),
-            config,
-            statement_timeout,
-            max_connections,
+            driver,
             permits: Arc::new(Semaphore::new(max_connections)),
             idle: Mutex::new(Vec::new()),
-            refuse_privileged: AtomicBool::new(false),
         }
     }
 
-    /// From now on, refuse connections whose role is privileged (see [`PRIVILEGED_ROLE`]).
-    pub fn refuse_privileged_roles(&self) {
-        self.refuse_privileged.store(true, Ordering::Relaxed);
-    }
-
-    /// Deny a new connection whose role may act beyond SQL, when refused.
-    async fn check_role(&self, client: &Client) -> Result<(), SqlFailure> {
-        if !self.refuse_privileged.load(Ordering::Relaxed) {
-            return Ok(());
-        }
-        let row = client
-            .query_one(PRIVILEGED_ROLE, &[])
-            .await
-            .map_err(|e| SqlFailure::from_pg(&self.grant, &e))?;
-        if row.try_get::<_, Option<bool>>(0).ok().flatten() == Some(false) {
-            return Ok(());
-        }
-        Err(SqlFailure::Denied(format!(
-            "sql grant `{}` connects as role `{}`, which is a superuser or may reach the database server's files or programs; grants here must use an unprivileged role",
-            self.grant,
-            self.config.get_user().unwrap_or("")
-        )))
-    }
-
-    fn settings(&self) -> String {
-        format!(
-            "SET statement_timeout = {}",
-            self.statement_timeout.as_millis().max(1)
-        )
+    /// The driver, with the grant's connection settings.
+    pub fn driver(&self) -> &D {
+        &self.driver
     }
 
     /// Check out a connection: a reset idle one, or a new one.
-    pub async fn get(self: &Arc<Self>) -> Result<PooledClient, SqlFailure> {
+    pub async fn get(self: &Arc<Self>) -> Result<Pooled<D>, SqlFailure> {
         let permit = Arc::clone(&self.permits)
             .acquire_owned()
             .await
@@ -110,43 +81,20 @@ impl Pool {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .pop();
-            let Some(client) = candidate else { break };
-            if client.is_closed() {
+            let Some(mut client) = candidate else { break };
+            if D::is_closed(&client) {
                 continue;
             }
-            if self.reset(&client).await.is_ok() {
+            if self.driver.reset(&mut client).await.is_ok() {
                 return Ok(self.lend(client, permit));
             }
         }
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| {
-            SqlFailure::Unavailable(format!(
-                "cannot connect through sql grant `{}`: {}",
-                self.grant,
-                super::pg_text(&e)
-            ))
-        })?;
-        let grant = self.grant.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(grant, error = %e, "sql connection ended");
-            }
-        });
-        self.check_role(&client).await?;
-        client
-            .batch_execute(&self.settings())
-            .await
-            .map_err(|e| SqlFailure::from_pg(&self.grant, &e))?;
+        let client = self.driver.connect(&self.grant).await?;
         Ok(self.lend(client, permit))
     }
 
-    async fn reset(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
-        client.batch_execute("ROLLBACK").await?;
-        client.batch_execute("DISCARD ALL").await?;
-        client.batch_execute(&self.settings()).await
-    }
-
-    fn lend(self: &Arc<Self>, client: Client, permit: OwnedSemaphorePermit) -> PooledClient {
-        PooledClient {
+    fn lend(self: &Arc<Self>, client: D::Client, permit: OwnedSemaphorePermit) -> Pooled<D> {
+        Pooled {
             client: Some(client),
             pool: Arc::clone(self),
             _permit: permit,
@@ -160,43 +108,36 @@ impl Pool {
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
-
-    /// Connections this pool opens at most.
-    pub fn max_connections(&self) -> usize {
-        self.max_connections
-    }
-
-    /// The grant's statement timeout.
-    pub fn statement_timeout(&self) -> Duration {
-        self.statement_timeout
-    }
 }
 
 /// A checked-out connection; dropping it returns it to the pool (unless it broke).
-pub(crate) struct PooledClient {
-    client: Option<Client>,
-    pool: Arc<Pool>,
+pub(crate) struct Pooled<D: Driver> {
+    client: Option<D::Client>,
+    pool: Arc<Pool<D>>,
     _permit: OwnedSemaphorePermit,
 }
 
-impl PooledClient {
+impl<D: Driver> Pooled<D> {
     /// The connection.
-    pub fn client(&mut self) -> &mut Client {
+    pub fn client(&mut self) -> &mut D::Client {
         self.client.as_mut().expect("present until drop")
     }
-}
 
-impl PooledClient {
     /// Close the connection instead of returning it (it failed mid-use).
     pub fn discard(mut self) {
         self.client = None;
     }
+
+    /// Whether the connection is known to be gone.
+    pub fn is_closed(&self) -> bool {
+        self.client.as_ref().is_none_or(D::is_closed)
+    }
 }
 
-impl Drop for PooledClient {
+impl<D: Driver> Drop for Pooled<D> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
-            if !client.is_closed() {
+            if !D::is_closed(&client) {
                 self.pool
                     .idle
                     .lock()

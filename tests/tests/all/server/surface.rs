@@ -155,7 +155,10 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     };
     let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     // The shipped connectors, and never the hostile test probe.
-    assert_eq!(names(&listed), ["file", "graphql", "postgres", "rest"]);
+    assert_eq!(
+        names(&listed),
+        ["file", "graphql", "mysql", "postgres", "rest"]
+    );
     let file = listed["items"]
         .as_array()
         .unwrap()
@@ -175,7 +178,10 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     assert_eq!(again.json()["id"], id);
     assert_eq!(again.json()["builtin"], true);
     let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
-    assert_eq!(names(&listed), ["file", "graphql", "postgres", "rest"]);
+    assert_eq!(
+        names(&listed),
+        ["file", "graphql", "mysql", "postgres", "rest"]
+    );
     let deleted = api(addr, Some(&token))
         .delete(&format!("/v1/connectors/{id}"))
         .await;

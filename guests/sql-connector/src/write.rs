@@ -1,5 +1,6 @@
 //! `execute`: insert, update, delete and upsert of a batch of records in one
-//! transaction. Any failing record rolls the whole batch back.
+//! transaction. Every statement is built and checked before the transaction
+//! starts; any failing record rolls the whole batch back.
 
 use std::collections::BTreeMap;
 
@@ -9,8 +10,9 @@ use serde_json::Value;
 use sluice_sdk::sql::{self, Connection, Transaction};
 use sluice_sdk::{config, ConnectorError, ExecuteRequest, ExecuteResponse, Record, Result};
 
-use crate::catalog::{quote, Table};
+use crate::dialect::Dialect;
 use crate::select::Statement;
+use crate::table::Table;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +31,14 @@ enum Operation {
     Upsert,
 }
 
+/// Run `req` (`insert`, `update`, `delete` or `upsert` of its records) on
+/// `table` in one transaction; `{"returning": true}` (PostgreSQL) returns the
+/// written rows, `{"key": [...]}` names the columns that identify a row.
+///
+/// # Errors
+///
+/// `unsupported` for another operation; `invalid-request` naming the record
+/// for a bad one; the database's errors as [`sql::error`] maps them.
 pub fn execute(conn: &Connection, table: &Table, req: &ExecuteRequest) -> Result<ExecuteResponse> {
     let operation = match req.operation.as_str() {
         "insert" => Operation::Insert,
@@ -42,6 +52,12 @@ pub fn execute(conn: &Connection, table: &Table, req: &ExecuteRequest) -> Result
         }
     };
     let options: WriteOptions = config::parse_options(req.options.as_deref())?;
+    if options.returning && table.dialect == Dialect::Mysql {
+        return Err(ConnectorError::Unsupported(
+            "`returning`: MySQL has no RETURNING for every operation; fetch the rows by key instead"
+                .into(),
+        ));
+    }
     let key: Vec<String> = match &options.key {
         Some(key) => key
             .iter()
@@ -147,7 +163,8 @@ fn statement(
     row: &BTreeMap<String, &RawValue>,
     returning: bool,
 ) -> Result<Statement> {
-    let mut stmt = Statement::default();
+    let mut stmt = Statement::new(table.dialect);
+    let quote = |ident: &str| table.quote(ident);
     let columns: Vec<&str> = row.keys().map(|k| table.column(k)).collect::<Result<_>>()?;
     let key_condition = |stmt: &mut Statement| -> Result<String> {
         key.iter()
@@ -155,7 +172,11 @@ fn statement(
                 let value = row.get(k).ok_or_else(|| {
                     ConnectorError::InvalidRequest(format!("missing key field `{k}`"))
                 })?;
-                Ok(format!("{} = {}", quote(k), stmt.bind_raw(value.get())))
+                Ok(format!(
+                    "{} = {}",
+                    quote(k),
+                    table.bind(stmt, k, value.get())?
+                ))
             })
             .collect::<Result<Vec<_>>>()
             .map(|parts| parts.join(" AND "))
@@ -169,8 +190,8 @@ fn statement(
             }
             let values: Vec<String> = columns
                 .iter()
-                .map(|c| stmt.bind_raw(row[*c].get()))
-                .collect();
+                .map(|c| table.bind(&mut stmt, c, row[*c].get()))
+                .collect::<Result<_>>()?;
             let names: Vec<String> = columns.iter().map(|c| quote(c)).collect();
             let mut sql = format!(
                 "INSERT INTO {} ({}) VALUES ({})",
@@ -179,24 +200,7 @@ fn statement(
                 values.join(", ")
             );
             if operation == Operation::Upsert {
-                let conflict: Vec<String> = key.iter().map(|k| quote(k)).collect();
-                let updates: Vec<String> = columns
-                    .iter()
-                    .filter(|c| !key.iter().any(|k| k == *c))
-                    .map(|c| format!("{0} = EXCLUDED.{0}", quote(c)))
-                    .collect();
-                if updates.is_empty() {
-                    sql.push_str(&format!(
-                        " ON CONFLICT ({}) DO NOTHING",
-                        conflict.join(", ")
-                    ));
-                } else {
-                    sql.push_str(&format!(
-                        " ON CONFLICT ({}) DO UPDATE SET {}",
-                        conflict.join(", "),
-                        updates.join(", ")
-                    ));
-                }
+                sql.push_str(&upsert_clause(table, key, &columns));
             }
             sql
         }
@@ -204,8 +208,14 @@ fn statement(
             let sets: Vec<String> = columns
                 .iter()
                 .filter(|c| !key.iter().any(|k| k == *c))
-                .map(|c| format!("{} = {}", quote(c), stmt.bind_raw(row[*c].get())))
-                .collect();
+                .map(|c| {
+                    Ok(format!(
+                        "{} = {}",
+                        quote(c),
+                        table.bind(&mut stmt, c, row[*c].get())?
+                    ))
+                })
+                .collect::<Result<_>>()?;
             if sets.is_empty() {
                 return Err(ConnectorError::InvalidRequest(
                     "an update sets no field besides the key".into(),
@@ -227,10 +237,51 @@ fn statement(
         let list: Vec<String> = table
             .columns
             .iter()
-            .map(|(name, _)| table.select_expr(name))
+            .map(|c| table.select_expr(&c.name))
             .collect();
         stmt.sql
             .push_str(&format!(" RETURNING {}", list.join(", ")));
     }
     Ok(stmt)
+}
+
+/// What an insert does when a row with the same key exists: update the
+/// record's other fields (or nothing when it has none).
+fn upsert_clause(table: &Table, key: &[String], columns: &[&str]) -> String {
+    let others: Vec<&&str> = columns
+        .iter()
+        .filter(|c| !key.iter().any(|k| k == **c))
+        .collect();
+    match table.dialect {
+        Dialect::Postgres => {
+            let conflict: Vec<String> = key.iter().map(|k| table.quote(k)).collect();
+            if others.is_empty() {
+                format!(" ON CONFLICT ({}) DO NOTHING", conflict.join(", "))
+            } else {
+                let updates: Vec<String> = others
+                    .iter()
+                    .map(|c| format!("{0} = EXCLUDED.{0}", table.quote(c)))
+                    .collect();
+                format!(
+                    " ON CONFLICT ({}) DO UPDATE SET {}",
+                    conflict.join(", "),
+                    updates.join(", ")
+                )
+            }
+        }
+        // MySQL's conflict target is every unique key of the table, not a
+        // chosen one; with no other field, the key sets itself (a no-op).
+        Dialect::Mysql => {
+            let updated: Vec<&str> = if others.is_empty() {
+                key.iter().map(String::as_str).collect()
+            } else {
+                others.iter().map(|c| **c).collect()
+            };
+            let updates: Vec<String> = updated
+                .iter()
+                .map(|c| format!("{0} = VALUES({0})", table.quote(c)))
+                .collect();
+            format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+        }
+    }
 }

@@ -1,13 +1,14 @@
-//! One statement on a connection: parameters in, rows out as JSON, under
+//! One PostgreSQL statement on a connection: parameters in, rows out as JSON, under
 //! the grant's mode and statement timeout.
 
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Row};
 
 use super::convert::{self, JsonParam, RawColumn};
-use super::failure::{SqlFailure, SqlResult};
-use super::grant::{SqlGrant, SqlMode, HOST_TIMEOUT_MARGIN};
+use super::from_pg;
 use crate::bindings::sluice::connector::sql::Column;
+use crate::capability::sql::failure::{SqlFailure, SqlResult};
+use crate::capability::sql::grant::{SqlGrant, SqlMode, HOST_TIMEOUT_MARGIN};
 
 pub(super) fn params(values: &[String]) -> SqlResult<Vec<JsonParam>> {
     values
@@ -56,7 +57,7 @@ pub(super) fn columns_of(columns: &[tokio_postgres::Column]) -> Vec<Column> {
 }
 
 /// Run one statement on `client`, inside a read-only transaction for read-only grants.
-pub(super) async fn run_statement(
+pub(in crate::capability::sql) async fn run_statement(
     grant: &SqlGrant,
     client: &mut Client,
     statement: &str,
@@ -65,7 +66,7 @@ pub(super) async fn run_statement(
 ) -> SqlResult<(Vec<Column>, Vec<String>, u64)> {
     grant.admit(statement)?;
     let params = params(values)?;
-    let fail = |e: tokio_postgres::Error| SqlFailure::from_pg(&grant.name, &e);
+    let fail = |e: tokio_postgres::Error| from_pg(&grant.name, &e);
     let cancel = client.cancel_token();
     let work = async {
         if grant.mode == SqlMode::ReadOnly {
@@ -101,7 +102,7 @@ pub(super) async fn execute_on<C: tokio_postgres::GenericClient>(
     want_rows: bool,
     grant: &str,
 ) -> SqlResult<(Vec<Column>, Vec<String>, u64)> {
-    let fail = |e: tokio_postgres::Error| SqlFailure::from_pg(grant, &e);
+    let fail = |e: tokio_postgres::Error| from_pg(grant, &e);
     let prepared = client.prepare(statement).await.map_err(fail)?;
     let refs = param_refs(params);
     if want_rows {
@@ -121,7 +122,7 @@ pub(super) async fn with_host_timeout<T>(
     cancel: tokio_postgres::CancelToken,
     work: impl std::future::Future<Output = SqlResult<T>>,
 ) -> SqlResult<T> {
-    let limit = grant.pool.statement_timeout() + HOST_TIMEOUT_MARGIN;
+    let limit = grant.statement_timeout + HOST_TIMEOUT_MARGIN;
     match tokio::time::timeout(limit, work).await {
         Ok(result) => result,
         Err(_) => {

@@ -1,44 +1,30 @@
-//! The tasks that own a lent connection while a guest's transaction or row
+//! The PostgreSQL tasks that own a lent connection while a guest's transaction or row
 //! stream is open, and hand it back when it ends.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::failure::{SqlFailure, SqlResult};
-use super::grant::{SqlGrant, SqlMode};
-use super::pool::PooledClient;
 use super::statement::{columns_of, execute_on, param_refs, params, row_json, with_host_timeout};
+use super::{from_pg, PgPooled};
 use crate::bindings::sluice::connector::sql::Column;
+use crate::capability::sql::command::{Batch, Reply, StreamCommand, TxCommand};
+use crate::capability::sql::failure::{SqlFailure, SqlResult};
+use crate::capability::sql::grant::{SqlGrant, SqlMode};
 
-pub(super) type Reply<T> = oneshot::Sender<SqlResult<T>>;
-
-/// One batch of a row stream (JSON array rows); `None` at the end.
-pub(super) type Batch = Option<Vec<String>>;
-
-pub(super) enum TxCommand {
-    Query(String, Vec<String>, Reply<(Vec<Column>, Vec<String>)>),
-    Execute(String, Vec<String>, Reply<u64>),
-    Finish(bool, Reply<()>),
-}
-
-pub(super) enum StreamCommand {
-    Next(Reply<Batch>),
-}
-
-pub(super) async fn transaction_task(
+pub(in crate::capability::sql) async fn transaction_task(
     grant: Arc<SqlGrant>,
-    mut pooled: PooledClient,
+    mut pooled: PgPooled,
     ready: Reply<()>,
     mut commands: mpsc::Receiver<TxCommand>,
-    give_back: oneshot::Sender<PooledClient>,
+    give_back: oneshot::Sender<PgPooled>,
 ) {
     // The reply to commit/rollback waits until the connection is handed back,
     // so the guest can use its connection as soon as it has the answer.
     let finished: Option<(Reply<()>, SqlResult<()>)> = {
         let client = pooled.client();
         let cancel = client.cancel_token();
-        let fail = |e: tokio_postgres::Error| SqlFailure::from_pg(&grant.name, &e);
+        let fail = |e: tokio_postgres::Error| from_pg(&grant.name, &e);
         let started = client
             .build_transaction()
             .read_only(grant.mode == SqlMode::ReadOnly)
@@ -97,22 +83,22 @@ pub(super) async fn transaction_task(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn stream_task(
+pub(in crate::capability::sql) async fn stream_task(
     grant: Arc<SqlGrant>,
-    mut pooled: PooledClient,
+    mut pooled: PgPooled,
     statement: String,
     values: Vec<String>,
     batch_size: i32,
     ready: Reply<Vec<Column>>,
     mut commands: mpsc::Receiver<StreamCommand>,
-    give_back: oneshot::Sender<PooledClient>,
+    give_back: oneshot::Sender<PgPooled>,
 ) {
     // The last batch is answered after the connection is handed back.
     let mut broken = false;
     let last: Option<(Reply<Batch>, SqlResult<Batch>)> = {
         let client = pooled.client();
         let cancel = client.cancel_token();
-        let fail = |e: tokio_postgres::Error| SqlFailure::from_pg(&grant.name, &e);
+        let fail = |e: tokio_postgres::Error| from_pg(&grant.name, &e);
         let opened = async {
             let tx = client
                 .build_transaction()
@@ -186,19 +172,4 @@ pub(super) async fn stream_task(
     while let Some(StreamCommand::Next(reply)) = commands.recv().await {
         let _ = reply.send(Ok(None));
     }
-}
-
-/// Send a command to a task and wait for its reply.
-pub(super) async fn ask<T, C>(
-    commands: &mpsc::Sender<C>,
-    command: impl FnOnce(Reply<T>) -> C,
-) -> SqlResult<T> {
-    let (reply, answer) = oneshot::channel();
-    commands
-        .send(command(reply))
-        .await
-        .map_err(|_| SqlFailure::Unavailable("the transaction or stream has ended".into()))?;
-    answer
-        .await
-        .map_err(|_| SqlFailure::Unavailable("the transaction or stream has ended".into()))?
 }

@@ -1,0 +1,18 @@
+//! What the `postgres` and `mysql` connectors share, written once: a
+//! [`Table`] checked against the database's catalogue, SQL built from
+//! validated, quoted identifiers and bound values in either [`Dialect`]
+//! (filters, multi-field sort, fields, offset and keyset pagination with an
+//! opaque cursor, counts), the reads ([`read::fetch`], [`read::stream`]) and
+//! the writes ([`write::execute`]).
+//!
+//! A connector brings its configuration and its catalogue queries (how it
+//! finds tables, columns, types and keys) and hands the rest here.
+
+pub mod dialect;
+pub mod read;
+pub mod select;
+pub mod table;
+pub mod write;
+
+pub use dialect::Dialect;
+pub use table::{Accept, Bind, Column, Read, Table};
