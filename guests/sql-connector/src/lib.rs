@@ -5,14 +5,17 @@
 //! opaque cursor, counts), the reads ([`read::fetch`], [`read::stream`]) and
 //! the writes ([`write::execute`]).
 //!
-//! A connector brings its configuration and its catalogue queries (how it
-//! finds tables, columns, types and keys) and hands the rest here.
+//! A connector brings its configuration and its [`session::Catalog`] (how it
+//! finds tables, columns, types and keys); [`session::TableSession`] is the
+//! rest of its `Session`.
 
 pub mod dialect;
 pub mod read;
 pub mod select;
+pub mod session;
 pub mod table;
 pub mod write;
 
 pub use dialect::Dialect;
+pub use session::{Catalog, TableSession};
 pub use table::{Accept, Bind, Column, Read, Table};

@@ -37,6 +37,48 @@ impl std::io::Write for CountingSink {
     }
 }
 
+/// What streaming a table through a connector to NDJSON took.
+pub struct StreamRun {
+    /// Records written.
+    pub count: u64,
+    /// From opening the stream to its last batch.
+    pub took: std::time::Duration,
+    /// The process's peak RSS meanwhile (bytes).
+    pub peak: u64,
+    /// NDJSON bytes written.
+    pub bytes: u64,
+}
+
+/// Stream all of `table` through `session`, 1000 records a batch, writing
+/// each record's data as one NDJSON line.
+pub async fn stream_to_ndjson(session: &mut sluice::Session, table: &str) -> StreamRun {
+    use std::io::Write as _;
+    let mut sink = CountingSink::default();
+    sys::reset_peak();
+    let began = std::time::Instant::now();
+    let mut stream = session
+        .stream(&sluice::FetchRequest::new(table), None)
+        .await
+        .expect("stream");
+    let mut count = 0u64;
+    while let Some(batch) = stream.next(1000).await.expect("batch") {
+        for record in &batch.records {
+            sink.write_all(record.data.as_bytes()).unwrap();
+            sink.write_all(b"\n").unwrap();
+        }
+        count += batch.records.len() as u64;
+    }
+    let took = began.elapsed();
+    let peak = sys::peak_rss();
+    stream.close().await.unwrap();
+    StreamRun {
+        count,
+        took,
+        peak,
+        bytes: sink.0,
+    }
+}
+
 /// How big each metric runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Scale {

@@ -9,11 +9,10 @@ use mysql_async::consts::ColumnType;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::Value;
 use sluice::capability::sql::SqlMode;
-use sluice::{FetchRequest, Grants, Limits};
+use sluice::{Grants, Limits};
 
 use crate::report::{Report, Row, Target};
-use crate::sys::{peak_rss, reset_peak};
-use crate::{CountingSink, Scale};
+use crate::{stream_to_ndjson, CountingSink, Scale, StreamRun};
 
 const DATABASE: &str = "sluice_bench";
 
@@ -87,25 +86,12 @@ pub async fn run(scale: Scale, report: &mut Report) {
         .open_with_limits(&config, &grants, &limits)
         .await
         .expect("mysql connector opens");
-    let mut sink = CountingSink::default();
-    reset_peak();
-    let began = Instant::now();
-    let mut stream = session
-        .stream(&FetchRequest::new(table.clone()), None)
-        .await
-        .expect("stream");
-    let mut count = 0u64;
-    while let Some(batch) = stream.next(1000).await.expect("batch") {
-        for record in &batch.records {
-            sink.write_all(record.data.as_bytes()).unwrap();
-            sink.write_all(b"\n").unwrap();
-        }
-        count += batch.records.len() as u64;
-    }
-    let took = began.elapsed();
-    let peak = peak_rss();
-    stream.close().await.unwrap();
-    let sluice_bytes = sink.0;
+    let StreamRun {
+        count,
+        took,
+        peak,
+        bytes: sluice_bytes,
+    } = stream_to_ndjson(&mut session, &table).await;
 
     let mut sink = CountingSink::default();
     let began = Instant::now();

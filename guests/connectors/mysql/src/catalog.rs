@@ -1,25 +1,25 @@
 //! What MySQL's `information_schema` says exists: tables, views, columns,
 //! their types and keys.
 
-use serde_json::{json, Value};
-use sluice_sdk::sql::{self, Connection};
+use serde_json::Value;
+use sluice_sdk::sql::Connection;
 use sluice_sdk::{ConnectorError, Result};
-use sluice_sql_connector::{Accept, Bind, Column, Dialect, Read, Table};
+use sluice_sql_connector::session::{catalog_rows as rows, text as string};
+use sluice_sql_connector::{Accept, Bind, Catalog, Column, Dialect, Read, Table};
 
-fn text(value: &str) -> String {
-    json!(value).to_string()
+/// The tables and views of one database.
+pub struct MyCatalog {
+    /// The database.
+    pub database: String,
 }
 
-fn rows(conn: &Connection, statement: &str, params: &[String]) -> Result<Vec<Vec<Value>>> {
-    let set = conn.query(statement, params).map_err(sql::error)?;
-    set.rows.iter().map(|r| sql::row_values(r)).collect()
-}
+impl Catalog for MyCatalog {
+    fn list(&self, conn: &Connection) -> Result<Vec<String>> {
+        list(conn, &self.database)
+    }
 
-fn string(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+    fn load(&self, conn: &Connection, name: &str, configured: Option<&[String]>) -> Result<Table> {
+        load(conn, &self.database, name, configured)
     }
 }
 
@@ -35,11 +35,11 @@ pub fn current_database(conn: &Connection) -> Result<String> {
 }
 
 /// Tables and views of `database`.
-pub fn list(conn: &Connection, database: &str) -> Result<Vec<String>> {
+fn list(conn: &Connection, database: &str) -> Result<Vec<String>> {
     Ok(rows(
         conn,
         "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME",
-        &[text(database)],
+        &[database],
     )?
     .iter()
     .map(|r| string(&r[0]))
@@ -53,7 +53,7 @@ fn json_text_columns(conn: &Connection, database: &str, name: &str) -> Vec<Strin
         conn,
         "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
          WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ?",
-        &[text(database), text(name)],
+        &[database, name],
     )
     .unwrap_or_default();
     clauses
@@ -68,7 +68,7 @@ fn json_text_columns(conn: &Connection, database: &str, name: &str) -> Vec<Strin
 }
 
 /// Load `database.name`, with `configured_key` overriding the primary key.
-pub fn load(
+fn load(
     conn: &Connection,
     database: &str,
     name: &str,
@@ -79,7 +79,7 @@ pub fn load(
         "SELECT COLUMN_NAME, COLUMN_TYPE, DATA_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE \
          FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
          ORDER BY ORDINAL_POSITION",
-        &[text(database), text(name)],
+        &[database, name],
     )?;
     if described.is_empty() {
         return Err(ConnectorError::NotFound(format!(
@@ -117,7 +117,7 @@ pub fn load(
             "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
              ORDER BY ORDINAL_POSITION",
-            &[text(database), text(name)],
+            &[database, name],
         )?
         .iter()
         .map(|r| string(&r[0]))

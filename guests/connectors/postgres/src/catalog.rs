@@ -1,10 +1,26 @@
 //! What PostgreSQL's catalogue says exists: tables, views, columns, their
 //! types and keys.
 
-use serde_json::{json, Value};
-use sluice_sdk::sql::{self, Connection};
+use sluice_sdk::sql::Connection;
 use sluice_sdk::{ConnectorError, Result};
-use sluice_sql_connector::{Accept, Bind, Column, Dialect, Read, Table};
+use sluice_sql_connector::session::{catalog_rows as rows, text as string};
+use sluice_sql_connector::{Accept, Bind, Catalog, Column, Dialect, Read, Table};
+
+/// The tables and views of one schema.
+pub struct PgCatalog {
+    /// The schema.
+    pub schema: String,
+}
+
+impl Catalog for PgCatalog {
+    fn list(&self, conn: &Connection) -> Result<Vec<String>> {
+        list(conn, &self.schema)
+    }
+
+    fn load(&self, conn: &Connection, name: &str, configured: Option<&[String]>) -> Result<Table> {
+        load(conn, &self.schema, name, configured)
+    }
+}
 
 /// Types the host converts to and from JSON itself (`sluice::capability::sql`'s
 /// table); enums too. A column of any other type is read as text.
@@ -32,19 +48,6 @@ const MAPPED_TYPES: &[&str] = &[
     "jsonb",
 ];
 
-fn text(value: &str) -> String {
-    json!(value).to_string()
-}
-
-fn rows(conn: &Connection, statement: &str, params: &[String]) -> Result<Vec<Vec<Value>>> {
-    let set = conn.query(statement, params).map_err(sql::error)?;
-    set.rows.iter().map(|r| sql::row_values(r)).collect()
-}
-
-fn string(value: &Value) -> String {
-    value.as_str().unwrap_or_default().to_string()
-}
-
 /// Types without a btree order: a column of one cannot take part in an ORDER BY.
 const UNORDERED_TYPES: &[&str] = &[
     "json", "xml", "point", "line", "lseg", "box", "path", "polygon", "circle",
@@ -56,7 +59,7 @@ const UNORDERED_TYPES: &[&str] = &[
 /// tsvector, composite, `"char"`, extension types, …) are read in their
 /// PostgreSQL text form, and values written to them are parsed by the server
 /// from text.
-pub fn load(
+fn load(
     conn: &Connection,
     schema: &str,
     name: &str,
@@ -77,7 +80,7 @@ pub fn load(
          LEFT JOIN pg_type d ON b.typtype = 'd' AND d.oid = b.typbasetype \
          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
            AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-        &[text(schema), text(name)],
+        &[schema, name],
     )?;
     if described.is_empty() {
         return Err(ConnectorError::NotFound(format!(
@@ -126,7 +129,7 @@ pub fn load(
              JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = ANY(i.indkey) \
              WHERE n.nspname = $1 AND c.relname = $2 AND i.indisprimary \
              ORDER BY array_position(i.indkey::int2[], a.attnum)",
-            &[text(schema), text(name)],
+            &[schema, name],
         )?
         .iter()
         .map(|r| string(&r[0]))
@@ -147,12 +150,12 @@ fn json_type(typname: &str) -> &'static str {
 }
 
 /// Tables and views of `schema`.
-pub fn list(conn: &Connection, schema: &str) -> Result<Vec<String>> {
+fn list(conn: &Connection, schema: &str) -> Result<Vec<String>> {
     Ok(rows(
         conn,
         "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
          WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY c.relname",
-        &[text(schema)],
+        &[schema],
     )?
     .iter()
     .map(|r| string(&r[0]))

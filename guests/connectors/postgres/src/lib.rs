@@ -17,13 +17,9 @@ mod catalog;
 use std::collections::HashMap;
 
 use serde::Deserialize;
-use sluice_sdk::sql::{self, Connection};
-use sluice_sdk::{
-    config, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest, ExecuteResponse,
-    FetchRequest, FetchResponse, RecordStream, ResourceInfo, Result, Session,
-};
-use sluice_sql_connector::read::{self, MAX_PAGE_SIZE};
-use sluice_sql_connector::{write, Dialect, Table};
+use sluice_sdk::{config, Connector, Descriptor, Result};
+use sluice_sql_connector::session::{self, CAPABILITIES};
+use sluice_sql_connector::{Dialect, TableSession};
 
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(schemars::JsonSchema))]
@@ -53,13 +49,8 @@ fn default_page_size() -> u32 {
 
 struct Postgres;
 
-struct PgSession {
-    config: Config,
-    conn: Connection,
-}
-
 impl Connector for Postgres {
-    type Session = PgSession;
+    type Session = TableSession<catalog::PgCatalog>;
 
     fn describe() -> Descriptor {
         sluice_sdk::descriptor(
@@ -68,90 +59,17 @@ impl Connector for Postgres {
             "PostgreSQL tables and views through a host sql grant",
         )
         .config_schema_text(include_str!("../config.schema.json"))
-        .capabilities(Capabilities {
-            streaming: true,
-            pagination: true,
-            filtering: true,
-            sorting: true,
-            aggregation: false,
-            transactions: true,
-            max_page_size: Some(MAX_PAGE_SIZE),
-        })
+        .capabilities(CAPABILITIES)
         .build()
     }
 
-    fn open(config_json: &str) -> Result<PgSession> {
+    fn open(config_json: &str) -> Result<Self::Session> {
         let config: Config = config::parse(config_json)?;
-        if config.page_size == 0 {
-            return Err(ConnectorError::InvalidConfig(
-                "field `page_size`: must be at least 1".into(),
-            ));
-        }
-        let conn = Connection::open(&config.grant).map_err(sql::error)?;
-        let dialect = conn.dialect();
-        if Dialect::from_name(&dialect) != Some(Dialect::Postgres) {
-            return Err(ConnectorError::InvalidConfig(format!(
-                "field `grant`: `{}` is a {dialect} database; use the {dialect} connector",
-                config.grant
-            )));
-        }
-        Ok(PgSession { config, conn })
-    }
-}
-
-impl PgSession {
-    fn table(&self, resource: &str) -> Result<Table> {
-        catalog::load(
-            &self.conn,
-            &self.config.schema,
-            resource,
-            self.config.keys.get(resource).map(Vec::as_slice),
-        )
-    }
-}
-
-impl Session for PgSession {
-    fn health_check(&self) -> Result<()> {
-        self.conn.query("SELECT 1", &[]).map_err(sql::error)?;
-        Ok(())
-    }
-
-    fn discover(&self) -> Result<Vec<ResourceInfo>> {
-        catalog::list(&self.conn, &self.config.schema)?
-            .into_iter()
-            .map(|name| {
-                let table = self.table(&name)?;
-                Ok(ResourceInfo {
-                    name,
-                    schema: Some(table.schema_json().to_string()),
-                })
-            })
-            .collect()
-    }
-
-    fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
-        let table = self.table(&req.resource)?;
-        read::fetch(&self.conn, &table, &req, self.config.page_size)
-    }
-
-    fn stream(
-        &self,
-        req: FetchRequest,
-        checkpoint: Option<String>,
-    ) -> Result<Box<dyn RecordStream>> {
-        let table = self.table(&req.resource)?;
-        read::stream(
-            &self.conn,
-            &table,
-            &req,
-            checkpoint.as_deref(),
-            self.config.page_size,
-        )
-    }
-
-    fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
-        let table = self.table(&req.resource)?;
-        write::execute(&self.conn, &table, &req)
+        let conn = session::connect(&config.grant, Dialect::Postgres)?;
+        let catalog = catalog::PgCatalog {
+            schema: config.schema,
+        };
+        TableSession::new(conn, catalog, config.page_size, config.keys)
     }
 }
 

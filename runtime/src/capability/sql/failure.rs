@@ -32,3 +32,15 @@ impl SqlFailure {
 }
 
 pub(crate) type SqlResult<T> = Result<T, SqlFailure>;
+
+/// An error's text followed by each of its causes'.
+pub(super) fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

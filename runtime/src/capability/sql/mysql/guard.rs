@@ -18,6 +18,8 @@
 //! server's `sql_mode` (`NO_BACKSLASH_ESCAPES`), which the guest cannot see
 //! from here, so the statement is read both ways and must pass both.
 
+use crate::capability::sql::lex::{find, line_end, word_end};
+
 /// The statements a read-only grant may start with.
 const QUERY_KEYWORDS: &[&str] = &[
     "select", "with", "values", "table", "show", "explain", "describe", "desc",
@@ -158,14 +160,7 @@ fn tokens(sql: &str, backslashes: bool) -> Result<Vec<Token>, String> {
             }
             b if b.is_ascii_alphabetic() || b == b'_' || b == b'$' || b >= 0x80 => {
                 let start = i;
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric()
-                        || bytes[i] == b'_'
-                        || bytes[i] == b'$'
-                        || bytes[i] >= 0x80)
-                {
-                    i += 1;
-                }
+                i = word_end(bytes, i);
                 out.push(Token::Word(sql[start..i].to_ascii_lowercase()));
             }
             _ => {
@@ -175,14 +170,6 @@ fn tokens(sql: &str, backslashes: bool) -> Result<Vec<Token>, String> {
         }
     }
     Ok(out)
-}
-
-/// The index of the line break ending a comment that starts at `i`.
-fn line_end(bytes: &[u8], mut i: usize) -> usize {
-    while i < bytes.len() && bytes[i] != b'\n' {
-        i += 1;
-    }
-    i
 }
 
 /// The index after the closing `quote` of a quoted text whose body starts
@@ -202,14 +189,6 @@ fn quoted_end(bytes: &[u8], mut i: usize, quote: u8, backslashes: bool) -> Optio
         }
     }
     None
-}
-
-fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
 }
 
 #[cfg(test)]

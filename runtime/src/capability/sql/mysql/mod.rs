@@ -24,7 +24,7 @@ use std::time::Duration;
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use super::failure::SqlFailure;
+use super::failure::{with_causes, SqlFailure};
 use super::grant::{Backend, SqlGrant};
 use super::pool::{Driver, Pooled};
 
@@ -76,7 +76,7 @@ impl MyDriver {
     }
 
     /// The session settings every use starts from.
-    async fn settle(&self, client: &mut MyClient) -> Result<(), SqlFailure> {
+    pub(super) async fn settle(&self, client: &mut MyClient) -> Result<(), SqlFailure> {
         let timeout = if client.mariadb {
             format!(
                 "max_statement_time = {:.3}",
@@ -240,12 +240,5 @@ fn error_text(err: &mysql_async::Error) -> String {
             server.message, server.code, server.state
         );
     }
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    with_causes(err)
 }

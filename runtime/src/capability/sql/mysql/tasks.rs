@@ -191,9 +191,16 @@ pub(in crate::capability::sql) async fn stream_task(
         }
         drop(result);
         if exhausted {
-            if client.conn.query_drop("COMMIT").await.is_err() {
-                client.broken = true;
-            }
+            // Back to the grant's settings (the stream lifted the server's
+            // statement timeout) before the guest's next statement.
+            let restored = match super::driver(&grant) {
+                Some(driver) => {
+                    client.conn.query_drop("COMMIT").await.is_ok()
+                        && driver.settle(client).await.is_ok()
+                }
+                None => false,
+            };
+            client.broken |= !restored;
         } else {
             // Failed, or dropped before its end: the server may still be
             // sending rows. Stop it, and never reuse the connection.

@@ -18,6 +18,8 @@
 //! `E'…'` with backslash escapes, dollar quoting) and quoted identifiers, so
 //! a keyword hidden in a comment or a string is neither missed nor invented.
 
+use crate::capability::sql::lex::{find, word_end};
+
 /// The statements a read-only grant may start with.
 const QUERY_KEYWORDS: &[&str] = &["select", "with", "values", "table", "show", "explain"];
 
@@ -161,14 +163,7 @@ fn tokens(sql: &str) -> Result<Vec<Token>, String> {
             }
             b if b.is_ascii_alphabetic() || b == b'_' || b >= 0x80 => {
                 let start = i;
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric()
-                        || bytes[i] == b'_'
-                        || bytes[i] == b'$'
-                        || bytes[i] >= 0x80)
-                {
-                    i += 1;
-                }
+                i = word_end(bytes, i);
                 out.push(Token::Word(sql[start..i].to_ascii_lowercase()));
             }
             _ => {
@@ -247,14 +242,6 @@ fn dollar_tag(bytes: &[u8], start: usize) -> Option<String> {
         i += 1;
     }
     (bytes.get(i) == Some(&b'$')).then(|| String::from_utf8_lossy(&bytes[start..=i]).into_owned())
-}
-
-fn find(haystack: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
-    haystack
-        .get(from..)?
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, Config, NoTls};
 
-use super::failure::SqlFailure;
+use super::failure::{with_causes, SqlFailure};
 use super::pool::{Driver, Pooled};
 
 /// A pooled PostgreSQL connection.
@@ -152,12 +152,5 @@ pub(super) fn pg_text(err: &tokio_postgres::Error) -> String {
     if let Some(db) = err.as_db_error() {
         return format!("{} (SQLSTATE {})", db.message(), db.code().code());
     }
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    with_causes(err)
 }
