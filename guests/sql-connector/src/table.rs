@@ -31,6 +31,10 @@ pub enum Bind {
     /// The value's JSON text, bound as a string (a JSON column stored as
     /// text).
     JsonText,
+    /// A string as it is, any other value as its JSON text in a string: a
+    /// text column compared with `5` compares with `'5'` (MySQL would
+    /// compare both as numbers, and `'abc' = 0` is true there).
+    Text,
 }
 
 /// What a value bound for a column must be, checked before the statement
@@ -191,8 +195,9 @@ impl Table {
         Ok(match &info.bind {
             Bind::Plain => stmt.bind_raw(raw),
             Bind::Wrap(template) => template.replace("{}", &stmt.bind_raw(raw)),
-            Bind::JsonText if raw.trim() == "null" => stmt.bind_raw(raw),
-            Bind::JsonText => stmt.bind(&Value::String(raw.trim().to_string())),
+            Bind::JsonText | Bind::Text if raw.trim() == "null" => stmt.bind_raw(raw),
+            Bind::Text if raw.trim_start().starts_with('"') => stmt.bind_raw(raw),
+            Bind::JsonText | Bind::Text => stmt.bind(&Value::String(raw.trim().to_string())),
         })
     }
 

@@ -183,12 +183,19 @@ fn column(
             bind: Bind::Wrap("FROM_BASE64({})".into()),
             ..plain("string", false)
         },
-        // Long texts sort by a prefix only (`max_sort_length`); geometry is
-        // read as base64 of MySQL's internal form (SRID, then WKB).
-        "tinytext" | "text" | "mediumtext" | "longtext" | "geometry" | "point" | "linestring"
-        | "polygon" | "multipoint" | "multilinestring" | "multipolygon" | "geometrycollection" => {
-            plain("string", false)
-        }
+        // Text compares as text, whatever JSON type the value has. Long
+        // texts sort by a prefix only (`max_sort_length`).
+        "char" | "varchar" | "enum" | "set" => Column {
+            bind: Bind::Text,
+            ..plain("string", true)
+        },
+        "tinytext" | "text" | "mediumtext" | "longtext" => Column {
+            bind: Bind::Text,
+            ..plain("string", false)
+        },
+        // Geometry is read as base64 of MySQL's internal form (SRID, then WKB).
+        "geometry" | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => plain("string", false),
         _ => plain("string", true),
     }
 }

@@ -13,6 +13,7 @@ use sluice_tests::{data, mysql_connector, probe, probe_request};
 mod guards;
 mod lifecycle;
 mod paging;
+mod tenant;
 
 pub(crate) fn grants(db: &TestDatabase, mode: SqlMode, timeout: Duration) -> Grants {
     let mut grants = Grants::none();
@@ -168,7 +169,7 @@ async fn fetch_filters_sorts_selects_and_counts_with_one_null_rule() {
     );
     assert_eq!(page.total_count, Some(3));
     assert_eq!(page.records[0].id.as_deref(), Some("5"));
-    let checks: [(&str, FilterOp, &str, Vec<i64>); 13] = [
+    let checks: [(&str, FilterOp, &str, Vec<i64>); 15] = [
         ("age", FilterOp::Eq, "36", vec![1]),
         ("age", FilterOp::Ne, "36", vec![2, 3, 4, 5]),
         ("age", FilterOp::Le, "41", vec![1, 2]),
@@ -185,6 +186,9 @@ async fn fetch_filters_sorts_selects_and_counts_with_one_null_rule() {
         // these two balances are equal).
         ("balance", FilterOp::Eq, "1234567.0123456789012", vec![1]),
         ("balance", FilterOp::Gt, "1234567.0123456789012", vec![2]),
+        // Text compares as text: MySQL alone would read 'Ada' = 0 as true.
+        ("name", FilterOp::Eq, "0", vec![]),
+        ("city", FilterOp::NotIn, "[0]", vec![1, 2, 3, 4, 5]),
     ];
     for (field, op, value, expected) in checks {
         let req = FetchRequest::new("people")

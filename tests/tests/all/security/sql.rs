@@ -256,6 +256,16 @@ async fn a_tenant_grant_refuses_a_superuser_role_and_databases_outside_the_ceili
         "{}",
         String::from_utf8_lossy(&reply.body)
     );
+    // What the role may not read is denied (SQLSTATE 42501), with the server's reason.
+    let forbidden =
+        json!({ "grant": "main", "statements": [["SELECT rolpassword FROM pg_authid", []]] });
+    let reply = invoke_probe(addr, &token, &plain, "sql", forbidden).await;
+    let body = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(
+        reply.status == 403 && body.contains("permission denied for table pg_authid"),
+        "{}: {body}",
+        reply.status
+    );
 }
 
 #[tokio::test]

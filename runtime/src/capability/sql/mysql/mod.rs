@@ -189,6 +189,9 @@ pub(super) fn driver(grant: &SqlGrant) -> Option<&MyDriver> {
 const TIMEOUT_CODES: &[u16] = &[1969, 3024];
 /// The session is read-only (`START TRANSACTION READ ONLY`).
 const READ_ONLY_CODE: u16 = 1792;
+/// The account lacks a privilege (database, table, column, routine,
+/// operation): the role's boundary, so `denied`.
+const PRIVILEGE_CODES: &[u16] = &[1044, 1142, 1143, 1227, 1370];
 /// The connection was killed, lost or refused by a server going away.
 const LOST_CODES: &[u16] = &[1053, 1927, 2006, 2013];
 
@@ -199,6 +202,8 @@ pub(super) fn from_mysql(grant: &str, err: &mysql_async::Error) -> SqlFailure {
             let code = server.code;
             if TIMEOUT_CODES.contains(&code) {
                 SqlFailure::Timeout(grant.to_string())
+            } else if PRIVILEGE_CODES.contains(&code) {
+                SqlFailure::Denied(format!("sql grant `{grant}`: {}", server.message))
             } else if code == READ_ONLY_CODE {
                 SqlFailure::Denied(format!(
                     "sql grant `{grant}` is read-only: {}",

@@ -120,6 +120,8 @@ pub(super) fn from_pg(grant: &str, err: &tokio_postgres::Error) -> SqlFailure {
         let message = db.message().to_string();
         return match code {
             "25006" => SqlFailure::Denied(format!("sql grant `{grant}` is read-only: {message}")),
+            // insufficient_privilege: the role's boundary.
+            "42501" => SqlFailure::Denied(format!("sql grant `{grant}`: {message}")),
             "57014" => SqlFailure::Timeout(grant.to_string()),
             c if c.starts_with("08") || c == "57P01" || c == "57P02" || c == "57P03" => {
                 SqlFailure::Unavailable(format!("sql grant `{grant}`: {message}"))
