@@ -272,9 +272,16 @@ fn fraction(micros: u32) -> String {
     format!(".{}", digits.trim_end_matches('0'))
 }
 
+/// `text` as a JSON string; most need no escape and are copied as they are.
 fn push_string(text: &str, out: &mut String) {
-    // Writing a JSON string to a String cannot fail.
-    let _ = write!(out, "{}", serde_json::Value::String(text.to_string()));
+    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        // Serializing a str cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+    }
 }
 
 /// JSON text from the server, on one line (a raw line break can only sit
@@ -313,6 +320,23 @@ mod tests {
             Value::Bytes(b"{\"a\": [1]}".to_vec())
         );
         assert!(param("{oops").is_err());
+    }
+
+    #[test]
+    fn strings_are_escaped_only_when_they_need_it() {
+        for text in [
+            "plain",
+            "héllo 👋",
+            "",
+            "a\"b",
+            "back\\slash",
+            "line\nbreak",
+            "\u{1}",
+        ] {
+            let mut out = String::new();
+            push_string(text, &mut out);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text, "{out}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use mysql_async::prelude::Queryable as _;
-use mysql_async::{Conn, Params};
+use mysql_async::Params;
 
 use super::convert::{columns_of, params, row_json};
 use super::{driver, from_mysql, MyClient};
@@ -32,19 +32,20 @@ pub(in crate::capability::sql) async fn run_statement(
     let params = params(values)?;
     let read_only = grant.mode == SqlMode::ReadOnly;
     let id = client.conn.id();
-    let conn = &mut client.conn;
     let work = async {
         let fail = |e: mysql_async::Error| from_mysql(&grant.name, &e);
         if read_only {
-            conn.query_drop(start_transaction(grant))
+            client
+                .conn
+                .query_drop(start_transaction(grant))
                 .await
                 .map_err(fail)?;
         }
-        let out = execute_on(conn, statement, params, want_rows, &grant.name).await;
-        if read_only {
+        let out = execute_on(client, statement, params, want_rows, &grant.name).await;
+        if read_only && !client.broken {
             // Committed or rolled back before the connection goes back to the pool.
             let end = if out.is_ok() { "COMMIT" } else { "ROLLBACK" };
-            conn.query_drop(end).await.map_err(fail)?;
+            client.conn.query_drop(end).await.map_err(fail)?;
         }
         out
     };
@@ -67,14 +68,29 @@ pub(super) fn mark_if_broken<T>(client: &mut MyClient, result: &SqlResult<T>) {
 /// Run `statement` with `params`: its columns, rows (when `want_rows`) and
 /// row count (rows read, or rows affected).
 pub(super) async fn execute_on(
-    conn: &mut Conn,
+    client: &mut MyClient,
     statement: &str,
     params: Params,
     want_rows: bool,
     grant: &str,
 ) -> SqlResult<(Vec<Column>, Vec<String>, u64)> {
     let fail = |e: mysql_async::Error| from_mysql(grant, &e);
-    let mut result = conn.exec_iter(statement, params).await.map_err(fail)?;
+    let started = client.conn.exec_iter(statement, params).await;
+    let mut result = match started {
+        Ok(result) => result,
+        Err(e) => {
+            // The server asked for a local file the host does not send: it
+            // now waits for file content, and whatever the connection sent
+            // next would be read as such. It is never used again.
+            if matches!(
+                e,
+                mysql_async::Error::Driver(mysql_async::DriverError::LocalInfile(_))
+            ) {
+                client.broken = true;
+            }
+            return Err(fail(e));
+        }
+    };
     let columns = columns_of(result.columns_ref());
     let mut rows = Vec::new();
     if want_rows {

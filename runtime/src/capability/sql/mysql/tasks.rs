@@ -40,7 +40,7 @@ async fn run_in_transaction(
     grant.admit(statement)?;
     let params = params(values)?;
     let id = client.conn.id();
-    let work = execute_on(&mut client.conn, statement, params, want_rows, &grant.name);
+    let work = execute_on(client, statement, params, want_rows, &grant.name);
     let out = with_host_timeout(grant, id, work).await;
     mark_if_broken(client, &out);
     out
@@ -160,23 +160,20 @@ pub(in crate::capability::sql) async fn stream_task(
                 return;
             }
         };
+        // One batch is read ahead: while the guest works on a batch, the next
+        // one crosses the network and is converted. Memory stays bounded by two batches.
+        let mut ahead = Some(next_batch(&grant, id, &mut result, batch_size).await);
         let mut last = None;
         let mut exhausted = false;
         while let Some(StreamCommand::Next(reply)) = commands.recv().await {
-            let batch = with_host_timeout(&grant, id, async {
-                let mut rows = Vec::with_capacity(batch_size.min(1024));
-                while rows.len() < batch_size {
-                    match result.next().await.map_err(fail)? {
-                        Some(row) => rows.push(row_json(&row)?),
-                        None => break,
-                    }
-                }
-                Ok(rows)
-            })
-            .await;
+            let batch = match ahead.take() {
+                Some(batch) => batch,
+                None => next_batch(&grant, id, &mut result, batch_size).await,
+            };
             match batch {
                 Ok(rows) if rows.len() == batch_size => {
                     let _ = reply.send(Ok(Some(rows)));
+                    ahead = Some(next_batch(&grant, id, &mut result, batch_size).await);
                 }
                 Ok(rows) => {
                     exhausted = true;
@@ -219,4 +216,26 @@ pub(in crate::capability::sql) async fn stream_task(
     while let Some(StreamCommand::Next(reply)) = commands.recv().await {
         let _ = reply.send(Ok(None));
     }
+}
+
+/// The next `batch_size` rows of a streamed result (fewer at its end), read
+/// under the grant's statement timeout.
+async fn next_batch(
+    grant: &SqlGrant,
+    connection_id: u32,
+    result: &mut mysql_async::QueryResult<'_, '_, mysql_async::BinaryProtocol>,
+    batch_size: usize,
+) -> SqlResult<Vec<String>> {
+    with_host_timeout(grant, connection_id, async {
+        let mut rows = Vec::with_capacity(batch_size.min(1024));
+        while rows.len() < batch_size {
+            match result.next().await {
+                Ok(Some(row)) => rows.push(row_json(&row)?),
+                Ok(None) => break,
+                Err(e) => return Err(from_mysql(&grant.name, &e)),
+            }
+        }
+        Ok(rows)
+    })
+    .await
 }
