@@ -2,6 +2,10 @@
 //!
 //! [`Connection::open`] takes the name of a sql grant; every call maps the
 //! host's `sql-error` into a typed [`ConnectorError`] with [`error`].
+//! `Connection::dialect` says which database the grant names: `postgres`
+//! (placeholders `$1..$n`) or `mysql` (MySQL and MariaDB, placeholders `?`).
+//! Each row arrives as a JSON array of the values' JSON text, in the host's
+//! mapping for that database (see the README's "Grants").
 
 pub use crate::bindings::sluice::connector::sql::{
     Column, Connection, DbError, RowSet, RowStream, SqlError, Transaction,
