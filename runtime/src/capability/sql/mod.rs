@@ -29,6 +29,7 @@ mod command;
 mod failure;
 mod grant;
 mod host;
+mod json_text;
 mod lex;
 mod mysql;
 mod pool;

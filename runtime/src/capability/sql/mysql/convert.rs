@@ -27,6 +27,7 @@ use serde_json::value::RawValue;
 
 use crate::bindings::sluice::connector::sql::Column;
 use crate::capability::sql::failure::{SqlFailure, SqlResult};
+use crate::capability::sql::json_text::push_json_text;
 
 /// The character set number of binary strings.
 const BINARY_CHARSET: u16 = 63;
@@ -282,15 +283,6 @@ fn push_string(text: &str, out: &mut String) {
         // Serializing a str cannot fail.
         out.push_str(&serde_json::to_string(text).unwrap_or_default());
     }
-}
-
-/// JSON text from the server, on one line (a raw line break can only sit
-/// between tokens).
-fn push_json_text(text: &str, out: &mut String) {
-    out.extend(
-        text.chars()
-            .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
-    );
 }
 
 #[cfg(test)]

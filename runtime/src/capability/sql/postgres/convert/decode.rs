@@ -10,6 +10,7 @@ use tokio_postgres::types::{FromSql, Kind, Type};
 
 use super::scalar::{interval_to_iso, numeric_to_string, uuid_text};
 use super::{unsupported, BoxError, MICROS_PER_DAY};
+use crate::capability::sql::json_text::push_json_text;
 
 /// Write the JSON text of one raw binary value of type `ty` (None = NULL)
 /// to `out`. json and jsonb keep the server's text exactly (numbers beyond
@@ -42,19 +43,6 @@ pub fn write_json(ty: &Type, raw: Option<&[u8]>, out: &mut String) -> Result<(),
         _ => write!(out, "{}", decode_scalar(ty, raw)?)?,
     }
     Ok(())
-}
-
-/// JSON text from the server, on one line (a raw line break can only sit
-/// between tokens: inside a string the server requires it escaped).
-fn push_json_text(text: &str, out: &mut String) {
-    if text.contains(['\n', '\r']) {
-        out.extend(
-            text.chars()
-                .map(|c| if c == '\n' || c == '\r' { ' ' } else { c }),
-        );
-    } else {
-        out.push_str(text);
-    }
 }
 
 /// A one-dimensional array whose lower bound is 1 (PostgreSQL's default):
