@@ -9,11 +9,14 @@ SLUICE     := target/debug/sluice
 .PHONY: setup wasm-target guests bundled pytools build run demo test guest-tests fuzz bench services lint doc fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy) and
-## the `mysql` client the MariaDB tests compare values with (Debian: mariadb-client-core)
+## the clients the tests check with: `mysql` (Debian: mariadb-client-core) and
+## `redis-cli` (Debian: redis-tools)
 setup: wasm-target
 	rustup component add rustfmt clippy
 	@command -v mysql >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mariadb-client-core; } || \
 		echo "the mysql client is missing and could not be installed: install mariadb-client-core (or default-mysql-client)"
+	@command -v redis-cli >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q redis-tools; } || \
+		echo "redis-cli is missing and could not be installed: install redis-tools"
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -59,17 +62,19 @@ demo: build
 		fetch people.csv --filter age=gt:80 --sort age:desc --fields name,age,city
 
 ## pytools: third-party checkers the tests run against the server's output
-## (openapi-spec-validator, prometheus_client's text parser), in target/pytools
+## (openapi-spec-validator, prometheus_client's text parser) and the brokers'
+## own client libraries the queue tests check with (nats-py), in target/pytools
 PYTOOLS := target/pytools
 pytools: $(PYTOOLS)/.installed
 $(PYTOOLS)/.installed:
 	@command -v python3 >/dev/null || { echo "python3 is needed for the checkers the tests run: install it (Debian: apt-get install python3 python3-venv)"; exit 1; }
 	python3 -m venv $(PYTOOLS)
-	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0
+	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0
 	@touch $@
 
-## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432 and
-## MariaDB or MySQL on 127.0.0.1:3306)
+## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432,
+## MariaDB or MySQL on 127.0.0.1:3306, Redis on 127.0.0.1:6379 and NATS with
+## JetStream on 127.0.0.1:4222)
 test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) guest-tests
@@ -104,6 +109,17 @@ services:
 		exit 1; }
 	@command -v mysql >/dev/null || { \
 		echo "The mysql client is missing; the MariaDB tests compare values with it: run make setup (Debian: apt-get install mariadb-client-core)"; \
+		exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/6379) 2>/dev/null || { \
+		echo "Redis is not reachable on 127.0.0.1:6379; the redis connector's tests need it."; \
+		echo "Install it (Debian: apt-get install redis-server) and start it: service redis-server start"; \
+		exit 1; }
+	@command -v redis-cli >/dev/null || { \
+		echo "redis-cli is missing; the redis tests check what sluice did with Redis's own client: run make setup (Debian: apt-get install redis-tools)"; \
+		exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || { \
+		echo "NATS is not reachable on 127.0.0.1:4222; the nats connector's tests need it, with JetStream."; \
+		echo "Install it (Debian: apt-get install nats-server) and start it: nats-server -js -a 127.0.0.1 -p 4222"; \
 		exit 1; }
 
 ## lint: rustfmt and clippy (-D warnings) on the host and the guests

@@ -37,6 +37,7 @@ const HOST_INTERFACES: &[&str] = &[
     "sluice:connector/types",
     "sluice:connector/log",
     "sluice:connector/sql",
+    "sluice:connector/secrets",
 ];
 
 /// Whether the host provides the import named `name`.

@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use crate::artifacts::ArtifactCache;
 use crate::capability::log::{HasLog, LogView};
+use crate::capability::secrets::{HasSecrets, SecretsView};
 use crate::capability::sql::{HasSql, SqlView};
 use crate::component::Connector;
 use crate::error::Error;
@@ -265,8 +266,18 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     crate::bindings::sluice::connector::log::add_to_linker::<_, HasLog>(&mut linker, |s| {
-        LogView { tags: &s.log }
+        LogView {
+            tags: &s.log,
+            secrets: &s.secrets,
+        }
     })?;
+    crate::bindings::sluice::connector::secrets::add_to_linker::<_, HasSecrets>(
+        &mut linker,
+        |s| SecretsView {
+            secrets: &s.secrets,
+            denials: &s.denials,
+        },
+    )?;
     crate::bindings::sluice::connector::sql::add_to_linker::<_, HasSql>(&mut linker, |s| {
         SqlView {
             table: &mut s.table,

@@ -71,8 +71,7 @@ impl Session {
         let started = std::time::Instant::now();
         let runtime = connector.runtime();
         let id = runtime.next_session_id();
-        grants.http.check_secrets()?;
-        grants.sql.check_secrets()?;
+        grants.check_secrets()?;
         let denials = Denials::default();
         let expiries = Expiries::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -106,6 +105,7 @@ impl Session {
             denials: denials.clone(),
             expiries: expiries.clone(),
             sql: grants.sql.clone(),
+            secrets: grants.secrets.clone(),
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -338,6 +338,7 @@ impl Session {
         let error = match outcome {
             Ok(Ok(Ok(value))) => return Ok(value),
             Ok(Ok(Err(connector_error))) => {
+                let connector_error = self.store.data().secrets.redact_error(connector_error);
                 // A failure that follows a host denial is reported as that
                 // denial; a timeout that follows a grant's, as that timeout.
                 let expired = self.expiries.take();

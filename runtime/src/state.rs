@@ -1,6 +1,6 @@
 //! The per-store host state: WASI context, HTTP hooks, limits, log tags and
 //! denials. Each capability borrows only its own part of it through a view
-//! (`WasiCtxView`, `WasiHttpCtxView`, `LogView`, `SqlView`), linked in
+//! (`WasiCtxView`, `WasiHttpCtxView`, `LogView`, `SqlView`, `SecretsView`), linked in
 //! `engine.rs`; nothing here implements a capability's interface.
 
 use wasmtime::component::ResourceTable;
@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::capability::denial::{Denials, Expiries};
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
+use crate::capability::secrets::SocketSecrets;
 use crate::capability::sql::SqlPolicy;
 use crate::limits::StoreLimiter;
 
@@ -24,6 +25,7 @@ pub(crate) struct HostState {
     pub denials: Denials,
     pub expiries: Expiries,
     pub sql: SqlPolicy,
+    pub secrets: SocketSecrets,
 }
 
 impl WasiView for HostState {

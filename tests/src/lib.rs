@@ -4,7 +4,9 @@
 pub mod client;
 pub mod components;
 pub mod mysql;
+pub mod nats;
 pub mod postgres;
+pub mod redis;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -120,6 +122,16 @@ pub fn postgres_connector() -> Connector {
 /// The mysql connector.
 pub fn mysql_connector() -> Connector {
     connector("sluice_mysql")
+}
+
+/// The nats connector.
+pub fn nats_connector() -> Connector {
+    connector("sluice_nats")
+}
+
+/// The redis connector.
+pub fn redis_connector() -> Connector {
+    connector("sluice_redis")
 }
 
 /// The Python of `make pytools`, which holds third-party checkers

@@ -17,6 +17,7 @@
 //! - [`http`]: a small outgoing HTTP client whose denials are typed;
 //! - [`sql`]: databases by grant name, errors typed;
 //! - [`net`]: a buffered TCP connection to a granted address, with deadlines;
+//! - [`secrets`]: the login a connector presents over its own sockets;
 //! - [`io_error`]: WASI I/O errors turned into typed connector errors.
 //!
 //! # A complete minimal connector
@@ -102,6 +103,7 @@ pub mod query;
 mod record;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod secrets;
 pub mod sql;
 
 pub use bindings::sluice::connector::types::{

@@ -133,6 +133,12 @@ pub(crate) struct RunArgs {
     /// process list. Repeatable.
     #[arg(long = "secret", value_name = "NAME=VALUE|@FILE|env:VAR")]
     pub secrets: Vec<String>,
+    /// Provide a secret the connector presents itself over its sockets (a
+    /// broker login: AMQP, NATS, Redis, MQTT) and let it read the secret by
+    /// name; written like --secret. Its value is removed from the
+    /// connector's log events and errors. Repeatable.
+    #[arg(long = "socket-secret", value_name = "NAME=VALUE|@FILE|env:VAR")]
+    pub socket_secrets: Vec<String>,
     /// Memory limit of the connector, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub memory_mib: usize,

@@ -25,8 +25,12 @@ pub(crate) fn grants(args: &RunArgs) -> Result<Grants> {
         grants = grants.allow_tcp(entry)?;
     }
     for entry in &args.secrets {
-        let (name, value) = secret_arg(entry)?;
+        let (name, value) = secret_arg("--secret", entry)?;
         grants = grants.secret(&name, &value);
+    }
+    for entry in &args.socket_secrets {
+        let (name, value) = secret_arg("--socket-secret", entry)?;
+        grants = grants.allow_socket_secret(&name)?.secret(&name, &value);
     }
     let sql = args.allow_sql.iter().map(|e| (e, SqlMode::ReadOnly));
     let sql_write = args.allow_sql_write.iter().map(|e| (e, SqlMode::ReadWrite));
@@ -39,21 +43,22 @@ pub(crate) fn grants(args: &RunArgs) -> Result<Grants> {
     Ok(grants)
 }
 
-/// One `--secret`: `NAME=VALUE`, `NAME=@FILE` or `NAME=env:VAR`. Errors
-/// name the secret, the file or the variable, never a value.
-pub(crate) fn secret_arg(entry: &str) -> Result<(String, String)> {
+/// One `--secret` (or `--socket-secret`, the `flag`): `NAME=VALUE`,
+/// `NAME=@FILE` or `NAME=env:VAR`. Errors name the secret, the file or the
+/// variable, never a value.
+pub(crate) fn secret_arg(flag: &str, entry: &str) -> Result<(String, String)> {
     let (name, value) = entry
         .split_once('=')
         .filter(|(name, _)| !name.is_empty())
-        .ok_or_else(|| anyhow!("--secret: write NAME=VALUE, NAME=@FILE or NAME=env:VAR"))?;
+        .ok_or_else(|| anyhow!("{flag}: write NAME=VALUE, NAME=@FILE or NAME=env:VAR"))?;
     let value = if let Some(path) = value.strip_prefix('@') {
         let text = std::fs::read_to_string(path)
-            .with_context(|| format!("--secret {name}: cannot read `{path}`"))?;
+            .with_context(|| format!("{flag} {name}: cannot read `{path}`"))?;
         let text = text.strip_suffix('\n').unwrap_or(&text);
         text.strip_suffix('\r').unwrap_or(text).to_string()
     } else if let Some(var) = value.strip_prefix("env:") {
         std::env::var(var).map_err(|_| {
-            anyhow!("--secret {name}: the environment variable `{var}` is not set (or not UTF-8)")
+            anyhow!("{flag} {name}: the environment variable `{var}` is not set (or not UTF-8)")
         })?
     } else {
         value.to_string()
@@ -100,20 +105,26 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("token");
         std::fs::write(&file, "from-file\n").unwrap();
-        assert_eq!(secret_arg("a=plain").unwrap(), ("a".into(), "plain".into()));
         assert_eq!(
-            secret_arg(&format!("a=@{}", file.display())).unwrap(),
+            secret_arg("--secret", "a=plain").unwrap(),
+            ("a".into(), "plain".into())
+        );
+        assert_eq!(
+            secret_arg("--secret", &format!("a=@{}", file.display())).unwrap(),
             ("a".into(), "from-file".into())
         );
         let path = std::env::var("PATH").unwrap();
-        assert_eq!(secret_arg("a=env:PATH").unwrap(), ("a".into(), path));
-        let missing = secret_arg("a=env:SLUICE_NO_SUCH_VARIABLE").unwrap_err();
+        assert_eq!(
+            secret_arg("--secret", "a=env:PATH").unwrap(),
+            ("a".into(), path)
+        );
+        let missing = secret_arg("--secret", "a=env:SLUICE_NO_SUCH_VARIABLE").unwrap_err();
         assert!(missing
             .to_string()
             .contains("`SLUICE_NO_SUCH_VARIABLE` is not set"));
-        let unreadable = secret_arg("a=@/no/such/file").unwrap_err();
+        let unreadable = secret_arg("--secret", "a=@/no/such/file").unwrap_err();
         assert!(format!("{unreadable:#}").contains("cannot read `/no/such/file`"));
-        assert!(secret_arg("=x").is_err());
+        assert!(secret_arg("--secret", "=x").is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -98,6 +98,18 @@ pub(crate) async fn update_instance(
     let spec: InstanceSpec = read_json(req).await?;
     check_instance_name(spec.name.as_deref())?;
     let meta = state.resolve_connector(&tenant.id, &spec.connector).await?;
+    let grants = parse_grants(spec.grants)?;
+    if spec.secrets.is_empty()
+        && !current.secrets.is_empty()
+        && SecretDestinations::of(&current.connector, &current.grants)
+            != SecretDestinations::of(&meta.id, &grants)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secrets_required",
+            "this update changes where the instance's secrets are sent (http `auth`, a sql grant with a `password_secret`, or the connector and sockets that `sockets.secrets` lets read them); supply `secrets` again to make it",
+        ));
+    }
     current.connector = meta.id.clone();
     current.name = spec.name;
     current.config = if spec.config.is_null() {
@@ -105,17 +117,6 @@ pub(crate) async fn update_instance(
     } else {
         spec.config
     };
-    let grants = parse_grants(spec.grants)?;
-    if spec.secrets.is_empty()
-        && !current.secrets.is_empty()
-        && SecretDestinations::of(&current.grants) != SecretDestinations::of(&grants)
-    {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "secrets_required",
-            "this update changes where the instance's secrets are sent (http `auth`, or a sql grant with a `password_secret`); supply `secrets` again to make it",
-        ));
-    }
     current.grants = grants;
     if !spec.secrets.is_empty() {
         current.secrets = spec.secrets;
@@ -169,16 +170,19 @@ pub(crate) fn record_size<T: serde::Serialize>(record: &T) -> usize {
 }
 
 /// Everything that decides where the host sends an instance's secrets: its
-/// http `auth` entries (origin, kind, header or query name, token URL) and
-/// the sql grants that take their password from a secret (URL included).
+/// http `auth` entries (origin, kind, header or query name, token URL), the
+/// sql grants that take their password from a secret (URL included), and —
+/// when the connector may read secrets (`sockets.secrets`) — the connector
+/// that reads them and the socket grants it could send them through.
 #[derive(PartialEq)]
 pub(crate) struct SecretDestinations<'a> {
     pub(crate) auth: &'a [sluice::capability::http::auth::AuthConfig],
     pub(crate) sql: Vec<&'a sluice::capability::sql::SqlGrantConfig>,
+    pub(crate) readers: Option<(&'a str, &'a sluice::capability::sockets::SocketsConfig)>,
 }
 
 impl<'a> SecretDestinations<'a> {
-    fn of(grants: &'a GrantsConfig) -> Self {
+    fn of(connector: &'a str, grants: &'a GrantsConfig) -> Self {
         Self {
             auth: &grants.http.auth,
             sql: grants
@@ -186,6 +190,7 @@ impl<'a> SecretDestinations<'a> {
                 .iter()
                 .filter(|grant| grant.password_secret.is_some())
                 .collect(),
+            readers: (!grants.sockets.secrets.is_empty()).then_some((connector, &grants.sockets)),
         }
     }
 }
@@ -300,6 +305,7 @@ pub(crate) fn grants_without_mounts(
         grants = grants.secret(name, value);
     }
     grants.sql.check_secrets()?;
+    grants.check_socket_secrets()?;
     Ok(grants)
 }
 

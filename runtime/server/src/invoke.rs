@@ -209,44 +209,7 @@ pub(crate) async fn invoke_inner(
     };
     spec.fits(operation)?;
     // The request is checked before a session is taken or opened.
-    let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
-    for (i, filter) in spec.filters.iter().enumerate() {
-        let op = sluice::FilterOp::parse(&filter.op).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                format!("filters[{i}]: {e}"),
-            )
-        })?;
-        let value = match (&filter.value, op) {
-            (Some(value), _) => value.clone(),
-            (None, sluice::FilterOp::IsNull | sluice::FilterOp::IsNotNull) => Value::Null,
-            (None, _) => {
-                return Err(ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_body",
-                    format!(
-                    "filters[{i}]: `value` is missing (only `is-null` and `is-not-null` take none)"
-                ),
-                ))
-            }
-        };
-        fetch = fetch.filter(&filter.field, op, &value.to_string());
-    }
-    for (i, key) in spec.sort.iter().enumerate() {
-        let direction = sluice::SortDirection::parse(&key.direction).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                format!("sort[{i}]: {e}"),
-            )
-        })?;
-        fetch = fetch.sort(&key.field, direction);
-    }
-    if let Some(page) = &spec.pagination {
-        fetch = fetch.page(page.page_size, page.offset, page.cursor.clone());
-    }
-    fetch.options = spec.options.as_ref().map(Value::to_string);
+    let fetch = fetch_request(&spec)?;
     let version = instance_version(tenant, &instance);
     let key = format!("{}/{}", tenant.id, instance.id);
     // A stream keeps its session for as long as it runs: always a fresh one.
@@ -307,6 +270,50 @@ pub(crate) async fn invoke_inner(
         Answer::Value(value) => json_response(StatusCode::OK, &value),
         Answer::Text(text) => text_json_response(StatusCode::OK, text),
     })
+}
+
+/// The fetch request an invocation body describes (resource, filters, sort,
+/// fields, page, options), each part checked.
+pub(crate) fn fetch_request(spec: &InvokeSpec) -> Result<FetchRequest, ApiError> {
+    let mut fetch = FetchRequest::new(spec.resource.clone()).fields(spec.fields.iter().cloned());
+    for (i, filter) in spec.filters.iter().enumerate() {
+        let op = sluice::FilterOp::parse(&filter.op).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("filters[{i}]: {e}"),
+            )
+        })?;
+        let value = match (&filter.value, op) {
+            (Some(value), _) => value.clone(),
+            (None, sluice::FilterOp::IsNull | sluice::FilterOp::IsNotNull) => Value::Null,
+            (None, _) => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    format!(
+                    "filters[{i}]: `value` is missing (only `is-null` and `is-not-null` take none)"
+                ),
+                ))
+            }
+        };
+        fetch = fetch.filter(&filter.field, op, &value.to_string());
+    }
+    for (i, key) in spec.sort.iter().enumerate() {
+        let direction = sluice::SortDirection::parse(&key.direction).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("sort[{i}]: {e}"),
+            )
+        })?;
+        fetch = fetch.sort(&key.field, direction);
+    }
+    if let Some(page) = &spec.pagination {
+        fetch = fetch.page(page.page_size, page.offset, page.cursor.clone());
+    }
+    fetch.options = spec.options.as_ref().map(Value::to_string);
+    Ok(fetch)
 }
 
 /// Run a non-stream `operation` on `session`.

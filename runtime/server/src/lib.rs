@@ -12,6 +12,7 @@
 mod api_error;
 mod body;
 mod connectors;
+mod consumers;
 mod error;
 pub mod files;
 mod instances;
@@ -155,6 +156,8 @@ pub(crate) struct State {
     pub(crate) grants: Mutex<HashMap<String, (DeclaredGrants, Grants)>>,
     /// Guest sessions kept open between invocations of the same instance.
     pub(crate) warm: warm::WarmSessions,
+    /// Consumer leases: a session and stream each, consumed over HTTP.
+    pub(crate) consumers: consumers::Consumers,
     pub(crate) metrics: metrics::Metrics,
     /// Bundled connectors by id, shared by every tenant.
     pub(crate) builtins: HashMap<String, (ConnectorMeta, Connector)>,
@@ -310,6 +313,7 @@ impl Server {
             running: Mutex::default(),
             grants: Mutex::default(),
             warm: warm::WarmSessions::new(config.warm_sessions, max_warm),
+            consumers: consumers::Consumers::default(),
             metrics: metrics::Metrics::default(),
             builtins,
             in_flight: std::sync::atomic::AtomicUsize::new(0),

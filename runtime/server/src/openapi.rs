@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 
 use super::files::FileView;
 use super::model::{ConnectorMeta, InstanceView, IssuedToken, Tenant, TokenSpec, TokenView};
+use crate::consumers::{ConsumerSpec, LeaseView, NextSpec, SettleSpec};
 use crate::instances::InstanceSpec;
 use crate::invoke::InvokeSpec;
 use crate::tenants::TenantSpec;
@@ -144,6 +145,31 @@ enum StreamLine {
     Record { record: RecordObject },
     Checkpoint { checkpoint: String },
     Error { error: ErrorObject },
+}
+
+/// One batch handed out by a consumer lease.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct ConsumedBatch {
+    records: Vec<RecordObject>,
+    /// Position after this batch, when the connector has one.
+    checkpoint: Option<String>,
+    /// The stream ended; the lease has ended with it.
+    end: bool,
+}
+
+/// `{"acked": n}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Acked {
+    acked: u64,
+}
+
+/// `{"nacked": n}`.
+#[derive(JsonSchema)]
+#[allow(dead_code)]
+struct Nacked {
+    nacked: u64,
 }
 
 fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Schema {
@@ -413,6 +439,56 @@ pub const ROUTES: &[Route] = &[
         request: Some(schema::<InvokeSpec>),
         status: 200,
         response: (JSON, schema::<ExecuteResult>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/consumers",
+        summary: "Open a consumer lease: a session and a stream of one resource, consumed with explicit ack/nack; it ends when deleted, after its idle timeout, on an error or at the end of the stream, and what was delivered but not acked is then redelivered",
+        auth: "tenant",
+        operation_id: "openConsumer",
+        request: Some(schema::<ConsumerSpec>),
+        status: 201,
+        response: (JSON, schema::<LeaseView>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/consumers/{consumer}/next",
+        summary: "The next batch of a consumer lease (waits as long as the connector waits for messages; an empty batch when none came)",
+        auth: "tenant",
+        operation_id: "nextOfConsumer",
+        request: Some(schema::<NextSpec>),
+        status: 200,
+        response: (JSON, schema::<ConsumedBatch>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/consumers/{consumer}/ack",
+        summary: "Acknowledge delivered records by id",
+        auth: "tenant",
+        operation_id: "ackConsumer",
+        request: Some(schema::<SettleSpec>),
+        status: 200,
+        response: (JSON, schema::<Acked>),
+    },
+    Route {
+        method: "post",
+        path: "/v1/instances/{instance}/consumers/{consumer}/nack",
+        summary: "Reject delivered records by id, asking for redelivery",
+        auth: "tenant",
+        operation_id: "nackConsumer",
+        request: Some(schema::<SettleSpec>),
+        status: 200,
+        response: (JSON, schema::<Nacked>),
+    },
+    Route {
+        method: "delete",
+        path: "/v1/instances/{instance}/consumers/{consumer}",
+        summary: "End a consumer lease now; what it delivered but did not ack is redelivered",
+        auth: "tenant",
+        operation_id: "closeConsumer",
+        request: None,
+        status: 200,
+        response: (JSON, schema::<Deleted>),
     },
     Route { method: "get", path: "/v1/files", summary: "List the tenant's files (needs ceiling.files)", auth: "tenant", operation_id: "listFiles", request: None, status: 200, response: (JSON, schema::<List<FileView>>) },
     Route { method: "put", path: "/v1/files/{path}", summary: "Write a file of the tenant's file root (raw body; 201 new, 200 replaced; the path may have several segments)", auth: "tenant", operation_id: "putFile", request: None, status: 201, response: (JSON, schema::<FileView>) },

@@ -15,7 +15,7 @@ use crate::instances::{create_instance, instance, update_instance};
 use crate::invoke::invoke;
 use crate::model::{ConnectorMeta, Instance, Tenant};
 use crate::tenants::admin;
-use crate::{files, openapi, ApiError};
+use crate::{consumers, files, openapi, ApiError};
 use crate::{new_id, ResponseBody, State};
 
 /// What a request's log line says beyond its method, path and status: who
@@ -224,6 +224,15 @@ pub(crate) async fn route(state: &Arc<State>, req: Request<Incoming>) -> Reply {
             }
             state.forget_instance(&tenant.id, id);
             Ok(json_response(StatusCode::OK, &json!({ "deleted": id })))
+        }
+        (Method::POST, ["v1", "instances", id, "consumers"]) => {
+            consumers::create(state, &tenant, id, req).await
+        }
+        (Method::POST, ["v1", "instances", id, "consumers", lease, action]) => {
+            consumers::command(state, &tenant, id, lease, action, req).await
+        }
+        (Method::DELETE, ["v1", "instances", id, "consumers", lease]) => {
+            consumers::close(state, &tenant, id, lease).await
         }
         (Method::POST, ["v1", "instances", id, operation]) => {
             invoke(state, &tenant, id, operation, req).await

@@ -336,9 +336,11 @@ impl State {
         }
     }
 
-    /// Drop what is kept for an instance: its grants (pools, budgets) and warm sessions.
+    /// Drop what is kept for an instance: its grants (pools, budgets), warm
+    /// sessions and consumer leases.
     pub(crate) fn forget_instance(&self, tenant: &str, instance: &str) {
         let key = format!("{tenant}/{instance}");
+        self.consumers.forget_instance(&key);
         self.grants
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

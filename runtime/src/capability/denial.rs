@@ -24,6 +24,8 @@ pub enum Capability {
     Sql,
     /// Mounted directories (`wasi:filesystem` preopens).
     Files,
+    /// `sluice:connector/secrets`.
+    Secrets,
 }
 
 impl fmt::Display for Capability {
@@ -35,6 +37,7 @@ impl fmt::Display for Capability {
             Capability::Http => "http",
             Capability::Sql => "sql",
             Capability::Files => "files",
+            Capability::Secrets => "secrets",
         })
     }
 }

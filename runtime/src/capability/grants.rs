@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::files::{FilesPolicy, Mount, MountConfig};
 use super::http::auth::Secret;
 use super::http::{HostPattern, HttpConfig, HttpPolicy};
+use super::secrets::SocketSecrets;
 use super::sockets::{SocketsConfig, SocketsPolicy};
 use super::sql::{SqlGrantConfig, SqlMode, SqlPolicy};
 use crate::error::Error;
@@ -78,6 +79,8 @@ pub struct Grants {
     pub http: HttpPolicy,
     /// Databases the guest may open by name (each with its own pool).
     pub sql: SqlPolicy,
+    /// Secrets the connector presents itself over its sockets (`sockets.secrets`).
+    pub secrets: SocketSecrets,
 }
 
 impl Grants {
@@ -108,6 +111,7 @@ impl Grants {
             sockets: SocketsPolicy::from_config(&config.sockets)?,
             http: HttpPolicy::from_config(&config.http)?,
             sql: SqlPolicy::from_config(&config.sql)?,
+            secrets: SocketSecrets::from_config(&config.sockets.secrets)?,
         })
     }
 
@@ -160,15 +164,55 @@ impl Grants {
         Ok(self)
     }
 
-    /// Provide the value of the secret `name`, used by http `auth` entries
-    /// and sql grants' `password_secret`. Secret values never reach the
-    /// guest, logs or errors.
+    /// Provide the value of the secret `name`, used by http `auth` entries,
+    /// sql grants' `password_secret` and the readable `sockets.secrets`.
+    /// Only a readable secret reaches the guest; none reaches logs or errors.
     pub fn secret(mut self, name: &str, value: &str) -> Self {
         self.http
             .secrets
             .insert(name.to_string(), Secret::new(value));
         self.sql.provide_secret(name, value);
+        self.secrets.provide(name, value);
         self
+    }
+
+    /// Let the connector read the secret `name` to present it over its own
+    /// sockets (a broker login); give its value with [`Grants::secret`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for an empty name.
+    pub fn allow_socket_secret(mut self, name: &str) -> Result<Self, Error> {
+        self.secrets.allow(name)?;
+        Ok(self)
+    }
+
+    /// Check the secrets: every one that http `auth`, a sql grant or
+    /// `sockets.secrets` names was provided, and none the host holds for
+    /// http or sql is readable by the connector too.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the secret.
+    pub fn check_secrets(&self) -> Result<(), Error> {
+        self.http.check_secrets()?;
+        self.sql.check_secrets()?;
+        self.check_socket_secrets()
+    }
+
+    /// Check that every readable secret (`sockets.secrets`) was provided
+    /// and that none is held by the host for http `auth` or a sql grant.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] naming the secret.
+    pub fn check_socket_secrets(&self) -> Result<(), Error> {
+        let host_held = self
+            .http
+            .secret_names()
+            .chain(self.sql.secret_names())
+            .collect();
+        self.secrets.check(&host_held)
     }
 
     /// Allow HTTP requests to an origin `scheme://host[:port]` (`*.suffix` hosts allowed).

@@ -1,12 +1,14 @@
 //! Log: guest events into the host's `tracing`, tagged with connector and session.
 //!
 //! Threat model: a guest can log as much as it likes, so messages and field
-//! blobs are truncated before they reach a subscriber.
+//! blobs are truncated before they reach a subscriber; and it may log the
+//! secrets it can read (`sockets.secrets`), so their values are removed.
 
 use std::sync::Arc;
 
 use wasmtime::component::HasData;
 
+use super::secrets::SocketSecrets;
 use crate::bindings::sluice::connector::log::{Host, Level};
 
 /// Longest message or fields text passed on, in bytes.
@@ -19,10 +21,13 @@ pub(crate) struct LogTags {
     pub session: u64,
 }
 
-/// What the log host borrows from a store's state: the session's tags only.
+/// What the log host borrows from a store's state: the session's tags and
+/// the secrets to keep out of its events.
 pub(crate) struct LogView<'a> {
     /// The tags every event of the session carries.
     pub tags: &'a LogTags,
+    /// Secret values removed from messages and fields.
+    pub secrets: &'a SocketSecrets,
 }
 
 /// Links [`LogView`] into `add_to_linker`.
@@ -52,8 +57,11 @@ impl Host for LogView<'_> {
     ) -> wasmtime::Result<()> {
         let connector = &*self.tags.connector;
         let session = self.tags.session;
+        // Redact before truncating, so no prefix of a secret survives a cut.
+        let message = self.secrets.redact(&message);
         let message = truncate(&message);
-        let fields = fields.as_deref().map(truncate).unwrap_or("");
+        let fields = self.secrets.redact(fields.as_deref().unwrap_or(""));
+        let fields = truncate(&fields);
         macro_rules! emit {
             ($level:expr) => {
                 tracing::event!(target: "sluice::guest", $level, connector, session, fields, "{message}")

@@ -14,6 +14,7 @@ pub(crate) mod grants;
 mod host;
 pub mod http;
 pub(crate) mod log;
+pub mod secrets;
 pub mod sockets;
 pub mod sql;
 

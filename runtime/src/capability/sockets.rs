@@ -58,6 +58,11 @@ pub struct SocketsConfig {
     /// Whether DNS lookups are allowed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub dns: bool,
+    /// Secrets the connector presents itself over these sockets (a broker
+    /// login), by name: it reads them through the `secrets` interface. The
+    /// values are the instance's `secrets` (CLI `--socket-secret`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
 }
 
 impl SocketsConfig {

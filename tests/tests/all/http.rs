@@ -33,10 +33,9 @@ fn counters(
 async fn the_rate_limit_makes_requests_wait_and_holds_across_sessions() {
     let upstream = Upstream::start().await;
     let mut grants = Grants::none().allow_http(&upstream.origin()).unwrap();
-    grants.http.rate_limit = Some(RateLimit {
-        rps: 20.0,
-        burst: 2,
-    });
+    // Slow enough that opening the second session (tens of ms on a busy
+    // machine) comes long before the next token.
+    grants.http.rate_limit = Some(RateLimit { rps: 2.0, burst: 2 });
     let mut session = probe().open("{}", &grants).await.unwrap();
     for _ in 0..6 {
         let out = get(&mut session, upstream.url("/hello?id=rl"))

@@ -339,6 +339,15 @@ impl Session for ProbeSession {
                 sluice_sdk::log::warn(&message);
                 Ok(one(json!({ "logged": true })))
             }
+            "secret" => {
+                // Read a secret, then leak it every way a connector can: a
+                // log event, and an error message. The host must redact both.
+                let value = sluice_sdk::secrets::get(&p.message)?;
+                sluice_sdk::log::warn(&format!("the secret is {value}"));
+                Err(ConnectorError::Unavailable(format!(
+                    "login with {value} refused"
+                )))
+            }
             "spin" => Ok(one(json!({ "hash": spin(p.count as u64) }))),
             "loop" => {
                 let mut n: u64 = 0;

@@ -234,6 +234,11 @@ impl HttpPolicy {
         })
     }
 
+    /// The secrets the `auth` entries use.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.auth.iter().flat_map(OriginAuth::secret_names)
+    }
+
     /// Check that every secret the auth entries name was provided.
     ///
     /// # Errors

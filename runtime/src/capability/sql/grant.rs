@@ -300,6 +300,13 @@ impl SqlPolicy {
         }
     }
 
+    /// The secrets the grants take their passwords from.
+    pub fn secret_names(&self) -> impl Iterator<Item = &str> {
+        self.grants
+            .values()
+            .filter_map(|grant| grant.password_secret.as_deref())
+    }
+
     /// Check that every `password_secret` was provided.
     ///
     /// # Errors

@@ -1,0 +1,104 @@
+//! What goes wrong: no grant, no server, a refused login, a hostile server.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+
+use serde_json::json;
+use sluice::{Capability, ConnectorError, Error, Grants};
+use sluice_tests::nats::ADDRESS;
+
+use super::{config, open};
+
+#[tokio::test]
+async fn an_ungranted_address_is_denied_naming_the_grant() {
+    let err = open(&config(json!({})), &Grants::none()).await.unwrap_err();
+    let Error::Denied(denial) = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(denial.capability, Capability::Tcp);
+    assert_eq!(denial.grant, format!("--allow-tcp {ADDRESS}"));
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_there_is_unavailable() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let grants = Grants::none().allow_tcp(&address).unwrap();
+    let err = open(&config(json!({ "address": address })), &grants)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::Unavailable(m)) if m.contains(&address)),
+        "{err:?}"
+    );
+}
+
+/// A fake server that sends `script` after reading the client's first bytes;
+/// its address and what it read.
+fn fake(script: &'static [u8]) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let handle = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().unwrap();
+        let _ = socket.write_all(b"INFO {\"max_payload\":1048576}\r\n");
+        let mut heard = vec![0; 4096];
+        let n = socket.read(&mut heard).unwrap_or(0);
+        heard.truncate(n);
+        let _ = socket.write_all(script);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        heard
+    });
+    (address, handle)
+}
+
+async fn open_fake(script: &'static [u8], secret: Option<&str>) -> (Error, Vec<u8>) {
+    let (address, server) = fake(script);
+    let mut grants = Grants::none().allow_tcp(&address).unwrap();
+    let mut cfg = json!({ "address": address });
+    if let Some(value) = secret {
+        grants = grants
+            .allow_socket_secret("pw")
+            .unwrap()
+            .secret("pw", value);
+        cfg["user"] = json!("app");
+        cfg["password_secret"] = json!("pw");
+    }
+    let err = open(&cfg.to_string(), &grants).await.unwrap_err();
+    (err, server.join().unwrap())
+}
+
+#[tokio::test]
+async fn a_refused_login_is_denied_and_the_password_stays_out_of_the_error() {
+    let (err, heard) = open_fake(
+        b"-ERR 'Authorization Violation for pass hunter2-nats'\r\n",
+        Some("hunter2-nats"),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&heard).contains("\"pass\":\"hunter2-nats\""));
+    let shown = format!("{err} {err:?}");
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::Denied(m)) if m.contains("Authorization Violation")),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_hostile_server_gets_a_typed_error_never_a_trap_or_unbounded_memory() {
+    let cases: [(&'static [u8], &str); 3] = [
+        (b"MSG x 1 2000000000\r\n", "over the limit"),
+        (b"WHAT is this\r\n", "does not speak the NATS protocol"),
+        (b"MSG x 1 3\r\nabcXY", "not followed by CRLF"),
+    ];
+    for (script, expected) in cases {
+        let (err, _) = open_fake(script, None).await;
+        assert!(
+            matches!(&err, Error::Connector(ConnectorError::Unavailable(m)) if m.contains(expected)),
+            "{expected}: {err:?}"
+        );
+    }
+}
