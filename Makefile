@@ -10,13 +10,15 @@ SLUICE     := target/debug/sluice
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy) and
 ## the clients the tests check with: `mysql` (Debian: mariadb-client-core) and
-## `redis-cli` (Debian: redis-tools)
+## `redis-cli` (Debian: redis-tools), `mosquitto_pub`/`mosquitto_sub` (Debian: mosquitto-clients)
 setup: wasm-target
 	rustup component add rustfmt clippy
 	@command -v mysql >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mariadb-client-core; } || \
 		echo "the mysql client is missing and could not be installed: install mariadb-client-core (or default-mysql-client)"
 	@command -v redis-cli >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q redis-tools; } || \
 		echo "redis-cli is missing and could not be installed: install redis-tools"
+	@command -v mosquitto_sub >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mosquitto-clients; } || \
+		echo "mosquitto_sub is missing and could not be installed: install mosquitto-clients"
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -73,8 +75,8 @@ $(PYTOOLS)/.installed:
 	@touch $@
 
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432,
-## MariaDB or MySQL on 127.0.0.1:3306, Redis on 127.0.0.1:6379 and NATS with
-## JetStream on 127.0.0.1:4222)
+## MariaDB or MySQL on 127.0.0.1:3306, Redis on 127.0.0.1:6379, Mosquitto on
+## 127.0.0.1:1883 and NATS with JetStream on 127.0.0.1:4222)
 test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) guest-tests
@@ -116,6 +118,13 @@ services:
 		exit 1; }
 	@command -v redis-cli >/dev/null || { \
 		echo "redis-cli is missing; the redis tests check what sluice did with Redis's own client: run make setup (Debian: apt-get install redis-tools)"; \
+		exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null || { \
+		echo "Mosquitto (MQTT) is not reachable on 127.0.0.1:1883; the mqtt connector's tests need it."; \
+		echo "Install it (Debian: apt-get install mosquitto mosquitto-clients) and start it: service mosquitto start"; \
+		exit 1; }
+	@command -v mosquitto_sub >/dev/null || { \
+		echo "mosquitto_pub/mosquitto_sub are missing; the mqtt tests check with Mosquitto's own clients: run make setup (Debian: apt-get install mosquitto-clients)"; \
 		exit 1; }
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || { \
 		echo "NATS is not reachable on 127.0.0.1:4222; the nats connector's tests need it, with JetStream."; \

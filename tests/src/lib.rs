@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod components;
+pub mod mqtt;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
@@ -122,6 +123,11 @@ pub fn postgres_connector() -> Connector {
 /// The mysql connector.
 pub fn mysql_connector() -> Connector {
     connector("sluice_mysql")
+}
+
+/// The mqtt connector.
+pub fn mqtt_connector() -> Connector {
+    connector("sluice_mqtt")
 }
 
 /// The nats connector.

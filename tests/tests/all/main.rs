@@ -9,6 +9,7 @@ mod graphql;
 mod hostile;
 mod http;
 mod loading;
+mod mqtt;
 mod mysql;
 mod nats;
 mod net;
