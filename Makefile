@@ -65,18 +65,18 @@ demo: build
 
 ## pytools: third-party checkers the tests run against the server's output
 ## (openapi-spec-validator, prometheus_client's text parser) and the brokers'
-## own client libraries the queue tests check with (nats-py), in target/pytools
+## own client libraries the queue tests check with (nats-py, pika), in target/pytools
 PYTOOLS := target/pytools
 pytools: $(PYTOOLS)/.installed
 $(PYTOOLS)/.installed:
 	@command -v python3 >/dev/null || { echo "python3 is needed for the checkers the tests run: install it (Debian: apt-get install python3 python3-venv)"; exit 1; }
 	python3 -m venv $(PYTOOLS)
-	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0
+	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2
 	@touch $@
 
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432,
-## MariaDB or MySQL on 127.0.0.1:3306, Redis on 127.0.0.1:6379, Mosquitto on
-## 127.0.0.1:1883 and NATS with JetStream on 127.0.0.1:4222)
+## MariaDB or MySQL on 127.0.0.1:3306, Redis on 127.0.0.1:6379, RabbitMQ on
+## 127.0.0.1:5672, Mosquitto on 127.0.0.1:1883 and NATS with JetStream on 127.0.0.1:4222)
 test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) guest-tests
@@ -118,6 +118,10 @@ services:
 		exit 1; }
 	@command -v redis-cli >/dev/null || { \
 		echo "redis-cli is missing; the redis tests check what sluice did with Redis's own client: run make setup (Debian: apt-get install redis-tools)"; \
+		exit 1; }
+	@(exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null || { \
+		echo "RabbitMQ is not reachable on 127.0.0.1:5672; the rabbitmq connector's tests need it (guest/guest)."; \
+		echo "Install it (Debian: apt-get install rabbitmq-server) and start it: service rabbitmq-server start"; \
 		exit 1; }
 	@(exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null || { \
 		echo "Mosquitto (MQTT) is not reachable on 127.0.0.1:1883; the mqtt connector's tests need it."; \

@@ -7,6 +7,7 @@ pub mod mqtt;
 pub mod mysql;
 pub mod nats;
 pub mod postgres;
+pub mod rabbitmq;
 pub mod redis;
 pub mod upstream;
 
@@ -133,6 +134,11 @@ pub fn mqtt_connector() -> Connector {
 /// The nats connector.
 pub fn nats_connector() -> Connector {
     connector("sluice_nats")
+}
+
+/// The rabbitmq connector.
+pub fn rabbitmq_connector() -> Connector {
+    connector("sluice_rabbitmq")
 }
 
 /// The redis connector.

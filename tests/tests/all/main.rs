@@ -15,6 +15,7 @@ mod nats;
 mod net;
 mod postgres;
 mod postgres_fidelity;
+mod rabbitmq;
 mod redis;
 mod rest;
 mod security;
