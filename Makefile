@@ -96,7 +96,7 @@ fuzz: guests
 ## bench: the performance suite in release against native baselines (QUICK=1: a smaller run);
 ## prints the table and writes target/bench/results.json (needs PostgreSQL on 127.0.0.1:5432)
 bench: guests services
-	$(CARGO) bench -p sluice-tests --bench suite -- $(if $(filter-out 0,$(QUICK)),--quick) $(ONLY)
+	$(CARGO) bench -p sluice-tests --bench suite --features bench-brokers -- $(if $(filter-out 0,$(QUICK)),--quick) $(ONLY)
 
 ## services: check that the services the tests use are reachable
 services:
@@ -126,6 +126,9 @@ services:
 	@(exec 3<>/dev/tcp/127.0.0.1/1883) 2>/dev/null || { \
 		echo "Mosquitto (MQTT) is not reachable on 127.0.0.1:1883; the mqtt connector's tests need it."; \
 		echo "Install it (Debian: apt-get install mosquitto mosquitto-clients) and start it: service mosquitto start"; \
+		exit 1; }
+	@command -v mosquitto >/dev/null && command -v mosquitto_passwd >/dev/null && command -v nats-server >/dev/null || { \
+		echo "mosquitto, mosquitto_passwd or nats-server is missing: the login tests start their own broker with a password on a free port (Debian: apt-get install mosquitto nats-server)"; \
 		exit 1; }
 	@command -v mosquitto_sub >/dev/null || { \
 		echo "mosquitto_pub/mosquitto_sub are missing; the mqtt tests check with Mosquitto's own clients: run make setup (Debian: apt-get install mosquitto-clients)"; \

@@ -160,3 +160,54 @@ pub fn pytools_python() -> PathBuf {
     );
     python
 }
+
+/// A server process this test started on a free loopback port; killed when dropped.
+pub struct Daemon {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub address: String,
+}
+
+impl Daemon {
+    /// Start `program` with `args` (`{port}` in an argument is replaced by a
+    /// free port) and wait until the port accepts connections.
+    ///
+    /// # Panics
+    ///
+    /// When the program cannot start or does not listen within 10 s, saying which.
+    pub fn start(program: &str, args: &[&str]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{port}", &port.to_string()))
+            .collect();
+        let child = std::process::Command::new(program)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{program} cannot start ({e}): is it installed?"));
+        let address = format!("127.0.0.1:{port}");
+        let daemon = Self { child, address };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(&daemon.address).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{program} {args:?} did not listen on {} within 10 s",
+                daemon.address
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        daemon
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -5,6 +5,8 @@
 //! ratio and the target. `--quick` (or `QUICK=1`) runs smaller sizes.
 //! Results: a table on stdout and `target/bench/results.json`.
 
+#[cfg(feature = "bench-brokers")]
+mod brokers;
 mod file;
 mod interrupt;
 mod mysql;
@@ -97,6 +99,20 @@ impl Scale {
     }
 }
 
+/// The broker rows, when built with their native clients.
+async fn brokers(scale: Scale, report: &mut Report) {
+    #[cfg(feature = "bench-brokers")]
+    brokers::run(scale, report).await;
+    #[cfg(not(feature = "bench-brokers"))]
+    {
+        let _ = scale;
+        report.failed(
+            "brokers",
+            "built without `--features bench-brokers` (make bench turns it on)".into(),
+        );
+    }
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick")
         || std::env::var("QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
@@ -111,7 +127,7 @@ fn main() {
         .expect("tokio runtime");
     let mut report = Report::new(scale);
     let started = std::time::Instant::now();
-    let suites: [(&str, Suite); 8] = [
+    let suites: [(&str, Suite); 9] = [
         ("startup", |s, r| Box::pin(startup::run(s, r))),
         ("interrupt", |s, r| Box::pin(interrupt::run(s, r))),
         ("file", |s, r| Box::pin(file::run(s, r))),
@@ -119,6 +135,7 @@ fn main() {
         ("mysql", |s, r| Box::pin(mysql::run(s, r))),
         ("rest", |s, r| Box::pin(rest::run(s, r))),
         ("server", |s, r| Box::pin(server::run(s, r))),
+        ("brokers", |s, r| Box::pin(brokers(s, r))),
         ("density", |s, r| Box::pin(startup::density(s, r))),
     ];
     for (name, suite) in suites {

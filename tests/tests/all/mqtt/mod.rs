@@ -254,3 +254,81 @@ async fn a_refused_login_is_denied_and_a_hostile_broker_gets_a_typed_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_real_broker_that_requires_a_login_denies_a_wrong_password_and_accepts_the_right_one() {
+    let dir = sluice_tests::tempdir();
+    let passwords = dir.path().join("passwords");
+    let made = Command::new("mosquitto_passwd")
+        .args([
+            "-b",
+            "-c",
+            &passwords.display().to_string(),
+            "app",
+            "right-mqtt-pw",
+        ])
+        .output()
+        .expect("mosquitto_passwd runs (Debian: mosquitto)");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {{port}} 127.0.0.1\nallow_anonymous false\npassword_file {}\n",
+            passwords.display()
+        ),
+    )
+    .unwrap();
+    // The port goes into the file: write it once the daemon picked one.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let text = std::fs::read_to_string(&conf)
+        .unwrap()
+        .replace("{port}", &port.to_string());
+    std::fs::write(&conf, text).unwrap();
+    let mut broker = Command::new("mosquitto")
+        .args(["-c", &conf.display().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto starts (Debian: mosquitto)");
+    let address = format!("127.0.0.1:{port}");
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(&address).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let grants = |password: &str| {
+        Grants::none()
+            .allow_tcp(&address)
+            .unwrap()
+            .allow_socket_secret("pw")
+            .unwrap()
+            .secret("pw", password)
+    };
+    let cfg = json!({ "address": address, "client_id": "auth-test", "username": "app", "password_secret": "pw" })
+        .to_string();
+    let wrong = open(&cfg, &grants("wrong-mqtt-pw")).await;
+    let right = match open(&cfg, &grants("right-mqtt-pw")).await {
+        Ok(mut session) => session.health().await,
+        Err(e) => Err(e),
+    };
+    let _ = broker.kill();
+    let _ = broker.wait();
+    let err = wrong.err().expect("a wrong password is refused");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::Denied(m)) if m.contains("user name or password") || m.contains("not authorized")),
+        "{shown}"
+    );
+    assert!(!shown.contains("wrong-mqtt-pw"), "{shown}");
+    right.expect("the right password logs in");
+}

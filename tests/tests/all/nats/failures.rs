@@ -102,3 +102,39 @@ async fn a_hostile_server_gets_a_typed_error_never_a_trap_or_unbounded_memory() 
         );
     }
 }
+
+#[tokio::test]
+async fn a_real_server_that_requires_a_login_denies_a_wrong_password_and_accepts_the_right_one() {
+    let server = sluice_tests::Daemon::start(
+        "nats-server",
+        &[
+            "-a",
+            "127.0.0.1",
+            "-p",
+            "{port}",
+            "--user",
+            "app",
+            "--pass",
+            "right-nats-pw",
+        ],
+    );
+    let grants = |password: &str| {
+        Grants::none()
+            .allow_tcp(&server.address)
+            .unwrap()
+            .allow_socket_secret("pw")
+            .unwrap()
+            .secret("pw", password)
+    };
+    let cfg =
+        json!({ "address": server.address, "user": "app", "password_secret": "pw" }).to_string();
+    let err = open(&cfg, &grants("wrong-nats-pw")).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::Denied(m)) if m.contains("Authorization Violation")),
+        "{shown}"
+    );
+    assert!(!shown.contains("wrong-nats-pw"), "{shown}");
+    let mut session = open(&cfg, &grants("right-nats-pw")).await.unwrap();
+    session.health().await.unwrap();
+}
