@@ -211,3 +211,64 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A one-connection fake server on a free loopback port: it sends
+/// `greeting`, reads what the client sends first, answers `reply`, and keeps
+/// the connection open a moment so the client reads the reply rather than a
+/// reset. Returns its address and, when joined, the bytes it heard.
+pub fn fake_server(
+    greeting: &'static [u8],
+    reply: &'static [u8],
+) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let address = listener.local_addr().expect("bound").to_string();
+    let handle = std::thread::spawn(move || {
+        let (mut socket, _) = listener.accept().expect("the client connects");
+        let _ = socket.write_all(greeting);
+        let mut heard = vec![0; 4096];
+        let n = socket.read(&mut heard).unwrap_or(0);
+        heard.truncate(n);
+        let _ = socket.write_all(reply);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        heard
+    });
+    (address, handle)
+}
+
+/// Run a `sluice run … stream` whose stdout is piped, read `at_least`
+/// records, stop reading so the pipe fills and the writer blocks mid-batch,
+/// SIGKILL it, and return every record line it wrote (`{"record": …}`'s value).
+///
+/// # Panics
+///
+/// When the process cannot start or ends before writing `at_least` records.
+pub fn kill_mid_stream(
+    command: &mut std::process::Command,
+    at_least: usize,
+) -> Vec<serde_json::Value> {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sluice runs");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let parse = |line: std::io::Result<String>| -> Option<serde_json::Value> {
+        serde_json::from_str(&line.ok()?).ok()
+    };
+    let mut printed = Vec::new();
+    while printed.len() < at_least {
+        let line = parse(lines.next().expect("the stream goes on")).expect("an NDJSON line");
+        printed.extend(line.get("record").cloned());
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("it ends");
+    // What it wrote before dying is still in the pipe (up to a torn last line).
+    for line in lines.map_while(parse) {
+        printed.extend(line.get("record").cloned());
+    }
+    printed
+}

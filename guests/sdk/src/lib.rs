@@ -18,6 +18,7 @@
 //! - [`sql`]: databases by grant name, errors typed;
 //! - [`net`]: a buffered TCP connection to a granted address, with deadlines;
 //! - [`secrets`]: the login a connector presents over its own sockets;
+//! - [`queue`]: what message-queue connectors share (waiting, message bodies);
 //! - [`io_error`]: WASI I/O errors turned into typed connector errors.
 //!
 //! # A complete minimal connector
@@ -100,6 +101,7 @@ pub mod link;
 pub mod log;
 pub mod net;
 pub mod query;
+pub mod queue;
 mod record;
 #[cfg(feature = "schema")]
 pub mod schema;

@@ -264,6 +264,7 @@ pub(crate) async fn command(
         ));
     }
     let body = read_body(req, 8 << 20).await?;
+    let key = lease_key(tenant, id, lease);
     let commands = live(state, tenant, id, lease).await?;
     match action {
         "next" => {
@@ -277,7 +278,7 @@ pub(crate) async fn command(
                 return Err(bad_body(format!("max: give 1 to {MAX_BATCH}")));
             }
             let (reply, answer) = oneshot::channel();
-            send(&commands, Command::Next { max, reply }, lease).await?;
+            send(state, &key, &commands, Command::Next { max, reply }, lease).await?;
             let text = answer.await.map_err(|_| lease_gone(lease))??;
             Ok(text_json_response(StatusCode::OK, text))
         }
@@ -296,7 +297,7 @@ pub(crate) async fn command(
                     reply,
                 }
             };
-            send(&commands, command, lease).await?;
+            send(state, &key, &commands, command, lease).await?;
             answer.await.map_err(|_| lease_gone(lease))??;
             let word = if action == "ack" { "acked" } else { "nacked" };
             Ok(json_response(StatusCode::OK, &json!({ word: count })))
@@ -341,12 +342,20 @@ async fn live(
     Ok(commands)
 }
 
+/// Hand `command` to the lease's task; the entry of a task that has ended
+/// (its idle timeout, an error) is removed here if it was still listed.
 async fn send(
+    state: &State,
+    key: &str,
     commands: &mpsc::Sender<Command>,
     command: Command,
     lease: &str,
 ) -> Result<(), ApiError> {
-    commands.send(command).await.map_err(|_| lease_gone(lease))
+    if commands.send(command).await.is_err() {
+        state.consumers.remove(key);
+        return Err(lease_gone(lease));
+    }
+    Ok(())
 }
 
 /// The task that owns a lease's session and stream.

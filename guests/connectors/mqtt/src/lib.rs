@@ -11,16 +11,16 @@ mod packet;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_sdk::net::{Connection, Deadlines};
+use sluice_sdk::queue::{self, Wait};
 use sluice_sdk::{
     config, secrets, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
-    ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder, RecordStream,
-    ResourceInfo, Result, Session,
+    ExecuteResponse, FetchRequest, FetchResponse, Record, RecordStream, ResourceInfo, Result,
+    Session,
 };
 
 use packet::{Connect, Packet, Publish};
@@ -70,13 +70,7 @@ fn default_max_packet_bytes() -> usize {
 
 impl Config {
     fn check(&self) -> Result<()> {
-        let read_deadline = Deadlines::default().read.as_millis() as u64;
-        if self.block_ms == 0 || self.block_ms >= read_deadline {
-            return Err(ConnectorError::InvalidConfig(format!(
-                "block_ms: give 1 to {}",
-                read_deadline - 1
-            )));
-        }
+        queue::check_block_ms(self.block_ms)?;
         if self.client_id.is_empty() || self.client_id.len() > 200 {
             return Err(ConnectorError::InvalidConfig(
                 "client_id: 1 to 200 characters".into(),
@@ -177,29 +171,12 @@ impl Client {
     }
 }
 
-/// A message's data: a JSON object as it is; other JSON or text as
-/// `{"payload": …}`; other bytes as `{"payload_base64": …}`.
-fn data_of(payload: &[u8]) -> Value {
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        Ok(other) => json!({ "payload": other }),
-        Err(_) => match std::str::from_utf8(payload) {
-            Ok(text) => json!({ "payload": text }),
-            Err(_) => {
-                json!({ "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload) })
-            }
-        },
-    }
-}
-
 fn record(publish: &Publish, id: String) -> Record {
-    RecordBuilder::new(data_of(&publish.payload))
-        .metadata(json!({
-            "topic": publish.topic, "qos": publish.qos,
-            "redelivered": publish.dup, "retained": publish.retain,
-        }))
-        .id(id)
-        .build()
+    let metadata = json!({
+        "topic": publish.topic, "qos": publish.qos,
+        "redelivered": publish.dup, "retained": publish.retain,
+    });
+    queue::message_record(&publish.payload, id, metadata, None)
 }
 
 struct Mqtt;
@@ -242,14 +219,6 @@ impl Connector for Mqtt {
     }
 }
 
-/// What a stream's options may override.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StreamOptions {
-    end_when_idle: Option<bool>,
-    block_ms: Option<u64>,
-}
-
 impl Session for MqttSession {
     fn health_check(&self) -> Result<()> {
         self.publisher.borrow_mut().poll().map(drop)
@@ -278,8 +247,11 @@ impl Session for MqttSession {
         let (mut client, _) = Client::connect(&self.config, &id, true)?;
         client.subscribe(&req.resource)?;
         let mut records = Vec::new();
-        let started = Instant::now();
-        loop {
+        let wait = Wait {
+            block: Duration::from_millis(self.config.block_ms),
+            end_when_idle: false,
+        };
+        wait.poll(|| {
             let arrived = client.poll()?;
             let got = arrived.len();
             for publish in arrived.into_iter().filter(|p| p.retain) {
@@ -288,13 +260,9 @@ impl Session for MqttSession {
                 }
                 records.push(record(&publish, publish.topic.clone()));
             }
-            if (got == 0 && !records.is_empty())
-                || started.elapsed() >= Duration::from_millis(self.config.block_ms)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+            // Retained messages come at once: done when a poll brings no more.
+            Ok(got == 0 && !records.is_empty())
+        })?;
         let _ = client.conn.send(&packet::DISCONNECT);
         Ok(FetchResponse {
             records,
@@ -313,17 +281,17 @@ impl Session for MqttSession {
                 "filters, sort and fields on an MQTT subscription".into(),
             ));
         }
-        let options: StreamOptions = match &req.options {
-            Some(text) => config::parse(text)?,
-            None => StreamOptions::default(),
-        };
-        let config = Config {
-            block_ms: options.block_ms.unwrap_or(self.config.block_ms),
-            end_when_idle: options.end_when_idle.unwrap_or(self.config.end_when_idle),
-            ..self.config.clone()
-        };
-        config.check()?;
-        Ok(Box::new(Subscription::start(config, req.resource)?))
+        let wait = Wait::from_options(
+            self.config.block_ms,
+            self.config.end_when_idle,
+            req.options.as_deref(),
+            &[],
+        )?;
+        Ok(Box::new(Subscription::start(
+            self.config.clone(),
+            wait,
+            req.resource,
+        )?))
     }
 
     fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
@@ -397,6 +365,7 @@ impl Session for MqttSession {
 struct Subscription {
     client: Client,
     config: Config,
+    wait: Wait,
     filter: String,
     /// Deliveries not yet PUBACKed, oldest first: (record id, packet id, acked).
     unacked: VecDeque<(String, u16, bool)>,
@@ -405,7 +374,7 @@ struct Subscription {
 }
 
 impl Subscription {
-    fn start(config: Config, filter: String) -> Result<Self> {
+    fn start(config: Config, wait: Wait, filter: String) -> Result<Self> {
         let (mut client, present) = Client::connect(&config, &config.client_id, false)?;
         if !present {
             client.subscribe(&filter)?;
@@ -421,6 +390,7 @@ impl Subscription {
         Ok(Self {
             client,
             config,
+            wait,
             filter,
             unacked: VecDeque::new(),
             next_id: 0,
@@ -441,9 +411,9 @@ impl Subscription {
 impl RecordStream for Subscription {
     fn next(&mut self, max: u32) -> Result<Option<Batch>> {
         let max = max.max(1) as usize;
-        let started = Instant::now();
         let mut records = Vec::new();
-        loop {
+        let wait = self.wait;
+        wait.poll(|| {
             if self.buffer.is_empty() {
                 let arrived = self.client.poll()?;
                 self.buffer.extend(arrived);
@@ -454,21 +424,10 @@ impl RecordStream for Subscription {
                 };
                 records.push(self.deliver(publish));
             }
-            if !records.is_empty()
-                || started.elapsed() >= Duration::from_millis(self.config.block_ms)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if records.is_empty() && self.config.end_when_idle {
-            return Ok(None);
-        }
+            Ok(!records.is_empty())
+        })?;
         let checkpoint = records.last().and_then(|r| r.id.clone());
-        Ok(Some(Batch {
-            records,
-            checkpoint,
-        }))
+        Ok(wait.batch(records, checkpoint))
     }
 
     fn ack(&mut self, ids: Vec<String>) -> Result<()> {

@@ -10,9 +10,9 @@
 //! what it still holds, so those come back at once.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
 
 use serde_json::json;
+use sluice_sdk::queue::Wait;
 use sluice_sdk::{log, Batch, ConnectorError, RecordStream, Result};
 
 use crate::jetstream::{self, Delivery};
@@ -24,8 +24,7 @@ pub struct PullConsumer {
     next_subject: String,
     inbox: String,
     sid: u64,
-    block: Duration,
-    end_when_idle: bool,
+    wait: Wait,
     /// Delivered, not yet settled: id (stream sequence) → ack subject.
     unsettled: HashMap<String, String>,
     /// Deliveries that arrived while waiting for something else.
@@ -34,13 +33,7 @@ pub struct PullConsumer {
 
 impl PullConsumer {
     /// Pull from `stream` through the durable consumer `durable`, on a connection of its own.
-    pub fn new(
-        mut client: Client,
-        stream: &str,
-        durable: &str,
-        block: Duration,
-        end_when_idle: bool,
-    ) -> Result<Self> {
+    pub fn new(mut client: Client, stream: &str, durable: &str, wait: Wait) -> Result<Self> {
         let inbox = jetstream::new_inbox();
         let sid = client.subscribe(&inbox)?;
         Ok(Self {
@@ -48,8 +41,7 @@ impl PullConsumer {
             next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
             inbox,
             sid,
-            block,
-            end_when_idle,
+            wait,
             unsettled: HashMap::new(),
             early: VecDeque::new(),
         })
@@ -119,7 +111,7 @@ impl RecordStream for PullConsumer {
         }
         if records.len() < max {
             let want = max - records.len();
-            let expires = self.block.as_nanos() as u64;
+            let expires = self.wait.block.as_nanos() as u64;
             let request = json!({ "batch": want, "expires": expires }).to_string();
             let subject = self.next_subject.clone();
             let inbox = self.inbox.clone();
@@ -142,14 +134,8 @@ impl RecordStream for PullConsumer {
                 }
             }
         }
-        if records.is_empty() && self.end_when_idle {
-            return Ok(None);
-        }
         let checkpoint = records.last().and_then(|r| r.id.clone());
-        Ok(Some(Batch {
-            records,
-            checkpoint,
-        }))
+        Ok(self.wait.batch(records, checkpoint))
     }
 
     fn ack(&mut self, ids: Vec<String>) -> Result<()> {
@@ -181,8 +167,7 @@ impl Drop for PullConsumer {
 pub struct CoreSubscriber {
     client: Client,
     sid: u64,
-    block: Duration,
-    end_when_idle: bool,
+    wait: Wait,
     next_id: u64,
     /// Messages that arrived beyond the last batch's `max`.
     buffer: VecDeque<Message>,
@@ -190,19 +175,13 @@ pub struct CoreSubscriber {
 
 impl CoreSubscriber {
     /// Subscribe to `subject` (wildcards allowed).
-    pub fn new(
-        mut client: Client,
-        subject: &str,
-        block: Duration,
-        end_when_idle: bool,
-    ) -> Result<Self> {
+    pub fn new(mut client: Client, subject: &str, wait: Wait) -> Result<Self> {
         let sid = client.subscribe(subject)?;
         client.flush()?;
         Ok(Self {
             client,
             sid,
-            block,
-            end_when_idle,
+            wait,
             next_id: 0,
             buffer: VecDeque::new(),
         })
@@ -212,9 +191,9 @@ impl CoreSubscriber {
 impl RecordStream for CoreSubscriber {
     fn next(&mut self, max: u32) -> Result<Option<Batch>> {
         let max = max.max(1) as usize;
-        let started = Instant::now();
         let mut records = Vec::new();
-        loop {
+        let wait = self.wait;
+        wait.poll(|| {
             if self.buffer.is_empty() {
                 // A PING's PONG comes after everything the server sent before it.
                 let arrived = self.client.flush()?;
@@ -228,18 +207,9 @@ impl RecordStream for CoreSubscriber {
                 self.next_id += 1;
                 records.push(jetstream::record(&message, self.next_id.to_string(), None));
             }
-            if !records.is_empty() || started.elapsed() >= self.block {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if records.is_empty() && self.end_when_idle {
-            return Ok(None);
-        }
-        Ok(Some(Batch {
-            records,
-            checkpoint: None,
-        }))
+            Ok(!records.is_empty())
+        })?;
+        Ok(wait.batch(records, None))
     }
 
     fn ack(&mut self, _ids: Vec<String>) -> Result<()> {

@@ -3,9 +3,8 @@
 
 use std::hash::{BuildHasher, Hasher};
 
-use base64::Engine as _;
 use serde_json::{json, Map, Value};
-use sluice_sdk::{ConnectorError, Record, RecordBuilder, Result};
+use sluice_sdk::{ConnectorError, Record, Result};
 
 use crate::proto::{Client, Message};
 
@@ -49,6 +48,11 @@ impl Requester {
 
     /// Read the replies to `subjects`, in any order they come, as a list in the order asked.
     pub fn replies(&mut self, subjects: &[String]) -> Result<Vec<Message>> {
+        let wanted: std::collections::HashMap<&str, usize> = subjects
+            .iter()
+            .enumerate()
+            .map(|(at, s)| (s.as_str(), at))
+            .collect();
         let mut replies: Vec<Option<Message>> = vec![None; subjects.len()];
         let mut missing = subjects.len();
         while missing > 0 {
@@ -56,7 +60,7 @@ impl Requester {
             if message.sid != self.sid {
                 continue;
             }
-            if let Some(at) = subjects.iter().position(|s| *s == message.subject) {
+            if let Some(&at) = wanted.get(message.subject.as_str()) {
                 if replies[at].is_none() {
                     missing -= 1;
                 }
@@ -134,22 +138,6 @@ impl Delivery {
     }
 }
 
-/// A message's data: a JSON object as it is; other UTF-8 text as
-/// `{"payload": text}` (JSON that is not an object as `{"payload": value}`);
-/// other bytes as `{"payload_base64": …}`.
-pub fn data_of(payload: &[u8]) -> Value {
-    match serde_json::from_slice::<Value>(payload) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        Ok(other) => json!({ "payload": other }),
-        Err(_) => match std::str::from_utf8(payload) {
-            Ok(text) => json!({ "payload": text }),
-            Err(_) => {
-                json!({ "payload_base64": base64::engine::general_purpose::STANDARD.encode(payload) })
-            }
-        },
-    }
-}
-
 /// The record a delivered message becomes; `id` is what settles it.
 pub fn record(message: &Message, id: String, delivery: Option<&Delivery>) -> Record {
     let headers: Map<String, Value> = message
@@ -158,16 +146,16 @@ pub fn record(message: &Message, id: String, delivery: Option<&Delivery>) -> Rec
         .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect();
     let mut metadata = json!({ "subject": message.subject, "headers": headers });
-    let mut builder = RecordBuilder::new(data_of(&message.payload));
+    let mut timestamp = None;
     if let Some(delivery) = delivery {
         metadata["stream_sequence"] = json!(delivery.stream_sequence);
         metadata["consumer_sequence"] = json!(delivery.consumer_sequence);
         metadata["delivered"] = json!(delivery.delivered);
         metadata["redelivered"] = json!(delivery.delivered > 1);
         metadata["pending"] = json!(delivery.pending);
-        builder = builder.timestamp(delivery.timestamp_ns / 1_000_000);
+        timestamp = Some(delivery.timestamp_ns / 1_000_000);
     }
-    builder.metadata(metadata).id(id).build()
+    sluice_sdk::queue::message_record(&message.payload, id, metadata, timestamp)
 }
 
 #[cfg(test)]
@@ -186,14 +174,6 @@ mod tests {
                 .unwrap();
         assert_eq!(long.stream_sequence, 41);
         assert_eq!(Delivery::parse("_INBOX.x.1"), None);
-    }
-
-    #[test]
-    fn payloads_become_data_objects() {
-        assert_eq!(data_of(br#"{"a":1}"#), json!({ "a": 1 }));
-        assert_eq!(data_of(b"[1,2]"), json!({ "payload": [1, 2] }));
-        assert_eq!(data_of(b"hello"), json!({ "payload": "hello" }));
-        assert_eq!(data_of(&[0xff, 0x00]), json!({ "payload_base64": "/wA=" }));
     }
 
     #[test]

@@ -13,11 +13,11 @@ mod jetstream;
 mod proto;
 
 use std::cell::RefCell;
-use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_sdk::net::Deadlines;
+use sluice_sdk::queue::{self, Wait};
 use sluice_sdk::{
     config, secrets, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
     ExecuteResponse, FetchRequest, FetchResponse, RecordBuilder, RecordStream, ResourceInfo,
@@ -91,13 +91,7 @@ fn default_max_message_bytes() -> usize {
 
 impl Config {
     fn check(&self) -> Result<()> {
-        let read_deadline = Deadlines::default().read.as_millis() as u64;
-        if self.block_ms == 0 || self.block_ms >= read_deadline {
-            return Err(ConnectorError::InvalidConfig(format!(
-                "block_ms: give 1 to {}",
-                read_deadline - 1
-            )));
-        }
+        queue::check_block_ms(self.block_ms)?;
         if self.deliver != "all" && self.deliver != "new" {
             return Err(ConnectorError::InvalidConfig(
                 "deliver: write `all` or `new`".into(),
@@ -189,16 +183,6 @@ impl Connector for Nats {
             requester: RefCell::new(requester),
         })
     }
-}
-
-/// What a stream's options may override.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StreamOptions {
-    end_when_idle: Option<bool>,
-    block_ms: Option<u64>,
-    /// Only messages on this subject (a consumer this connector creates).
-    filter_subject: Option<String>,
 }
 
 impl NatsSession {
@@ -317,35 +301,34 @@ impl Session for NatsSession {
                 "filters, sort and fields on a consumed NATS stream".into(),
             ));
         }
-        let options: StreamOptions = match &req.options {
-            Some(text) => config::parse(text)?,
-            None => StreamOptions::default(),
+        let options = queue::stream_options(req.options.as_deref(), &["filter_subject"])?;
+        let wait = Wait::from_options(
+            self.config.block_ms,
+            self.config.end_when_idle,
+            req.options.as_deref(),
+            &["filter_subject"],
+        )?;
+        let filter_subject = match options.get("filter_subject") {
+            None => None,
+            Some(value) => Some(value.as_str().ok_or_else(|| {
+                ConnectorError::InvalidRequest("options.filter_subject: a subject".into())
+            })?),
         };
-        let block_ms = options.block_ms.unwrap_or(self.config.block_ms);
-        Config {
-            block_ms,
-            ..self.config.clone()
-        }
-        .check()?;
-        let block = Duration::from_millis(block_ms);
-        let end_when_idle = options.end_when_idle.unwrap_or(self.config.end_when_idle);
         if let Some(subject) = req.resource.strip_prefix(CORE_PREFIX) {
             return Ok(Box::new(CoreSubscriber::new(
                 self.config.connect()?,
                 subject,
-                block,
-                end_when_idle,
+                wait,
             )?));
         }
         check_stream_name(&req.resource)?;
         // The durable consumer remembers the position; a checkpoint adds nothing.
-        self.ensure_consumer(&req.resource, options.filter_subject.as_deref())?;
+        self.ensure_consumer(&req.resource, filter_subject)?;
         Ok(Box::new(PullConsumer::new(
             self.config.connect()?,
             &req.resource,
             &self.config.durable,
-            block,
-            end_when_idle,
+            wait,
         )?))
     }
 
@@ -458,7 +441,7 @@ fn stored_record(message: &Value) -> Result<sluice_sdk::Record> {
         .filter_map(|line| line.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), Value::String(v.trim().to_string())))
         .collect();
-    Ok(RecordBuilder::new(jetstream::data_of(&payload))
+    Ok(RecordBuilder::new(queue::payload_data(&payload))
         .id(seq.to_string())
         .metadata(json!({ "subject": message["subject"], "stream_sequence": seq, "time": message["time"], "headers": headers }))
         .build())

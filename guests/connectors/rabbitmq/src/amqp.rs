@@ -61,6 +61,10 @@ pub struct Client {
     pub early: VecDeque<Delivery>,
     /// Returned messages read while waiting for confirms.
     pub returned: Vec<(String, String)>,
+    /// Messages published on the channel since it went into confirm mode
+    /// (their delivery tags are 1, 2, …).
+    pub published: u64,
+    confirming: bool,
 }
 
 impl Client {
@@ -74,6 +78,8 @@ impl Client {
             max_message_bytes,
             early: VecDeque::new(),
             returned: Vec::new(),
+            published: 0,
+            confirming: false,
         };
         let start = client.expect(10, 10, "connection.start")?;
         let mut r = Reader::new(&start.args);
@@ -123,6 +129,19 @@ impl Client {
         client.send_method(CHANNEL, &w)?;
         client.expect(20, 11, "channel.open-ok")?;
         Ok(client)
+    }
+
+    /// Put the channel in confirm mode (once); the delivery tag the next
+    /// published message gets.
+    pub fn confirm_mode(&mut self) -> Result<u64> {
+        if !self.confirming {
+            let mut w = Writer::method(85, 10);
+            w.octet(0);
+            self.send(&w)?;
+            self.expect(85, 11, "confirm.select-ok")?;
+            self.confirming = true;
+        }
+        Ok(self.published + 1)
     }
 
     /// The broker's address.

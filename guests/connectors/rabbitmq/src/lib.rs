@@ -14,12 +14,10 @@ mod codec;
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sluice_sdk::net::Deadlines;
+use sluice_sdk::queue::{self, Wait};
 use sluice_sdk::{
     config, secrets, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
     ExecuteResponse, FetchRequest, FetchResponse, Record, RecordBuilder, RecordStream,
@@ -77,14 +75,7 @@ fn default_max_message_bytes() -> usize {
 
 impl Config {
     fn check(&self) -> Result<()> {
-        let read_deadline = Deadlines::default().read.as_millis() as u64;
-        if self.block_ms == 0 || self.block_ms >= read_deadline {
-            return Err(ConnectorError::InvalidConfig(format!(
-                "block_ms: give 1 to {}",
-                read_deadline - 1
-            )));
-        }
-        Ok(())
+        queue::check_block_ms(self.block_ms)
     }
 
     fn connect(&self) -> Result<Client> {
@@ -102,34 +93,24 @@ impl Config {
     }
 }
 
-/// A message's data: a JSON object as it is; other JSON or text as
-/// `{"payload": …}`; other bytes as `{"payload_base64": …}`.
-fn data_of(body: &[u8]) -> Value {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        Ok(other) => json!({ "payload": other }),
-        Err(_) => match std::str::from_utf8(body) {
-            Ok(text) => json!({ "payload": text }),
-            Err(_) => {
-                json!({ "payload_base64": base64::engine::general_purpose::STANDARD.encode(body) })
-            }
-        },
-    }
-}
-
 fn record(delivery: &Delivery) -> Record {
-    let mut builder = RecordBuilder::new(data_of(&delivery.body))
-        .metadata(json!({
-            "exchange": delivery.exchange,
-            "routing_key": delivery.routing_key,
-            "redelivered": delivery.redelivered,
-            "properties": delivery.properties,
-        }))
-        .id(delivery.delivery_tag.to_string());
-    if let Some(seconds) = delivery.properties.get("timestamp").and_then(Value::as_i64) {
-        builder = builder.timestamp(seconds * 1000);
-    }
-    builder.build()
+    let metadata = json!({
+        "exchange": delivery.exchange,
+        "routing_key": delivery.routing_key,
+        "redelivered": delivery.redelivered,
+        "properties": delivery.properties,
+    });
+    let timestamp = delivery
+        .properties
+        .get("timestamp")
+        .and_then(Value::as_i64)
+        .map(|seconds| seconds * 1000);
+    queue::message_record(
+        &delivery.body,
+        delivery.delivery_tag.to_string(),
+        metadata,
+        timestamp,
+    )
 }
 
 /// `queue.declare` with `passive`: the queue's message and consumer counts.
@@ -202,14 +183,6 @@ impl RabbitSession {
     }
 }
 
-/// What a stream's options may override.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StreamOptions {
-    end_when_idle: Option<bool>,
-    block_ms: Option<u64>,
-}
-
 impl Session for RabbitSession {
     fn health_check(&self) -> Result<()> {
         self.with_client(|client| {
@@ -258,17 +231,17 @@ impl Session for RabbitSession {
                 "filters, sort and fields on a consumed queue".into(),
             ));
         }
-        let options: StreamOptions = match &req.options {
-            Some(text) => config::parse(text)?,
-            None => StreamOptions::default(),
-        };
-        let config = Config {
-            block_ms: options.block_ms.unwrap_or(self.config.block_ms),
-            end_when_idle: options.end_when_idle.unwrap_or(self.config.end_when_idle),
-            ..self.config.clone()
-        };
-        config.check()?;
-        Ok(Box::new(Consumer::start(config, &req.resource)?))
+        let wait = Wait::from_options(
+            self.config.block_ms,
+            self.config.end_when_idle,
+            req.options.as_deref(),
+            &[],
+        )?;
+        Ok(Box::new(Consumer::start(
+            &self.config,
+            wait,
+            &req.resource,
+        )?))
     }
 
     fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
@@ -291,10 +264,7 @@ impl Session for RabbitSession {
             .to_string();
         let mandatory = options["mandatory"].as_bool().unwrap_or(true);
         self.with_client(|client| {
-            let mut w = Writer::method(85, 10);
-            w.octet(0);
-            client.send(&w)?;
-            client.expect(85, 11, "confirm.select-ok")?;
+            let first_tag = client.confirm_mode()?;
             let mut frames = Vec::new();
             for record in &req.records {
                 let metadata: Value = match &record.metadata {
@@ -320,9 +290,13 @@ impl Session for RabbitSession {
             }
             client.send_raw(&frames)?;
             let count = req.records.len() as u64;
+            client.published += count;
+            // Delivery tags count every message published on the channel,
+            // across calls: this call's are first_tag..first_tag + count.
+            let mut pending: std::collections::BTreeSet<u64> = (first_tag..first_tag + count).collect();
             let mut confirmed = 0u64;
             let mut refused = 0u64;
-            while confirmed + refused < count {
+            while !pending.is_empty() {
                 let method = match client.read()? {
                     Incoming::Method(m) => m,
                     Incoming::Returned {
@@ -341,9 +315,12 @@ impl Session for RabbitSession {
                 let tag = r.longlong()?;
                 let multiple = r.octet()? & 1 == 1;
                 let settled = if multiple {
-                    tag - (confirmed + refused)
+                    let rest = pending.split_off(&(tag + 1));
+                    let settled = pending.len() as u64;
+                    pending = rest;
+                    settled
                 } else {
-                    1
+                    u64::from(pending.remove(&tag))
                 };
                 match (method.class, method.id) {
                     (60, 80) => confirmed += settled,
@@ -381,14 +358,14 @@ impl Session for RabbitSession {
 /// A consumer of one queue on a connection of its own.
 struct Consumer {
     client: Client,
-    config: Config,
+    wait: Wait,
     /// Deliveries read but not yet handed out.
     buffer: VecDeque<Delivery>,
     prefetch: u16,
 }
 
 impl Consumer {
-    fn start(config: Config, queue: &str) -> Result<Self> {
+    fn start(config: &Config, wait: Wait, queue: &str) -> Result<Self> {
         let mut client = config.connect()?;
         let mut w = Writer::method(60, 20);
         w.short(0).shortstr(queue)?.shortstr("")?.octet(0);
@@ -397,7 +374,7 @@ impl Consumer {
         client.expect(60, 21, "basic.consume-ok")?;
         let mut consumer = Self {
             client,
-            config,
+            wait,
             buffer: VecDeque::new(),
             prefetch: 0,
         };
@@ -450,9 +427,9 @@ impl RecordStream for Consumer {
         if self.prefetch != max {
             self.set_prefetch(max)?;
         }
-        let started = Instant::now();
         let mut records = Vec::new();
-        loop {
+        let wait = self.wait;
+        wait.poll(|| {
             if self.buffer.is_empty() {
                 // Collect what the broker has sent so far.
                 let prefetch = self.prefetch;
@@ -464,21 +441,10 @@ impl RecordStream for Consumer {
                 };
                 records.push(record(&delivery));
             }
-            if !records.is_empty()
-                || started.elapsed() >= Duration::from_millis(self.config.block_ms)
-            {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if records.is_empty() && self.config.end_when_idle {
-            return Ok(None);
-        }
+            Ok(!records.is_empty())
+        })?;
         let checkpoint = records.last().and_then(|r| r.id.clone());
-        Ok(Some(Batch {
-            records,
-            checkpoint,
-        }))
+        Ok(wait.batch(records, checkpoint))
     }
 
     fn ack(&mut self, ids: Vec<String>) -> Result<()> {

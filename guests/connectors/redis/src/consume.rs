@@ -12,6 +12,7 @@
 
 use std::collections::{HashSet, VecDeque};
 
+use sluice_sdk::queue::Wait;
 use sluice_sdk::{log, Batch, ConnectorError, RecordStream, Result};
 
 use crate::entry::{self, Entry, Layout};
@@ -36,8 +37,7 @@ pub struct Consume {
     pub consumer: String,
     pub layout: Layout,
     pub claim_idle_ms: u64,
-    pub block_ms: u64,
-    pub end_when_idle: bool,
+    pub wait: Wait,
 }
 
 /// One consumer of one stream.
@@ -174,7 +174,7 @@ impl Consumer {
 
     fn read_new(&mut self, max: u32) -> Result<Vec<Entry>> {
         let count = max.to_string();
-        let block = self.spec.block_ms.to_string();
+        let block = self.spec.wait.block.as_millis().to_string();
         let reply = self.client.call(&[
             b"XREADGROUP",
             b"GROUP",
@@ -241,13 +241,7 @@ impl RecordStream for Consumer {
                         continue;
                     }
                     self.swept = false;
-                    if self.spec.end_when_idle {
-                        return Ok(None);
-                    }
-                    return Ok(Some(Batch {
-                        records: Vec::new(),
-                        checkpoint: None,
-                    }));
+                    return Ok(self.spec.wait.batch(Vec::new(), None));
                 }
             }
         }

@@ -23,6 +23,7 @@ use std::cell::RefCell;
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_sdk::net::Deadlines;
+use sluice_sdk::queue::{self, Wait};
 use sluice_sdk::{
     config, secrets, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
     ExecuteResponse, FetchRequest, FetchResponse, RecordBuilder, RecordStream, ResourceInfo,
@@ -106,13 +107,7 @@ fn default_max_reply_bytes() -> usize {
 
 impl Config {
     fn check(&self) -> Result<()> {
-        let read_deadline = Deadlines::default().read.as_millis() as u64;
-        if self.block_ms == 0 || self.block_ms >= read_deadline {
-            return Err(ConnectorError::InvalidConfig(format!(
-                "block_ms: give 1 to {} (a wait of 0 would block forever)",
-                read_deadline - 1
-            )));
-        }
+        queue::check_block_ms(self.block_ms)?;
         if self.start != "0" && self.start != "$" {
             return Err(ConnectorError::InvalidConfig(
                 "start: write `0` (the whole stream) or `$` (new entries only)".into(),
@@ -199,14 +194,6 @@ impl Connector for Redis {
             config,
         })
     }
-}
-
-/// The `end_when_idle` and `block_ms` a stream's options override.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StreamOptions {
-    end_when_idle: Option<bool>,
-    block_ms: Option<u64>,
 }
 
 impl RedisSession {
@@ -321,24 +308,20 @@ impl Session for RedisSession {
                 "filters, sort and fields on a consumed Redis stream".into(),
             ));
         }
-        let options: StreamOptions = match &req.options {
-            Some(text) => config::parse(text)?,
-            None => StreamOptions::default(),
-        };
-        let block_ms = options.block_ms.unwrap_or(self.config.block_ms);
-        let config = Config {
-            block_ms,
-            ..self.config.clone()
-        };
-        config.check()?;
+        let config = &self.config;
+        let wait = Wait::from_options(
+            config.block_ms,
+            config.end_when_idle,
+            req.options.as_deref(),
+            &[],
+        )?;
         let spec = Consume {
             key: req.resource,
             group: config.group.clone(),
             consumer: config.consumer.clone(),
             layout: config.layout(),
             claim_idle_ms: config.claim_idle_ms,
-            block_ms,
-            end_when_idle: options.end_when_idle.unwrap_or(config.end_when_idle),
+            wait,
         };
         // The group remembers the position; a checkpoint adds nothing.
         Ok(Box::new(Consumer::start(

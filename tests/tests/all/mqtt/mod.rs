@@ -3,7 +3,6 @@
 //! on a persistent session with PUBACK withheld until ack, redelivery after a
 //! dropped session, a nack and a killed process, denials and a hostile broker.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
@@ -12,7 +11,7 @@ use sluice::{
     Capability, ConnectorError, Error, ExecuteRequest, FetchRequest, Grants, Record, Session,
 };
 use sluice_tests::mqtt::{TestTopic, ADDRESS};
-use sluice_tests::{data, guest, mqtt_connector, sluice_bin};
+use sluice_tests::{data, fake_server, guest, kill_mid_stream, mqtt_connector, sluice_bin};
 
 fn grants() -> Grants {
     Grants::none().allow_tcp(ADDRESS).expect("grant parses")
@@ -135,34 +134,14 @@ async fn a_killed_sluice_run_loses_nothing() {
         .map(|n| json!({ "n": n, "pad": "x".repeat(1024) }).to_string())
         .collect();
     topic.publish(&sent);
-    let mut child = Command::new(sluice_bin())
-        .args(["run", &guest("sluice_mqtt").display().to_string()])
+    let mut run = Command::new(sluice_bin());
+    run.args(["run", &guest("sluice_mqtt").display().to_string()])
         .args(["--allow-tcp", ADDRESS, "--config", &config(&topic)])
-        .args(["stream", &topic.topic, "--batch-size", "7"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed: Vec<Value> = Vec::new();
-    while printed.len() < 20 {
-        let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if let Some(data) = line["record"].get("data") {
-            printed.push(data.clone());
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for line in lines {
-        let Ok(line) = line else { break };
-        let Ok(line) = serde_json::from_str::<Value>(&line) else {
-            break;
-        };
-        if let Some(data) = line["record"].get("data") {
-            printed.push(data.clone());
-        }
-    }
+        .args(["stream", &topic.topic, "--batch-size", "7"]);
+    let printed: Vec<Value> = kill_mid_stream(&mut run, 20)
+        .iter()
+        .map(|r| r["data"].clone())
+        .collect();
     assert!(printed.len() < sent.len(), "the kill landed before the end");
     let mut session = open(&config(&topic), &grants()).await.unwrap();
     let back: Vec<Value> = drain(&mut session, &topic)
@@ -210,15 +189,7 @@ async fn an_ungranted_or_absent_broker_is_denied_or_unavailable() {
 
 /// A fake broker that answers the CONNECT with `reply`.
 async fn against(reply: &'static [u8], secret: Option<&str>) -> Error {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let server = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
-        let mut heard = [0; 1024];
-        let _ = socket.read(&mut heard);
-        let _ = socket.write_all(reply);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-    });
+    let (address, server) = fake_server(b"", reply);
     let mut grants = Grants::none().allow_tcp(&address).unwrap();
     let mut cfg = json!({ "address": address, "client_id": "x" });
     if let Some(value) = secret {
@@ -323,7 +294,7 @@ async fn a_real_broker_that_requires_a_login_denies_a_wrong_password_and_accepts
     };
     let _ = broker.kill();
     let _ = broker.wait();
-    let err = wrong.err().expect("a wrong password is refused");
+    let err = wrong.expect_err("a wrong password is refused");
     let shown = format!("{err} {err:?}");
     assert!(
         matches!(&err, Error::Connector(ConnectorError::Denied(m)) if m.contains("user name or password") || m.contains("not authorized")),

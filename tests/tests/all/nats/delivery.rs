@@ -1,13 +1,12 @@
 //! Publish and consume both ways with nats-py; at-least-once delivery.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use sluice::{ExecuteRequest, FetchRequest, Record};
 use sluice_tests::data;
 use sluice_tests::nats::{py, TestStream, ADDRESS};
-use sluice_tests::{guest, sluice_bin};
+use sluice_tests::{guest, kill_mid_stream, sluice_bin};
 
 use super::{config, drain, draining, grants, ids, open};
 
@@ -180,35 +179,14 @@ async fn a_killed_sluice_run_loses_nothing_its_messages_come_back_after_ack_wait
         .collect();
     stream.publish(&payloads);
     let cfg = config(json!({ "ack_wait_ms": 1000 }));
-    let mut child = Command::new(sluice_bin())
-        .args(["run", &guest("sluice_nats").display().to_string()])
+    let mut run = Command::new(sluice_bin());
+    run.args(["run", &guest("sluice_nats").display().to_string()])
         .args(["--allow-tcp", ADDRESS, "--config", &cfg])
-        .args(["stream", &stream.name, "--batch-size", "7"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed: Vec<String> = Vec::new();
-    while printed.len() < 20 {
-        let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if let Some(id) = line["record"]["id"].as_str() {
-            printed.push(id.to_string());
-        }
-    }
-    // The pipe fills, the writer blocks mid-batch; then SIGKILL.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for line in lines {
-        let Ok(line) = line else { break };
-        let Ok(line) = serde_json::from_str::<Value>(&line) else {
-            break;
-        };
-        if let Some(id) = line["record"]["id"].as_str() {
-            printed.push(id.to_string());
-        }
-    }
+        .args(["stream", &stream.name, "--batch-size", "7"]);
+    let printed: Vec<String> = kill_mid_stream(&mut run, 20)
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect();
     assert!(
         printed.len() < payloads.len(),
         "the kill landed before the end"

@@ -1,10 +1,10 @@
 //! What goes wrong: no grant, no server, a refused login, a hostile server.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use serde_json::json;
 use sluice::{Capability, ConnectorError, Error, Grants};
+use sluice_tests::fake_server;
 use sluice_tests::nats::ADDRESS;
 
 use super::{config, open};
@@ -37,26 +37,8 @@ async fn a_server_that_is_not_there_is_unavailable() {
     );
 }
 
-/// A fake server that sends `script` after reading the client's first bytes;
-/// its address and what it read.
-fn fake(script: &'static [u8]) -> (String, std::thread::JoinHandle<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let handle = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
-        let _ = socket.write_all(b"INFO {\"max_payload\":1048576}\r\n");
-        let mut heard = vec![0; 4096];
-        let n = socket.read(&mut heard).unwrap_or(0);
-        heard.truncate(n);
-        let _ = socket.write_all(script);
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        heard
-    });
-    (address, handle)
-}
-
 async fn open_fake(script: &'static [u8], secret: Option<&str>) -> (Error, Vec<u8>) {
-    let (address, server) = fake(script);
+    let (address, server) = fake_server(b"INFO {\"max_payload\":1048576}\r\n", script);
     let mut grants = Grants::none().allow_tcp(&address).unwrap();
     let mut cfg = json!({ "address": address });
     if let Some(value) = secret {

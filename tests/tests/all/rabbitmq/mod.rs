@@ -3,16 +3,15 @@
 //! headers, at-least-once delivery through ack/nack, dropped sessions and a
 //! killed process, a refused login, denials and a hostile broker.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use sluice::{
     Capability, ConnectorError, Error, ExecuteRequest, FetchRequest, Grants, Record, Session,
 };
 use sluice_tests::rabbitmq::{TestQueue, ADDRESS};
-use sluice_tests::{data, guest, rabbitmq_connector, sluice_bin};
+use sluice_tests::{data, fake_server, guest, kill_mid_stream, rabbitmq_connector, sluice_bin};
 
 fn grants() -> Grants {
     Grants::none().allow_tcp(ADDRESS).expect("grant parses")
@@ -63,7 +62,16 @@ async fn published_records_are_confirmed_and_pika_reads_them_with_their_properti
         .await
         .unwrap();
     assert_eq!(out.affected, 2, "both confirmed");
+    // The channel's delivery tags go on across calls: a second publish on
+    // the same session counts its own confirms only.
+    let more: Vec<Record> = (3..6).map(|n| Record::from_json(&json!({ "n": n }))).collect();
+    let again = session
+        .execute(&ExecuteRequest::new(queue.name.clone(), "publish", more))
+        .await
+        .unwrap();
+    assert_eq!(again.affected, 3);
     let taken = queue.take_all();
+    assert_eq!(taken.len(), 5);
     assert_eq!(taken[0].0, json!({ "n": 1, "tags": ["a"] }));
     assert_eq!(taken[0].1["content_type"], "application/json");
     assert_eq!(taken[0].1["delivery_mode"], 2, "persistent");
@@ -152,34 +160,14 @@ async fn a_killed_sluice_run_loses_nothing() {
         .map(|n| json!({ "n": n, "pad": "x".repeat(1024) }))
         .collect();
     queue.publish(&payloads);
-    let mut child = Command::new(sluice_bin())
-        .args(["run", &guest("sluice_rabbitmq").display().to_string()])
+    let mut run = Command::new(sluice_bin());
+    run.args(["run", &guest("sluice_rabbitmq").display().to_string()])
         .args(["--allow-tcp", ADDRESS, "--config", &config()])
-        .args(["stream", &queue.name, "--batch-size", "7"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed: Vec<Value> = Vec::new();
-    while printed.len() < 20 {
-        let line: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
-        if let Some(data) = line["record"].get("data") {
-            printed.push(data.clone());
-        }
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    for line in lines {
-        let Ok(line) = line else { break };
-        let Ok(line) = serde_json::from_str::<Value>(&line) else {
-            break;
-        };
-        if let Some(data) = line["record"].get("data") {
-            printed.push(data.clone());
-        }
-    }
+        .args(["stream", &queue.name, "--batch-size", "7"]);
+    let printed: Vec<Value> = kill_mid_stream(&mut run, 20)
+        .iter()
+        .map(|r| r["data"].clone())
+        .collect();
     assert!(
         printed.len() < payloads.len(),
         "the kill landed before the end"
@@ -283,15 +271,7 @@ async fn a_hostile_broker_gets_a_typed_error_never_a_trap_or_unbounded_memory() 
         ),
     ];
     for (reply, expected) in cases {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let server = std::thread::spawn(move || {
-            let (mut socket, _) = listener.accept().unwrap();
-            let mut header = [0; 8];
-            let _ = socket.read_exact(&mut header);
-            let _ = socket.write_all(reply);
-            std::thread::sleep(std::time::Duration::from_millis(300));
-        });
+        let (address, server) = fake_server(b"", reply);
         let cfg = json!({ "address": address }).to_string();
         let err = open(&cfg, &Grants::none().allow_tcp(&address).unwrap())
             .await

@@ -1,12 +1,11 @@
 //! `sluice run` consuming Redis: acknowledged after each batch is written,
 //! and nothing lost when the process is killed mid-stream.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use serde_json::{json, Value};
 use sluice_tests::redis::{TestStream, ADDRESS};
-use sluice_tests::{guest, sluice_bin};
+use sluice_tests::{guest, kill_mid_stream, sluice_bin};
 
 use super::{config, drain, grants, open};
 
@@ -84,35 +83,11 @@ async fn a_killed_sluice_run_loses_nothing_the_next_consumer_gets_every_unacked_
         })
         .collect();
     let cfg = config(json!({}));
-    let mut child = run(&stream, &cfg, &[], &["--batch-size", "7"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut printed = Vec::new();
-    while printed.len() < 50 {
-        let line = lines.next().expect("the stream goes on").unwrap();
-        let line: Value = serde_json::from_str(&line).unwrap();
-        if let Some(id) = line["record"]["id"].as_str() {
-            printed.push(id.to_string());
-        }
-    }
-    // The reader stops here; the pipe fills and the writer blocks with a
-    // batch written but not acknowledged. SIGKILL: no chance to clean up.
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    child.kill().unwrap();
-    child.wait().unwrap();
-    // What it wrote before dying is in the pipe still.
-    for line in lines {
-        let Ok(line) = line else { break };
-        let Ok(line) = serde_json::from_str::<Value>(&line) else {
-            break;
-        };
-        if let Some(id) = line["record"]["id"].as_str() {
-            printed.push(id.to_string());
-        }
-    }
+    let printed: Vec<String> =
+        kill_mid_stream(&mut run(&stream, &cfg, &[], &["--batch-size", "7"]), 50)
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
     let pending = stream.pending("g");
     assert!(pending > 0, "the kill landed mid-stream");
     let mut session = open(&cfg, &grants()).await.unwrap();

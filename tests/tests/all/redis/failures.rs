@@ -1,13 +1,12 @@
 //! What goes wrong: no grant, no server, a wrong login, a hostile server, and
 //! a login secret that an upstream or the connector itself echoes.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 
 use serde_json::json;
 use sluice::{Capability, ConnectorError, Error, ExecuteRequest, Grants, Record};
 use sluice_tests::redis::{TestStream, ADDRESS};
-use sluice_tests::{probe, probe_request};
+use sluice_tests::{fake_server, probe, probe_request};
 
 use super::{config, grants, open};
 
@@ -132,26 +131,8 @@ async fn a_secret_the_connector_logs_or_returns_is_redacted() {
     assert!(shown.contains("login with *** refused"), "{shown}");
 }
 
-/// A server that answers every connection with `reply`, once, after reading
-/// whatever the client sent first; returns its address and what it read.
-fn hostile(reply: &'static [u8]) -> (String, std::thread::JoinHandle<Vec<u8>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    let handle = std::thread::spawn(move || {
-        let (mut socket, _) = listener.accept().unwrap();
-        let mut heard = vec![0; 4096];
-        let n = socket.read(&mut heard).unwrap_or(0);
-        heard.truncate(n);
-        let _ = socket.write_all(reply);
-        // Keep the connection open a moment so the client reads the reply, not a reset.
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        heard
-    });
-    (address, handle)
-}
-
 async fn open_against(reply: &'static [u8], secret: Option<&str>) -> (Error, Vec<u8>) {
-    let (address, server) = hostile(reply);
+    let (address, server) = fake_server(b"", reply);
     let mut grants = Grants::none().allow_tcp(&address).unwrap();
     let mut cfg = json!({ "address": address });
     if let Some(value) = secret {
