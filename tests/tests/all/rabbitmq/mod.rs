@@ -64,7 +64,9 @@ async fn published_records_are_confirmed_and_pika_reads_them_with_their_properti
     assert_eq!(out.affected, 2, "both confirmed");
     // The channel's delivery tags go on across calls: a second publish on
     // the same session counts its own confirms only.
-    let more: Vec<Record> = (3..6).map(|n| Record::from_json(&json!({ "n": n }))).collect();
+    let more: Vec<Record> = (3..6)
+        .map(|n| Record::from_json(&json!({ "n": n })))
+        .collect();
     let again = session
         .execute(&ExecuteRequest::new(queue.name.clone(), "publish", more))
         .await
