@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 
 use crate::net::Deadlines;
-use crate::{Batch, ConnectorError, Record, Result};
+use crate::{Batch, ConnectorError, FetchRequest, Record, Result};
 
 /// How a consuming stream waits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,28 @@ impl Wait {
             block: Duration::from_millis(block_ms),
             end_when_idle,
         })
+    }
+
+    /// [`Wait::from_options`] for a stream request that consumes `what` (a
+    /// queue, a subscription): one that asks for filters, sort or fields is
+    /// refused, as a broker hands messages out in its own order, whole.
+    ///
+    /// # Errors
+    ///
+    /// `unsupported` for filters, sort or fields; else as [`Wait::from_options`].
+    pub fn for_request(
+        req: &FetchRequest,
+        block_ms: u64,
+        end_when_idle: bool,
+        extra: &[&str],
+        what: &str,
+    ) -> Result<Self> {
+        if !req.filters.is_empty() || !req.sort.is_empty() || !req.fields.is_empty() {
+            return Err(ConnectorError::Unsupported(format!(
+                "filters, sort and fields on {what}"
+            )));
+        }
+        Self::from_options(block_ms, end_when_idle, req.options.as_deref(), extra)
     }
 
     /// Call `step` until it says something arrived (`true`) or `block` has

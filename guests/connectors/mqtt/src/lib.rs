@@ -276,16 +276,12 @@ impl Session for MqttSession {
         req: FetchRequest,
         _checkpoint: Option<String>,
     ) -> Result<Box<dyn RecordStream>> {
-        if !req.filters.is_empty() || !req.sort.is_empty() || !req.fields.is_empty() {
-            return Err(ConnectorError::Unsupported(
-                "filters, sort and fields on an MQTT subscription".into(),
-            ));
-        }
-        let wait = Wait::from_options(
+        let wait = Wait::for_request(
+            &req,
             self.config.block_ms,
             self.config.end_when_idle,
-            req.options.as_deref(),
             &[],
+            "an MQTT subscription",
         )?;
         Ok(Box::new(Subscription::start(
             self.config.clone(),

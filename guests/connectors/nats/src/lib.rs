@@ -296,18 +296,14 @@ impl Session for NatsSession {
         req: FetchRequest,
         _checkpoint: Option<String>,
     ) -> Result<Box<dyn RecordStream>> {
-        if !req.filters.is_empty() || !req.sort.is_empty() || !req.fields.is_empty() {
-            return Err(ConnectorError::Unsupported(
-                "filters, sort and fields on a consumed NATS stream".into(),
-            ));
-        }
-        let options = queue::stream_options(req.options.as_deref(), &["filter_subject"])?;
-        let wait = Wait::from_options(
+        let wait = Wait::for_request(
+            &req,
             self.config.block_ms,
             self.config.end_when_idle,
-            req.options.as_deref(),
             &["filter_subject"],
+            "a consumed NATS stream",
         )?;
+        let options = queue::stream_options(req.options.as_deref(), &["filter_subject"])?;
         let filter_subject = match options.get("filter_subject") {
             None => None,
             Some(value) => Some(value.as_str().ok_or_else(|| {

@@ -226,16 +226,12 @@ impl Session for RabbitSession {
         req: FetchRequest,
         _checkpoint: Option<String>,
     ) -> Result<Box<dyn RecordStream>> {
-        if !req.filters.is_empty() || !req.sort.is_empty() || !req.fields.is_empty() {
-            return Err(ConnectorError::Unsupported(
-                "filters, sort and fields on a consumed queue".into(),
-            ));
-        }
-        let wait = Wait::from_options(
+        let wait = Wait::for_request(
+            &req,
             self.config.block_ms,
             self.config.end_when_idle,
-            req.options.as_deref(),
             &[],
+            "a consumed queue",
         )?;
         Ok(Box::new(Consumer::start(
             &self.config,

@@ -303,17 +303,13 @@ impl Session for RedisSession {
         req: FetchRequest,
         _checkpoint: Option<String>,
     ) -> Result<Box<dyn RecordStream>> {
-        if !req.filters.is_empty() || !req.sort.is_empty() || !req.fields.is_empty() {
-            return Err(ConnectorError::Unsupported(
-                "filters, sort and fields on a consumed Redis stream".into(),
-            ));
-        }
         let config = &self.config;
-        let wait = Wait::from_options(
+        let wait = Wait::for_request(
+            &req,
             config.block_ms,
             config.end_when_idle,
-            req.options.as_deref(),
             &[],
+            "a consumed Redis stream",
         )?;
         let spec = Consume {
             key: req.resource,
