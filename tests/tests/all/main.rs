@@ -15,6 +15,7 @@ mod nats;
 mod net;
 mod postgres;
 mod postgres_fidelity;
+mod queues;
 mod rabbitmq;
 mod redis;
 mod rest;

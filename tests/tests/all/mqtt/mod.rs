@@ -7,9 +7,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
-use sluice::{
-    Capability, ConnectorError, Error, ExecuteRequest, FetchRequest, Grants, Record, Session,
-};
+use sluice::{ConnectorError, Error, ExecuteRequest, FetchRequest, Grants, Record, Session};
 use sluice_tests::mqtt::{TestTopic, ADDRESS};
 use sluice_tests::{data, fake_server, guest, kill_mid_stream, mqtt_connector, sluice_bin};
 
@@ -160,31 +158,6 @@ async fn a_killed_sluice_run_loses_nothing() {
         }
     }
     assert!(back.len() < sent.len(), "acks before the kill held");
-}
-
-#[tokio::test]
-async fn an_ungranted_or_absent_broker_is_denied_or_unavailable() {
-    let topic = TestTopic::new();
-    let err = open(&config(&topic), &Grants::none()).await.unwrap_err();
-    let Error::Denied(denial) = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(denial.capability, Capability::Tcp);
-    assert_eq!(denial.grant, format!("--allow-tcp {ADDRESS}"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let cfg = json!({ "address": address, "client_id": "x" }).to_string();
-    let err = open(&cfg, &Grants::none().allow_tcp(&address).unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Connector(ConnectorError::Unavailable(_))),
-        "{err:?}"
-    );
 }
 
 /// A fake broker that answers the CONNECT with `reply`.

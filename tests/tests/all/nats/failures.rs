@@ -1,41 +1,11 @@
-//! What goes wrong: no grant, no server, a refused login, a hostile server.
-
-use std::net::TcpListener;
+//! What goes wrong: a refused login, a hostile server. (No grant and no
+//! server: `queues.rs`, for every queue connector.)
 
 use serde_json::json;
-use sluice::{Capability, ConnectorError, Error, Grants};
+use sluice::{ConnectorError, Error, Grants};
 use sluice_tests::fake_server;
-use sluice_tests::nats::ADDRESS;
 
-use super::{config, open};
-
-#[tokio::test]
-async fn an_ungranted_address_is_denied_naming_the_grant() {
-    let err = open(&config(json!({})), &Grants::none()).await.unwrap_err();
-    let Error::Denied(denial) = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(denial.capability, Capability::Tcp);
-    assert_eq!(denial.grant, format!("--allow-tcp {ADDRESS}"));
-}
-
-#[tokio::test]
-async fn a_server_that_is_not_there_is_unavailable() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let grants = Grants::none().allow_tcp(&address).unwrap();
-    let err = open(&config(json!({ "address": address })), &grants)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Connector(ConnectorError::Unavailable(m)) if m.contains(&address)),
-        "{err:?}"
-    );
-}
+use super::open;
 
 async fn open_fake(script: &'static [u8], secret: Option<&str>) -> (Error, Vec<u8>) {
     let (address, server) = fake_server(b"INFO {\"max_payload\":1048576}\r\n", script);

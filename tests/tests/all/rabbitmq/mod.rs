@@ -3,13 +3,10 @@
 //! headers, at-least-once delivery through ack/nack, dropped sessions and a
 //! killed process, a refused login, denials and a hostile broker.
 
-use std::net::TcpListener;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use sluice::{
-    Capability, ConnectorError, Error, ExecuteRequest, FetchRequest, Grants, Record, Session,
-};
+use sluice::{ConnectorError, Error, ExecuteRequest, FetchRequest, Grants, Record, Session};
 use sluice_tests::rabbitmq::{TestQueue, ADDRESS};
 use sluice_tests::{data, fake_server, guest, kill_mid_stream, rabbitmq_connector, sluice_bin};
 
@@ -227,30 +224,6 @@ async fn a_wrong_password_is_denied_and_a_missing_queue_is_not_found() {
     );
     // The session's connection recovers for the next call.
     session.health().await.unwrap();
-}
-
-#[tokio::test]
-async fn an_ungranted_or_absent_broker_is_denied_or_unavailable() {
-    let err = open(&config(), &Grants::none()).await.unwrap_err();
-    let Error::Denied(denial) = &err else {
-        panic!("{err:?}")
-    };
-    assert_eq!(denial.capability, Capability::Tcp);
-    assert_eq!(denial.grant, format!("--allow-tcp {ADDRESS}"));
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let address = format!("127.0.0.1:{port}");
-    let cfg = json!({ "address": address }).to_string();
-    let err = open(&cfg, &Grants::none().allow_tcp(&address).unwrap())
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, Error::Connector(ConnectorError::Unavailable(_))),
-        "{err:?}"
-    );
 }
 
 #[tokio::test]
