@@ -183,6 +183,13 @@ fn connect(address: &str, deadlines: Deadlines) -> Result<TcpStream> {
     for target in targets {
         match TcpStream::connect_timeout(&target, deadlines.connect) {
             Ok(stream) => {
+                // On wasip2 a refused connect can come back as Ok; the
+                // refusal shows when asking for the peer, so ask now rather
+                // than at the first read.
+                if let Err(e) = stream.peer_addr() {
+                    last = Some(stream.take_error().ok().flatten().unwrap_or(e));
+                    continue;
+                }
                 let configured = stream
                     .set_read_timeout(Some(deadlines.read))
                     .and_then(|()| stream.set_write_timeout(Some(deadlines.write)))

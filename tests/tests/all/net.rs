@@ -152,3 +152,19 @@ async fn an_ungranted_address_is_denied_naming_the_grant() {
         other => panic!("the connector should say denied, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_refused_connect_is_unavailable_when_the_connection_opens() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    // No bytes exchanged: the refusal must show at `open`, not at the first read.
+    let err = exchange(&addr, "", 0, 16, false).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Connector(ConnectorError::Unavailable(m)) if m.contains("connecting to") && m.contains(&addr)),
+        "{err:?}"
+    );
+}

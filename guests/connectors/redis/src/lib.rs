@@ -148,7 +148,8 @@ impl Config {
         if self.database != 0 {
             client.call(&[b"SELECT", self.database.to_string().as_bytes()])?;
         }
-        // A connect can look done before the peer answered: make it answer.
+        // `open` fails now, not at the first call, when the server does not
+        // answer as Redis does.
         match client.call(&[b"PING"])? {
             Reply::Status(pong) if pong == "PONG" => Ok(client),
             other => Err(resp::unexpected("PING", &other)),
