@@ -272,3 +272,50 @@ pub fn kill_mid_stream(
     }
     printed
 }
+
+/// Run a Python `script` that drives a broker with its own client library
+/// (installed by `make pytools`), its arguments `args` as JSON on stdin, and
+/// parse what it prints as JSON. A script prints `{"unreachable": …}` when
+/// it cannot reach the broker.
+///
+/// # Panics
+///
+/// When the library `module` is missing, the broker is unreachable
+/// (`unreachable` says how to start it) or the script fails.
+pub fn broker_script(
+    script: &str,
+    args: &serde_json::Value,
+    module: &str,
+    unreachable: &str,
+) -> serde_json::Value {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(pytools_python())
+        .args(["-c", script])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python runs");
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin
+        .write_all(args.to_string().as_bytes())
+        .expect("arguments written");
+    drop(stdin);
+    let out = child.wait_with_output().expect("python ends");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains(&format!("No module named '{module}'")),
+        "the Python module `{module}` is missing: run `rm -rf target/pytools && make pytools`"
+    );
+    assert!(
+        !stdout.contains("\"unreachable\""),
+        "{unreachable} ({stdout})"
+    );
+    assert!(
+        out.status.success(),
+        "the {module} script failed: {stderr}\n{script}"
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}

@@ -2,8 +2,6 @@
 //! own Python client (nats-py, installed by `make pytools`). Each test uses a
 //! stream (and subjects) of its own, deleted on drop.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
@@ -33,35 +31,15 @@ pub fn py(body: &str, args: &Value) -> Value {
     let script = format!(
         "{PRELUDE}\n{body}\nasync def run():\n    nc = await connect()\n    try:\n        print(json.dumps(await main(nc, nc.jetstream())))\n    finally:\n        await nc.close()\nasyncio.run(run())\n"
     );
-    let mut child = Command::new(crate::pytools_python())
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(args.to_string().as_bytes())
-        .expect("arguments written");
-    drop(stdin);
-    let out = child.wait_with_output().expect("python ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'nats'"),
-        "nats-py is missing: run `rm -rf target/pytools && make pytools`"
-    );
-    assert!(
-        !stdout.contains("\"unreachable\""),
-        "NATS is not reachable at {ADDRESS} ({stdout}): these tests need a real server with \
-         JetStream; install and start it (Debian: apt-get install nats-server; nats-server -js)"
-    );
-    assert!(
-        out.status.success(),
-        "nats-py script failed: {stderr}\n{body}"
-    );
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    crate::broker_script(
+        &script,
+        args,
+        "nats",
+        &format!(
+            "NATS is not reachable at {ADDRESS}: these tests need a real server with JetStream; \
+             install and start it (Debian: apt-get install nats-server; nats-server -js)"
+        ),
+    )
 }
 
 /// A JetStream stream of its own, on subject `<name>.>`; deleted when dropped.

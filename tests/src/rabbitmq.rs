@@ -2,8 +2,6 @@
 //! client library most of its users reach for, pika (installed by `make
 //! pytools`). Each test uses a queue of its own, deleted on drop.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use serde_json::{json, Value};
@@ -31,33 +29,16 @@ ch = conn.channel()
 /// When pika is missing or RabbitMQ is unreachable, saying how to fix it.
 pub fn py(body: &str, args: &Value) -> Value {
     let script = format!("{PRELUDE}\nOUT = None\n{body}\nconn.close()\nprint(json.dumps(OUT))\n");
-    let mut child = Command::new(crate::pytools_python())
-        .args(["-c", &script])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python runs");
-    let mut stdin = child.stdin.take().expect("stdin");
-    stdin
-        .write_all(args.to_string().as_bytes())
-        .expect("arguments written");
-    drop(stdin);
-    let out = child.wait_with_output().expect("python ends");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("No module named 'pika'"),
-        "pika is missing: run `rm -rf target/pytools && make pytools`"
-    );
-    assert!(
-        !stdout.contains("\"unreachable\""),
-        "RabbitMQ is not reachable at {ADDRESS} ({stdout}): these tests need a real broker with \
-         the guest/guest login; install and start it (Debian: apt-get install rabbitmq-server && \
-         service rabbitmq-server start)"
-    );
-    assert!(out.status.success(), "pika script failed: {stderr}\n{body}");
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    crate::broker_script(
+        &script,
+        args,
+        "pika",
+        &format!(
+            "RabbitMQ is not reachable at {ADDRESS}: these tests need a real broker with the \
+             guest/guest login; install and start it (Debian: apt-get install rabbitmq-server && \
+             service rabbitmq-server start)"
+        ),
+    )
 }
 
 /// A durable queue of its own; deleted when dropped.
