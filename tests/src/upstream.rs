@@ -5,7 +5,10 @@
 //! chunked, no length), `/stall` (headers, then nothing),
 //! `/flaky?id=ID&fail=N[&status=S][&retry_after=R]` (status S, default 503,
 //! with `Retry-After: R` when given, for the first N requests of ID; then
-//! 200 "ok"). Every request is counted per `id` ([`Upstream::hits`]).
+//! 200 "ok"), `/close` (200 "bye" with `Connection: close`, and the
+//! connection closed after it). Every request is counted per `id`
+//! ([`Upstream::hits`]), every accepted connection too
+//! ([`Upstream::connections`]).
 //!
 //! Auth routes answer 200 "welcome" with the right credentials and 401
 //! otherwise: `/auth/bearer` (`Bearer s3cret-token`), `/auth/basic`
@@ -48,6 +51,7 @@ pub struct Upstream {
     pub addr: SocketAddr,
     hits: Hits,
     tokens: Arc<Mutex<Tokens>>,
+    accepted: Arc<std::sync::atomic::AtomicU32>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -86,11 +90,14 @@ impl Upstream {
             ..Tokens::default()
         }));
         let shared_tokens = Arc::clone(&tokens);
+        let accepted = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counted = Arc::clone(&accepted);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let hits = Arc::clone(&shared);
                 let tokens = Arc::clone(&shared_tokens);
                 tokio::spawn(async move {
@@ -107,8 +114,14 @@ impl Upstream {
             addr,
             hits,
             tokens,
+            accepted,
             task,
         }
+    }
+
+    /// How many TCP connections it accepted.
+    pub fn connections(&self) -> u32 {
+        self.accepted.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// OAuth2 tokens issued so far.
@@ -226,6 +239,10 @@ async fn route(
     };
     Ok(match req.uri().path() {
         "/hello" => full(200, b"hello".to_vec()),
+        "/close" => Response::builder()
+            .header("connection", "close")
+            .body(Full::new(Bytes::from_static(b"bye")).boxed())
+            .expect("response"),
         "/redirect" => {
             let to = query(&req, "to").unwrap_or_default();
             Response::builder()

@@ -8,6 +8,7 @@ mod file_connector;
 mod graphql;
 mod hostile;
 mod http;
+mod http_pool;
 mod loading;
 mod mqtt;
 mod mysql;

@@ -8,11 +8,9 @@
 //! unless the grant opts in (`allow_private_addresses`). An address written
 //! literally in a grant was granted on purpose and is not re-checked.
 //!
-//! For `http://` the host connects to the very address it checked (the
-//! request keeps its `Host` header), so a second, different answer cannot be
-//! slipped in. For `https://` the connection re-resolves the name; the TLS
-//! handshake then has to prove the granted name, so an internal service is
-//! reachable only if it holds a valid certificate for that name.
+//! The host connects to the very address it checked (an `http://` request
+//! keeps its `Host` header; an `https://` handshake must still prove the
+//! granted name), so a second, different answer cannot be slipped in.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

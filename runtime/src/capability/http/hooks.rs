@@ -101,8 +101,8 @@ impl HttpPolicy {
                 address::pin(&mut request, target);
             }
             let can_retry = retryable && attempt < self.retry.max_attempts;
-            match wasmtime_wasi_http::default_send_request(request, Some(options)).await {
-                Ok((mut response, io)) => {
+            match state.connections.send(request, options, target).await {
+                Ok(mut response) => {
                     // What the host added never comes back to the guest in a header.
                     injected.scrub(response.headers_mut());
                     let status = response.status().as_u16();
@@ -133,8 +133,7 @@ impl HttpPolicy {
                             continue;
                         }
                     }
-                    let response = response.map(BodyExt::boxed_unsync);
-                    return Ok((response, Box::new(io), Arc::clone(&state)));
+                    return Ok((response, Arc::clone(&state)));
                 }
                 Err(err) => {
                     let connect_failure = matches!(
@@ -178,9 +177,8 @@ type IoFuture = Box<dyn std::future::Future<Output = Result<(), HttpError>> + Se
 /// A response and its connection future.
 type Sent = (http::Response<WasiBody>, IoFuture);
 
-/// A response as it came from upstream, its connection future, and the
-/// origin's state (its byte counter).
-type Received = (http::Response<WasiBody>, IoFuture, Arc<OriginState>);
+/// A response as it came from upstream and the origin's state (its byte counter).
+type Received = (http::Response<WasiBody>, Arc<OriginState>);
 
 type SendFuture = Box<dyn std::future::Future<Output = Result<Sent, HttpError>> + Send>;
 
@@ -222,7 +220,7 @@ impl WasiHttpHooks for HttpHooks {
                     .and_then(|v| v.parse::<u64>().ok())
             };
             let origin = origin_of(request.uri());
-            let (response, io, state) = match policy.send(request, options, target).await {
+            let (response, state) = match policy.send(request, options, target).await {
                 Ok(sent) => sent,
                 Err(err) => {
                     let wait = match err {
@@ -256,6 +254,8 @@ impl WasiHttpHooks for HttpHooks {
                     policy.max_response_bytes,
                 )));
             }
+            // The pool drives its connections; nothing is left for wasmtime to drive.
+            let io: IoFuture = Box::new(async { Ok(()) });
             Ok((response, io))
         })
     }

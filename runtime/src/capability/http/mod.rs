@@ -32,15 +32,18 @@
 //!    reserved, and IPv4-mapped or NAT64 forms of any of these are denied
 //!    unless the grant sets `allow_private_addresses` (and, on a server, the
 //!    tenant's ceiling allows it). DNS must not turn an outside origin into a
-//!    door to the host's own network, nor rebinding into a second answer: for
-//!    `http://` the host connects to the very address it checked; for
-//!    `https://` the TLS handshake must prove the granted name. An address
+//!    door to the host's own network, nor rebinding into a second answer: the
+//!    host connects to the very address it checked, and for `https://` the
+//!    TLS handshake must also prove the granted name. An address
 //!    written literally in a grant was granted on purpose and is not
 //!    re-checked.
 //! 3. **Credentials and protection.** Only then are credentials injected
 //!    ([`auth`]; the host contacts an OAuth2 `token_url` only when its origin
 //!    is granted too) and the rate limit, breaker and retries applied.
 //! 4. **Response.** No redirect is followed; the body is capped.
+//!
+//! Connections are kept alive per grant and origin ([`pool`]) and reused
+//! only by the same grant's sessions, after a response was read to its end.
 
 pub mod address;
 pub mod auth;
@@ -48,6 +51,7 @@ mod hooks;
 mod injected;
 mod origin;
 mod policy;
+pub mod pool;
 pub mod resilience;
 
 pub(crate) use hooks::HttpHooks;

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use super::pool::ConnectionPool;
+
 /// Token-bucket rate limit: `rps` requests per second, bursts up to `burst`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -205,6 +207,8 @@ pub struct OriginState {
     pub counters: OriginCounters,
     bucket: Mutex<Bucket>,
     breaker: Mutex<Breaker>,
+    /// Its keep-alive connections.
+    pub(crate) connections: Arc<ConnectionPool>,
 }
 
 /// The breaker refused a request; retry after this long.
@@ -223,6 +227,7 @@ impl OriginState {
                 state: BreakerState::Closed,
                 consecutive_failures: 0,
             }),
+            connections: Arc::default(),
         }
     }
 

@@ -1,0 +1,429 @@
+//! Keep-alive connections, kept per grant and origin.
+//!
+//! Every [`OriginState`](super::resilience::OriginState) — one per origin of
+//! one grant, shared by the grant's sessions and by nobody else — owns a
+//! [`ConnectionPool`]. A request takes an idle connection to the same
+//! address when one is there and opens one otherwise; the connection goes
+//! back to the pool only when the guest has read the response to its end
+//! (a body dropped early closes it, so no half-read response can leak into
+//! the next request). At most [`MAX_IDLE_PER_ORIGIN`] connections wait,
+//! each for at most [`IDLE_TIMEOUT`]. For `https://` the pool's one TLS
+//! configuration keeps the sessions it was given, so a new connection to the
+//! same server resumes instead of a full handshake.
+//!
+//! A connection the server closed while it waited is noticed before the
+//! request goes out (hyper hands the unsent request back) and the request
+//! goes out on a fresh connection, whatever its method: nothing was sent.
+//!
+//! The connection is made to the address the host checked (see
+//! [`address`](super::address)): for `https://` too, where the TLS handshake
+//! must still prove the granted name.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper::client::conn::http1::SendRequest;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody};
+
+use super::policy::{
+    DEFAULT_BETWEEN_BYTES_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_FIRST_BYTE_TIMEOUT,
+};
+
+/// Most connections one origin of one grant keeps waiting.
+pub const MAX_IDLE_PER_ORIGIN: usize = 32;
+/// How long an unused connection is kept.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The idle connections of one origin of one grant.
+#[derive(Default)]
+pub(crate) struct ConnectionPool {
+    idle: Mutex<Idle>,
+    tls: OnceLock<Arc<rustls::ClientConfig>>,
+}
+
+#[derive(Default)]
+struct Idle {
+    connections: Vec<Waiting>,
+    /// Whether a task is sweeping out connections idle too long.
+    sweeping: bool,
+}
+
+struct Waiting {
+    endpoint: Endpoint,
+    sender: SendRequest<WasiBody>,
+    since: Instant,
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        f.debug_struct("ConnectionPool")
+            .field("idle", &idle.connections.len())
+            .finish()
+    }
+}
+
+/// Where a connection goes: the address dialled, and the name TLS must prove.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Endpoint {
+    dial: String,
+    tls_name: Option<String>,
+}
+
+impl Endpoint {
+    fn of(uri: &http::Uri, target: Option<SocketAddr>) -> Result<Self, HttpError> {
+        let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
+        let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        let dial = match target {
+            Some(address) => address.to_string(),
+            None => format!("{}:{port}", authority.host()),
+        };
+        Ok(Self {
+            dial,
+            tls_name: tls.then(|| authority.host().to_string()),
+        })
+    }
+}
+
+impl ConnectionPool {
+    /// Send `request` on a waiting connection to its endpoint, or on a new one.
+    /// `target` is the checked address a granted name resolved to.
+    pub(crate) async fn send(
+        self: &Arc<Self>,
+        mut request: http::Request<WasiBody>,
+        options: RequestOptions,
+        target: Option<SocketAddr>,
+    ) -> Result<http::Response<WasiBody>, HttpError> {
+        let endpoint = Endpoint::of(request.uri(), target)?;
+        // The request line carries the path only (no proxy in between).
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse::<http::Uri>()
+            .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+        *request.uri_mut() = path;
+        let first_byte = options
+            .first_byte_timeout
+            .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
+        while let Some(mut sender) = self.take(&endpoint) {
+            if sender.ready().await.is_err() {
+                continue;
+            }
+            match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
+                Ok(Ok(response)) => return Ok(self.wrap(response, sender, endpoint, options)),
+                Err(_) => return Err(HttpError::ConnectionReadTimeout),
+                Ok(Err(mut failed)) => match failed.take_message() {
+                    // Closed before anything was written: nothing was sent.
+                    Some(unsent) => request = unsent,
+                    None => return Err(failed.into_error().into()),
+                },
+            }
+        }
+        let mut sender = self.connect(&endpoint, options).await?;
+        match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
+            Ok(Ok(response)) => Ok(self.wrap(response, sender, endpoint, options)),
+            Err(_) => Err(HttpError::ConnectionReadTimeout),
+            Ok(Err(failed)) => Err(failed.into_error().into()),
+        }
+    }
+
+    /// How many connections wait.
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .connections
+            .len()
+    }
+
+    fn take(&self, endpoint: &Endpoint) -> Option<SendRequest<WasiBody>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        idle.connections
+            .retain(|w| !w.sender.is_closed() && now.duration_since(w.since) < IDLE_TIMEOUT);
+        // The most recently used first: the likeliest to be still open.
+        let at = idle
+            .connections
+            .iter()
+            .rposition(|w| &w.endpoint == endpoint)?;
+        Some(idle.connections.remove(at).sender)
+    }
+
+    fn give_back(self: &Arc<Self>, endpoint: Endpoint, sender: SendRequest<WasiBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.connections.len() >= MAX_IDLE_PER_ORIGIN {
+            // The oldest goes; dropping its sender closes it.
+            idle.connections.remove(0);
+        }
+        idle.connections.push(Waiting {
+            endpoint,
+            sender,
+            since: Instant::now(),
+        });
+        if !idle.sweeping {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                idle.sweeping = true;
+                runtime.spawn(sweep(Arc::downgrade(self)));
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        options: RequestOptions,
+    ) -> Result<SendRequest<WasiBody>, HttpError> {
+        let connect_timeout = options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        let tcp =
+            match tokio::time::timeout(connect_timeout, TcpStream::connect(&endpoint.dial)).await {
+                Ok(Ok(tcp)) => tcp,
+                Ok(Err(err)) => return Err(HttpError::Connect(err)),
+                Err(_) => return Err(HttpError::ConnectionTimeout),
+            };
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Stream> = match &endpoint.tls_name {
+            Some(name) => {
+                let name = rustls::pki_types::ServerName::try_from(name.trim_matches(['[', ']']))
+                    .map_err(|_| HttpError::HttpRequestUriInvalid)?
+                    .to_owned();
+                let connector = tokio_rustls::TlsConnector::from(Arc::clone(self.tls_config()));
+                match tokio::time::timeout(connect_timeout, connector.connect(name, tcp)).await {
+                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Err(err)) => return Err(HttpError::Tls(err)),
+                    Err(_) => return Err(HttpError::ConnectionTimeout),
+                }
+            }
+            None => Box::new(tcp),
+        };
+        let (sender, connection) = tokio::time::timeout(
+            connect_timeout,
+            hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
+        )
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)??;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!("pooled HTTP connection ended: {err}");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn tls_config(&self) -> &Arc<rustls::ClientConfig> {
+        self.tls.get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+            };
+            Arc::new(
+                rustls::ClientConfig::builder()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth(),
+            )
+        })
+    }
+
+    fn wrap(
+        self: &Arc<Self>,
+        response: http::Response<hyper::body::Incoming>,
+        sender: SendRequest<WasiBody>,
+        endpoint: Endpoint,
+        options: RequestOptions,
+    ) -> http::Response<WasiBody> {
+        let between = options
+            .between_bytes_timeout
+            .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT)
+            .max(Duration::from_nanos(1));
+        response.map(|incoming| {
+            let mut timeout = tokio::time::interval(between);
+            timeout.reset();
+            PooledBody {
+                incoming,
+                timeout,
+                ended: false,
+                connection: Some((Arc::clone(self), endpoint, sender)),
+            }
+            .boxed_unsync()
+        })
+    }
+}
+
+/// Drop connections idle longer than [`IDLE_TIMEOUT`] until none is left.
+async fn sweep(pool: Weak<ConnectionPool>) {
+    loop {
+        tokio::time::sleep(IDLE_TIMEOUT / 2).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        idle.connections
+            .retain(|w| !w.sender.is_closed() && now.duration_since(w.since) < IDLE_TIMEOUT);
+        if idle.connections.is_empty() {
+            idle.sweeping = false;
+            return;
+        }
+    }
+}
+
+trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+/// A response body that fails after the between-bytes timeout and gives its
+/// connection back to the pool once read to the end.
+struct PooledBody {
+    incoming: hyper::body::Incoming,
+    timeout: tokio::time::Interval,
+    ended: bool,
+    connection: Option<(Arc<ConnectionPool>, Endpoint, SendRequest<WasiBody>)>,
+}
+
+impl Body for PooledBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        match Pin::new(&mut self.incoming).poll_frame(cx) {
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(err))) => {
+                // The connection is in no state to carry another request.
+                self.connection = None;
+                Poll::Ready(Some(Err(if err.is_timeout() {
+                    HttpError::HttpResponseTimeout
+                } else {
+                    HttpError::from(err)
+                })))
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                self.timeout.reset();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Pending => {
+                std::task::ready!(self.timeout.poll_tick(cx));
+                self.connection = None;
+                Poll::Ready(Some(Err(HttpError::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.incoming.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.incoming.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if let Some((pool, endpoint, sender)) = self.connection.take() {
+            if self.ended || self.incoming.is_end_stream() {
+                pool.give_back(endpoint, sender);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use http_body_util::{BodyExt, Empty, Full};
+
+    use super::*;
+
+    /// A keep-alive HTTP/1.1 server answering "ok"; counts its connections.
+    async fn server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req| async {
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"ok"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    fn get(addr: SocketAddr) -> http::Request<WasiBody> {
+        let body = Empty::<Bytes>::new()
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let mut request = http::Request::new(body);
+        *request.uri_mut() = format!("http://{addr}/").parse().unwrap();
+        request
+            .headers_mut()
+            .insert(http::header::HOST, addr.to_string().parse().unwrap());
+        request
+    }
+
+    async fn read(pool: Arc<ConnectionPool>, addr: SocketAddr) -> Bytes {
+        let response = pool
+            .send(get(addr), RequestOptions::default(), None)
+            .await
+            .unwrap();
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    #[tokio::test]
+    async fn at_most_the_bound_waits_and_waiting_connections_are_reused() {
+        let (addr, accepted) = server().await;
+        let pool = Arc::new(ConnectionPool::default());
+        // Requests in flight at once each need a connection of their own.
+        let in_flight = MAX_IDLE_PER_ORIGIN + 8;
+        let mut responses = Vec::new();
+        for _ in 0..in_flight {
+            responses.push(
+                pool.send(get(addr), RequestOptions::default(), None)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for response in responses {
+            assert_eq!(
+                response.into_body().collect().await.unwrap().to_bytes(),
+                "ok"
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), in_flight);
+        assert_eq!(pool.idle(), MAX_IDLE_PER_ORIGIN, "the rest were closed");
+        for _ in 0..100 {
+            assert_eq!(read(Arc::clone(&pool), addr).await, "ok");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            in_flight,
+            "one after another, the requests reused a waiting connection"
+        );
+    }
+}
