@@ -284,6 +284,7 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             policy: &s.sql,
             denials: &s.denials,
             expiries: &s.expiries,
+            forwarded: &mut s.forwarded,
         }
     })?;
     Ok(linker)

@@ -105,6 +105,7 @@ impl Session {
             denials: denials.clone(),
             expiries: expiries.clone(),
             sql: grants.sql.clone(),
+            forwarded: Default::default(),
             secrets: grants.secrets.clone(),
         };
         let mut store = Store::new(runtime.engine(), state);
@@ -413,9 +414,31 @@ impl RecordStream<'_> {
     /// As [`Session::health`].
     pub async fn next(&mut self, max: u32) -> Result<Option<Batch>, Error> {
         let handle = self.handle()?;
-        self.session
+        // Records the connector forwards from a database row stream during
+        // the call come first (they never entered the guest), then its own.
+        self.session.store.data_mut().forwarded.open(max);
+        let returned = self
+            .session
             .call(async |api, store| api.record_stream().call_next(store, handle, max).await)
-            .await
+            .await;
+        let forwarded = self.session.store.data_mut().forwarded.close();
+        let returned = returned?;
+        if forwarded.is_empty() {
+            return Ok(returned);
+        }
+        match returned {
+            Some(mut batch) => {
+                let own = std::mem::replace(&mut batch.records, forwarded);
+                batch.records.extend(own);
+                Ok(Some(batch))
+            }
+            // The connector forwarded records, then said the stream ended:
+            // the records still arrive (without a checkpoint), then the end.
+            None => Ok(Some(Batch {
+                records: forwarded,
+                checkpoint: None,
+            })),
+        }
     }
 
     /// Acknowledge delivered records by id: the connector settles them at

@@ -11,7 +11,7 @@ use crate::capability::denial::{Denials, Expiries};
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
 use crate::capability::secrets::SocketSecrets;
-use crate::capability::sql::SqlPolicy;
+use crate::capability::sql::{ForwardedRecords, SqlPolicy};
 use crate::limits::StoreLimiter;
 
 /// The `T` of `Store<T>` for every connector store.
@@ -25,6 +25,8 @@ pub(crate) struct HostState {
     pub denials: Denials,
     pub expiries: Expiries,
     pub sql: SqlPolicy,
+    /// Records the guest forwarded from a row stream during `record-stream.next`.
+    pub forwarded: ForwardedRecords,
     pub secrets: SocketSecrets,
 }
 

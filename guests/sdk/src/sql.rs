@@ -5,10 +5,13 @@
 //! `Connection::dialect` says which database the grant names: `postgres`
 //! (placeholders `$1..$n`) or `mysql` (MySQL and MariaDB, placeholders `?`).
 //! Each row arrives as a JSON array of the values' JSON text, in the host's
-//! mapping for that database (see the README's "Grants").
+//! mapping for that database (see the README's "Grants"). A stream can
+//! instead have the host render its rows as records of a [`RecordShape`]
+//! and pass them on to the caller itself ([`RowStream::forward_records`]):
+//! the rows never enter the guest.
 
 pub use crate::bindings::sluice::connector::sql::{
-    Column, Connection, DbError, RowSet, RowStream, SqlError, Transaction,
+    Column, Connection, DbError, Forwarded, RecordShape, RowSet, RowStream, SqlError, Transaction,
 };
 use crate::ConnectorError;
 

@@ -19,3 +19,10 @@ pub mod write;
 pub use dialect::Dialect;
 pub use session::{Catalog, TableSession};
 pub use table::{Accept, Bind, Column, Read, Table};
+
+/// Rows a stream reads from the database at a time unless the connector's
+/// `fetch_size` says otherwise: large enough that a million rows take a few
+/// hundred round trips, small enough to hold two batches in memory.
+pub fn default_fetch_size() -> u32 {
+    5000
+}

@@ -1,13 +1,12 @@
 //! Reads: `fetch` (a page, by offset or keyset cursor, with an optional
 //! total count) and `stream` (a result read in batches, the last row's key
 //! as checkpoint), with records built by splicing each value's JSON text as
-//! the host wrote it, never parsed and printed again.
-
-use std::collections::VecDeque;
+//! the host wrote it, never parsed and printed again (for a stream, the host
+//! builds the records and passes them on itself: `row-stream.forward-records`).
 
 use serde::Deserialize;
 use serde_json::{json, Value};
-use sluice_sdk::sql::{self, Connection, RowStream};
+use sluice_sdk::sql::{self, Connection, RecordShape, RowStream};
 use sluice_sdk::{
     config, Batch, ConnectorError, FetchRequest, FetchResponse, Record, RecordStream, Result,
 };
@@ -117,6 +116,20 @@ impl Shaper {
             metadata: None,
             timestamp: None,
         })
+    }
+
+    /// The same shaping, for the host to apply (`row-stream.forward-records`).
+    fn host_shape(&self) -> RecordShape {
+        let positions = |list: &[usize]| list.iter().map(|&i| i as u32).collect();
+        RecordShape {
+            visible: self.keys_json.len() as u32,
+            id_columns: positions(&self.key_positions),
+            position_columns: positions(&self.order_positions),
+            json_text_columns: (0..self.keys_json.len())
+                .filter(|&i| self.json_text[i])
+                .map(|i| i as u32)
+                .collect(),
+        }
     }
 
     /// The row's values of the order keys, for a cursor or checkpoint.
@@ -333,17 +346,17 @@ pub fn stream(
         .map_err(sql::error)?;
     Ok(Box::new(TableStream {
         rows,
-        pending: VecDeque::new(),
-        shaper: Shaper::new(columns, visible(table, req), table, &order),
+        shape: Shaper::new(columns, visible(table, req), table, &order).host_shape(),
         order,
     }))
 }
 
+/// A table read in key order: the host renders each row as a record and
+/// passes it on to the caller itself (no row enters the guest); the guest
+/// turns the last row's key into the checkpoint.
 struct TableStream {
     rows: RowStream,
-    /// Rows the host sent that the caller's batch size has not taken yet.
-    pending: VecDeque<String>,
-    shaper: Shaper,
+    shape: RecordShape,
     order: Vec<OrderKey>,
 }
 
@@ -351,27 +364,18 @@ impl RecordStream for TableStream {
     /// At most `max` records (the caller's batch size; the host reads in the
     /// connector's fetch size), the checkpoint after the last of them.
     fn next(&mut self, max: u32) -> Result<Option<Batch>> {
-        if self.pending.is_empty() {
-            match self.rows.next().map_err(sql::error)? {
-                Some(rows) => self.pending.extend(rows),
-                None => return Ok(None),
-            }
-        }
-        let take = (max.max(1) as usize).min(self.pending.len());
-        let rows: Vec<String> = self.pending.drain(..take).collect();
-        let checkpoint = match rows.last() {
-            Some(last) => Some(select::encode_position(
-                &self.order,
-                &self.shaper.position(last)?,
-            )),
-            None => None,
+        let Some(forwarded) = self
+            .rows
+            .forward_records(&self.shape, max)
+            .map_err(sql::error)?
+        else {
+            return Ok(None);
         };
+        let position: Vec<Value> = serde_json::from_str(&forwarded.last_position)
+            .map_err(|e| ConnectorError::Internal(format!("bad position from the host: {e}")))?;
         Ok(Some(Batch {
-            records: rows
-                .iter()
-                .map(|r| self.shaper.record(r))
-                .collect::<Result<_>>()?,
-            checkpoint,
+            records: Vec::new(),
+            checkpoint: Some(select::encode_position(&self.order, &position)),
         }))
     }
 }

@@ -67,8 +67,10 @@ pub struct TableSession<C: Catalog> {
     pub conn: Connection,
     /// How tables are found.
     pub catalog: C,
-    /// Page size when a fetch gives none, and the stream's fetch size.
+    /// Page size when a fetch gives none.
     pub page_size: u32,
+    /// Rows a stream reads from the database at a time.
+    pub fetch_size: u32,
     /// Key columns per table, for tables without a primary key (views).
     pub keys: HashMap<String, Vec<String>>,
 }
@@ -94,8 +96,24 @@ impl<C: Catalog> TableSession<C> {
             conn,
             catalog,
             page_size,
+            fetch_size: crate::default_fetch_size(),
             keys,
         })
+    }
+
+    /// Read streams `fetch_size` rows at a time (1 to 100000).
+    ///
+    /// # Errors
+    ///
+    /// `invalid-config` naming `fetch_size` when out of range.
+    pub fn with_fetch_size(mut self, fetch_size: u32) -> Result<Self> {
+        if !(1..=100_000).contains(&fetch_size) {
+            return Err(ConnectorError::InvalidConfig(format!(
+                "field `fetch_size`: {fetch_size} must be from 1 to 100000"
+            )));
+        }
+        self.fetch_size = fetch_size;
+        Ok(self)
     }
 
     fn table(&self, resource: &str) -> Result<Table> {
@@ -143,7 +161,7 @@ impl<C: Catalog> Session for TableSession<C> {
             &table,
             &req,
             checkpoint.as_deref(),
-            self.page_size,
+            self.fetch_size,
         )
     }
 

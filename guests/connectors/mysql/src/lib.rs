@@ -36,10 +36,15 @@ struct Config {
     /// Database whose tables are the resources (default: the grant URL's).
     #[serde(default)]
     database: Option<String>,
-    /// Page size when a fetch gives none, and the stream batch size.
+    /// Page size when a fetch gives none.
     #[serde(default = "default_page_size")]
     #[cfg_attr(test, schemars(range(min = 1)))]
     page_size: u32,
+    /// Rows a stream reads from the database at a time (the caller's
+    /// batches are cut from them; one more is read ahead).
+    #[serde(default = "sluice_sql_connector::default_fetch_size")]
+    #[cfg_attr(test, schemars(range(min = 1, max = 100000)))]
+    fetch_size: u32,
     /// Key columns per table, for tables without a primary key (views).
     #[serde(default)]
     keys: HashMap<String, Vec<String>>,
@@ -73,7 +78,8 @@ impl Connector for Mysql {
             None => catalog::current_database(&conn)?,
         };
         let catalog = catalog::MyCatalog { database };
-        TableSession::new(conn, catalog, config.page_size, config.keys)
+        TableSession::new(conn, catalog, config.page_size, config.keys)?
+            .with_fetch_size(config.fetch_size)
     }
 }
 

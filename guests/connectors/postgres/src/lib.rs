@@ -30,10 +30,15 @@ struct Config {
     /// Schema whose tables are the resources.
     #[serde(default = "default_schema")]
     schema: String,
-    /// Page size when a fetch gives none, and the stream batch size.
+    /// Page size when a fetch gives none.
     #[serde(default = "default_page_size")]
     #[cfg_attr(test, schemars(range(min = 1)))]
     page_size: u32,
+    /// Rows a stream reads from the database at a time (the caller's
+    /// batches are cut from them; one more is read ahead).
+    #[serde(default = "sluice_sql_connector::default_fetch_size")]
+    #[cfg_attr(test, schemars(range(min = 1, max = 100000)))]
+    fetch_size: u32,
     /// Key columns per table, for tables without a primary key (views).
     #[serde(default)]
     keys: HashMap<String, Vec<String>>,
@@ -69,7 +74,8 @@ impl Connector for Postgres {
         let catalog = catalog::PgCatalog {
             schema: config.schema,
         };
-        TableSession::new(conn, catalog, config.page_size, config.keys)
+        TableSession::new(conn, catalog, config.page_size, config.keys)?
+            .with_fetch_size(config.fetch_size)
     }
 }
 

@@ -63,6 +63,7 @@ struct Params {
     execute: bool,
     batch: u32,
     method: String,
+    forward: bool,
 }
 
 impl Connector for Probe {
@@ -140,6 +141,9 @@ impl Session for ProbeSession {
         checkpoint: Option<String>,
     ) -> Result<Box<dyn RecordStream>> {
         let p: Params = config::parse_options(req.options.as_deref())?;
+        if req.resource == "sql-forward" {
+            return ForwardProbe::open(&p).map(|s| Box::new(s) as Box<dyn RecordStream>);
+        }
         let next = match checkpoint {
             Some(text) => text.parse::<usize>().map_or(1, |n| n + 1),
             None => 1,
@@ -277,6 +281,13 @@ impl Session for ProbeSession {
                     if p.execute {
                         let affected = conn.execute(statement, &params).map_err(db::error)?;
                         results.push(json!({ "affected": affected }));
+                    } else if p.forward && last {
+                        // Outside record-stream.next: the host must refuse.
+                        let rows = conn
+                            .query_stream(statement, &params, p.batch.max(1))
+                            .map_err(db::error)?;
+                        rows.forward_records(&ForwardProbe::shape(), 10)
+                            .map_err(db::error)?;
                     } else if p.stream && last {
                         let rows = conn
                             .query_stream(statement, &params, p.batch.max(1))
@@ -376,6 +387,62 @@ impl Session for ProbeSession {
 }
 
 /// Records `1..=count`, each ack and nack logged to `log`.
+/// A stream that has the host forward the rows of `statements[0]` (two
+/// columns: an id, then a value) and greedily asks for twice the caller's
+/// `max`: the second ask must be refused, and its answer becomes the
+/// guest's own record after the forwarded ones.
+struct ForwardProbe {
+    rows: sluice_sdk::sql::RowStream,
+    _conn: sluice_sdk::sql::Connection,
+}
+
+impl ForwardProbe {
+    fn open(p: &Params) -> Result<Self> {
+        use sluice_sdk::sql::{self as db, Connection};
+        let (statement, params) = p
+            .statements
+            .first()
+            .ok_or_else(|| ConnectorError::InvalidRequest("one statement".into()))?;
+        let params: Vec<String> = params.iter().map(Value::to_string).collect();
+        let conn = Connection::open(&p.grant).map_err(db::error)?;
+        let rows = conn
+            .query_stream(statement, &params, p.batch.max(1))
+            .map_err(db::error)?;
+        Ok(Self { rows, _conn: conn })
+    }
+
+    fn shape() -> sluice_sdk::sql::RecordShape {
+        sluice_sdk::sql::RecordShape {
+            visible: 2,
+            id_columns: vec![0],
+            position_columns: vec![0],
+            json_text_columns: vec![],
+        }
+    }
+}
+
+impl RecordStream for ForwardProbe {
+    fn next(&mut self, max: u32) -> Result<Option<Batch>> {
+        use sluice_sdk::sql as db;
+        let Some(first) = self
+            .rows
+            .forward_records(&Self::shape(), max)
+            .map_err(db::error)?
+        else {
+            return Ok(None);
+        };
+        let second = match self.rows.forward_records(&Self::shape(), max) {
+            Ok(Some(more)) => json!({ "second": "accepted", "count": more.count }),
+            Ok(None) => json!({ "second": "end" }),
+            Err(err) => json!({ "second": db::error(err).to_string() }),
+        };
+        Ok(Some(Batch {
+            records: vec![RecordBuilder::new(second).build()],
+            checkpoint: Some(first.last_position),
+        }))
+    }
+}
+
 struct AckLog {
     next: usize,
     count: usize,

@@ -2,6 +2,7 @@
 //! state implements the WIT interface, so the sql host reaches only its
 //! grants, its resources and the session's denial and timeout logs.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -9,11 +10,14 @@ use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use super::command::{ask, StreamCommand, TxCommand};
 use super::failure::{SqlFailure, SqlResult};
+use super::forward::ForwardedRecords;
 use super::grant::{Backend, SqlGrant, SqlPolicy};
 use super::pool::{Driver, Pool, Pooled};
+use super::shape::Shaper;
 use super::{mysql, postgres};
 use crate::bindings::sluice::connector::sql::{
-    Column, Host as SqlHost, HostConnection, HostRowStream, HostTransaction, RowSet, SqlError,
+    Column, Forwarded, Host as SqlHost, HostConnection, HostRowStream, HostTransaction,
+    RecordShape, RowSet, SqlError,
 };
 use crate::capability::denial::{Capability, Denial, Denials, Expiries, GrantTimeout};
 
@@ -27,6 +31,8 @@ pub(crate) struct SqlView<'a> {
     pub denials: &'a Denials,
     /// Where an expired statement timeout is recorded.
     pub expiries: &'a Expiries,
+    /// Records forwarded to the running `record-stream.next` call.
+    pub forwarded: &'a mut ForwardedRecords,
 }
 
 /// Links [`SqlView`] into `add_to_linker`.
@@ -223,6 +229,9 @@ pub struct SqlTransaction {
 pub struct SqlRowStream {
     columns: Vec<Column>,
     commands: mpsc::Sender<StreamCommand>,
+    /// Rows of the task's last batch that `forward-records` has not passed on
+    /// yet (its `max` was smaller than the batch).
+    pending: VecDeque<String>,
 }
 
 impl SqlView<'_> {
@@ -306,7 +315,11 @@ impl HostConnection for SqlView<'_> {
         let batch_size = batch_size.clamp(1, 100_000);
         match conn.stream(statement, params, batch_size).await {
             Ok((columns, commands)) => {
-                let stream = SqlRowStream { columns, commands };
+                let stream = SqlRowStream {
+                    columns,
+                    commands,
+                    pending: VecDeque::new(),
+                };
                 Ok(Ok(self.table.push_child(stream, &this)?))
             }
             Err(e) => Ok(Err(self.sql_error(e))),
@@ -410,10 +423,51 @@ impl HostRowStream for SqlView<'_> {
         &mut self,
         this: Resource<SqlRowStream>,
     ) -> wasmtime::Result<Result<Option<Vec<String>>, SqlError>> {
-        let commands = self.table.get(&this)?.commands.clone();
+        let stream = self.table.get_mut(&this)?;
+        if !stream.pending.is_empty() {
+            return Ok(Ok(Some(stream.pending.drain(..).collect())));
+        }
+        let commands = stream.commands.clone();
         Ok(ask(&commands, StreamCommand::Next)
             .await
             .map_err(|e| self.sql_error(e)))
+    }
+
+    async fn forward_records(
+        &mut self,
+        this: Resource<SqlRowStream>,
+        shape: RecordShape,
+        max: u32,
+    ) -> wasmtime::Result<Result<Option<Forwarded>, SqlError>> {
+        let room = match self.forwarded.room() {
+            Ok(room) => room,
+            Err(e) => return Ok(Err(self.sql_error(e))),
+        };
+        let stream = self.table.get_mut(&this)?;
+        if stream.pending.is_empty() {
+            let commands = stream.commands.clone();
+            match ask(&commands, StreamCommand::Next).await {
+                Ok(Some(rows)) => self.table.get_mut(&this)?.pending.extend(rows),
+                Ok(None) => return Ok(Ok(None)),
+                Err(e) => return Ok(Err(self.sql_error(e))),
+            }
+        }
+        let stream = self.table.get_mut(&this)?;
+        let take = (max.max(1) as usize).min(room).min(stream.pending.len());
+        let rows: Vec<String> = stream.pending.drain(..take).collect();
+        let shaped = Shaper::new(&shape, &stream.columns)
+            .and_then(|shaper| shaper.batch(&rows, &stream.columns));
+        match shaped {
+            Ok((records, last_position)) => {
+                let count = records.len() as u32;
+                self.forwarded.push(records);
+                Ok(Ok(Some(Forwarded {
+                    count,
+                    last_position,
+                })))
+            }
+            Err(e) => Ok(Err(self.sql_error(e))),
+        }
     }
 
     async fn drop(&mut self, this: Resource<SqlRowStream>) -> wasmtime::Result<()> {

@@ -23,10 +23,14 @@
 //! Streams (`query-stream`) read a result in batches (a PostgreSQL portal, a
 //! MySQL result read row by row off the socket), so any result size takes
 //! bounded memory; explicit transactions and streams run in a task that owns
-//! the connection and hands it back when they end.
+//! the connection and hands it back when they end. A stream's rows can be
+//! rendered as records by the host (`shape`) and forwarded straight to the
+//! caller of the running `record-stream.next` (`forward`): bounded by that
+//! call's `max`, and never copied into the guest and back.
 
 mod command;
 mod failure;
+mod forward;
 mod grant;
 mod host;
 mod json_text;
@@ -34,8 +38,10 @@ mod lex;
 mod mysql;
 mod pool;
 mod postgres;
+mod shape;
 mod url;
 
+pub(crate) use forward::ForwardedRecords;
 pub use grant::{
     SqlGrant, SqlGrantConfig, SqlMode, SqlPolicy, SqlUrlPolicy, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_STATEMENT_TIMEOUT,

@@ -24,8 +24,9 @@ pub(crate) fn grants(db: &TestDatabase, mode: SqlMode, timeout: Duration) -> Gra
     grants
 }
 
-pub(crate) async fn open(grants: &Grants, page_size: u32) -> Session {
-    let config = json!({ "grant": "main", "page_size": page_size });
+/// The mysql connector with `size` as both its page size and its stream's fetch size.
+pub(crate) async fn open(grants: &Grants, size: u32) -> Session {
+    let config = json!({ "grant": "main", "page_size": size, "fetch_size": size });
     mysql_connector()
         .open(&config.to_string(), grants)
         .await

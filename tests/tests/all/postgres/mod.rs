@@ -9,6 +9,7 @@ use sluice::{Error, FetchRequest, FilterOp, Grants, Session, SortDirection};
 use sluice_tests::postgres::TestSchema;
 use sluice_tests::{data, postgres_connector, probe, probe_request};
 
+mod forward;
 mod guards;
 mod lifecycle;
 mod paging;
@@ -22,8 +23,10 @@ pub(crate) fn grants(schema: &TestSchema, app: &str, mode: SqlMode, timeout: Dur
     grants
 }
 
-pub(crate) async fn open(schema: &TestSchema, grants: &Grants, page_size: u32) -> Session {
-    let config = json!({ "grant": "main", "schema": schema.name, "page_size": page_size });
+/// The postgres connector with `size` as both its page size and its stream's fetch size.
+pub(crate) async fn open(schema: &TestSchema, grants: &Grants, size: u32) -> Session {
+    let config =
+        json!({ "grant": "main", "schema": schema.name, "page_size": size, "fetch_size": size });
     postgres_connector()
         .open(&config.to_string(), grants)
         .await
@@ -188,4 +191,26 @@ async fn discover_lists_tables_and_views_with_columns() {
     assert_eq!(people["properties"]["age"]["type"], "integer");
     assert_eq!(people["properties"]["name"]["x-postgres-type"], "text");
     assert_eq!(people["x-key"], json!(["id"]));
+}
+
+#[tokio::test]
+async fn a_fetch_size_out_of_range_is_refused_naming_it() {
+    let schema = TestSchema::new().await;
+    let grants = grants(
+        &schema,
+        "fetchsize",
+        SqlMode::ReadOnly,
+        Duration::from_secs(10),
+    );
+    for size in [0, 100_001] {
+        let config = json!({ "grant": "main", "schema": schema.name, "fetch_size": size });
+        let err = postgres_connector()
+            .open(&config.to_string(), &grants)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, Error::Connector(sluice::ConnectorError::InvalidConfig(m)) if m.contains("fetch_size")),
+            "{size}: {err:?}"
+        );
+    }
 }
