@@ -2,7 +2,7 @@
 //!
 //! Every [`OriginState`](super::resilience::OriginState) — one per origin of
 //! one grant, shared by the grant's sessions and by nobody else — owns a
-//! [`ConnectionPool`]. A request takes an idle connection to the same
+//! `ConnectionPool`. A request takes an idle connection to the same
 //! address when one is there and opens one otherwise; the connection goes
 //! back to the pool only when the guest has read the response to its end
 //! (a body dropped early closes it, so no half-read response can leak into
