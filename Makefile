@@ -6,7 +6,7 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests bundled pytools build run demo test guest-tests fuzz bench services lint doc fmt clean
+.PHONY: setup wasm-target guests bundled pytools build run demo test guest-tests fuzz bench bench-peers services lint doc fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy) and
 ## the clients the tests check with: `mysql` (Debian: mariadb-client-core) and
@@ -96,7 +96,20 @@ fuzz: guests
 ## bench: the performance suite in release against native baselines (QUICK=1: a smaller run);
 ## prints the table and writes target/bench/results.json (needs PostgreSQL on 127.0.0.1:5432)
 bench: guests services
+	-@$(MAKE) --no-print-directory bench-peers
 	$(CARGO) bench -p sluice-tests --bench suite --features bench-brokers -- $(if $(filter-out 0,$(QUICK)),--quick) $(ONLY)
+
+## bench-peers: the tools `make bench` compares with, installed when missing: jq
+## (Debian) and, in target/bench/peers, the Meltano SDK's tap-postgres and dlt
+## (PyPI). A peer that cannot be installed is reported by the bench, not fatal.
+PEERS := target/bench/peers
+bench-peers: $(PEERS)/.installed
+	@command -v jq >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q jq; } || \
+		echo "jq is missing and could not be installed: the bench reports it as not measured"
+$(PEERS)/.installed:
+	python3 -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet meltanolabs-tap-postgres==0.10.0 dlt==1.31.0 sqlalchemy==2.0.51 psycopg2-binary==2.9.12
+	@touch $@
 
 ## services: check that the services the tests use are reachable
 services:

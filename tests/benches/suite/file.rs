@@ -24,7 +24,7 @@ fn line(i: u64) -> String {
 }
 
 /// The data file of `bytes` (generated once, kept in target/bench/data).
-fn data_file(bytes: u64) -> PathBuf {
+pub fn data_file(bytes: u64) -> PathBuf {
     let dir = sluice_tests::root().join("target/bench/data");
     std::fs::create_dir_all(&dir).expect("bench data dir");
     let path = dir.join(format!("people-{}m.ndjson", bytes >> 20));
@@ -123,14 +123,22 @@ pub async fn run(scale: Scale, report: &mut Report) {
     assert_eq!(kept, native_kept, "both kept the same records");
 
     let mb = size as f64 / 1e6;
+    let metric = format!("file: stream {} MB NDJSON with a filter", size / 1_000_000);
+    let jq = tokio::task::spawn_blocking({
+        let path = path.clone();
+        move || crate::peers::jq_filter(&path, kept)
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("jq's runner panicked: {e}")));
     report.add(Row {
-        metric: format!("file: stream {} MB NDJSON with a filter", size / 1_000_000),
+        metric: metric.clone(),
         unit: "MB/s",
         sluice: mb / took.as_secs_f64(),
         baseline: mb / native_took.as_secs_f64(),
         target: Target::RatioAtLeast(0.7),
-        note: format!("{kept} of the records kept (age >= 90), batches of 1000; native: BufReader lines, serde parsing only the filtered field, the same filter, the line kept as the record"),
+        note: format!("{kept} of the records kept (age >= 90), batches of 1000; native: BufReader lines, serde parsing only the filtered field, the same filter, the line kept as the record; peer: jq -c 'select(.age >= 90)'"),
     });
+    report.peer(&metric, "jq", jq.map(|took| mb / took.as_secs_f64()));
     report.add(Row {
         metric: "file: host peak RSS while streaming".into(),
         unit: "MB",

@@ -10,9 +10,11 @@ mod brokers;
 mod file;
 mod interrupt;
 mod mysql;
+mod peers;
 mod postgres;
 mod report;
 mod rest;
+mod scaling;
 mod server;
 mod startup;
 mod sys;
@@ -127,7 +129,7 @@ fn main() {
         .expect("tokio runtime");
     let mut report = Report::new(scale);
     let started = std::time::Instant::now();
-    let suites: [(&str, Suite); 9] = [
+    let suites: [(&str, Suite); 10] = [
         ("startup", |s, r| Box::pin(startup::run(s, r))),
         ("interrupt", |s, r| Box::pin(interrupt::run(s, r))),
         ("file", |s, r| Box::pin(file::run(s, r))),
@@ -137,6 +139,7 @@ fn main() {
         ("server", |s, r| Box::pin(server::run(s, r))),
         ("brokers", |s, r| Box::pin(brokers(s, r))),
         ("density", |s, r| Box::pin(startup::density(s, r))),
+        ("scaling", |s, r| Box::pin(scaling::run(s, r))),
     ];
     for (name, suite) in suites {
         if !only.is_empty() && !only.iter().any(|o| o == name) {

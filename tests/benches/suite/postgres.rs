@@ -12,7 +12,7 @@ use tokio_postgres::types::Type;
 use crate::report::{Report, Row, Target};
 use crate::{stream_to_ndjson, CountingSink, Scale, StreamRun};
 
-const SCHEMA: &str = "sluice_bench";
+pub const SCHEMA: &str = "sluice_bench";
 
 /// Column expressions of each table, over `g` from generate_series.
 fn columns(wide: bool) -> Vec<String> {
@@ -34,7 +34,7 @@ fn columns(wide: bool) -> Vec<String> {
 }
 
 /// Make `table` hold exactly `rows` rows (kept between runs).
-async fn ensure_table(client: &tokio_postgres::Client, table: &str, wide: bool, rows: i64) {
+pub async fn ensure_table(client: &tokio_postgres::Client, table: &str, wide: bool, rows: i64) {
     client
         .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
         .await
@@ -125,8 +125,34 @@ pub async fn run(scale: Scale, report: &mut Report) {
         let native_count = native(&client, &table, &mut sink).await;
         let native_took = began.elapsed();
         assert_eq!(count, native_count, "both read every row");
+        let metric = format!("postgres: stream {rows} rows, {kind} table, to NDJSON");
+        let qualified = format!("{SCHEMA}.{table}");
+        // The Python peers take minutes per million rows: the narrow table only.
+        if !wide {
+            let peers = [
+                (
+                    "Meltano SDK tap-postgres",
+                    crate::peers::singer_tap as crate::peers::Peer,
+                ),
+                ("dlt sql_table", crate::peers::dlt_source),
+            ];
+            for (peer, run) in peers {
+                let measured = run(&url, SCHEMA, &table, count);
+                report.peer(
+                    &metric,
+                    peer,
+                    measured.map(|took| count as f64 / took.as_secs_f64()),
+                );
+            }
+        }
+        let psql = crate::peers::psql_copy(&url, &qualified, count);
+        report.peer(
+            &metric,
+            "psql COPY",
+            psql.map(|took| count as f64 / took.as_secs_f64()),
+        );
         report.add(Row {
-            metric: format!("postgres: stream {rows} rows, {kind} table, to NDJSON"),
+            metric,
             unit: "rows/s",
             sluice: count as f64 / took.as_secs_f64(),
             baseline: native_count as f64 / native_took.as_secs_f64(),

@@ -86,12 +86,32 @@ fn number(value: f64) -> String {
     }
 }
 
+/// One point of a scaling curve: the same work at one size.
+#[derive(Debug, Clone)]
+pub struct ScalePoint {
+    /// Which work.
+    pub curve: &'static str,
+    /// How much of it, e.g. `512 MB`.
+    pub size: String,
+    /// Throughput at this size.
+    pub throughput: f64,
+    /// Unit of `throughput`.
+    pub unit: &'static str,
+    /// The process's peak RSS during it, MB.
+    pub peak_rss_mb: f64,
+}
+
 /// Every row of a run.
 pub struct Report {
     scale: Scale,
     rows: Vec<Row>,
     /// Suites that could not finish: name and why.
     failures: Vec<(String, String)>,
+    /// Peer tools measured beside a row: the row's metric, the peer, and its
+    /// figure in the row's unit or why it was not measured.
+    peers: Vec<(String, String, Result<f64, String>)>,
+    /// Points of the scaling curves, in order.
+    scaling: Vec<ScalePoint>,
 }
 
 impl Report {
@@ -101,6 +121,8 @@ impl Report {
             scale,
             rows: Vec::new(),
             failures: Vec::new(),
+            peers: Vec::new(),
+            scaling: Vec::new(),
         }
     }
 
@@ -124,17 +146,101 @@ impl Report {
         self.rows.push(row);
     }
 
+    /// Record what peer tool `peer` achieved on the work of the row
+    /// `metric` (in that row's unit), or why it could not be measured.
+    pub fn peer(&mut self, metric: &str, peer: &str, figure: Result<f64, String>) {
+        match &figure {
+            Ok(value) => eprintln!("bench:   {metric}: peer {peer} {}", number(*value)),
+            Err(why) => eprintln!("bench:   {metric}: peer {peer} not measured: {why}"),
+        }
+        self.peers
+            .push((metric.to_string(), peer.to_string(), figure));
+    }
+
+    /// Add a point to a scaling curve and print it at once.
+    pub fn scale(&mut self, point: ScalePoint) {
+        eprintln!(
+            "bench:   {} at {}: {} {}, peak RSS {} MB",
+            point.curve,
+            point.size,
+            number(point.throughput),
+            point.unit,
+            number(point.peak_rss_mb)
+        );
+        self.scaling.push(point);
+    }
+
+    /// The scaling table: each point's throughput against the curve's first.
+    fn scaling_table(&self) -> String {
+        let mut table = String::from(
+            "| work | size | throughput | vs the smallest | host peak RSS |\n|---|---|---|---|---|\n",
+        );
+        for point in &self.scaling {
+            let first = self
+                .scaling
+                .iter()
+                .find(|p| p.curve == point.curve)
+                .map_or(f64::NAN, |p| p.throughput);
+            let _ = writeln!(
+                table,
+                "| {} | {} | {} {} | {}x | {} MB |",
+                point.curve,
+                point.size,
+                number(point.throughput),
+                point.unit,
+                number(point.throughput / first),
+                number(point.peak_rss_mb)
+            );
+        }
+        table
+    }
+
+    /// The peer names, in the order first seen.
+    fn peer_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for (_, peer, _) in &self.peers {
+            if !names.contains(&peer.as_str()) {
+                names.push(peer);
+            }
+        }
+        names
+    }
+
+    /// The table cell of `peer` on `row`: its figure and sluice ÷ it.
+    fn peer_cell(&self, row: &Row, peer: &str) -> String {
+        let found = self
+            .peers
+            .iter()
+            .find(|(metric, name, _)| *metric == row.metric && name == peer);
+        match found {
+            Some((_, _, Ok(value))) => format!(
+                "{} {} ({}x)",
+                number(*value),
+                row.unit,
+                number(row.sluice / value)
+            ),
+            Some((_, _, Err(_))) => "not measured".into(),
+            None => "-".into(),
+        }
+    }
+
     /// Print the table and write `target/bench/results.json`.
     pub fn finish(&self, took: Duration) {
         let mut table = String::new();
+        let peers = self.peer_names();
         let _ = writeln!(
             table,
-            "| metric | sluice | native baseline | ratio | target | result |\n|---|---|---|---|---|---|"
+            "| metric | sluice | native baseline | ratio | target | result |{}\n|---|---|---|---|---|---|{}",
+            peers
+                .iter()
+                .map(|p| format!(" {p} (sluice ÷ it) |"))
+                .collect::<String>(),
+            "---|".repeat(peers.len())
         );
         for row in &self.rows {
             let _ = writeln!(
                 table,
-                "| {} | {} {} | {} {} | {} | {} | {} |",
+                "| {} | {} {} | {} {} | {} | {} | {} |{}",
                 row.metric,
                 number(row.sluice),
                 row.unit,
@@ -142,14 +248,32 @@ impl Report {
                 row.unit,
                 number(row.ratio()),
                 row.target_text(),
-                row.verdict()
+                row.verdict(),
+                peers
+                    .iter()
+                    .map(|p| format!(" {} |", self.peer_cell(row, p)))
+                    .collect::<String>()
             );
         }
         for (name, why) in &self.failures {
             let _ = writeln!(table, "\n**{name}: not measured** ({why})");
         }
+        for (metric, peer, figure) in &self.peers {
+            if let Err(why) = figure {
+                let _ = writeln!(
+                    table,
+                    "\n**peer {peer} on \"{metric}\": not measured** ({why})"
+                );
+            }
+        }
         let machine = crate::sys::machine();
         println!("\n{table}");
+        if !self.scaling.is_empty() {
+            println!(
+                "Scaling (throughput should hold and memory stay flat as the work grows):\n\n{}",
+                self.scaling_table()
+            );
+        }
         println!(
             "{} metrics with a target, {} met it; {} run in {:.0} s on {machine}",
             self.rows.iter().filter(|r| r.pass().is_some()).count(),
@@ -162,6 +286,17 @@ impl Report {
             "quick": self.scale.quick,
             "seconds": took.as_secs_f64(),
             "failures": self.failures.iter().map(|(name, why)| json!({ "suite": name, "why": why })).collect::<Vec<_>>(),
+            "peers": self.peers.iter().map(|(metric, peer, figure)| match figure {
+                Ok(value) => json!({ "metric": metric, "peer": peer, "figure": finite(*value) }),
+                Err(why) => json!({ "metric": metric, "peer": peer, "why": why }),
+            }).collect::<Vec<_>>(),
+            "scaling": self.scaling.iter().map(|p| json!({
+                "work": p.curve,
+                "size": p.size,
+                "throughput": finite(p.throughput),
+                "unit": p.unit,
+                "peak_rss_mb": finite(p.peak_rss_mb),
+            })).collect::<Vec<_>>(),
             "rows": self.rows.iter().map(|r| json!({
                 "metric": r.metric,
                 "unit": r.unit,
