@@ -269,6 +269,18 @@ impl Pagination {
         }
     }
 
+    /// Whether finding the next page reads inside the records at `records_path`
+    /// (a cursor pointer into them), so the page must be parsed whole.
+    pub fn reads_records(&self, records_path: &str) -> bool {
+        match self {
+            Pagination::Cursor {
+                next_pointer: Some(pointer),
+                ..
+            } => pointer == records_path || pointer.starts_with(&format!("{records_path}/")),
+            _ => false,
+        }
+    }
+
     /// The position after a page of `count` items.
     pub fn next(
         &self,
