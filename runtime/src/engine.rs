@@ -158,6 +158,11 @@ impl Runtime {
         }
         let mut wasm = Config::new();
         wasm.wasm_component_model(true);
+        // For profiling guests: `perf` reads their function names from
+        // /tmp/perf-PID.map, which wasmtime writes when asked.
+        if std::env::var_os("SLUICE_PERF_MAP").is_some_and(|v| v != "0") {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         wasm.epoch_interruption(config.interruptible);
         if let Some(pooling) = &config.pooling {
             if pooling.max_instances == 0 || pooling.max_memory_bytes == 0 {
