@@ -97,8 +97,9 @@ pub struct ScalePoint {
     pub throughput: f64,
     /// Unit of `throughput`.
     pub unit: &'static str,
-    /// The process's peak RSS during it, MB.
-    pub peak_rss_mb: f64,
+    /// How far the process's peak RSS during it rose above the RSS before
+    /// it (sessions opened for it included), MB.
+    pub rss_growth_mb: f64,
 }
 
 /// Every row of a run.
@@ -160,12 +161,12 @@ impl Report {
     /// Add a point to a scaling curve and print it at once.
     pub fn scale(&mut self, point: ScalePoint) {
         eprintln!(
-            "bench:   {} at {}: {} {}, peak RSS {} MB",
+            "bench:   {} at {}: {} {}, peak RSS +{} MB",
             point.curve,
             point.size,
             number(point.throughput),
             point.unit,
-            number(point.peak_rss_mb)
+            number(point.rss_growth_mb)
         );
         self.scaling.push(point);
     }
@@ -173,7 +174,7 @@ impl Report {
     /// The scaling table: each point's throughput against the curve's first.
     fn scaling_table(&self) -> String {
         let mut table = String::from(
-            "| work | size | throughput | vs the smallest | host peak RSS |\n|---|---|---|---|---|\n",
+            "| work | size | throughput | vs the smallest | host peak RSS above its start |\n|---|---|---|---|---|\n",
         );
         for point in &self.scaling {
             let first = self
@@ -189,7 +190,7 @@ impl Report {
                 number(point.throughput),
                 point.unit,
                 number(point.throughput / first),
-                number(point.peak_rss_mb)
+                number(point.rss_growth_mb)
             );
         }
         table
@@ -295,7 +296,7 @@ impl Report {
                 "size": p.size,
                 "throughput": finite(p.throughput),
                 "unit": p.unit,
-                "peak_rss_mb": finite(p.peak_rss_mb),
+                "rss_growth_mb": finite(p.rss_growth_mb),
             })).collect::<Vec<_>>(),
             "rows": self.rows.iter().map(|r| json!({
                 "metric": r.metric,
