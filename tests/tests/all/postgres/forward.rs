@@ -6,33 +6,36 @@ use std::time::Duration;
 
 use serde_json::json;
 use sluice::capability::sql::SqlMode;
-use sluice::{ConnectorError, Error, FetchRequest};
+use sluice::{ConnectorError, Error, FetchRequest, Session};
 use sluice_tests::postgres::TestSchema;
 use sluice_tests::{data, probe, probe_request};
 
 use super::grants;
 
-async fn numbered(schema: &TestSchema, rows: u32) -> String {
+/// A schema with `rows` numbered rows, a probe session with a read-only
+/// grant on it, and the statement that reads them in order.
+async fn numbered(rows: u32) -> (TestSchema, Session, String) {
+    let schema = TestSchema::new().await;
     schema
         .run(&format!(
             "CREATE TABLE numbered AS SELECT g AS id, 'value \"' || g || '\"' AS v
                FROM generate_series(1, {rows}) g"
         ))
         .await;
-    format!("SELECT id, v FROM {}.numbered ORDER BY id", schema.name)
-}
-
-#[tokio::test]
-async fn a_greedy_guest_forwards_at_most_the_callers_max_and_loses_no_row() {
-    let schema = TestSchema::new().await;
-    let statement = numbered(&schema, 25).await;
     let grants = grants(
         &schema,
         "forward",
         SqlMode::ReadOnly,
         Duration::from_secs(10),
     );
-    let mut session = probe().open("{}", &grants).await.unwrap();
+    let session = probe().open("{}", &grants).await.unwrap();
+    let statement = format!("SELECT id, v FROM {}.numbered ORDER BY id", schema.name);
+    (schema, session, statement)
+}
+
+#[tokio::test]
+async fn a_greedy_guest_forwards_at_most_the_callers_max_and_loses_no_row() {
+    let (_schema, mut session, statement) = numbered(25).await;
     let options = json!({ "grant": "main", "statements": [[statement, []]], "batch": 10 });
     let request = FetchRequest::new("sql-forward").options(&options);
     let mut stream = session.stream(&request, None).await.unwrap();
@@ -80,15 +83,7 @@ async fn a_greedy_guest_forwards_at_most_the_callers_max_and_loses_no_row() {
 
 #[tokio::test]
 async fn forwarding_outside_a_stream_call_is_refused() {
-    let schema = TestSchema::new().await;
-    let statement = numbered(&schema, 3).await;
-    let grants = grants(
-        &schema,
-        "forward",
-        SqlMode::ReadOnly,
-        Duration::from_secs(10),
-    );
-    let mut session = probe().open("{}", &grants).await.unwrap();
+    let (_schema, mut session, statement) = numbered(3).await;
     let err = session
         .fetch(&probe_request(
             "sql",
