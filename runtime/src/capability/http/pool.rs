@@ -117,7 +117,12 @@ impl ConnectionPool {
             .first_byte_timeout
             .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
         while let Some(mut sender) = self.take(&endpoint) {
-            if sender.ready().await.is_err() {
+            // A waiting connection is ready at once, or closed; one that is
+            // neither within the first-byte timeout is not used.
+            if !matches!(
+                tokio::time::timeout(first_byte, sender.ready()).await,
+                Ok(Ok(()))
+            ) {
                 continue;
             }
             match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
