@@ -40,9 +40,67 @@ pub fn write_json(ty: &Type, raw: Option<&[u8]>, out: &mut String) -> Result<(),
             Some((1, text)) => push_json_text(std::str::from_utf8(text)?, out),
             _ => return Err("unsupported jsonb binary format version".into()),
         },
+        // The commonest types are written straight into `out`, without a
+        // `Value` in between (the same text `Value` would print).
+        Type::INT2 => push_integer(i16::from_sql(ty, raw)?, out),
+        Type::INT4 => push_integer(i32::from_sql(ty, raw)?, out),
+        Type::INT8 => push_integer(i64::from_sql(ty, raw)?, out),
+        Type::FLOAT8 => push_float(f64::from_sql(ty, raw)?, out),
+        Type::FLOAT4 => push_float(f64::from(f32::from_sql(ty, raw)?), out),
+        Type::BOOL => out.push_str(if bool::from_sql(ty, raw)? {
+            "true"
+        } else {
+            "false"
+        }),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN => {
+            push_json_string(<&str>::from_sql(ty, raw)?, out)
+        }
         _ => write!(out, "{}", decode_scalar(ty, raw)?)?,
     }
     Ok(())
+}
+
+fn push_integer(value: impl itoa::Integer, out: &mut String) {
+    out.push_str(itoa::Buffer::new().format(value));
+}
+
+/// A finite float as serde_json prints it (with the same formatter); NaN
+/// and the infinities as the strings [`float`] gives them.
+fn push_float(value: f64, out: &mut String) {
+    if value.is_finite() {
+        out.push_str(zmij::Buffer::new().format_finite(value));
+    } else {
+        let _ = write!(out, "{}", float(value));
+    }
+}
+
+/// `text` as a JSON string, escaped exactly as serde_json escapes it.
+fn push_json_string(text: &str, out: &mut String) {
+    out.reserve(text.len() + 2);
+    out.push('"');
+    let mut start = 0;
+    for (at, byte) in text.bytes().enumerate() {
+        let escape = match byte {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        out.push_str(&text[start..at]);
+        if escape.is_empty() {
+            let _ = write!(out, "\\u{byte:04x}");
+        } else {
+            out.push_str(escape);
+        }
+        start = at + 1;
+    }
+    out.push_str(&text[start..]);
+    out.push('"');
 }
 
 /// A one-dimensional array whose lower bound is 1 (PostgreSQL's default):
@@ -178,5 +236,52 @@ impl<'a> FromSql<'a> for RawColumn<'a> {
 
     fn accepts(_: &Type) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let mut every_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        every_ascii.push_str("é ü 中 \u{2028} \u{1f600} \"q\" \\b");
+        for text in [every_ascii.as_str(), "", "plain", "\u{0}", "end\\"] {
+            let mut out = String::new();
+            push_json_string(text, &mut out);
+            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_direct_paths_write_what_a_value_prints() {
+        use tokio_postgres::types::ToSql;
+        let cases: Vec<(Type, Box<dyn ToSql + Sync>)> = vec![
+            (Type::INT2, Box::new(i16::MIN)),
+            (Type::INT4, Box::new(-42i32)),
+            (Type::INT8, Box::new(i64::MAX)),
+            (Type::BOOL, Box::new(true)),
+            (Type::FLOAT8, Box::new(0.1f64 + 0.2)),
+            (Type::FLOAT8, Box::new(1e300f64)),
+            (Type::FLOAT8, Box::new(-0.0f64)),
+            (Type::FLOAT8, Box::new(3.0f64)),
+            (Type::FLOAT8, Box::new(f64::NAN)),
+            (Type::FLOAT8, Box::new(f64::NEG_INFINITY)),
+            (Type::FLOAT4, Box::new(1.1f32)),
+            (Type::TEXT, Box::new("a \"b\"\n\u{1}".to_string())),
+            (Type::BPCHAR, Box::new("abc ".to_string())),
+        ];
+        for (ty, value) in cases {
+            let mut raw = bytes::BytesMut::new();
+            value.to_sql_checked(&ty, &mut raw).unwrap();
+            let mut direct = String::new();
+            write_json(&ty, Some(&raw), &mut direct).unwrap();
+            assert_eq!(
+                direct,
+                decode_scalar(&ty, &raw).unwrap().to_string(),
+                "{ty}"
+            );
+        }
     }
 }
