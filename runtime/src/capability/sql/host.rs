@@ -444,6 +444,10 @@ impl HostRowStream for SqlView<'_> {
             Err(e) => return Ok(Err(self.sql_error(e))),
         };
         let stream = self.table.get_mut(&this)?;
+        // A shape that does not fit the columns is refused before any row is taken.
+        if let Err(e) = Shaper::new(&shape, &stream.columns) {
+            return Ok(Err(self.sql_error(e)));
+        }
         if stream.pending.is_empty() {
             let commands = stream.commands.clone();
             match ask(&commands, StreamCommand::Next).await {
@@ -455,6 +459,8 @@ impl HostRowStream for SqlView<'_> {
         let stream = self.table.get_mut(&this)?;
         let take = (max.max(1) as usize).min(room).min(stream.pending.len());
         let rows: Vec<String> = stream.pending.drain(..take).collect();
+        // A row that cannot be rendered (JSON text that is not JSON) fails the
+        // call and the stream; the checkpoint has not moved past it.
         let shaped = Shaper::new(&shape, &stream.columns)
             .and_then(|shaper| shaper.batch(&rows, &stream.columns));
         match shaped {
