@@ -66,7 +66,15 @@ impl Predicate {
 
     /// Whether `record` (a JSON object) satisfies every condition.
     pub fn matches(&self, record: &Value) -> bool {
-        self.conditions.iter().all(|c| c.matches(record))
+        self.matches_fields(|field| record.get(field))
+    }
+
+    /// [`Predicate::matches`] on a record known only through `field`, which
+    /// gives a top-level field's value (`None` when absent): for a reader
+    /// that holds just the fields [`Predicate::top_level_fields`] names,
+    /// without building the record.
+    pub fn matches_fields<'v>(&self, field: impl Fn(&str) -> Option<&'v Value>) -> bool {
+        self.conditions.iter().all(|c| c.matches(&field))
     }
 
     /// Whether there are no conditions.
@@ -114,9 +122,9 @@ fn parse_operand(filter: &Filter) -> Result<Value> {
 }
 
 impl Condition {
-    fn matches(&self, record: &Value) -> bool {
+    fn matches<'v>(&self, top: &impl Fn(&str) -> Option<&'v Value>) -> bool {
         // A missing field is null.
-        let field = lookup(record, &self.field).unwrap_or(&Value::Null);
+        let field = lookup_in(top, &self.field).unwrap_or(&Value::Null);
         match self.op {
             FilterOp::IsNull => field.is_null(),
             FilterOp::IsNotNull => !field.is_null(),
@@ -153,12 +161,18 @@ fn ordered(field: &Value, operand: &Value, test: impl Fn(Ordering) -> bool) -> b
 
 /// Look up a dotted field path in a JSON object.
 pub fn lookup<'a>(record: &'a Value, field: &str) -> Option<&'a Value> {
-    if let Some(v) = record.get(field) {
+    lookup_in(&|name| record.get(name), field)
+}
+
+/// [`lookup`] through a record's top-level fields: the field as named, or
+/// its dotted path from the first part down.
+fn lookup_in<'v>(top: &impl Fn(&str) -> Option<&'v Value>, field: &str) -> Option<&'v Value> {
+    if let Some(v) = top(field) {
         return Some(v);
     }
-    field
-        .split('.')
-        .try_fold(record, |value, part| value.get(part))
+    let mut parts = field.split('.');
+    let first = top(parts.next()?)?;
+    parts.try_fold(first, |value, part| value.get(part))
 }
 
 fn as_number(value: &Value) -> Option<f64> {

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sluice_sdk::query::Predicate;
 use sluice_sdk::{io_error, ConnectorError, Result};
 
 /// The record encodings the connector reads and writes: `csv` (comma- or
@@ -178,6 +179,16 @@ pub trait RowReader {
     /// for the whole): enough to filter, much less to build. Readers that
     /// cannot skip fields ignore it.
     fn keep_only(&mut self, _fields: Vec<String>) {}
+    /// Whether [`RowReader::next_matches`] decides without building the
+    /// record, whose `source_text` then stands for it.
+    fn matches_in_place(&self) -> bool {
+        false
+    }
+    /// Read the next record and say whether it matches `predicate`; `None`
+    /// at the end of the file.
+    fn next_matches(&mut self, predicate: &Predicate) -> Result<Option<bool>> {
+        Ok(self.next_row()?.map(|row| predicate.matches(&row)))
+    }
 }
 
 /// Open a reader for `path` that starts at `from`.
@@ -198,6 +209,7 @@ pub fn reader(
                 pos: from,
                 buf: String::new(),
                 keep: None,
+                slots: Vec::new(),
             })
         }
         Format::Json => Box::new(JsonArrayReader::new(path, open(path, encoding)?, from)?),
@@ -226,10 +238,15 @@ struct NdjsonReader {
     buf: String,
     /// When set, only these fields are parsed into the returned value.
     keep: Option<Vec<String>>,
+    /// The kept fields' values in the line `next_matches` read last (by
+    /// position in `keep`; `None` when the line does not have the field).
+    slots: Vec<Option<Value>>,
 }
 
-impl RowReader for NdjsonReader {
-    fn next_row(&mut self) -> Result<Option<Value>> {
+impl NdjsonReader {
+    /// Read the next line that is not blank into `buf`; its line number, or
+    /// `None` at the end.
+    fn next_line(&mut self) -> Result<Option<u64>> {
         loop {
             self.buf.clear();
             let n = self
@@ -242,24 +259,32 @@ impl RowReader for NdjsonReader {
             let line = self.pos.line;
             self.pos.offset += n as u64;
             self.pos.line += 1;
-            let text = self.buf.trim();
-            if text.is_empty() {
-                continue;
+            if !self.buf.trim().is_empty() {
+                return Ok(Some(line));
             }
-            if let Some(keep) = &self.keep {
-                let mut parser = serde_json::Deserializer::from_str(text);
-                let object = serde::de::DeserializeSeed::deserialize(Sparse(keep), &mut parser)
-                    .and_then(|object| parser.end().map(|()| object))
-                    .map_err(|e| malformed(&self.path, line, e))?;
-                return Ok(Some(Value::Object(object)));
-            }
-            let value: Value =
-                serde_json::from_str(text).map_err(|e| malformed(&self.path, line, e))?;
-            if !value.is_object() {
-                return Err(malformed(&self.path, line, "expected a JSON object"));
-            }
-            return Ok(Some(value));
         }
+    }
+}
+
+impl RowReader for NdjsonReader {
+    fn next_row(&mut self) -> Result<Option<Value>> {
+        let Some(line) = self.next_line()? else {
+            return Ok(None);
+        };
+        let text = self.buf.trim();
+        if let Some(keep) = &self.keep {
+            let mut parser = serde_json::Deserializer::from_str(text);
+            let object = serde::de::DeserializeSeed::deserialize(Sparse(keep), &mut parser)
+                .and_then(|object| parser.end().map(|()| object))
+                .map_err(|e| malformed(&self.path, line, e))?;
+            return Ok(Some(Value::Object(object)));
+        }
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| malformed(&self.path, line, e))?;
+        if !value.is_object() {
+            return Err(malformed(&self.path, line, "expected a JSON object"));
+        }
+        Ok(Some(value))
     }
 
     fn position(&self) -> Position {
@@ -272,6 +297,83 @@ impl RowReader for NdjsonReader {
 
     fn keep_only(&mut self, fields: Vec<String>) {
         self.keep = Some(fields);
+    }
+
+    fn matches_in_place(&self) -> bool {
+        self.keep.is_some()
+    }
+
+    /// The line is checked whole and only the kept fields are built, into
+    /// slots reused from line to line: no map, no key copied per line.
+    fn next_matches(&mut self, predicate: &Predicate) -> Result<Option<bool>> {
+        if self.keep.is_none() {
+            return Ok(self.next_row()?.map(|row| predicate.matches(&row)));
+        }
+        let Some(line) = self.next_line()? else {
+            return Ok(None);
+        };
+        let Self {
+            keep,
+            slots,
+            buf,
+            path,
+            ..
+        } = self;
+        let keep = keep.as_deref().unwrap_or_default();
+        slots.clear();
+        slots.resize(keep.len(), None);
+        let mut parser = serde_json::Deserializer::from_str(buf.trim());
+        serde::de::DeserializeSeed::deserialize(Slots { keep, slots }, &mut parser)
+            .and_then(|()| parser.end())
+            .map_err(|e| malformed(path, line, e))?;
+        let slots = &*slots;
+        Ok(Some(predicate.matches_fields(|field| {
+            keep.iter()
+                .position(|kept| kept == field)
+                .and_then(|at| slots[at].as_ref())
+        })))
+    }
+}
+
+/// Parses a JSON object into the slots of the kept top-level fields; the
+/// rest is checked for syntax and skipped without being built.
+struct Slots<'k, 's> {
+    keep: &'k [String],
+    slots: &'s mut [Option<Value>],
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Slots<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Slots<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<(), A::Error> {
+        while let Some(Key(key)) = map.next_key::<Key>()? {
+            match self.keep.iter().position(|kept| kept == key.as_ref()) {
+                // A key given twice keeps its last value, as a parsed object does.
+                Some(at) => self.slots[at] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -304,7 +304,27 @@ impl RecordStream for FileStream {
         // Bound the work of one call when the filter rejects long runs of rows:
         // an empty batch still carries the checkpoint, so progress is kept.
         let mut scanned = 0;
-        while records.len() < max && scanned < MAX_ROWS_SCANNED_PER_BATCH {
+        if self.fields.is_empty() && self.rows.matches_in_place() {
+            // Whole records that are their own lines: only the filtered
+            // fields are built, and a kept line is the record as it is.
+            while records.len() < max && scanned < MAX_ROWS_SCANNED_PER_BATCH {
+                scanned += 1;
+                match self.rows.next_matches(&self.predicate)? {
+                    Some(true) => records.push(Record {
+                        id: None,
+                        data: self.rows.source_text().unwrap_or_default().to_string(),
+                        metadata: None,
+                        timestamp: None,
+                    }),
+                    Some(false) => {}
+                    None => {
+                        self.done = true;
+                        break;
+                    }
+                }
+            }
+        }
+        while !self.done && records.len() < max && scanned < MAX_ROWS_SCANNED_PER_BATCH {
             scanned += 1;
             match self.rows.next_row()? {
                 Some(row) if self.predicate.matches(&row) => {
