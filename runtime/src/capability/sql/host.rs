@@ -445,9 +445,10 @@ impl HostRowStream for SqlView<'_> {
         };
         let stream = self.table.get_mut(&this)?;
         // A shape that does not fit the columns is refused before any row is taken.
-        if let Err(e) = Shaper::new(&shape, &stream.columns) {
-            return Ok(Err(self.sql_error(e)));
-        }
+        let shaper = match Shaper::new(&shape, &stream.columns) {
+            Ok(shaper) => shaper,
+            Err(e) => return Ok(Err(self.sql_error(e))),
+        };
         if stream.pending.is_empty() {
             let commands = stream.commands.clone();
             match ask(&commands, StreamCommand::Next).await {
@@ -461,9 +462,7 @@ impl HostRowStream for SqlView<'_> {
         let rows: Vec<String> = stream.pending.drain(..take).collect();
         // A row that cannot be rendered (JSON text that is not JSON) fails the
         // call and the stream; the checkpoint has not moved past it.
-        let shaped = Shaper::new(&shape, &stream.columns)
-            .and_then(|shaper| shaper.batch(&rows, &stream.columns));
-        match shaped {
+        match shaper.batch(&rows, &stream.columns) {
             Ok((records, last_position)) => {
                 let count = records.len() as u32;
                 self.forwarded.push(records);

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 
 use crate::bindings::sluice::connector::sql::Column;
 use crate::capability::sql::failure::{SqlFailure, SqlResult};
-use crate::capability::sql::json_text::push_json_text;
+use crate::capability::sql::json_text::{push_json_string, push_json_text};
 
 /// The character set number of binary strings.
 const BINARY_CHARSET: u16 = 63;
@@ -194,12 +194,12 @@ fn write_json(column: &mysql_async::Column, value: &Value, out: &mut String) -> 
                     fraction(*micros)
                 )
             };
-            push_string(&text, out);
+            push_json_string(&text, out);
         }
         Value::Time(negative, days, hours, minutes, seconds, micros) => {
             let hours = u64::from(*days) * 24 + u64::from(*hours);
             let sign = if *negative { "-" } else { "" };
-            push_string(
+            push_json_string(
                 &format!(
                     "{sign}{hours:02}:{minutes:02}:{seconds:02}{}",
                     fraction(*micros)
@@ -237,7 +237,7 @@ fn write_bytes(column: &mysql_async::Column, bytes: &[u8], out: &mut String) -> 
             Ok(())
         }
         ColumnType::MYSQL_TYPE_GEOMETRY => {
-            push_string(
+            push_json_string(
                 &base64::engine::general_purpose::STANDARD.encode(bytes),
                 out,
             );
@@ -249,7 +249,7 @@ fn write_bytes(column: &mysql_async::Column, bytes: &[u8], out: &mut String) -> 
                 ColumnType::MYSQL_TYPE_DECIMAL | ColumnType::MYSQL_TYPE_NEWDECIMAL
             ) =>
         {
-            push_string(
+            push_json_string(
                 &base64::engine::general_purpose::STANDARD.encode(bytes),
                 out,
             );
@@ -258,7 +258,7 @@ fn write_bytes(column: &mysql_async::Column, bytes: &[u8], out: &mut String) -> 
         _ => {
             let text = std::str::from_utf8(bytes)
                 .map_err(|_| "text that is not UTF-8 (read it with CAST(col AS BINARY))")?;
-            push_string(text, out);
+            push_json_string(text, out);
             Ok(())
         }
     }
@@ -271,18 +271,6 @@ fn fraction(micros: u32) -> String {
     }
     let digits = format!("{micros:06}");
     format!(".{}", digits.trim_end_matches('0'))
-}
-
-/// `text` as a JSON string; most need no escape and are copied as they are.
-fn push_string(text: &str, out: &mut String) {
-    if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.push('"');
-        out.push_str(text);
-        out.push('"');
-    } else {
-        // Serializing a str cannot fail.
-        out.push_str(&serde_json::to_string(text).unwrap_or_default());
-    }
 }
 
 #[cfg(test)]
@@ -326,7 +314,7 @@ mod tests {
             "\u{1}",
         ] {
             let mut out = String::new();
-            push_string(text, &mut out);
+            push_json_string(text, &mut out);
             assert_eq!(serde_json::from_str::<String>(&out).unwrap(), text, "{out}");
         }
     }

@@ -10,7 +10,7 @@ use tokio_postgres::types::{FromSql, Kind, Type};
 
 use super::scalar::{interval_to_iso, numeric_to_string, uuid_text};
 use super::{unsupported, BoxError, MICROS_PER_DAY};
-use crate::capability::sql::json_text::push_json_text;
+use crate::capability::sql::json_text::{push_json_string, push_json_text};
 
 /// Write the JSON text of one raw binary value of type `ty` (None = NULL)
 /// to `out`. json and jsonb keep the server's text exactly (numbers beyond
@@ -72,35 +72,6 @@ fn push_float(value: f64, out: &mut String) {
     } else {
         let _ = write!(out, "{}", float(value));
     }
-}
-
-/// `text` as a JSON string, escaped exactly as serde_json escapes it.
-fn push_json_string(text: &str, out: &mut String) {
-    out.reserve(text.len() + 2);
-    out.push('"');
-    let mut start = 0;
-    for (at, byte) in text.bytes().enumerate() {
-        let escape = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&text[start..at]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{byte:04x}");
-        } else {
-            out.push_str(escape);
-        }
-        start = at + 1;
-    }
-    out.push_str(&text[start..]);
-    out.push('"');
 }
 
 /// A one-dimensional array whose lower bound is 1 (PostgreSQL's default):
@@ -242,17 +213,6 @@ impl<'a> FromSql<'a> for RawColumn<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strings_are_escaped_exactly_as_serde_json_escapes_them() {
-        let mut every_ascii: String = (0u8..=0x7f).map(char::from).collect();
-        every_ascii.push_str("é ü 中 \u{2028} \u{1f600} \"q\" \\b");
-        for text in [every_ascii.as_str(), "", "plain", "\u{0}", "end\\"] {
-            let mut out = String::new();
-            push_json_string(text, &mut out);
-            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
-        }
-    }
 
     #[test]
     fn the_direct_paths_write_what_a_value_prints() {
