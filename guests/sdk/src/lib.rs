@@ -96,6 +96,7 @@ pub mod bindings {
 
 pub mod config;
 mod export;
+pub mod fields;
 pub mod http;
 pub mod link;
 pub mod log;

@@ -6,6 +6,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use sluice_sdk::fields::read_fields;
 use sluice_sdk::query::Predicate;
 use sluice_sdk::{io_error, ConnectorError, Result};
 
@@ -273,10 +274,12 @@ impl RowReader for NdjsonReader {
         };
         let text = self.buf.trim();
         if let Some(keep) = &self.keep {
-            let mut parser = serde_json::Deserializer::from_str(text);
-            let object = serde::de::DeserializeSeed::deserialize(Sparse(keep), &mut parser)
-                .and_then(|object| parser.end().map(|()| object))
-                .map_err(|e| malformed(&self.path, line, e))?;
+            read_fields(text, keep, &mut self.slots).map_err(|e| malformed(&self.path, line, e))?;
+            let object: Map<String, Value> = keep
+                .iter()
+                .zip(self.slots.drain(..))
+                .filter_map(|(name, value)| Some((name.clone(), value?)))
+                .collect();
             return Ok(Some(Value::Object(object)));
         }
         let value: Value =
@@ -320,123 +323,13 @@ impl RowReader for NdjsonReader {
             ..
         } = self;
         let keep = keep.as_deref().unwrap_or_default();
-        slots.clear();
-        slots.resize(keep.len(), None);
-        let mut parser = serde_json::Deserializer::from_str(buf.trim());
-        serde::de::DeserializeSeed::deserialize(Slots { keep, slots }, &mut parser)
-            .and_then(|()| parser.end())
-            .map_err(|e| malformed(path, line, e))?;
+        read_fields(buf.trim(), keep, slots).map_err(|e| malformed(path, line, e))?;
         let slots = &*slots;
         Ok(Some(predicate.matches_fields(|field| {
             keep.iter()
                 .position(|kept| kept == field)
                 .and_then(|at| slots[at].as_ref())
         })))
-    }
-}
-
-/// Parses a JSON object into the slots of the kept top-level fields; the
-/// rest is checked for syntax and skipped without being built.
-struct Slots<'k, 's> {
-    keep: &'k [String],
-    slots: &'s mut [Option<Value>],
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Slots<'_, '_> {
-    type Value = ();
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> std::result::Result<(), D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Slots<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<(), A::Error> {
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            match self.keep.iter().position(|kept| kept == key.as_ref()) {
-                // A key given twice keeps its last value, as a parsed object does.
-                Some(at) => self.slots[at] = Some(map.next_value()?),
-                None => {
-                    map.next_value::<serde::de::IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Parses a JSON object keeping only some top-level fields; the rest are
-/// checked for syntax and skipped without being built.
-struct Sparse<'k>(&'k [String]);
-
-/// An object key, borrowed from the input when it has no escapes.
-struct Key<'de>(std::borrow::Cow<'de, str>);
-
-impl<'de> serde::Deserialize<'de> for Key<'de> {
-    fn deserialize<D: serde::Deserializer<'de>>(
-        deserializer: D,
-    ) -> std::result::Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> serde::de::Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, key: &'de str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Borrowed(key)))
-            }
-            fn visit_str<E>(self, key: &str) -> std::result::Result<Key<'de>, E> {
-                Ok(Key(std::borrow::Cow::Owned(key.to_string())))
-            }
-        }
-        deserializer.deserialize_str(KeyVisitor)
-    }
-}
-
-impl<'de> serde::de::DeserializeSeed<'de> for Sparse<'_> {
-    type Value = serde_json::Map<String, Value>;
-
-    fn deserialize<D: serde::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> std::result::Result<Self::Value, D::Error> {
-        deserializer.deserialize_map(self)
-    }
-}
-
-impl<'de> serde::de::Visitor<'de> for Sparse<'_> {
-    type Value = serde_json::Map<String, Value>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: serde::de::MapAccess<'de>>(
-        self,
-        mut map: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        let mut object = serde_json::Map::new();
-        while let Some(Key(key)) = map.next_key::<Key>()? {
-            if self.0.iter().any(|kept| kept == key.as_ref()) {
-                let value: Value = map.next_value()?;
-                object.insert(key.into_owned(), value);
-            } else {
-                map.next_value::<serde::de::IgnoredAny>()?;
-            }
-        }
-        Ok(object)
     }
 }
 

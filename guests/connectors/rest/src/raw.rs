@@ -8,10 +8,11 @@
 
 use std::borrow::Cow;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+use sluice_sdk::fields::read_fields;
 use sluice_sdk::query::value_text;
 use sluice_sdk::Record;
 
@@ -46,8 +47,10 @@ pub fn record(raw: &RawValue, id_field: Option<&str>) -> Record {
         text.to_string()
     };
     let id = id_field.and_then(|field| {
-        let mut parser = serde_json::Deserializer::from_str(text);
-        IdOf(field).deserialize(&mut parser).ok().flatten()
+        // Anything but an object holding the field has no id.
+        let mut slots = Vec::new();
+        read_fields(text, &[field], &mut slots).ok()?;
+        slots.pop().flatten().map(|value| value_text(&value))
     });
     Record {
         id,
@@ -97,63 +100,6 @@ impl<'b> Visitor<'b> for Split<'_, 'b> {
             object.insert(key.into_owned(), value);
         }
         Ok(Value::Object(object))
-    }
-}
-
-/// The text of one top-level field of an object (strings unquoted), the
-/// rest of the object checked and skipped; `None` for anything else.
-struct IdOf<'f>(&'f str);
-
-impl<'de> DeserializeSeed<'de> for IdOf<'_> {
-    type Value = Option<String>;
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for IdOf<'_> {
-    type Value = Option<String>;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a record")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut id = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            if key == self.0 {
-                // The last occurrence wins, as when the record is parsed whole.
-                id = Some(value_text(&map.next_value::<Value>()?));
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok(id)
-    }
-
-    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(None)
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E>(self) -> Result<Self::Value, E> {
-        Ok(None)
     }
 }
 
