@@ -6,12 +6,13 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target guests bundled pytools build run demo test guest-tests fuzz bench bench-peers services lint doc fmt clean
+.PHONY: setup wasm-target kafka-broker guests bundled pytools build run demo test guest-tests fuzz bench bench-peers services lint doc fmt clean
 
-## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy) and
+## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy),
 ## the clients the tests check with: `mysql` (Debian: mariadb-client-core) and
-## `redis-cli` (Debian: redis-tools), `mosquitto_pub`/`mosquitto_sub` (Debian: mosquitto-clients)
-setup: wasm-target
+## `redis-cli` (Debian: redis-tools), `mosquitto_pub`/`mosquitto_sub` (Debian: mosquitto-clients),
+## and the Kafka-compatible broker the kafka tests start (tansu, from crates.io)
+setup: wasm-target kafka-broker
 	rustup component add rustfmt clippy
 	@command -v mysql >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mariadb-client-core; } || \
 		echo "the mysql client is missing and could not be installed: install mariadb-client-core (or default-mysql-client)"
@@ -22,6 +23,12 @@ setup: wasm-target
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+## kafka-broker: tansu, a Kafka-compatible broker (in-memory storage), built once per
+## machine into cargo's bin directory when missing (about 10 minutes on two cores)
+TANSU_VERSION := 0.6.0
+kafka-broker:
+	@command -v tansu >/dev/null || $(CARGO) install tansu --version $(TANSU_VERSION) --locked --no-default-features --features dynostore
 
 ## guests: build every guest component (SDK, connectors, probes) for wasm32-wasip2
 guests: wasm-target
@@ -65,18 +72,21 @@ demo: build
 
 ## pytools: third-party checkers the tests run against the server's output
 ## (openapi-spec-validator, prometheus_client's text parser) and the brokers'
-## own client libraries the queue tests check with (nats-py, pika), in target/pytools
+## own client libraries the queue tests check with (nats-py, pika, kafka-python), in
+## target/pytools (installed again when this list changes)
 PYTOOLS := target/pytools
+PYTOOLS_PACKAGES := openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2 kafka-python==3.0.12
 pytools: $(PYTOOLS)/.installed
-$(PYTOOLS)/.installed:
+$(PYTOOLS)/.installed: Makefile
 	@command -v python3 >/dev/null || { echo "python3 is needed for the checkers the tests run: install it (Debian: apt-get install python3 python3-venv)"; exit 1; }
 	python3 -m venv $(PYTOOLS)
-	$(PYTOOLS)/bin/pip install --quiet openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2
+	$(PYTOOLS)/bin/pip install --quiet $(PYTOOLS_PACKAGES)
 	@touch $@
 
 ## test: build the guests and run every test (needs PostgreSQL on 127.0.0.1:5432,
 ## MariaDB or MySQL on 127.0.0.1:3306, Redis on 127.0.0.1:6379, RabbitMQ on
-## 127.0.0.1:5672, Mosquitto on 127.0.0.1:1883 and NATS with JetStream on 127.0.0.1:4222)
+## 127.0.0.1:5672, Mosquitto on 127.0.0.1:1883, NATS with JetStream on 127.0.0.1:4222,
+## and tansu installed by `make setup`: the kafka tests start their own brokers)
 test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) guest-tests
@@ -145,6 +155,9 @@ services:
 		exit 1; }
 	@command -v mosquitto_sub >/dev/null || { \
 		echo "mosquitto_pub/mosquitto_sub are missing; the mqtt tests check with Mosquitto's own clients: run make setup (Debian: apt-get install mosquitto-clients)"; \
+		exit 1; }
+	@command -v tansu >/dev/null || { \
+		echo "tansu (a Kafka-compatible broker) is missing; the kafka tests start it on free ports: run make setup (cargo install tansu, about 10 minutes)"; \
 		exit 1; }
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || { \
 		echo "NATS is not reachable on 127.0.0.1:4222; the nats connector's tests need it, with JetStream."; \

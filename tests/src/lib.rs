@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod components;
+pub mod kafka;
 pub mod mqtt;
 pub mod mysql;
 pub mod nats;
@@ -129,6 +130,11 @@ pub fn mysql_connector() -> Connector {
 /// The mqtt connector.
 pub fn mqtt_connector() -> Connector {
     connector("sluice_mqtt")
+}
+
+/// The kafka connector.
+pub fn kafka_connector() -> Connector {
+    connector("sluice_kafka")
 }
 
 /// The nats connector.

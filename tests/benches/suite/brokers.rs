@@ -1,7 +1,7 @@
-//! Message throughput through the `nats` and `rabbitmq` connectors against
-//! the same brokers driven natively from Rust in the same run (async-nats,
-//! lapin): publish N messages of 1 KiB with broker confirmation, then
-//! consume them with an ack per batch. Built with `--features bench-brokers`
+//! Message throughput through the `nats`, `rabbitmq` and `kafka` connectors
+//! against the same brokers driven natively from Rust in the same run
+//! (async-nats, lapin, rskafka): publish N messages of 1 KiB with broker
+//! confirmation, then consume them with an ack per batch. Built with `--features bench-brokers`
 //! (`make bench` does), so `make test` does not compile the native clients.
 
 use std::time::{Duration, Instant};
@@ -100,6 +100,92 @@ pub async fn run(scale: Scale, report: &mut Report) {
     let count: usize = scale.pick(20_000, 4_000);
     nats(count, report).await;
     rabbitmq(count, report).await;
+    kafka(scale.pick(100_000, 20_000), report).await;
+}
+
+/// Kafka on a tansu broker of its own (one partition): produce in batches
+/// of 1000 with acks=all, then consume everything.
+async fn kafka(count: usize, report: &mut Report) {
+    use rskafka::client::partition::{Compression, UnknownTopicHandling};
+    use rskafka::client::ClientBuilder;
+
+    let broker = sluice_tests::kafka::Broker::start();
+    let client = ClientBuilder::new(vec![broker.address().to_string()])
+        .build()
+        .await
+        .expect("rskafka connects to tansu");
+    let controller = client.controller_client().expect("controller");
+    for topic in ["sluice", "native"] {
+        controller
+            .create_topic(topic, 1, 1, 5_000)
+            .await
+            .expect("topic created");
+    }
+
+    let grants = Grants::none().allow_tcp(broker.address()).unwrap();
+    let config = json!({ "bootstrap": [broker.address()], "block_ms": 500 });
+    let mut session = sluice_tests::kafka_connector()
+        .open_with_limits(&config.to_string(), &grants, &limits())
+        .await
+        .expect("kafka connector opens");
+    let began = Instant::now();
+    for start in (0..count).step_by(BATCH) {
+        let records: Vec<Record> = (start..(start + BATCH).min(count))
+            .map(|n| Record::from_json(&json!({ "value": payload(n) })))
+            .collect();
+        let out = session
+            .execute(&ExecuteRequest::new("sluice", "produce", records))
+            .await
+            .expect("produce");
+        assert_eq!(out.affected as usize, (count - start).min(BATCH));
+    }
+    let sluice_produce = began.elapsed();
+    let sluice_consume = sluice_consume(&mut session, "sluice", count).await;
+
+    let partition = client
+        .partition_client("native", 0, UnknownTopicHandling::Retry)
+        .await
+        .expect("partition client");
+    let began = Instant::now();
+    for start in (0..count).step_by(BATCH) {
+        let records = (start..(start + BATCH).min(count))
+            .map(|n| rskafka::record::Record {
+                key: None,
+                value: Some(serde_json::to_vec(&payload(n)).unwrap()),
+                headers: Default::default(),
+                timestamp: chrono::Utc::now(),
+            })
+            .collect();
+        partition
+            .produce(records, Compression::NoCompression)
+            .await
+            .expect("produce");
+    }
+    let native_produce = began.elapsed();
+    let began = Instant::now();
+    let mut offset = 0;
+    let mut seen = 0;
+    while seen < count {
+        let (records, _) = partition
+            .fetch_records(offset, 1..16 << 20, 500)
+            .await
+            .expect("fetch");
+        for record in records {
+            let value = record.record.value.expect("a value");
+            let _: serde_json::Value = serde_json::from_slice(&value).unwrap();
+            offset = record.offset + 1;
+            seen += 1;
+        }
+    }
+    let native_consume = began.elapsed();
+    rows(
+        report,
+        "kafka",
+        count,
+        (sluice_produce, native_produce),
+        (sluice_consume, native_consume),
+        "rskafka (produce 1000 per request, acks=all; fetch up to 16 MiB, parse each value) on tansu, one partition",
+    );
 }
 
 async fn nats(count: usize, report: &mut Report) {

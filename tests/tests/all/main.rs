@@ -9,6 +9,7 @@ mod graphql;
 mod hostile;
 mod http;
 mod http_pool;
+mod kafka;
 mod loading;
 mod mqtt;
 mod mysql;

@@ -1,4 +1,4 @@
-//! What every queue connector (redis, nats, mqtt, rabbitmq) does at its
+//! What every queue connector (redis, nats, mqtt, rabbitmq, kafka) does at its
 //! doors: an address outside the grants is denied naming the grant, and a
 //! granted address where nothing listens is `unavailable` naming it.
 
@@ -6,13 +6,15 @@ use std::net::TcpListener;
 
 use serde_json::{json, Value};
 use sluice::{Capability, Connector, ConnectorError, Error, Grants};
-use sluice_tests::{mqtt_connector, nats_connector, rabbitmq_connector, redis_connector};
+use sluice_tests::{
+    kafka_connector, mqtt_connector, nats_connector, rabbitmq_connector, redis_connector,
+};
 
 /// A queue connector, the broker address its tests use, and its config for an address.
 type Case = (Connector, &'static str, fn(&str) -> Value);
 
 /// Every queue connector.
-fn connectors() -> [Case; 4] {
+fn connectors() -> [Case; 5] {
     [
         (
             redis_connector(),
@@ -33,6 +35,12 @@ fn connectors() -> [Case; 4] {
             rabbitmq_connector(),
             sluice_tests::rabbitmq::ADDRESS,
             |a| json!({ "address": a }),
+        ),
+        (
+            kafka_connector(),
+            // Kafka's usual port: the kafka tests start brokers on free ports.
+            "127.0.0.1:9092",
+            |a| json!({ "bootstrap": [a] }),
         ),
     ]
 }
