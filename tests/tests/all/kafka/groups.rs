@@ -11,7 +11,7 @@ use sluice_tests::kafka::Broker;
 use sluice_tests::{guest, kill_mid_stream, sluice_bin, tempdir};
 
 use super::{config, draining, ids, numbered, open, topic};
-use crate::server::{new_instance, start, tenant, upload};
+use crate::server::{new_instance, next, open_lease, start, tenant, upload};
 
 fn offset_of(id: &str) -> (i64, i64) {
     let mut parts = id.rsplitn(3, '/');
@@ -163,43 +163,18 @@ async fn a_server_consumer_lease_commits_its_acks_and_the_next_lease_continues_a
         "grants": { "sockets": { "tcp": [broker.address()] } },
     });
     let instance = new_instance(addr, &token, &spec).await;
-    let lease = |body: Value| {
-        let token = token.clone();
-        let instance = instance.clone();
-        async move {
-            let reply = api(addr, Some(&token))
-                .post_json(&format!("/v1/instances/{instance}/consumers"), &body)
-                .await;
-            assert_eq!(
-                reply.status,
-                201,
-                "{}",
-                String::from_utf8_lossy(&reply.body)
-            );
-            reply.json()["id"].as_str().unwrap().to_string()
-        }
+    let ids_of = |batch: &Value| -> Vec<String> {
+        batch["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
     };
-    let next = |lease: String| {
-        let token = token.clone();
-        let instance = instance.clone();
-        async move {
-            let reply = api(addr, Some(&token))
-                .post_json(
-                    &format!("/v1/instances/{instance}/consumers/{lease}/next"),
-                    &json!({ "max": 10 }),
-                )
-                .await;
-            assert_eq!(reply.status, 200);
-            reply.json()["records"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| r["id"].as_str().unwrap().to_string())
-                .collect::<Vec<_>>()
-        }
-    };
-    let first = lease(json!({ "resource": name })).await;
-    let delivered = next(first.clone()).await;
+    let first = open_lease(addr, &token, &instance, json!({ "resource": name })).await;
+    let (status, batch) = next(addr, &token, &instance, &first, 10).await;
+    assert_eq!(status, 200, "{batch}");
+    let delivered = ids_of(&batch);
     assert_eq!(delivered.len(), 5);
     let acked = api(addr, Some(&token))
         .post_json(
@@ -212,9 +187,10 @@ async fn a_server_consumer_lease_commits_its_acks_and_the_next_lease_continues_a
         .delete(&format!("/v1/instances/{instance}/consumers/{first}"))
         .await;
     assert_eq!(broker.committed("web", &name)["0"], json!(3));
-    let second = lease(json!({ "resource": name })).await;
+    let second = open_lease(addr, &token, &instance, json!({ "resource": name })).await;
+    let (_, batch) = next(addr, &token, &instance, &second, 10).await;
     assert_eq!(
-        next(second).await,
+        ids_of(&batch),
         delivered[3..],
         "the unacknowledged ones, and nothing acked"
     );

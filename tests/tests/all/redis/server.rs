@@ -9,7 +9,7 @@ use sluice_tests::client::api;
 use sluice_tests::redis::{TestStream, ADDRESS};
 use sluice_tests::tempdir;
 
-use crate::server::{new_instance, start, tenant, upload};
+use crate::server::{new_instance, next, open_lease, start, tenant, upload};
 
 async fn redis_tenant(addr: SocketAddr, name: &str) -> (String, String) {
     let (_, token) = tenant(
@@ -27,35 +27,6 @@ fn instance_spec(connector: &str, config: Value) -> Value {
         .unwrap()
         .extend(config.as_object().unwrap().clone());
     json!({ "connector": connector, "config": base, "grants": { "sockets": { "tcp": [ADDRESS] } } })
-}
-
-async fn open_lease(addr: SocketAddr, token: &str, instance: &str, body: Value) -> String {
-    let reply = api(addr, Some(token))
-        .post_json(&format!("/v1/instances/{instance}/consumers"), &body)
-        .await;
-    assert_eq!(
-        reply.status,
-        201,
-        "{}",
-        String::from_utf8_lossy(&reply.body)
-    );
-    reply.json()["id"].as_str().unwrap().to_string()
-}
-
-async fn next(
-    addr: SocketAddr,
-    token: &str,
-    instance: &str,
-    lease: &str,
-    max: u32,
-) -> (u16, Value) {
-    let reply = api(addr, Some(token))
-        .post_json(
-            &format!("/v1/instances/{instance}/consumers/{lease}/next"),
-            &json!({ "max": max }),
-        )
-        .await;
-    (reply.status, reply.json())
 }
 
 fn ids(batch: &Value) -> Vec<String> {

@@ -217,3 +217,39 @@ pub(crate) fn python_check(script: &str, input: &[u8]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Open a consumer lease on `instance` with `body`; its id.
+pub(crate) async fn open_lease(
+    addr: SocketAddr,
+    token: &str,
+    instance: &str,
+    body: Value,
+) -> String {
+    let reply = api(addr, Some(token))
+        .post_json(&format!("/v1/instances/{instance}/consumers"), &body)
+        .await;
+    assert_eq!(
+        reply.status,
+        201,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()["id"].as_str().unwrap().to_string()
+}
+
+/// Ask a lease for up to `max` records: the status and the answer.
+pub(crate) async fn next(
+    addr: SocketAddr,
+    token: &str,
+    instance: &str,
+    lease: &str,
+    max: u32,
+) -> (u16, Value) {
+    let reply = api(addr, Some(token))
+        .post_json(
+            &format!("/v1/instances/{instance}/consumers/{lease}/next"),
+            &json!({ "max": max }),
+        )
+        .await;
+    (reply.status, reply.json())
+}

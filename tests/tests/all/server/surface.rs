@@ -157,7 +157,10 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     // The shipped connectors, and never the hostile test probe.
     assert_eq!(
         names(&listed),
-        ["file", "graphql", "mqtt", "mysql", "nats", "postgres", "rabbitmq", "redis", "rest"]
+        [
+            "file", "graphql", "kafka", "mqtt", "mysql", "nats", "postgres", "rabbitmq", "redis",
+            "rest"
+        ]
     );
     let file = listed["items"]
         .as_array()
@@ -180,7 +183,10 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(
         names(&listed),
-        ["file", "graphql", "mqtt", "mysql", "nats", "postgres", "rabbitmq", "redis", "rest"]
+        [
+            "file", "graphql", "kafka", "mqtt", "mysql", "nats", "postgres", "rabbitmq", "redis",
+            "rest"
+        ]
     );
     let deleted = api(addr, Some(&token))
         .delete(&format!("/v1/connectors/{id}"))
