@@ -123,7 +123,10 @@ async fn kafka(count: usize, report: &mut Report) {
     }
 
     let grants = Grants::none().allow_tcp(broker.address()).unwrap();
-    let config = json!({ "bootstrap": [broker.address()], "block_ms": 500 });
+    // One batch of 1000 per request, as rskafka sends them (the default,
+    // 1 MiB, is Kafka's own message.max.bytes and would cut each in two).
+    let config =
+        json!({ "bootstrap": [broker.address()], "block_ms": 500, "batch_max_bytes": 4 << 20 });
     let mut session = sluice_tests::kafka_connector()
         .open_with_limits(&config.to_string(), &grants, &limits())
         .await

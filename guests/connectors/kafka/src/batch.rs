@@ -294,9 +294,10 @@ impl Outgoing {
 pub fn encode(records: &[Outgoing], compression: Compression) -> Vec<u8> {
     let first = records.iter().map(|r| r.timestamp).min().unwrap_or(0);
     let last = records.iter().map(|r| r.timestamp).max().unwrap_or(0);
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(records.iter().map(Outgoing::size).sum());
+    let mut one = Vec::new();
     for (delta, record) in records.iter().enumerate() {
-        let mut one = Vec::new();
+        one.clear();
         one.push(0); // attributes
         put_varint(&mut one, record.timestamp - first);
         put_varint(&mut one, delta as i64);

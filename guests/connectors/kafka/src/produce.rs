@@ -78,13 +78,13 @@ pub fn produce(
     let mut acknowledged = 0;
     for (partition, records) in by_partition {
         for chunk in chunks(records, settings.batch_max_bytes) {
-            let outgoing: Vec<Outgoing> = chunk.iter().map(|(_, r)| r.clone()).collect();
+            let (indexes, outgoing): (Vec<usize>, Vec<Outgoing>) = chunk.into_iter().unzip();
             let base = send(cluster, topic, partition, &outgoing, settings)
                 .map_err(|e| after(e, acknowledged, total))?;
-            for (delta, (index, _)) in chunk.iter().enumerate() {
+            for (delta, index) in indexes.iter().enumerate() {
                 placed[*index] = Some((partition, base + delta as i64));
             }
-            acknowledged += chunk.len();
+            acknowledged += indexes.len();
         }
     }
     Ok(placed

@@ -120,16 +120,17 @@ impl BrokerConn {
             .with_request_api_version(version)
             .with_correlation_id(correlation)
             .with_client_id(Some(self.client_id.clone()));
-        let mut body = BytesMut::new();
+        // The frame: its length (filled in below), the header, the request.
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&[0; 4]);
         let encoded = header
-            .encode(&mut body, R::header_version(version))
-            .and_then(|()| request.encode(&mut body, version));
+            .encode(&mut frame, R::header_version(version))
+            .and_then(|()| request.encode(&mut frame, version));
         encoded.map_err(|e| {
             ConnectorError::InvalidRequest(format!("{} v{version}: {e}", api_name(R::KEY)))
         })?;
-        let mut frame = Vec::with_capacity(body.len() + 4);
-        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-        frame.extend_from_slice(&body);
+        let length = (frame.len() - 4) as u32;
+        frame[..4].copy_from_slice(&length.to_be_bytes());
         self.conn.send(&frame)?;
         let mut response = self.read_frame(R::KEY)?;
         let garbled = |what: String| {
