@@ -196,9 +196,19 @@ pub fn parse_positions(text: &str, topic: &str, what: &str) -> Result<BTreeMap<i
         .collect()
 }
 
-/// How many Fetch rounds in a row may find a partition's leader gone
-/// before the stream ends with `unavailable`.
+/// How many Fetch rounds in a row may find a partition's leader gone (or
+/// moved) before reading ends with `unavailable`.
 const LEADERLESS_ROUNDS: u32 = 20;
+
+/// What one Fetch round found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Round {
+    /// Records arrived.
+    pub arrived: bool,
+    /// A partition had no leader, or its leader moved: it was not read, so
+    /// nothing arriving does not mean there is nothing to read.
+    pub unsettled: bool,
+}
 
 /// Partitions being read: what was fetched, what was handed out.
 pub struct Reader {
@@ -209,7 +219,7 @@ pub struct Reader {
     fetched: BTreeMap<i32, i64>,
     buffered: BTreeMap<i32, VecDeque<batch::Record>>,
     settings: FetchSettings,
-    leaderless: u32,
+    unsettled_rounds: u32,
 }
 
 impl Reader {
@@ -220,7 +230,7 @@ impl Reader {
             buffered: starts.keys().map(|p| (*p, VecDeque::new())).collect(),
             handed: starts,
             settings,
-            leaderless: 0,
+            unsettled_rounds: 0,
         }
     }
 
@@ -235,13 +245,13 @@ impl Reader {
 
     /// One Fetch round to the leaders of the partitions with nothing
     /// buffered and (when `until` is given) not yet at their end; each
-    /// leader waits up to `max_wait_ms` for data. Whether anything arrived.
+    /// leader waits up to `max_wait_ms` for data.
     pub fn fill(
         &mut self,
         cluster: &mut Cluster,
         max_wait_ms: u64,
         until: Option<&BTreeMap<i32, i64>>,
-    ) -> Result<bool> {
+    ) -> Result<Round> {
         let topic = self.topic.clone();
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         let mut leaderless = false;
@@ -257,15 +267,9 @@ impl Reader {
                 Err(e) => return Err(e),
             }
         }
-        if leaderless {
-            self.leaderless += 1;
-            if self.leaderless > LEADERLESS_ROUNDS {
-                return Err(ConnectorError::Unavailable(format!(
-                    "a partition of `{topic}` has had no leader for {LEADERLESS_ROUNDS} fetches"
-                )));
-            }
-        } else {
-            self.leaderless = 0;
+        if by_leader.is_empty() && leaderless {
+            // Nothing to ask yet: give the cluster a moment to elect leaders.
+            std::thread::sleep(std::time::Duration::from_millis(max_wait_ms.min(200)));
         }
         let leaders = by_leader.len().max(1) as u64;
         let mut arrived = false;
@@ -297,6 +301,7 @@ impl Reader {
                 let what = format!("{topic}/{partition}");
                 if errors::moved(data.error_code) {
                     cluster.forget(&topic);
+                    leaderless = true;
                     continue;
                 }
                 if data.error_code == errors::OFFSET_OUT_OF_RANGE {
@@ -336,7 +341,20 @@ impl Reader {
                 }
             }
         }
-        Ok(arrived)
+        if leaderless {
+            self.unsettled_rounds += 1;
+            if self.unsettled_rounds > LEADERLESS_ROUNDS {
+                return Err(ConnectorError::Unavailable(format!(
+                    "a partition of `{topic}` has had no leader to read from for {LEADERLESS_ROUNDS} fetches"
+                )));
+            }
+        } else {
+            self.unsettled_rounds = 0;
+        }
+        Ok(Round {
+            arrived,
+            unsettled: leaderless,
+        })
     }
 
     /// Up to `max` buffered records, partition by partition, each
@@ -581,8 +599,19 @@ impl TopicStream {
 impl RecordStream for TopicStream {
     fn next(&mut self, max: u32) -> Result<Option<Batch>> {
         if self.reader.buffered() == 0 {
-            self.reader
-                .fill(&mut self.cluster, self.wait.block.as_millis() as u64, None)?;
+            let block = self.wait.block;
+            let round = self
+                .reader
+                .fill(&mut self.cluster, block.as_millis() as u64, None)?;
+            if round.unsettled && !round.arrived {
+                // Not idle: a partition could not be read. Hand back an
+                // empty batch, never the end of the stream.
+                let checkpoint = positions_text(&self.reader.topic, self.reader.positions());
+                return Ok(Some(Batch {
+                    records: Vec::new(),
+                    checkpoint: Some(checkpoint),
+                }));
+            }
         }
         let taken = self.reader.take(max.max(1) as usize);
         let topic = &self.reader.topic;

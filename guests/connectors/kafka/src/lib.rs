@@ -405,8 +405,12 @@ impl Session for KafkaSession {
                 if done || idle_rounds >= 3 {
                     break;
                 }
-                let arrived = reader.fill(&mut cluster, 100, Some(&ends))?;
-                idle_rounds = if arrived { 0 } else { idle_rounds + 1 };
+                let round = reader.fill(&mut cluster, 100, Some(&ends))?;
+                idle_rounds = if round.arrived || round.unsettled {
+                    0
+                } else {
+                    idle_rounds + 1
+                };
                 continue;
             }
             for (partition, record) in reader.take(size - records.len()) {
