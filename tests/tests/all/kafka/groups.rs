@@ -5,13 +5,13 @@
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use sluice_tests::client::api;
 use sluice_tests::kafka::Broker;
 use sluice_tests::{guest, kill_mid_stream, sluice_bin, tempdir};
 
 use super::{config, draining, ids, numbered, open, topic};
-use crate::server::{new_instance, next, open_lease, start, tenant, upload};
+use crate::server::{lease_ids, new_instance, next, open_lease, start, tenant, upload};
 
 fn offset_of(id: &str) -> (i64, i64) {
     let mut parts = id.rsplitn(3, '/');
@@ -163,18 +163,10 @@ async fn a_server_consumer_lease_commits_its_acks_and_the_next_lease_continues_a
         "grants": { "sockets": { "tcp": [broker.address()] } },
     });
     let instance = new_instance(addr, &token, &spec).await;
-    let ids_of = |batch: &Value| -> Vec<String> {
-        batch["records"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect()
-    };
     let first = open_lease(addr, &token, &instance, json!({ "resource": name })).await;
     let (status, batch) = next(addr, &token, &instance, &first, 10).await;
     assert_eq!(status, 200, "{batch}");
-    let delivered = ids_of(&batch);
+    let delivered = lease_ids(&batch);
     assert_eq!(delivered.len(), 5);
     let acked = api(addr, Some(&token))
         .post_json(
@@ -190,7 +182,7 @@ async fn a_server_consumer_lease_commits_its_acks_and_the_next_lease_continues_a
     let second = open_lease(addr, &token, &instance, json!({ "resource": name })).await;
     let (_, batch) = next(addr, &token, &instance, &second, 10).await;
     assert_eq!(
-        ids_of(&batch),
+        lease_ids(&batch),
         delivered[3..],
         "the unacknowledged ones, and nothing acked"
     );

@@ -9,7 +9,7 @@ use sluice_tests::client::api;
 use sluice_tests::redis::{TestStream, ADDRESS};
 use sluice_tests::tempdir;
 
-use crate::server::{new_instance, next, open_lease, start, tenant, upload};
+use crate::server::{lease_ids, new_instance, next, open_lease, start, tenant, upload};
 
 async fn redis_tenant(addr: SocketAddr, name: &str) -> (String, String) {
     let (_, token) = tenant(
@@ -29,15 +29,6 @@ fn instance_spec(connector: &str, config: Value) -> Value {
     json!({ "connector": connector, "config": base, "grants": { "sockets": { "tcp": [ADDRESS] } } })
 }
 
-fn ids(batch: &Value) -> Vec<String> {
-    batch["records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["id"].as_str().unwrap().to_string())
-        .collect()
-}
-
 #[tokio::test]
 async fn a_consumer_lease_acks_over_http_and_a_closed_lease_redelivers_the_rest() {
     let stream = TestStream::new();
@@ -51,7 +42,7 @@ async fn a_consumer_lease_acks_over_http_and_a_closed_lease_redelivers_the_rest(
     let lease = open_lease(addr, &token, &instance, json!({ "resource": stream.key })).await;
     let (status, batch) = next(addr, &token, &instance, &lease, 6).await;
     assert_eq!(status, 200, "{batch}");
-    assert_eq!(ids(&batch), added);
+    assert_eq!(lease_ids(&batch), added);
     assert_eq!(batch["records"][2]["data"], json!({ "n": "2" }));
     assert_eq!(batch["end"], false);
     let acked = api(addr, Some(&token))
@@ -71,7 +62,7 @@ async fn a_consumer_lease_acks_over_http_and_a_closed_lease_redelivers_the_rest(
     assert_eq!(nacked.json(), json!({ "nacked": 1 }));
     let (_, again) = next(addr, &token, &instance, &lease, 6).await;
     assert_eq!(
-        ids(&again),
+        lease_ids(&again),
         [added[3].clone()],
         "the nacked record comes again"
     );
@@ -85,7 +76,7 @@ async fn a_consumer_lease_acks_over_http_and_a_closed_lease_redelivers_the_rest(
     // A new lease gets exactly what was delivered and never acknowledged.
     let lease = open_lease(addr, &token, &instance, json!({ "resource": stream.key })).await;
     let (_, back) = next(addr, &token, &instance, &lease, 6).await;
-    assert_eq!(ids(&back), added[3..]);
+    assert_eq!(lease_ids(&back), added[3..]);
 }
 
 #[tokio::test]
@@ -101,13 +92,13 @@ async fn an_idle_lease_expires_and_its_unacked_records_come_back() {
     let body = json!({ "resource": stream.key, "idle_timeout_ms": 300 });
     let lease = open_lease(addr, &token, &instance, body.clone()).await;
     let (_, batch) = next(addr, &token, &instance, &lease, 10).await;
-    assert_eq!(ids(&batch), added);
+    assert_eq!(lease_ids(&batch), added);
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
     let (status, _) = next(addr, &token, &instance, &lease, 10).await;
     assert_eq!(status, 404, "the lease expired");
     let lease = open_lease(addr, &token, &instance, body).await;
     let (_, back) = next(addr, &token, &instance, &lease, 10).await;
-    assert_eq!(ids(&back), added);
+    assert_eq!(lease_ids(&back), added);
     // Bounds are checked before anything opens.
     let too_long = json!({ "resource": stream.key, "idle_timeout_ms": 3_600_000 });
     let reply = api(addr, Some(&token))
@@ -143,7 +134,7 @@ async fn another_tenant_cannot_reach_a_lease_and_a_changed_instance_ends_it() {
     // Still Alice's, untouched.
     let (status, batch) = next(addr, &alice, &instance, &lease, 10).await;
     assert_eq!(status, 200);
-    assert_eq!(ids(&batch).len(), 1);
+    assert_eq!(lease_ids(&batch).len(), 1);
     // A change to the instance ends the lease: no session outlives its grants.
     let mut changed = spec.clone();
     changed["config"]["block_ms"] = json!(200);

@@ -253,3 +253,13 @@ pub(crate) async fn next(
         .await;
     (reply.status, reply.json())
 }
+
+/// The record ids of a lease's `next` answer.
+pub(crate) fn lease_ids(batch: &Value) -> Vec<String> {
+    batch["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
