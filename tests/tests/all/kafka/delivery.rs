@@ -7,7 +7,7 @@ use sluice::{ExecuteRequest, FetchRequest, Record};
 use sluice_tests::data;
 use sluice_tests::kafka::{base64, Broker};
 
-use super::{draining, ids, numbered, open, topic};
+use super::{drain_ids, draining, ids, numbered, open, placed_ids, topic};
 
 /// A record as kafka-python reported it, without what the broker assigned.
 fn payload(record: &Value) -> Value {
@@ -188,10 +188,7 @@ async fn pages_walk_every_partition_once_by_cursor_and_from_picks_the_start() {
         }
     }
     assert_eq!(pages, 8, "50 records in pages of 7");
-    let expected: BTreeSet<String> = placed
-        .iter()
-        .map(|(p, o)| format!("{name}/{p}/{o}"))
-        .collect();
+    let expected: BTreeSet<String> = placed_ids(&name, &placed);
     assert_eq!(seen.len(), 50, "no record twice");
     assert_eq!(seen.iter().cloned().collect::<BTreeSet<_>>(), expected);
 
@@ -244,10 +241,7 @@ async fn pages_walk_every_partition_once_by_cursor_and_from_picks_the_start() {
         .iter()
         .map(|r| r.id.clone().unwrap())
         .collect();
-    let later: BTreeSet<String> = later
-        .iter()
-        .map(|(p, o)| format!("{name}/{p}/{o}"))
-        .collect();
+    let later: BTreeSet<String> = placed_ids(&name, &later);
     assert_eq!(recent, later);
     let all_time = session
         .fetch(
@@ -291,17 +285,11 @@ async fn a_stream_resumed_from_a_checkpoint_yields_exactly_the_records_after_it(
         .stream(&draining(&name), Some(&checkpoint))
         .await
         .unwrap();
-    let mut rest = Vec::new();
-    while let Some(batch) = resumed.next(10).await.unwrap() {
-        rest.extend(ids(&batch));
-    }
+    let rest = drain_ids(&mut resumed, 10).await;
     let mut all: Vec<String> = ids(&first);
     all.extend(rest.iter().cloned());
     assert_eq!(rest.len(), 35, "exactly the remainder");
-    let expected: BTreeSet<String> = placed
-        .iter()
-        .map(|(p, o)| format!("{name}/{p}/{o}"))
-        .collect();
+    let expected: BTreeSet<String> = placed_ids(&name, &placed);
     assert_eq!(
         all.iter().cloned().collect::<BTreeSet<_>>(),
         expected,

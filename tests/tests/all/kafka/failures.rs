@@ -12,7 +12,7 @@ use sluice::{ConnectorError, Error, Grants};
 use sluice_tests::kafka::Broker;
 use sluice_tests::kafka_connector;
 
-use super::{draining, ids, numbered, topic};
+use super::{drain_ids, draining, numbered, topic};
 
 /// One answer of a fake broker: the bytes after the frame length and the
 /// correlation id, or raw bytes sent as they are.
@@ -303,10 +303,7 @@ async fn a_broker_that_goes_away_mid_stream_is_unavailable_and_the_checkpoint_re
         .stream(&draining(&name), Some(&checkpoint))
         .await
         .unwrap();
-    let mut after = Vec::new();
-    while let Some(batch) = resumed.next(7).await.unwrap() {
-        after.extend(ids(&batch));
-    }
+    let after = drain_ids(&mut resumed, 7).await;
     let expected: Vec<String> = (10..30).map(|o| format!("{name}/0/{o}")).collect();
     assert_eq!(after, expected);
 }

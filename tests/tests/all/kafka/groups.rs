@@ -10,7 +10,7 @@ use sluice_tests::client::api;
 use sluice_tests::kafka::Broker;
 use sluice_tests::{guest, kill_mid_stream, sluice_bin, tempdir};
 
-use super::{config, draining, ids, numbered, open, topic};
+use super::{config, drain_ids, draining, ids, numbered, open, placed_ids, topic};
 use crate::server::{lease_ids, new_instance, next, open_lease, start, tenant, upload};
 
 fn offset_of(id: &str) -> (i64, i64) {
@@ -62,14 +62,8 @@ async fn acks_commit_to_the_group_and_a_new_session_continues_after_them() {
     // A new session of the group, without a checkpoint, starts after the commit.
     let mut session = open(&broker, group).await.unwrap();
     let mut records = session.stream(&draining(&name), None).await.unwrap();
-    let mut rest = Vec::new();
-    while let Some(batch) = records.next(50).await.unwrap() {
-        rest.extend(ids(&batch));
-    }
-    let all: BTreeSet<String> = placed
-        .iter()
-        .map(|(p, o)| format!("{name}/{p}/{o}"))
-        .collect();
+    let rest = drain_ids(&mut records, 50).await;
+    let all: BTreeSet<String> = placed_ids(&name, &placed);
     let mut union: Vec<String> = delivered.clone();
     union.extend(rest.iter().cloned());
     assert_eq!(rest.len(), 12, "{rest:?}");
@@ -127,19 +121,13 @@ async fn a_killed_cli_stream_restarted_with_its_group_delivers_every_record_and_
         .await
         .unwrap();
     let mut records = session.stream(&draining(&name), None).await.unwrap();
-    let mut back = Vec::new();
-    while let Some(batch) = records.next(100).await.unwrap() {
-        back.extend(ids(&batch));
-    }
+    let back = drain_ids(&mut records, 100).await;
     for id in &back {
         let (p, o) = offset_of(id);
         assert!(o >= committed_at(p), "{id} was acknowledged and came again");
     }
     let seen: BTreeSet<String> = printed.iter().chain(&back).cloned().collect();
-    let all: BTreeSet<String> = placed
-        .iter()
-        .map(|(p, o)| format!("{name}/{p}/{o}"))
-        .collect();
+    let all: BTreeSet<String> = placed_ids(&name, &placed);
     assert_eq!(seen, all, "every record at least once");
 }
 

@@ -6,7 +6,9 @@
 //! hostile brokers.
 
 use serde_json::{json, Value};
-use sluice::{Batch, Error, FetchRequest, Grants, Session};
+use std::collections::BTreeSet;
+
+use sluice::{Batch, Error, FetchRequest, Grants, RecordStream, Session};
 use sluice_tests::kafka::Broker;
 use sluice_tests::kafka_connector;
 
@@ -63,4 +65,21 @@ pub(crate) fn numbered(count: usize) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+/// The ids `topic/partition/offset` of records placed at `(partition, offset)`.
+pub(crate) fn placed_ids(topic: &str, placed: &[(i32, i64)]) -> BTreeSet<String> {
+    placed
+        .iter()
+        .map(|(p, o)| format!("{topic}/{p}/{o}"))
+        .collect()
+}
+
+/// The ids of every record a draining stream still delivers, `max` per batch.
+pub(crate) async fn drain_ids(records: &mut RecordStream<'_>, max: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(batch) = records.next(max).await.unwrap() {
+        out.extend(ids(&batch));
+    }
+    out
 }
