@@ -6,13 +6,14 @@ GUEST_OUT  := guests/target/wasm32-wasip2/release
 FILE_WASM  := $(GUEST_OUT)/sluice_file.wasm
 SLUICE     := target/debug/sluice
 
-.PHONY: setup wasm-target kafka-broker guests bundled pytools build run demo test guest-tests fuzz bench bench-peers services lint doc fmt clean
+.PHONY: setup wasm-target kafka-broker s3-server guests bundled pytools build run demo test guest-tests fuzz bench bench-peers services lint doc fmt clean
 
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy),
 ## the clients the tests check with: `mysql` (Debian: mariadb-client-core) and
 ## `redis-cli` (Debian: redis-tools), `mosquitto_pub`/`mosquitto_sub` (Debian: mosquitto-clients),
-## and the Kafka-compatible broker the kafka tests start (tansu, from crates.io)
-setup: wasm-target kafka-broker
+## the Kafka-compatible broker the kafka tests start (tansu, from crates.io)
+## and the S3-API server the S3 tests start (s3s-fs, from crates.io)
+setup: wasm-target kafka-broker s3-server
 	rustup component add rustfmt clippy
 	@command -v mysql >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mariadb-client-core; } || \
 		echo "the mysql client is missing and could not be installed: install mariadb-client-core (or default-mysql-client)"
@@ -29,6 +30,13 @@ wasm-target:
 TANSU_VERSION := 0.6.0
 kafka-broker:
 	@command -v tansu >/dev/null || $(CARGO) install tansu --version $(TANSU_VERSION) --locked --no-default-features --features dynostore
+
+## s3-server: s3s-fs, an S3-API server that serves a directory and checks every
+## request's AWS Signature Version 4, built once per machine into cargo's bin
+## directory when missing (about 5 minutes on two cores)
+S3S_VERSION := 0.14.1
+s3-server:
+	@command -v s3s-fs >/dev/null || $(CARGO) install s3s-fs --version $(S3S_VERSION) --locked --features binary
 
 ## guests: build every guest component (SDK, connectors, probes) for wasm32-wasip2
 guests: wasm-target
@@ -158,6 +166,9 @@ services:
 		exit 1; }
 	@command -v tansu >/dev/null || { \
 		echo "tansu (a Kafka-compatible broker) is missing; the kafka tests start it on free ports: run make setup (cargo install tansu, about 10 minutes)"; \
+		exit 1; }
+	@command -v s3s-fs >/dev/null || { \
+		echo "s3s-fs (an S3-API server) is missing; the S3 tests start it on free ports: run make setup (cargo install s3s-fs, about 5 minutes)"; \
 		exit 1; }
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || { \
 		echo "NATS is not reachable on 127.0.0.1:4222; the nats connector's tests need it, with JetStream."; \

@@ -33,12 +33,7 @@ impl Broker {
     ///
     /// As [`Broker::start`].
     pub fn start_with(extra: &[&str], advertised: Option<&str>) -> Self {
-        let installed = std::process::Command::new(PROGRAM)
-            .arg("--help")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok();
+        let installed = crate::installed(PROGRAM, "--help");
         assert!(
             installed,
             "the Kafka-compatible broker `tansu` is not installed: run `make setup` \

@@ -10,6 +10,7 @@ pub mod nats;
 pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
+pub mod s3;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -324,4 +325,97 @@ pub fn broker_script(
         "the {module} script failed: {stderr}\n{script}"
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Records as NDJSON text, one line each.
+pub fn ndjson(rows: &[serde_json::Value]) -> String {
+    rows.iter().map(|r| format!("{r}\n")).collect()
+}
+
+/// `bytes` gzip-compressed.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(bytes).expect("gzip in memory");
+    enc.finish().expect("gzip in memory")
+}
+
+/// Every record of one `fetch` of `resource`, as JSON.
+///
+/// # Panics
+///
+/// When the fetch fails, naming the resource.
+pub async fn fetch_all(session: &mut sluice::Session, resource: &str) -> Vec<serde_json::Value> {
+    data(
+        &session
+            .fetch(&FetchRequest::new(resource))
+            .await
+            .unwrap_or_else(|e| panic!("{resource}: {e:?}"))
+            .records,
+    )
+}
+
+/// Stream everything from `checkpoint` in batches of `batch`: each batch's
+/// records and checkpoint.
+///
+/// # Panics
+///
+/// When the stream fails or a batch has no checkpoint.
+pub async fn stream_all(
+    session: &mut sluice::Session,
+    req: &FetchRequest,
+    checkpoint: Option<&str>,
+    batch: u32,
+) -> Vec<(Vec<serde_json::Value>, String)> {
+    let mut stream = session.stream(req, checkpoint).await.unwrap();
+    let mut batches = Vec::new();
+    while let Some(b) = stream.next(batch).await.unwrap() {
+        batches.push((
+            data(&b.records),
+            b.checkpoint.expect("every batch has a checkpoint"),
+        ));
+    }
+    stream.close().await.unwrap();
+    batches
+}
+
+/// Whether `program` is installed (it runs with `flag`).
+pub fn installed(program: &str, flag: &str) -> bool {
+    std::process::Command::new(program)
+        .arg(flag)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// Check that a stream resumed from each checkpoint of `batches` (a whole
+/// stream of `req`, as [`stream_all`] returns it) yields exactly the `rows`
+/// after that batch, read in batches of `batch`.
+///
+/// # Panics
+///
+/// At the first resumed stream that differs, naming `label` and the batch.
+pub async fn assert_every_checkpoint_resumes_exactly(
+    session: &mut sluice::Session,
+    req: &FetchRequest,
+    batches: &[(Vec<serde_json::Value>, String)],
+    rows: &[serde_json::Value],
+    batch: u32,
+    label: &str,
+) {
+    let mut delivered = 0;
+    for (records, checkpoint) in batches {
+        delivered += records.len();
+        let rest: Vec<serde_json::Value> = stream_all(session, req, Some(checkpoint), batch)
+            .await
+            .into_iter()
+            .flat_map(|(r, _)| r)
+            .collect();
+        assert_eq!(
+            rest,
+            rows[delivered..],
+            "{label}: resumed after {delivered}"
+        );
+    }
 }

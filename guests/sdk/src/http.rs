@@ -5,9 +5,10 @@
 
 use crate::bindings::wasi::http::outgoing_handler;
 use crate::bindings::wasi::http::types::{
-    ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, Scheme,
+    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
+    Scheme,
 };
-use crate::bindings::wasi::io::streams::StreamError;
+use crate::bindings::wasi::io::streams::{InputStream, StreamError};
 use crate::{ConnectorError, Result};
 
 /// A complete HTTP response.
@@ -153,6 +154,121 @@ pub fn request(
     headers: &[(&str, &str)],
     body: Option<&[u8]>,
 ) -> Result<Response> {
+    let StreamingResponse {
+        status,
+        headers,
+        mut body,
+    } = send(method, url, headers, body)?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut body, &mut bytes).map_err(|err| into_connector_error(&err))?;
+    Ok(Response {
+        status,
+        headers,
+        body: bytes,
+    })
+}
+
+/// A response whose body is read as it arrives ([`BodyReader`]), so a large
+/// body never has to fit in memory.
+pub struct StreamingResponse {
+    /// Status code.
+    pub status: u16,
+    /// Header names (lower case) and values, in arrival order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body.
+    pub body: BodyReader,
+}
+
+impl StreamingResponse {
+    /// The first value of header `name` (case-insensitive), as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    }
+
+    /// Read the rest of the body into a [`Response`].
+    ///
+    /// # Errors
+    ///
+    /// As reading the body: `timeout` or `unavailable`.
+    pub fn into_response(mut self) -> Result<Response> {
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut self.body, &mut body)
+            .map_err(|err| into_connector_error(&err))?;
+        Ok(Response {
+            status: self.status,
+            headers: self.headers,
+            body,
+        })
+    }
+}
+
+/// A response body as [`std::io::Read`]. A failure while reading is an
+/// [`std::io::Error`] carrying the typed [`ConnectorError`] (see
+/// [`into_connector_error`]).
+pub struct BodyReader {
+    origin: String,
+    // Declared in the order they must be dropped: the stream, then the body
+    // it belongs to, then the response the body came from.
+    stream: Option<InputStream>,
+    incoming: Option<IncomingBody>,
+    _response: IncomingResponse,
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(stream) = &self.stream else {
+            return Ok(0);
+        };
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let want = buf.len().min(64 * 1024) as u64;
+        match stream.blocking_read(want) {
+            Ok(chunk) => {
+                buf[..chunk.len()].copy_from_slice(&chunk);
+                Ok(chunk.len())
+            }
+            Err(StreamError::Closed) => {
+                self.stream = None;
+                self.incoming = None;
+                Ok(0)
+            }
+            Err(StreamError::LastOperationFailed(err)) => {
+                self.stream = None;
+                let code = crate::bindings::wasi::http::types::http_error_code(&err);
+                let error = match code {
+                    Some(code) => http_error(&self.origin, code),
+                    None => body_error(&self.origin, &err.to_debug_string()),
+                };
+                Err(std::io::Error::other(error))
+            }
+        }
+    }
+}
+
+/// The typed error an I/O error carries (from a [`BodyReader`]), or
+/// `unavailable` with its text.
+pub fn into_connector_error(err: &std::io::Error) -> ConnectorError {
+    err.get_ref()
+        .and_then(|inner| inner.downcast_ref::<ConnectorError>())
+        .cloned()
+        .unwrap_or_else(|| ConnectorError::Unavailable(err.to_string()))
+}
+
+/// Send one request; the response arrives with its body still to read.
+///
+/// # Errors
+///
+/// As [`request`], except that body errors come later, from the reader.
+pub fn send(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<StreamingResponse> {
     let (scheme, authority, path) = split_url(url)?;
     let fields = Fields::new();
     if let Some(bytes) = body {
@@ -241,33 +357,19 @@ pub fn request(
     let incoming = response
         .consume()
         .map_err(|()| ConnectorError::Internal("response body taken twice".into()))?;
-    let body = read_body(&origin, &incoming)?;
-    drop(incoming);
-    Ok(Response {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn read_body(origin: &str, incoming: &IncomingBody) -> Result<Vec<u8>> {
     let stream = incoming
         .stream()
         .map_err(|()| ConnectorError::Internal("body stream taken twice".into()))?;
-    let mut body = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => body.extend_from_slice(&chunk),
-            Err(StreamError::Closed) => return Ok(body),
-            Err(StreamError::LastOperationFailed(err)) => {
-                let code = crate::bindings::wasi::http::types::http_error_code(&err);
-                return Err(match code {
-                    Some(code) => http_error(origin, code),
-                    None => body_error(origin, &err.to_debug_string()),
-                });
-            }
-        }
-    }
+    Ok(StreamingResponse {
+        status,
+        headers,
+        body: BodyReader {
+            origin,
+            stream: Some(stream),
+            incoming: Some(incoming),
+            _response: response,
+        },
+    })
 }
 
 fn split_url(url: &str) -> Result<(Scheme, &str, &str)> {

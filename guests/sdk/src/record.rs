@@ -123,6 +123,13 @@ impl DescriptorBuilder {
 /// `unavailable`.
 pub fn io_error(path: &str, err: std::io::Error) -> ConnectorError {
     use std::io::ErrorKind;
+    if let Some(typed) = err
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ConnectorError>())
+    {
+        // Already typed where it happened (an HTTP body read, say).
+        return typed.clone();
+    }
     if err.kind() == ErrorKind::NotFound && !inside_a_mount(path) {
         // WASI reports paths outside every preopen as missing; say why.
         return ConnectorError::Denied(format!(

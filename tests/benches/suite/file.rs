@@ -3,9 +3,9 @@
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use sluice::{FetchRequest, FilterOp, Grants, Limits};
+use sluice::{FetchRequest, FilterOp, Grants, Limits, Session};
 
 use crate::report::{Report, Row, Target};
 use crate::sys::{peak_rss, reset_peak};
@@ -78,26 +78,10 @@ fn native_count(path: &Path) -> u64 {
     kept
 }
 
-pub async fn run(scale: Scale, report: &mut Report) {
-    let bytes = scale.pick(1u64 << 30, 128 << 20);
-    let path = data_file(bytes);
-    let size = std::fs::metadata(&path).unwrap().len();
-    let name = path.file_name().unwrap().to_string_lossy().into_owned();
-    let dir = path.parent().unwrap();
-
-    let connector = sluice_tests::file_connector();
-    let grants = Grants::none()
-        .mount(&format!("{}:/data:ro", dir.display()))
-        .unwrap();
-    let limits = Limits {
-        wall_clock_per_call: std::time::Duration::from_secs(600),
-        ..Limits::default()
-    };
-    let mut session = connector
-        .open_with_limits(r#"{"root": "/data", "format": "ndjson"}"#, &grants, &limits)
-        .await
-        .expect("file connector opens");
-    let request = FetchRequest::new(name).filter("age", FilterOp::Ge, "90");
+/// Stream `resource` keeping `age >= 90`, in batches of 1000: the records
+/// kept, the time taken and the process's peak RSS meanwhile.
+pub async fn stream_filtered(session: &mut Session, resource: &str) -> (u64, Duration, u64) {
+    let request = FetchRequest::new(resource).filter("age", FilterOp::Ge, "90");
     reset_peak();
     let began = Instant::now();
     let mut stream = session.stream(&request, None).await.expect("stream");
@@ -111,6 +95,29 @@ pub async fn run(scale: Scale, report: &mut Report) {
     let took = began.elapsed();
     let peak = peak_rss();
     stream.close().await.unwrap();
+    (kept, took, peak)
+}
+
+pub async fn run(scale: Scale, report: &mut Report) {
+    let bytes = scale.pick(1u64 << 30, 128 << 20);
+    let path = data_file(bytes);
+    let size = std::fs::metadata(&path).unwrap().len();
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let dir = path.parent().unwrap();
+
+    let connector = sluice_tests::file_connector();
+    let grants = Grants::none()
+        .mount(&format!("{}:/data:ro", dir.display()))
+        .unwrap();
+    let limits = Limits {
+        wall_clock_per_call: Duration::from_secs(600),
+        ..Limits::default()
+    };
+    let mut session = connector
+        .open_with_limits(r#"{"root": "/data", "format": "ndjson"}"#, &grants, &limits)
+        .await
+        .expect("file connector opens");
+    let (kept, took, peak) = stream_filtered(&mut session, &name).await;
 
     let began = Instant::now();
     let native_kept = tokio::task::spawn_blocking({

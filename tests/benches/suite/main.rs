@@ -14,6 +14,7 @@ mod peers;
 mod postgres;
 mod report;
 mod rest;
+mod s3;
 mod scaling;
 mod server;
 mod startup;
@@ -129,10 +130,11 @@ fn main() {
         .expect("tokio runtime");
     let mut report = Report::new(scale);
     let started = std::time::Instant::now();
-    let suites: [(&str, Suite); 10] = [
+    let suites: [(&str, Suite); 11] = [
         ("startup", |s, r| Box::pin(startup::run(s, r))),
         ("interrupt", |s, r| Box::pin(interrupt::run(s, r))),
         ("file", |s, r| Box::pin(file::run(s, r))),
+        ("s3", |s, r| Box::pin(s3::run(s, r))),
         ("postgres", |s, r| Box::pin(postgres::run(s, r))),
         ("mysql", |s, r| Box::pin(mysql::run(s, r))),
         ("rest", |s, r| Box::pin(rest::run(s, r))),

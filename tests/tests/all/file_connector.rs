@@ -9,7 +9,10 @@ use sluice::{
     ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Grants, Limits, Record, Session,
     SortDirection,
 };
-use sluice_tests::{data, file_connector, tempdir};
+use sluice_tests::{
+    assert_every_checkpoint_resumes_exactly, data, fetch_all, file_connector, gzip, ndjson,
+    stream_all, tempdir,
+};
 
 const CSV: &str = "id,name,age,city\n1,Ada,36,London\n2,Alan,41,Wilmslow\n3,Grace,85,Arlington\n4,Edsger,72,Nuenen\n5,Barbara,86,Boston\n";
 
@@ -23,16 +26,6 @@ fn people() -> Vec<Value> {
     ]
 }
 
-fn ndjson(rows: &[Value]) -> String {
-    rows.iter().map(|r| format!("{r}\n")).collect()
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(bytes).unwrap();
-    enc.finish().unwrap()
-}
-
 async fn open(dir: &Path, mode: &str, config: Value) -> Session {
     let grants = Grants::none()
         .mount(&format!("{}:/data:{mode}", dir.display()))
@@ -43,35 +36,6 @@ async fn open(dir: &Path, mode: &str, config: Value) -> Session {
         .open(&config.to_string(), &grants)
         .await
         .expect("file connector opens")
-}
-
-async fn fetch_all(session: &mut Session, resource: &str) -> Vec<Value> {
-    data(
-        &session
-            .fetch(&FetchRequest::new(resource))
-            .await
-            .unwrap()
-            .records,
-    )
-}
-
-/// Stream everything from `checkpoint`, returning records and the checkpoint after each batch.
-async fn stream_all(
-    session: &mut Session,
-    req: &FetchRequest,
-    checkpoint: Option<&str>,
-    batch: u32,
-) -> Vec<(Vec<Value>, String)> {
-    let mut stream = session.stream(req, checkpoint).await.unwrap();
-    let mut batches = Vec::new();
-    while let Some(b) = stream.next(batch).await.unwrap() {
-        batches.push((
-            data(&b.records),
-            b.checkpoint.expect("every batch has a checkpoint"),
-        ));
-    }
-    stream.close().await.unwrap();
-    batches
 }
 
 #[tokio::test]
@@ -337,20 +301,8 @@ async fn a_stream_resumed_from_any_checkpoint_yields_exactly_the_rest() {
         let all: Vec<Value> = batches.iter().flat_map(|(r, _)| r.clone()).collect();
         assert_eq!(all, rows, "{file}: full stream");
         assert_eq!(batches.len(), 8, "{file}: 50 records in batches of 7");
-        let mut delivered = 0;
-        for (records, checkpoint) in &batches {
-            delivered += records.len();
-            let rest: Vec<Value> = stream_all(&mut session, &req, Some(checkpoint), 13)
-                .await
-                .into_iter()
-                .flat_map(|(r, _)| r)
-                .collect();
-            assert_eq!(
-                rest,
-                rows[delivered..].to_vec(),
-                "{file}: resume after {delivered}"
-            );
-        }
+        assert_every_checkpoint_resumes_exactly(&mut session, &req, &batches, &rows, 13, file)
+            .await;
     }
 }
 

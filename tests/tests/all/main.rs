@@ -21,6 +21,7 @@ mod queues;
 mod rabbitmq;
 mod redis;
 mod rest;
+mod s3;
 mod security;
 mod server;
 mod server_store;

@@ -1,6 +1,5 @@
 //! File formats: detection, incremental decoding with byte-offset positions, encoding.
 
-use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 
 use flate2::read::GzDecoder;
@@ -67,18 +66,34 @@ pub struct Encoding {
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
+/// Where a file's bytes come from: a file in a mount, or an object in a
+/// bucket. Offsets count the stored (possibly compressed) bytes.
+pub trait Source {
+    /// How errors name it (`/data/a.csv`, `s3://bucket/a.csv`).
+    fn name(&self) -> &str;
+    /// Up to `len` bytes from the start, for detecting the encoding.
+    fn head(&self, len: usize) -> Result<Vec<u8>>;
+    /// The stored bytes from `offset` on; an offset past the end is
+    /// `invalid-request` ([`past_end`]).
+    fn open_at(&self, offset: u64) -> Result<Box<dyn Read>>;
+}
+
+/// The error for a checkpoint beyond the end of `name` (`size` bytes).
+pub fn past_end(name: &str, offset: u64, size: u64) -> ConnectorError {
+    ConnectorError::InvalidRequest(format!(
+        "checkpoint at byte {offset} is past the end of `{name}` ({size} bytes)"
+    ))
+}
+
 /// Work out a file's encoding from its extension, then from its first bytes.
-pub fn detect(path: &str, forced: Option<Format>) -> Result<Encoding> {
-    let lower = path.to_ascii_lowercase();
+pub fn detect(source: &dyn Source, forced: Option<Format>) -> Result<Encoding> {
+    let lower = source.name().to_ascii_lowercase();
     let (stem, gz_ext) = match lower.strip_suffix(".gz") {
         Some(stem) => (stem.to_string(), true),
         None => (lower.clone(), false),
     };
-    let mut head = [0u8; 512];
-    let n = File::open(path)
-        .and_then(|mut f| read_up_to(&mut f, &mut head))
-        .map_err(|e| io_error(path, e))?;
-    let gzip = gz_ext || head[..n].starts_with(&GZIP_MAGIC);
+    let head = source.head(512)?;
+    let gzip = gz_ext || head.starts_with(&GZIP_MAGIC);
     let by_ext = if stem.ends_with(".csv") || stem.ends_with(".tsv") {
         Some(Format::Csv)
     } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
@@ -90,12 +105,13 @@ pub fn detect(path: &str, forced: Option<Format>) -> Result<Encoding> {
     };
     let format = match forced.or(by_ext) {
         Some(format) => format,
-        None => sniff(gzip, &head[..n]),
+        None => sniff(gzip, &head),
     };
     Ok(Encoding { format, gzip })
 }
 
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fill `buf` from `reader` as far as it goes; how many bytes it holds.
+pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..])? {
@@ -121,17 +137,20 @@ fn sniff(gzip: bool, head: &[u8]) -> Format {
     }
 }
 
-/// Open `path` for reading, decompressing when needed.
-pub fn open(path: &str, encoding: Encoding) -> Result<Box<dyn BufRead>> {
-    let file = File::open(path).map_err(|e| io_error(path, e))?;
-    let reader: Box<dyn BufRead> = if encoding.gzip {
-        Box::new(BufReader::with_capacity(
+/// Open `source` for reading from `offset` in the decoded bytes,
+/// decompressing when needed (a compressed file is decoded from its start).
+pub fn open(source: &dyn Source, encoding: Encoding, offset: u64) -> Result<Box<dyn BufRead>> {
+    if !encoding.gzip {
+        return Ok(Box::new(BufReader::with_capacity(
             64 * 1024,
-            GzDecoder::new(BufReader::new(file)),
-        ))
-    } else {
-        Box::new(BufReader::with_capacity(64 * 1024, file))
-    };
+            source.open_at(offset)?,
+        )));
+    }
+    let mut reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(
+        64 * 1024,
+        GzDecoder::new(BufReader::new(source.open_at(0)?)),
+    ));
+    skip(source.name(), &mut reader, offset)?;
     Ok(reader)
 }
 
@@ -192,20 +211,19 @@ pub trait RowReader {
     }
 }
 
-/// Open a reader for `path` that starts at `from`.
+/// Open a reader for `source` that starts at `from`.
 pub fn reader(
-    path: &str,
+    source: &dyn Source,
     encoding: Encoding,
     csv: &CsvOptions,
     from: Position,
 ) -> Result<Box<dyn RowReader>> {
     Ok(match encoding.format {
-        Format::Csv => Box::new(CsvReader::new(path, encoding, csv, from)?),
+        Format::Csv => Box::new(CsvReader::new(source, encoding, csv, from)?),
         Format::Ndjson => {
-            let mut input = open(path, encoding)?;
-            skip(path, &mut input, from.offset)?;
+            let input = open(source, encoding, from.offset)?;
             Box::new(NdjsonReader {
-                path: path.to_string(),
+                path: source.name().to_string(),
                 input,
                 pos: from,
                 buf: String::new(),
@@ -213,23 +231,33 @@ pub fn reader(
                 slots: Vec::new(),
             })
         }
-        Format::Json => Box::new(JsonArrayReader::new(path, open(path, encoding)?, from)?),
+        Format::Json => Box::new(JsonArrayReader::new(source, encoding, from)?),
     })
 }
 
 fn skip(path: &str, input: &mut dyn BufRead, bytes: u64) -> Result<()> {
     let skipped =
-        io::copy(&mut input.take(bytes), &mut io::sink()).map_err(|e| io_error(path, e))?;
+        io::copy(&mut input.take(bytes), &mut io::sink()).map_err(|e| read_failed(path, 1, e))?;
     if skipped < bytes {
-        return Err(ConnectorError::InvalidRequest(format!(
-            "checkpoint at byte {bytes} is past the end of `{path}` ({skipped} bytes)"
-        )));
+        return Err(past_end(path, bytes, skipped));
     }
     Ok(())
 }
 
 fn malformed(path: &str, line: u64, what: impl std::fmt::Display) -> ConnectorError {
     ConnectorError::InvalidRequest(format!("{path}: line {line}: {what}"))
+}
+
+/// A failed read: the typed error it carries (a dropped connection, a
+/// timeout), else the content is malformed there (bad UTF-8, bad gzip).
+fn read_failed(path: &str, line: u64, err: io::Error) -> ConnectorError {
+    if err
+        .get_ref()
+        .is_some_and(|inner| inner.is::<ConnectorError>())
+    {
+        return io_error(path, err);
+    }
+    malformed(path, line, err)
 }
 
 struct NdjsonReader {
@@ -253,7 +281,7 @@ impl NdjsonReader {
             let n = self
                 .input
                 .read_line(&mut self.buf)
-                .map_err(|e| malformed(&self.path, self.pos.line, e))?;
+                .map_err(|e| read_failed(&self.path, self.pos.line, e))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -343,10 +371,11 @@ struct JsonArrayReader {
 }
 
 impl JsonArrayReader {
-    fn new(path: &str, input: Box<dyn BufRead>, from: Position) -> Result<Self> {
+    fn new(source: &dyn Source, encoding: Encoding, from: Position) -> Result<Self> {
+        let path = source.name();
         let mut reader = Self {
             path: path.to_string(),
-            input,
+            input: open(source, encoding, from.offset)?,
             pos: Position::START,
             done: false,
             element: Vec::new(),
@@ -364,7 +393,6 @@ impl JsonArrayReader {
                 None => reader.done = true,
             }
         } else {
-            skip(path, &mut reader.input, from.offset)?;
             reader.pos = from;
         }
         Ok(reader)
@@ -374,7 +402,7 @@ impl JsonArrayReader {
         let buf = self
             .input
             .fill_buf()
-            .map_err(|e| malformed(&self.path, self.pos.line, e))?;
+            .map_err(|e| read_failed(&self.path, self.pos.line, e))?;
         let Some(&byte) = buf.first() else {
             return Ok(None);
         };
@@ -466,7 +494,13 @@ struct CsvReader {
 }
 
 impl CsvReader {
-    fn new(path: &str, encoding: Encoding, options: &CsvOptions, from: Position) -> Result<Self> {
+    fn new(
+        source: &dyn Source,
+        encoding: Encoding,
+        options: &CsvOptions,
+        from: Position,
+    ) -> Result<Self> {
+        let path = source.name();
         let delimiter = options.delimiter_byte()?;
         let mut builder = csv::ReaderBuilder::new();
         builder
@@ -474,19 +508,18 @@ impl CsvReader {
             .has_headers(false)
             .flexible(false);
         // Read the header row from the start of the file in every case.
-        let mut header_reader = builder.from_reader(open(path, encoding)?);
+        let mut header_reader = builder.from_reader(open(source, encoding, 0)?);
         let mut header = csv::StringRecord::new();
         let has_header = header_reader
             .read_record(&mut header)
-            .map_err(|e| malformed(path, 1, e))?;
+            .map_err(|e| csv_failed(path, 1, e))?;
         let header_end = header_reader.position().clone();
         drop(header_reader);
         if !has_header {
             return Err(malformed(path, 1, "empty CSV file: expected a header row"));
         }
         let headers: Vec<String> = header.iter().map(str::to_string).collect();
-        // The header reader may have buffered past the header, so reopen and skip.
-        let mut input = open(path, encoding)?;
+        // The header reader may have buffered past the header, so reopen there.
         let base = if from == Position::START {
             Position {
                 offset: header_end.byte(),
@@ -495,8 +528,7 @@ impl CsvReader {
         } else {
             from
         };
-        skip(path, &mut input, base.offset)?;
-        let reader = builder.from_reader(input);
+        let reader = builder.from_reader(open(source, encoding, base.offset)?);
         Ok(Self {
             path: path.to_string(),
             reader,
@@ -513,7 +545,7 @@ impl RowReader for CsvReader {
         let line = self.position().line;
         let more = self.reader.read_record(&mut self.record).map_err(|e| {
             let line = e.position().map_or(line, |p| self.base.line + p.line() - 1);
-            malformed(&self.path, line, e)
+            csv_failed(&self.path, line, e)
         })?;
         if !more {
             return Ok(None);
@@ -547,6 +579,17 @@ impl RowReader for CsvReader {
             offset: self.base.offset + p.byte(),
             line: self.base.line + p.line() - 1,
         }
+    }
+}
+
+/// A CSV read error: an I/O failure keeps its type, anything else is malformed content.
+fn csv_failed(path: &str, line: u64, err: csv::Error) -> ConnectorError {
+    if !matches!(err.kind(), csv::ErrorKind::Io(_)) {
+        return malformed(path, line, err);
+    }
+    match err.into_kind() {
+        csv::ErrorKind::Io(io) => read_failed(path, line, io),
+        other => malformed(path, line, format!("{other:?}")),
     }
 }
 

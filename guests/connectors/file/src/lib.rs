@@ -1,18 +1,24 @@
 //! The `file` connector: CSV, JSON arrays and NDJSON, optionally gzip-compressed,
-//! read from and written to directories the host mounted.
+//! read from and written to directories the host mounted, or to objects in
+//! S3 and S3-compatible stores (`root: s3://BUCKET/PREFIX`, see [`s3`]).
 //!
-//! A resource is a path inside a mount, absolute or relative to `root`.
+//! A resource is a path inside a mount, absolute or relative to `root` (with
+//! S3: a key relative to the prefix, or an `s3://BUCKET/KEY` URL).
 //! `fetch` filters, sorts, selects fields and paginates (offset and cursor);
 //! `stream` reads incrementally with bounded memory and emits byte-offset
 //! checkpoints; `discover` lists the files under the mounts with their
 //! inferred fields; `execute` supports `append` and `write` (NDJSON/CSV).
 
 mod format;
+mod local;
+mod s3;
 mod write;
 
 use std::collections::BTreeMap;
 
-use format::{CsvOptions, Encoding, Format, Position, RowReader};
+use format::{CsvOptions, Encoding, Format, Position, RowReader, Source};
+use local::LocalFile;
+use s3::{S3Options, S3Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use sluice_sdk::query::{self, Predicate};
@@ -27,7 +33,8 @@ use sluice_sdk::{
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Config {
-    /// Directory that relative resource paths start from.
+    /// Directory that relative resource paths start from, or an
+    /// `s3://BUCKET/PREFIX` URL for objects in S3 (see `s3`).
     #[serde(default = "default_root")]
     root: String,
     /// Force a format instead of detecting it from the extension and content.
@@ -37,6 +44,9 @@ struct Config {
     /// CSV options.
     #[serde(default)]
     csv: CsvOptions,
+    /// S3 options, used when `root` is an `s3://` URL.
+    #[serde(default)]
+    s3: S3Options,
 }
 
 fn default_root() -> String {
@@ -47,6 +57,8 @@ struct FileConnector;
 
 struct FileSession {
     config: Config,
+    /// The bucket, when `root` is an `s3://` URL.
+    store: Option<S3Store>,
 }
 
 /// Rows a stream reads at most per `next` call.
@@ -55,6 +67,9 @@ const MAX_ROWS_SCANNED_PER_BATCH: usize = 65_536;
 /// Records read for `discover` to infer a file's fields.
 const DISCOVER_SAMPLE: usize = 100;
 
+/// Files `discover` infers fields for; the ones after them are listed by name.
+const DISCOVER_SCHEMAS: usize = 200;
+
 impl Connector for FileConnector {
     type Session = FileSession;
 
@@ -62,7 +77,7 @@ impl Connector for FileConnector {
         sluice_sdk::descriptor(
             "file",
             env!("CARGO_PKG_VERSION"),
-            "CSV, JSON and NDJSON files (optionally gzip) in mounted directories",
+            "CSV, JSON and NDJSON files (optionally gzip) in mounted directories or S3 buckets",
         )
         .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
@@ -80,7 +95,8 @@ impl Connector for FileConnector {
     fn open(config_json: &str) -> Result<FileSession> {
         let config: Config = config::parse(config_json)?;
         config.csv.delimiter_byte()?;
-        Ok(FileSession { config })
+        let store = S3Store::from_root(&config.root, &config.s3)?;
+        Ok(FileSession { config, store })
     }
 }
 
@@ -98,19 +114,27 @@ impl FileSession {
         })
     }
 
-    fn encoding(&self, path: &str) -> Result<Encoding> {
-        format::detect(path, self.config.format)
+    /// Where a resource's bytes come from.
+    fn source(&self, resource: &str) -> Result<Box<dyn Source>> {
+        Ok(match &self.store {
+            Some(store) => Box::new(store.object(resource)?),
+            None => Box::new(LocalFile::new(self.path(resource)?)),
+        })
     }
 
-    fn rows(&self, path: &str, from: Position) -> Result<Box<dyn RowReader>> {
-        format::reader(path, self.encoding(path)?, &self.config.csv, from)
+    fn encoding(&self, source: &dyn Source) -> Result<Encoding> {
+        format::detect(source, self.config.format)
+    }
+
+    fn rows(&self, source: &dyn Source, from: Position) -> Result<Box<dyn RowReader>> {
+        format::reader(source, self.encoding(source)?, &self.config.csv, from)
     }
 
     /// Without a sort, read only as far as the page needs.
-    fn fetch_unsorted(&self, req: &FetchRequest, path: &str) -> Result<FetchResponse> {
+    fn fetch_unsorted(&self, req: &FetchRequest, source: &dyn Source) -> Result<FetchResponse> {
         let predicate = Predicate::compile(&req.filters)?;
         let (start, page_size) = query::page_window(req)?;
-        let mut rows = self.rows(path, Position::START)?;
+        let mut rows = self.rows(source, Position::START)?;
         let mut records = Vec::new();
         let mut matched: u64 = 0;
         while let Some(row) = rows.next_row()? {
@@ -141,6 +165,9 @@ impl FileSession {
 
 impl Session for FileSession {
     fn health_check(&self) -> Result<()> {
+        if let Some(store) = &self.store {
+            return store.health_check();
+        }
         let root = &self.config.root;
         std::fs::metadata(root)
             .map_err(|e| io_error(root, e))
@@ -157,29 +184,41 @@ impl Session for FileSession {
 
     fn discover(&self) -> Result<Vec<ResourceInfo>> {
         let mut found = Vec::new();
-        for (_, mount) in sluice_sdk::bindings::wasi::filesystem::preopens::get_directories() {
-            collect_files(&mount, &mut found)?;
+        match &self.store {
+            Some(store) => found = store.list()?,
+            None => {
+                for (_, mount) in
+                    sluice_sdk::bindings::wasi::filesystem::preopens::get_directories()
+                {
+                    local::collect_files(&mount, &mut found)?;
+                }
+            }
         }
         found.sort();
-        found
-            .into_iter()
-            .filter_map(|path| {
-                let schema = self.infer_schema(&path).ok()?;
-                Some(Ok(ResourceInfo {
-                    name: path,
-                    schema: Some(schema.to_string()),
-                }))
+        // The first files are read for their fields (one that cannot be read
+        // as records is left out); past them, names only, so discovering a
+        // bucket of many objects costs one listing, not a read of each.
+        let rest = found.split_off(found.len().min(DISCOVER_SCHEMAS));
+        let sampled = found.into_iter().filter_map(|path| {
+            let schema = self.infer_schema(&*self.source(&path).ok()?).ok()?;
+            Some(ResourceInfo {
+                name: path,
+                schema: Some(schema.to_string()),
             })
-            .collect()
+        });
+        let named = rest
+            .into_iter()
+            .map(|name| ResourceInfo { name, schema: None });
+        Ok(sampled.chain(named).collect())
     }
 
     fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
-        let path = self.path(&req.resource)?;
+        let source = self.source(&req.resource)?;
         if req.sort.is_empty() {
-            return self.fetch_unsorted(&req, &path);
+            return self.fetch_unsorted(&req, &*source);
         }
         let predicate = Predicate::compile(&req.filters)?;
-        let mut rows = self.rows(&path, Position::START)?;
+        let mut rows = self.rows(&*source, Position::START)?;
         let mut matching = Vec::new();
         while let Some(row) = rows.next_row()? {
             if predicate.matches(&row) {
@@ -203,13 +242,13 @@ impl Session for FileSession {
                 "stream reads in file order and cannot sort; use fetch to sort".into(),
             ));
         }
-        let path = self.path(&req.resource)?;
+        let source = self.source(&req.resource)?;
         let from = match checkpoint {
             Some(text) => Position::from_checkpoint(&text)?,
             None => Position::START,
         };
         let predicate = Predicate::compile(&req.filters)?;
-        let mut rows = self.rows(&path, from)?;
+        let mut rows = self.rows(&*source, from)?;
         if req.fields.is_empty() {
             // Whole records travel as their source text: only the filtered fields need parsing.
             rows.keep_only(predicate.top_level_fields());
@@ -223,14 +262,18 @@ impl Session for FileSession {
     }
 
     fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
+        if let Some(store) = &self.store {
+            let object = store.object(&req.resource)?;
+            return write::execute_object(&object, &req, self.config.format, &self.config.csv);
+        }
         let path = self.path(&req.resource)?;
         write::execute(&path, &req, self.config.format, &self.config.csv)
     }
 }
 
 impl FileSession {
-    fn infer_schema(&self, path: &str) -> Result<Value> {
-        let mut rows = self.rows(path, Position::START)?;
+    fn infer_schema(&self, source: &dyn Source) -> Result<Value> {
+        let mut rows = self.rows(source, Position::START)?;
         let mut fields: BTreeMap<String, &'static str> = BTreeMap::new();
         for _ in 0..DISCOVER_SAMPLE {
             let Some(Value::Object(row)) = rows.next_row()? else {
@@ -266,25 +309,6 @@ impl FileSession {
             .collect();
         Ok(json!({ "type": "object", "properties": properties }))
     }
-}
-
-fn collect_files(dir: &str, found: &mut Vec<String>) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| io_error(dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| io_error(dir, e))?;
-        let path = format!(
-            "{}/{}",
-            dir.trim_end_matches('/'),
-            entry.file_name().to_string_lossy()
-        );
-        let kind = entry.file_type().map_err(|e| io_error(&path, e))?;
-        if kind.is_dir() {
-            collect_files(&path, found)?;
-        } else if kind.is_file() {
-            found.push(path);
-        }
-    }
-    Ok(())
 }
 
 struct FileStream {

@@ -1,119 +1,188 @@
-//! `execute`: `append` and `write` of NDJSON and CSV files.
+//! `execute`: `append` and `write` of NDJSON and CSV, to a mounted file or
+//! (`write` only) to an object.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sluice_sdk::{io_error, ConnectorError, ExecuteRequest, ExecuteResponse, Result};
 
 use crate::format::{self, CsvOptions, Format};
+use crate::s3::Object;
 
-/// Run an `append` or `write` of `req.records` to `path`.
+/// Records checked and ready to encode: nothing was written yet.
+struct Plan {
+    append: bool,
+    format: Format,
+    header: Vec<String>,
+    /// Whether the CSV header row is written (a new or emptied file).
+    write_header: bool,
+    rows: Vec<Map<String, Value>>,
+}
+
+impl Plan {
+    /// Check the operation and every record of `req` for `name`;
+    /// `existing_header` reads the header of a CSV file being appended to.
+    fn new(
+        name: &str,
+        req: &ExecuteRequest,
+        forced: Option<Format>,
+        existing_header: impl FnOnce() -> Result<Option<Vec<String>>>,
+    ) -> Result<Self> {
+        let append = match req.operation.as_str() {
+            "append" => true,
+            "write" => false,
+            other => {
+                return Err(ConnectorError::Unsupported(format!(
+                    "operation `{other}`; the file connector supports `append` and `write`"
+                )))
+            }
+        };
+        if name.to_ascii_lowercase().ends_with(".gz") {
+            return Err(ConnectorError::Unsupported(format!(
+                "writing compressed files (`{name}`)"
+            )));
+        }
+        let format = forced.unwrap_or(if name.to_ascii_lowercase().ends_with(".csv") {
+            Format::Csv
+        } else {
+            Format::Ndjson
+        });
+        if format == Format::Json {
+            return Err(ConnectorError::Unsupported(
+                "writing JSON arrays; write NDJSON (`.ndjson`) or CSV".into(),
+            ));
+        }
+        let rows = req
+            .records
+            .iter()
+            .enumerate()
+            .map(
+                |(i, record)| match serde_json::from_str::<Value>(&record.data) {
+                    Ok(Value::Object(map)) => Ok(map),
+                    Ok(_) => Err(ConnectorError::InvalidRequest(format!(
+                        "record {i}: data is not a JSON object"
+                    ))),
+                    Err(e) => Err(ConnectorError::InvalidRequest(format!(
+                        "record {i}: data is not JSON: {e}"
+                    ))),
+                },
+            )
+            .collect::<Result<Vec<_>>>()?;
+        let existing = match (format, append) {
+            (Format::Csv, true) => existing_header()?,
+            _ => None,
+        };
+        let header: Vec<String> = match (&existing, rows.first()) {
+            (Some(header), _) => header.clone(),
+            (None, Some(first)) => first.keys().cloned().collect(),
+            (None, None) => Vec::new(),
+        };
+        if format == Format::Csv {
+            for (i, row) in rows.iter().enumerate() {
+                if let Some(extra) = row.keys().find(|k| !header.contains(k)) {
+                    return Err(ConnectorError::InvalidRequest(format!(
+                        "record {i}: field `{extra}` is not a column of `{name}` ({})",
+                        header.join(", ")
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            append,
+            format,
+            write_header: existing.is_none() && !header.is_empty(),
+            header,
+            rows,
+        })
+    }
+
+    /// Encode the rows into `out`.
+    fn encode(&self, name: &str, csv: &CsvOptions, out: &mut dyn Write) -> Result<()> {
+        let fail = |e: std::io::Error| io_error(name, e);
+        match self.format {
+            Format::Ndjson | Format::Json => {
+                for row in &self.rows {
+                    serde_json::to_writer(&mut *out, row).map_err(|e| match e.io_error_kind() {
+                        Some(_) => fail(e.into()),
+                        None => ConnectorError::Internal(e.to_string()),
+                    })?;
+                    out.write_all(b"\n").map_err(fail)?;
+                }
+            }
+            Format::Csv => {
+                let mut writer = csv::WriterBuilder::new()
+                    .delimiter(csv.delimiter_byte()?)
+                    .from_writer(&mut *out);
+                let write_err = |e: csv::Error| match e.into_kind() {
+                    csv::ErrorKind::Io(io) => fail(io),
+                    other => ConnectorError::Unavailable(format!("{name}: {other:?}")),
+                };
+                if self.write_header {
+                    writer.write_record(&self.header).map_err(write_err)?;
+                }
+                for row in &self.rows {
+                    writer
+                        .write_record(self.header.iter().map(|h| format::cell(row.get(h))))
+                        .map_err(write_err)?;
+                }
+                writer.flush().map_err(fail)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn response(&self) -> ExecuteResponse {
+        ExecuteResponse {
+            affected: self.rows.len() as u64,
+            records: Vec::new(),
+        }
+    }
+}
+
+/// Run an `append` or `write` of `req.records` to the mounted file `path`.
 pub fn execute(
     path: &str,
     req: &ExecuteRequest,
     forced: Option<Format>,
     csv: &CsvOptions,
 ) -> Result<ExecuteResponse> {
-    let append = match req.operation.as_str() {
-        "append" => true,
-        "write" => false,
-        other => {
-            return Err(ConnectorError::Unsupported(format!(
-                "operation `{other}`; the file connector supports `append` and `write`"
-            )))
-        }
-    };
-    if path.to_ascii_lowercase().ends_with(".gz") {
-        return Err(ConnectorError::Unsupported(format!(
-            "writing compressed files (`{path}`)"
-        )));
-    }
-    let format = forced.unwrap_or(if path.to_ascii_lowercase().ends_with(".csv") {
-        Format::Csv
-    } else {
-        Format::Ndjson
-    });
-    let rows = req
-        .records
-        .iter()
-        .enumerate()
-        .map(
-            |(i, record)| match serde_json::from_str::<Value>(&record.data) {
-                Ok(Value::Object(map)) => Ok(map),
-                Ok(_) => Err(ConnectorError::InvalidRequest(format!(
-                    "record {i}: data is not a JSON object"
-                ))),
-                Err(e) => Err(ConnectorError::InvalidRequest(format!(
-                    "record {i}: data is not JSON: {e}"
-                ))),
-            },
-        )
-        .collect::<Result<Vec<_>>>()?;
-    // Validate everything before touching the file, so a bad record writes nothing.
-    let existing_header = match (format, append) {
-        (Format::Csv, true) => read_csv_header(path, csv)?,
-        _ => None,
-    };
-    let header: Vec<String> = match (&existing_header, rows.first()) {
-        (Some(header), _) => header.clone(),
-        (None, Some(first)) => first.keys().cloned().collect(),
-        (None, None) => Vec::new(),
-    };
-    if format == Format::Json {
-        return Err(ConnectorError::Unsupported(
-            "writing JSON arrays; write NDJSON (`.ndjson`) or CSV".into(),
-        ));
-    }
-    if format == Format::Csv {
-        for (i, row) in rows.iter().enumerate() {
-            if let Some(extra) = row.keys().find(|k| !header.contains(k)) {
-                return Err(ConnectorError::InvalidRequest(format!(
-                    "record {i}: field `{extra}` is not a column of `{path}` ({})",
-                    header.join(", ")
-                )));
-            }
-        }
-    }
+    // Everything is checked before the file is touched, so a bad record writes nothing.
+    let plan = Plan::new(path, req, forced, || read_csv_header(path, csv))?;
     let file = OpenOptions::new()
         .create(true)
         .write(true)
-        .append(append)
-        .truncate(!append)
+        .append(plan.append)
+        .truncate(!plan.append)
         .open(path)
         .map_err(|e| io_error(path, e))?;
     let mut out = BufWriter::new(file);
+    plan.encode(path, csv, &mut out)?;
     let fail = |e: std::io::Error| io_error(path, e);
-    match format {
-        Format::Ndjson | Format::Json => {
-            for row in &rows {
-                serde_json::to_writer(&mut out, row)
-                    .map_err(|e| ConnectorError::Internal(e.to_string()))?;
-                out.write_all(b"\n").map_err(fail)?;
-            }
-        }
-        Format::Csv => {
-            let mut writer = csv::WriterBuilder::new()
-                .delimiter(csv.delimiter_byte()?)
-                .from_writer(&mut out);
-            let write_err = |e: csv::Error| ConnectorError::Unavailable(format!("{path}: {e}"));
-            if existing_header.is_none() && !header.is_empty() {
-                writer.write_record(&header).map_err(write_err)?;
-            }
-            for row in &rows {
-                writer
-                    .write_record(header.iter().map(|h| format::cell(row.get(h))))
-                    .map_err(write_err)?;
-            }
-            writer.flush().map_err(fail)?;
-        }
-    }
     out.flush().map_err(fail)?;
     out.get_ref().sync_data().map_err(fail)?;
-    Ok(ExecuteResponse {
-        affected: rows.len() as u64,
-        records: Vec::new(),
-    })
+    Ok(plan.response())
+}
+
+/// Run a `write` of `req.records` to `object` (objects cannot be appended to).
+pub fn execute_object(
+    object: &Object,
+    req: &ExecuteRequest,
+    forced: Option<Format>,
+    csv: &CsvOptions,
+) -> Result<ExecuteResponse> {
+    use crate::format::Source as _;
+    let name = object.name();
+    if req.operation == "append" {
+        return Err(ConnectorError::Unsupported(format!(
+            "`append` to `{name}`: S3 objects cannot be appended to; `write` replaces the object"
+        )));
+    }
+    let plan = Plan::new(name, req, forced, || Ok(None))?;
+    let mut upload = object.upload();
+    plan.encode(name, csv, &mut upload)?;
+    upload.finish()?;
+    Ok(plan.response())
 }
 
 /// The header of an existing, non-empty CSV file; `None` when it is absent or empty.

@@ -249,6 +249,7 @@ impl Session for ProbeSession {
                     "status": res.status,
                     "location": res.header("location"),
                     "retry-after": res.header("retry-after"),
+                    "etag": res.header("etag"),
                     "body": String::from_utf8_lossy(&res.body),
                 })))
             }

@@ -5,8 +5,10 @@
 //! and their values come from the session's secrets ([`Secret`]), never from
 //! the grant text. Kinds: `api-key` (header or query parameter), `basic`,
 //! `bearer`, `jwt-hs256` (minted by the host with the configured claims and
-//! renewed before expiry) and `oauth2-client-credentials` (fetched from
-//! `token_url`, cached, refreshed before expiry and once more on a 401).
+//! renewed before expiry), `oauth2-client-credentials` (fetched from
+//! `token_url`, cached, refreshed before expiry and once more on a 401) and
+//! `aws-sigv4` (each request signed by the host with AWS Signature Version 4;
+//! see [`super::sigv4`]).
 //! Tokens are cached per grant and origin, so every session of the grant
 //! shares them.
 
@@ -25,6 +27,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions};
 
 use super::injected::Injected;
 use super::origin::HostPattern;
+use super::sigv4;
 use crate::error::Error;
 
 /// A secret value. Its `Debug` never shows it.
@@ -96,6 +99,26 @@ pub enum AuthKind {
         /// Requested scope.
         scope: Option<String>,
     },
+    /// AWS Signature Version 4 (S3 and S3-compatible stores, other AWS
+    /// APIs): the host signs every request after the guest built it.
+    AwsSigv4 {
+        /// Name of the secret holding the access key id.
+        access_key_id_secret: String,
+        /// Name of the secret holding the secret access key.
+        secret_access_key_secret: String,
+        /// Name of the secret holding a session token (temporary credentials).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session_token_secret: Option<String>,
+        /// The region the signature is for, e.g. `us-east-1`.
+        region: String,
+        /// The service the signature is for. Default `s3`.
+        #[serde(default = "default_service")]
+        service: String,
+    },
+}
+
+fn default_service() -> String {
+    "s3".into()
 }
 
 fn default_ttl() -> u64 {
@@ -154,6 +177,22 @@ impl OriginAuth {
                     ))
                 })?;
         }
+        if let AuthKind::AwsSigv4 {
+            region, service, ..
+        } = &spec.kind
+        {
+            for (field, value) in [("region", region), ("service", service)] {
+                let valid = !value.is_empty()
+                    && value
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+                if !valid {
+                    return Err(Error::InvalidGrant(format!(
+                        "auth for {origin}: `{field}` must be lower-case letters, digits and `-` (e.g. `us-east-1`, `s3`), not `{value}`"
+                    )));
+                }
+            }
+        }
         Ok(Self::new(origin, spec.kind.clone()))
     }
 
@@ -195,6 +234,16 @@ impl OriginAuth {
                 password_secret, ..
             } => vec![password_secret],
             AuthKind::Oauth2ClientCredentials { client_secret, .. } => vec![client_secret],
+            AuthKind::AwsSigv4 {
+                access_key_id_secret,
+                secret_access_key_secret,
+                session_token_secret,
+                ..
+            } => {
+                let mut names = vec![access_key_id_secret.as_str(), secret_access_key_secret];
+                names.extend(session_token_secret.as_deref());
+                names
+            }
         }
     }
 
@@ -211,13 +260,15 @@ impl OriginAuth {
         *self.cache.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
-    /// Add the credentials to `request`.
+    /// Add the credentials to `request`; `body` is its whole body when the
+    /// host holds it (a signature can then cover it).
     pub(crate) async fn apply(
         &self,
         request: &mut http::Request<wasmtime_wasi_http::WasiBody>,
         secrets: &HashMap<String, Secret>,
         options: RequestOptions,
         allow_private: bool,
+        body: Option<&Bytes>,
     ) -> Result<Injected, HttpError> {
         let secret = |name: &str| {
             secrets.get(name).ok_or_else(|| {
@@ -259,6 +310,40 @@ impl OriginAuth {
                 });
             }
             AuthKind::ApiKey { .. } => return Err(bad_header(&self.origin)),
+            AuthKind::AwsSigv4 {
+                access_key_id_secret,
+                secret_access_key_secret,
+                session_token_secret,
+                region,
+                service,
+            } => {
+                let credentials = sigv4::Credentials {
+                    access_key_id: secret(access_key_id_secret)?.expose(),
+                    secret_access_key: secret(secret_access_key_secret)?.expose(),
+                    session_token: match session_token_secret {
+                        Some(name) => Some(secret(name)?.expose()),
+                        None => None,
+                    },
+                };
+                let scope = sigv4::Scope { region, service };
+                let body_sha256 = body.map(|bytes| sigv4::sha256_hex(bytes));
+                let authorization = sigv4::sign(
+                    request,
+                    &credentials,
+                    &scope,
+                    body_sha256,
+                    SystemTime::now(),
+                )
+                .map_err(|_| bad_header(&self.origin))?;
+                // The secret access key never leaves the host; what went out
+                // that came from secrets is scrubbed from response headers.
+                let mut values = vec![authorization, credentials.access_key_id.to_string()];
+                values.extend(credentials.session_token.map(str::to_string));
+                return Ok(Injected {
+                    query_param: None,
+                    values,
+                });
+            }
             AuthKind::Basic {
                 username,
                 password_secret,

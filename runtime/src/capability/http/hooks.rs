@@ -92,6 +92,7 @@ impl HttpPolicy {
                         &self.secrets,
                         options,
                         self.allow_private_addresses,
+                        kept.as_ref(),
                     )
                     .await?
                 }

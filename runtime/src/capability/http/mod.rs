@@ -53,6 +53,7 @@ mod origin;
 mod policy;
 pub mod pool;
 pub mod resilience;
+pub mod sigv4;
 
 pub(crate) use hooks::HttpHooks;
 pub use origin::HostPattern;
