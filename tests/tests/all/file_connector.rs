@@ -206,7 +206,7 @@ async fn a_foreign_cursor_is_an_invalid_request() {
     );
 }
 
-async fn assert_malformed(file: &str, contents: &[u8], line: u64) {
+async fn assert_malformed(file: &str, contents: &[u8], line: u64, byte: u64) {
     let dir = tempdir();
     std::fs::write(dir.path().join(file), contents).unwrap();
     let mut session = open(dir.path(), "ro", json!({})).await;
@@ -214,7 +214,7 @@ async fn assert_malformed(file: &str, contents: &[u8], line: u64) {
     match err {
         Error::Connector(ConnectorError::InvalidRequest(message)) => {
             assert!(
-                message.contains(&format!("/data/{file}: line {line}:")),
+                message.contains(&format!("/data/{file}: line {line} (byte {byte}):")),
                 "{file}: {message}"
             )
         }
@@ -223,12 +223,142 @@ async fn assert_malformed(file: &str, contents: &[u8], line: u64) {
 }
 
 #[tokio::test]
-async fn malformed_rows_name_the_file_and_line() {
-    assert_malformed("bad.ndjson", b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": oops}\n", 3).await;
-    assert_malformed("bad.ndjson.gz", &gzip(b"{\"a\": 1}\n\n[1, 2]\n"), 3).await;
-    assert_malformed("bad.csv", b"a,b\n1,2\n3,4,5\n", 3).await;
-    assert_malformed("bad.json", b"[\n  {\"a\": 1},\n  {\"a\": }\n]\n", 3).await;
-    assert_malformed("notarray.json", b"{\"a\": 1}", 1).await;
+async fn malformed_rows_name_the_file_line_and_byte() {
+    assert_malformed(
+        "bad.ndjson",
+        b"{\"a\": 1}\n{\"a\": 2}\n{\"a\": oops}\n",
+        3,
+        18,
+    )
+    .await;
+    assert_malformed("bad.ndjson.gz", &gzip(b"{\"a\": 1}\n\n[1, 2]\n"), 3, 10).await;
+    assert_malformed("bad.csv", b"a,b\n1,2\n3,4,5\n", 3, 8).await;
+    assert_malformed("bad.json", b"[\n  {\"a\": 1},\n  {\"a\": }\n]\n", 3, 16).await;
+    assert_malformed("notarray.json", b"{\"a\": 1}", 1, 0).await;
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::encode_all(bytes, 3).unwrap()
+}
+
+fn bzip2(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    bzip2::read::BzEncoder::new(bytes, bzip2::Compression::default())
+        .read_to_end(&mut out)
+        .unwrap();
+    out
+}
+
+#[tokio::test]
+async fn zstd_and_bzip2_are_read_by_extension_and_magic_bytes_and_every_member_counts() {
+    let dir = tempdir();
+    let text = ndjson(&people());
+    let (first, rest) = text.split_at(text.find("{\"id\":3").unwrap());
+    let files: [(&str, Vec<u8>); 6] = [
+        ("people.ndjson.zst", zstd(text.as_bytes())),
+        ("people.csv.bz2", bzip2(CSV.as_bytes())),
+        ("zstd-mystery", zstd(text.as_bytes())),
+        ("bzip2-mystery", bzip2(text.as_bytes())),
+        // Two members, as `cat a.gz b.gz` (or pzstd, pbzip2) makes them:
+        // the file is both, never silently the first.
+        (
+            "two.ndjson.gz",
+            [gzip(first.as_bytes()), gzip(rest.as_bytes())].concat(),
+        ),
+        (
+            "two.ndjson.zst",
+            [zstd(first.as_bytes()), zstd(rest.as_bytes())].concat(),
+        ),
+    ];
+    for (name, bytes) in &files {
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    std::fs::write(
+        dir.path().join("two.ndjson.bz2"),
+        [bzip2(first.as_bytes()), bzip2(rest.as_bytes())].concat(),
+    )
+    .unwrap();
+    let mut session = open(dir.path(), "ro", json!({"csv": {"infer_types": true}})).await;
+    for (name, _) in &files {
+        assert_eq!(fetch_all(&mut session, name).await, people(), "{name}");
+    }
+    assert_eq!(fetch_all(&mut session, "two.ndjson.bz2").await, people());
+    let req = FetchRequest::new("two.ndjson.zst");
+    let batches = stream_all(&mut session, &req, None, 2).await;
+    assert_every_checkpoint_resumes_exactly(&mut session, &req, &batches, &people(), 2, "zstd")
+        .await;
+}
+
+#[tokio::test]
+async fn a_truncated_compressed_file_is_invalid_naming_the_file_and_byte() {
+    let dir = tempdir();
+    let text = ndjson(
+        &(0..5000)
+            .map(|i| json!({"n": i, "text": format!("row {i}")}))
+            .collect::<Vec<_>>(),
+    );
+    for (name, whole) in [
+        ("cut.ndjson.gz", gzip(text.as_bytes())),
+        ("cut.ndjson.zst", zstd(text.as_bytes())),
+        ("cut.ndjson.bz2", bzip2(text.as_bytes())),
+    ] {
+        std::fs::write(dir.path().join(name), &whole[..whole.len() / 2]).unwrap();
+    }
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    for name in ["cut.ndjson.gz", "cut.ndjson.zst", "cut.ndjson.bz2"] {
+        match session.fetch(&FetchRequest::new(name)).await {
+            Err(Error::Connector(ConnectorError::InvalidRequest(m))) => assert!(
+                m.contains(&format!("/data/{name}: line ")) && m.contains("(byte "),
+                "{name}: {m}"
+            ),
+            other => panic!("{name}: expected invalid-request, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn compressed_files_are_written_and_appended_to_by_extension() {
+    let dir = tempdir();
+    let mut session = open(dir.path(), "rw", json!({"csv": {"infer_types": true}})).await;
+    let all = people();
+    let (head, tail) = all.split_at(2);
+    for name in [
+        "out.ndjson.gz",
+        "out.ndjson.zst",
+        "out.csv.bz2",
+        "out.csv.zst",
+    ] {
+        session
+            .execute(&ExecuteRequest::new(name, "write", records(head)))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        session
+            .execute(&ExecuteRequest::new(name, "append", records(tail)))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(fetch_all(&mut session, name).await, people(), "{name}");
+    }
+    // What was written is what the reference tools read.
+    let stored = |name: &str| std::fs::read(dir.path().join(name)).unwrap();
+    let text = |mut reader: Box<dyn std::io::Read + '_>| {
+        let mut out = String::new();
+        reader.read_to_string(&mut out).unwrap();
+        out
+    };
+    let gz = text(Box::new(flate2::read::MultiGzDecoder::new(
+        &stored("out.ndjson.gz")[..],
+    )));
+    assert_eq!(gz, ndjson(&people()));
+    assert_eq!(
+        String::from_utf8(zstd::decode_all(&stored("out.ndjson.zst")[..]).unwrap()).unwrap(),
+        ndjson(&people())
+    );
+    let bz = text(Box::new(bzip2::read::MultiBzDecoder::new(
+        &stored("out.csv.bz2")[..],
+    )));
+    assert_eq!(bz.lines().next(), Some("id,name,age,city"));
+    assert_eq!(bz.lines().count(), 6, "one header, five rows: {bz}");
 }
 
 #[tokio::test]
@@ -546,7 +676,10 @@ async fn a_filtered_ndjson_stream_keeps_whole_records_and_still_checks_every_lin
     let err = stream.next(10).await.unwrap_err();
     match err {
         Error::Connector(ConnectorError::InvalidRequest(message)) => {
-            assert!(message.contains("/data/bad.ndjson: line 2:"), "{message}")
+            assert!(
+                message.contains("/data/bad.ndjson: line 2 (byte 14):"),
+                "{message}"
+            )
         }
         other => panic!("expected invalid-request, got {other:?}"),
     }

@@ -347,6 +347,16 @@ async fn writes_go_up_in_one_put_or_by_multipart_upload() {
         std::fs::read_to_string(server.object_path("out", "exports/people.csv")).unwrap(),
         "id,name,age\n1,Ada,36\n2,Alan,41\n3,Grace,85\n"
     );
+    // Compressed by the key's extension, read back through the connector.
+    session
+        .execute(&ExecuteRequest::new(
+            "people.ndjson.zst",
+            "write",
+            records(&rows),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(fetch_all(&mut session, "people.ndjson.zst").await, rows);
     // About 12 MiB: three parts of 5 MiB, 5 MiB and the rest.
     let big: Vec<Value> = (0..24_000)
         .map(|i| json!({"i": i, "pad": "p".repeat(500)}))

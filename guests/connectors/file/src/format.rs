@@ -2,12 +2,13 @@
 
 use std::io::{self, BufRead, BufReader, Read};
 
-use flate2::read::GzDecoder;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sluice_sdk::fields::read_fields;
 use sluice_sdk::query::Predicate;
 use sluice_sdk::{io_error, ConnectorError, Result};
+
+use crate::compression::Compression;
 
 /// The record encodings the connector reads and writes: `csv` (comma- or
 /// `delimiter`-separated values with a header row), `json` (an array of
@@ -57,14 +58,12 @@ impl CsvOptions {
     }
 }
 
-/// How a file is encoded: its format and whether it is gzip-compressed.
+/// How a file is encoded: its format and its compression.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Encoding {
     pub format: Format,
-    pub gzip: bool,
+    pub compression: Compression,
 }
-
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 /// Where a file's bytes come from: a file in a mount, or an object in a
 /// bucket. Offsets count the stored (possibly compressed) bytes.
@@ -88,12 +87,12 @@ pub fn past_end(name: &str, offset: u64, size: u64) -> ConnectorError {
 /// Work out a file's encoding from its extension, then from its first bytes.
 pub fn detect(source: &dyn Source, forced: Option<Format>) -> Result<Encoding> {
     let lower = source.name().to_ascii_lowercase();
-    let (stem, gz_ext) = match lower.strip_suffix(".gz") {
-        Some(stem) => (stem.to_string(), true),
-        None => (lower.clone(), false),
-    };
+    let (by_name, stem) = Compression::by_extension(&lower);
     let head = source.head(512)?;
-    let gzip = gz_ext || head.starts_with(&GZIP_MAGIC);
+    let compression = match by_name {
+        Compression::None => Compression::by_magic(&head),
+        named => named,
+    };
     let by_ext = if stem.ends_with(".csv") || stem.ends_with(".tsv") {
         Some(Format::Csv)
     } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
@@ -105,9 +104,12 @@ pub fn detect(source: &dyn Source, forced: Option<Format>) -> Result<Encoding> {
     };
     let format = match forced.or(by_ext) {
         Some(format) => format,
-        None => sniff(gzip, &head),
+        None => sniff(compression, &head),
     };
-    Ok(Encoding { format, gzip })
+    Ok(Encoding {
+        format,
+        compression,
+    })
 }
 
 /// Fill `buf` from `reader` as far as it goes; how many bytes it holds.
@@ -122,14 +124,10 @@ pub fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-fn sniff(gzip: bool, head: &[u8]) -> Format {
+fn sniff(compression: Compression, head: &[u8]) -> Format {
     let mut decoded = [0u8; 512];
-    let bytes: &[u8] = if gzip {
-        let n = read_up_to(&mut GzDecoder::new(head), &mut decoded).unwrap_or(0);
-        &decoded[..n]
-    } else {
-        head
-    };
+    let n = read_up_to(&mut compression.decoder(Box::new(head)), &mut decoded).unwrap_or(0);
+    let bytes = &decoded[..n];
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => Format::Json,
         Some(b'{') => Format::Ndjson,
@@ -140,15 +138,16 @@ fn sniff(gzip: bool, head: &[u8]) -> Format {
 /// Open `source` for reading from `offset` in the decoded bytes,
 /// decompressing when needed (a compressed file is decoded from its start).
 pub fn open(source: &dyn Source, encoding: Encoding, offset: u64) -> Result<Box<dyn BufRead>> {
-    if !encoding.gzip {
+    if encoding.compression == Compression::None {
         return Ok(Box::new(BufReader::with_capacity(
             64 * 1024,
             source.open_at(offset)?,
         )));
     }
+    let raw = Box::new(BufReader::with_capacity(64 * 1024, source.open_at(0)?));
     let mut reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(
         64 * 1024,
-        GzDecoder::new(BufReader::new(source.open_at(0)?)),
+        encoding.compression.decoder(raw),
     ));
     skip(source.name(), &mut reader, offset)?;
     Ok(reader)
@@ -236,28 +235,46 @@ pub fn reader(
 }
 
 fn skip(path: &str, input: &mut dyn BufRead, bytes: u64) -> Result<()> {
-    let skipped =
-        io::copy(&mut input.take(bytes), &mut io::sink()).map_err(|e| read_failed(path, 1, e))?;
-    if skipped < bytes {
-        return Err(past_end(path, bytes, skipped));
+    let mut skipped = 0;
+    while skipped < bytes {
+        let at = Position {
+            offset: skipped,
+            line: 0,
+        };
+        let available = input
+            .fill_buf()
+            .map_err(|e| read_failed(path, at, e))?
+            .len();
+        if available == 0 {
+            return Err(past_end(path, bytes, skipped));
+        }
+        let take = available.min(usize::try_from(bytes - skipped).unwrap_or(usize::MAX));
+        input.consume(take);
+        skipped += take as u64;
     }
     Ok(())
 }
 
-fn malformed(path: &str, line: u64, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::InvalidRequest(format!("{path}: line {line}: {what}"))
+/// `invalid-request` naming the file, the line (when known: not 0) and the
+/// byte offset in the decoded content where the bad record starts.
+fn malformed(path: &str, at: Position, what: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::InvalidRequest(if at.line == 0 {
+        format!("{path}: byte {}: {what}", at.offset)
+    } else {
+        format!("{path}: line {} (byte {}): {what}", at.line, at.offset)
+    })
 }
 
 /// A failed read: the typed error it carries (a dropped connection, a
-/// timeout), else the content is malformed there (bad UTF-8, bad gzip).
-fn read_failed(path: &str, line: u64, err: io::Error) -> ConnectorError {
+/// timeout), else the content is malformed there (bad UTF-8, bad compressed data).
+fn read_failed(path: &str, at: Position, err: io::Error) -> ConnectorError {
     if err
         .get_ref()
         .is_some_and(|inner| inner.is::<ConnectorError>())
     {
         return io_error(path, err);
     }
-    malformed(path, line, err)
+    malformed(path, at, err)
 }
 
 struct NdjsonReader {
@@ -273,19 +290,19 @@ struct NdjsonReader {
 }
 
 impl NdjsonReader {
-    /// Read the next line that is not blank into `buf`; its line number, or
+    /// Read the next line that is not blank into `buf`; where it starts, or
     /// `None` at the end.
-    fn next_line(&mut self) -> Result<Option<u64>> {
+    fn next_line(&mut self) -> Result<Option<Position>> {
         loop {
             self.buf.clear();
             let n = self
                 .input
                 .read_line(&mut self.buf)
-                .map_err(|e| read_failed(&self.path, self.pos.line, e))?;
+                .map_err(|e| read_failed(&self.path, self.pos, e))?;
             if n == 0 {
                 return Ok(None);
             }
-            let line = self.pos.line;
+            let line = self.pos;
             self.pos.offset += n as u64;
             self.pos.line += 1;
             if !self.buf.trim().is_empty() {
@@ -386,7 +403,10 @@ impl JsonArrayReader {
                 Some(other) => {
                     return Err(malformed(
                         path,
-                        reader.pos.line,
+                        Position {
+                            offset: reader.pos.offset - 1,
+                            line: reader.pos.line,
+                        },
                         format!("expected `[`, found `{}`", other as char),
                     ))
                 }
@@ -402,7 +422,7 @@ impl JsonArrayReader {
         let buf = self
             .input
             .fill_buf()
-            .map_err(|e| read_failed(&self.path, self.pos.line, e))?;
+            .map_err(|e| read_failed(&self.path, self.pos, e))?;
         let Some(&byte) = buf.first() else {
             return Ok(None);
         };
@@ -439,7 +459,11 @@ impl RowReader for JsonArrayReader {
                 Some(byte) => break byte,
             }
         };
-        let line = self.pos.line;
+        // Where the element starts (its first byte was just read).
+        let line = Position {
+            offset: self.pos.offset - 1,
+            line: self.pos.line,
+        };
         self.element.clear();
         self.element.push(first);
         let (mut depth, mut in_string, mut escaped) = (0i32, first == b'"', false);
@@ -512,11 +536,15 @@ impl CsvReader {
         let mut header = csv::StringRecord::new();
         let has_header = header_reader
             .read_record(&mut header)
-            .map_err(|e| csv_failed(path, 1, e))?;
+            .map_err(|e| csv_failed(path, Position::START, e))?;
         let header_end = header_reader.position().clone();
         drop(header_reader);
         if !has_header {
-            return Err(malformed(path, 1, "empty CSV file: expected a header row"));
+            return Err(malformed(
+                path,
+                Position::START,
+                "empty CSV file: expected a header row",
+            ));
         }
         let headers: Vec<String> = header.iter().map(str::to_string).collect();
         // The header reader may have buffered past the header, so reopen there.
@@ -542,10 +570,13 @@ impl CsvReader {
 
 impl RowReader for CsvReader {
     fn next_row(&mut self) -> Result<Option<Value>> {
-        let line = self.position().line;
+        let line = self.position();
         let more = self.reader.read_record(&mut self.record).map_err(|e| {
-            let line = e.position().map_or(line, |p| self.base.line + p.line() - 1);
-            csv_failed(&self.path, line, e)
+            let at = e.position().map_or(line, |p| Position {
+                offset: self.base.offset + p.byte(),
+                line: self.base.line + p.line() - 1,
+            });
+            csv_failed(&self.path, at, e)
         })?;
         if !more {
             return Ok(None);
@@ -583,13 +614,13 @@ impl RowReader for CsvReader {
 }
 
 /// A CSV read error: an I/O failure keeps its type, anything else is malformed content.
-fn csv_failed(path: &str, line: u64, err: csv::Error) -> ConnectorError {
+fn csv_failed(path: &str, at: Position, err: csv::Error) -> ConnectorError {
     if !matches!(err.kind(), csv::ErrorKind::Io(_)) {
-        return malformed(path, line, err);
+        return malformed(path, at, err);
     }
     match err.into_kind() {
-        csv::ErrorKind::Io(io) => read_failed(path, line, io),
-        other => malformed(path, line, format!("{other:?}")),
+        csv::ErrorKind::Io(io) => read_failed(path, at, io),
+        other => malformed(path, at, format!("{other:?}")),
     }
 }
 

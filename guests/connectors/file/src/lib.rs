@@ -1,4 +1,5 @@
-//! The `file` connector: CSV, JSON arrays and NDJSON, optionally gzip-compressed,
+//! The `file` connector: CSV, JSON arrays and NDJSON, optionally compressed
+//! (gzip, zstd, bzip2),
 //! read from and written to directories the host mounted, or to objects in
 //! S3 and S3-compatible stores (`root: s3://BUCKET/PREFIX`, see [`s3`]).
 //!
@@ -9,6 +10,7 @@
 //! checkpoints; `discover` lists the files under the mounts with their
 //! inferred fields; `execute` supports `append` and `write` (NDJSON/CSV).
 
+mod compression;
 mod format;
 mod local;
 mod s3;
@@ -77,7 +79,7 @@ impl Connector for FileConnector {
         sluice_sdk::descriptor(
             "file",
             env!("CARGO_PKG_VERSION"),
-            "CSV, JSON and NDJSON files (optionally gzip) in mounted directories or S3 buckets",
+            "CSV, JSON and NDJSON files (optionally gzip, zstd or bzip2) in mounted directories or S3 buckets",
         )
         .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {

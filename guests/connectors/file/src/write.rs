@@ -1,19 +1,25 @@
-//! `execute`: `append` and `write` of NDJSON and CSV, to a mounted file or
-//! (`write` only) to an object.
+//! `execute`: `append` and `write` of NDJSON and CSV, plain or compressed
+//! (by the name's extension: `.gz`, `.zst`, `.bz2`), to a mounted file or
+//! (`write` only) to an object. An append to a compressed file adds a new
+//! member (gzip member, zstd frame, bzip2 stream), which every reader of
+//! these formats, this connector's included, reads as one file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufWriter, Write};
 
 use serde_json::{Map, Value};
 use sluice_sdk::{io_error, ConnectorError, ExecuteRequest, ExecuteResponse, Result};
 
-use crate::format::{self, CsvOptions, Format};
+use crate::compression::Compression;
+use crate::format::{self, CsvOptions, Encoding, Format};
+use crate::local::LocalFile;
 use crate::s3::Object;
 
 /// Records checked and ready to encode: nothing was written yet.
 struct Plan {
     append: bool,
     format: Format,
+    compression: Compression,
     header: Vec<String>,
     /// Whether the CSV header row is written (a new or emptied file).
     write_header: bool,
@@ -27,7 +33,7 @@ impl Plan {
         name: &str,
         req: &ExecuteRequest,
         forced: Option<Format>,
-        existing_header: impl FnOnce() -> Result<Option<Vec<String>>>,
+        existing_header: impl FnOnce(Compression) -> Result<Option<Vec<String>>>,
     ) -> Result<Self> {
         let append = match req.operation.as_str() {
             "append" => true,
@@ -38,12 +44,9 @@ impl Plan {
                 )))
             }
         };
-        if name.to_ascii_lowercase().ends_with(".gz") {
-            return Err(ConnectorError::Unsupported(format!(
-                "writing compressed files (`{name}`)"
-            )));
-        }
-        let format = forced.unwrap_or(if name.to_ascii_lowercase().ends_with(".csv") {
+        let lower = name.to_ascii_lowercase();
+        let (compression, stem) = Compression::by_extension(&lower);
+        let format = forced.unwrap_or(if stem.ends_with(".csv") || stem.ends_with(".tsv") {
             Format::Csv
         } else {
             Format::Ndjson
@@ -70,7 +73,7 @@ impl Plan {
             )
             .collect::<Result<Vec<_>>>()?;
         let existing = match (format, append) {
-            (Format::Csv, true) => existing_header()?,
+            (Format::Csv, true) => existing_header(compression)?,
             _ => None,
         };
         let header: Vec<String> = match (&existing, rows.first()) {
@@ -91,10 +94,25 @@ impl Plan {
         Ok(Self {
             append,
             format,
+            compression,
             write_header: existing.is_none() && !header.is_empty(),
             header,
             rows,
         })
+    }
+
+    /// Encode the rows into `out`, compressed when the name says so.
+    fn write_to(&self, name: &str, csv: &CsvOptions, out: &mut dyn Write) -> Result<()> {
+        if self.compression == Compression::None {
+            return self.encode(name, csv, out);
+        }
+        let mut plain = Vec::new();
+        self.encode(name, csv, &mut plain)?;
+        let packed = self
+            .compression
+            .encode(&plain)
+            .map_err(|e| ConnectorError::Internal(format!("compressing `{name}`: {e}")))?;
+        out.write_all(&packed).map_err(|e| io_error(name, e))
     }
 
     /// Encode the rows into `out`.
@@ -148,7 +166,9 @@ pub fn execute(
     csv: &CsvOptions,
 ) -> Result<ExecuteResponse> {
     // Everything is checked before the file is touched, so a bad record writes nothing.
-    let plan = Plan::new(path, req, forced, || read_csv_header(path, csv))?;
+    let plan = Plan::new(path, req, forced, |compression| {
+        read_csv_header(path, compression, csv)
+    })?;
     let file = OpenOptions::new()
         .create(true)
         .write(true)
@@ -157,7 +177,7 @@ pub fn execute(
         .open(path)
         .map_err(|e| io_error(path, e))?;
     let mut out = BufWriter::new(file);
-    plan.encode(path, csv, &mut out)?;
+    plan.write_to(path, csv, &mut out)?;
     let fail = |e: std::io::Error| io_error(path, e);
     out.flush().map_err(fail)?;
     out.get_ref().sync_data().map_err(fail)?;
@@ -178,22 +198,30 @@ pub fn execute_object(
             "`append` to `{name}`: S3 objects cannot be appended to; `write` replaces the object"
         )));
     }
-    let plan = Plan::new(name, req, forced, || Ok(None))?;
+    let plan = Plan::new(name, req, forced, |_| Ok(None))?;
     let mut upload = object.upload();
-    plan.encode(name, csv, &mut upload)?;
+    plan.write_to(name, csv, &mut upload)?;
     upload.finish()?;
     Ok(plan.response())
 }
 
 /// The header of an existing, non-empty CSV file; `None` when it is absent or empty.
-fn read_csv_header(path: &str, csv: &CsvOptions) -> Result<Option<Vec<String>>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
+fn read_csv_header(
+    path: &str,
+    compression: Compression,
+    csv: &CsvOptions,
+) -> Result<Option<Vec<String>>> {
+    match File::open(path) {
+        Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_error(path, e)),
+    }
+    let encoding = Encoding {
+        format: Format::Csv,
+        compression,
     };
     let mut first = String::new();
-    BufReader::new(file)
+    format::open(&LocalFile::new(path.to_string()), encoding, 0)?
         .read_line(&mut first)
         .map_err(|e| io_error(path, e))?;
     if first.trim().is_empty() {
