@@ -27,6 +27,9 @@ pub enum Compression {
 /// 8 MiB; only `--long` asks for more).
 pub const MAX_ZSTD_WINDOW_BYTES: u64 = 32 << 20;
 
+/// The compressed input is read this much at a time (an S3 body, a file).
+const INPUT_BUFFER_BYTES: usize = 64 * 1024;
+
 const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
 const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 const BZIP2_MAGIC: &[u8] = b"BZh";
@@ -65,12 +68,17 @@ impl Compression {
         }
     }
 
-    /// The decoded bytes of `raw`.
+    /// The decoded bytes of `raw` (which need not be buffered: the decoder
+    /// buffers it).
     pub fn decoder<'a>(self, raw: Box<dyn Read + 'a>) -> Box<dyn Read + 'a> {
         match self {
             Self::None => raw,
-            Self::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-            Self::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(raw)),
+            Self::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(
+                BufReader::with_capacity(INPUT_BUFFER_BYTES, raw),
+            )),
+            Self::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(
+                BufReader::with_capacity(INPUT_BUFFER_BYTES, raw),
+            )),
             Self::Zstd => Box::new(ZstdFrames::new(raw)),
         }
     }
@@ -121,7 +129,7 @@ impl<'a> ZstdFrames<'a> {
     fn new(raw: Box<dyn Read + 'a>) -> Self {
         Self {
             input: Shared(Rc::new(RefCell::new(BufReader::with_capacity(
-                64 * 1024,
+                INPUT_BUFFER_BYTES,
                 raw,
             )))),
             frame: None,

@@ -144,10 +144,10 @@ pub fn open(source: &dyn Source, encoding: Encoding, offset: u64) -> Result<Box<
             source.open_at(offset)?,
         )));
     }
-    let raw = Box::new(BufReader::with_capacity(64 * 1024, source.open_at(0)?));
+    // Each decoder buffers its compressed input itself.
     let mut reader: Box<dyn BufRead> = Box::new(BufReader::with_capacity(
         64 * 1024,
-        encoding.compression.decoder(raw),
+        encoding.compression.decoder(source.open_at(0)?),
     ));
     skip(source.name(), &mut reader, offset)?;
     Ok(reader)

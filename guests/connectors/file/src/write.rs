@@ -4,7 +4,7 @@
 //! member (gzip member, zstd frame, bzip2 stream), which every reader of
 //! these formats, this connector's included, reads as one file.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{BufRead, BufWriter, Write};
 
 use serde_json::{Map, Value};
@@ -211,17 +211,17 @@ fn read_csv_header(
     compression: Compression,
     csv: &CsvOptions,
 ) -> Result<Option<Vec<String>>> {
-    match File::open(path) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io_error(path, e)),
-    }
     let encoding = Encoding {
         format: Format::Csv,
         compression,
     };
+    let mut reader = match format::open(&LocalFile::new(path.to_string()), encoding, 0) {
+        Ok(reader) => reader,
+        Err(ConnectorError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let mut first = String::new();
-    format::open(&LocalFile::new(path.to_string()), encoding, 0)?
+    reader
         .read_line(&mut first)
         .map_err(|e| io_error(path, e))?;
     if first.trim().is_empty() {
