@@ -33,9 +33,10 @@ fn counters(
 async fn the_rate_limit_makes_requests_wait_and_holds_across_sessions() {
     let upstream = Upstream::start().await;
     let mut grants = Grants::none().allow_http(&upstream.origin()).unwrap();
-    // Slow enough that opening the second session (tens of ms on a busy
-    // machine) comes long before the next token.
-    grants.http.rate_limit = Some(RateLimit { rps: 2.0, burst: 2 });
+    // Slow enough that opening the second session comes long before the
+    // next token: at 2 rps (a token per 500 ms) it once did not, on two
+    // cores running the whole suite; a token per 2 s leaves room.
+    grants.http.rate_limit = Some(RateLimit { rps: 0.5, burst: 2 });
     let mut session = probe().open("{}", &grants).await.unwrap();
     for _ in 0..6 {
         let out = get(&mut session, upstream.url("/hello?id=rl"))
