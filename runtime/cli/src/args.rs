@@ -117,7 +117,7 @@ pub(crate) struct RunArgs {
     /// Mount a host directory, `HOST:GUEST[:ro|rw]` (read-only by default). Repeatable.
     #[arg(long, value_name = "HOST:GUEST[:ro|rw]")]
     pub mount: Vec<String>,
-    /// Allow TCP connections to `HOST:PORT` or `CIDR:PORT` (`*` = any port). Repeatable.
+    /// Allow TCP connections to `HOST:PORT` or `CIDR:PORT` (`LOW-HIGH` = a port range, `*` = any port). Repeatable.
     #[arg(long = "allow-tcp", value_name = "HOST:PORT")]
     pub allow_tcp: Vec<String>,
     /// Grant a PostgreSQL database read-only as `NAME=URL` (prefer --grants: URLs hold passwords). Repeatable.

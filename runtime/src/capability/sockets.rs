@@ -23,16 +23,49 @@ use super::denial::{Capability, Denial, Denials};
 use super::host::canonical_ip;
 use crate::error::Error;
 
-/// One allow-list entry: an IP network and a port (or any port).
+/// One allow-list entry: an IP network and its ports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct AddrRule {
     net: IpNet,
-    port: Option<u16>,
+    ports: Ports,
 }
 
 impl AddrRule {
     fn matches(&self, addr: &SocketAddr) -> bool {
-        self.net.contains(&addr.ip()) && self.port.is_none_or(|p| p == addr.port())
+        self.net.contains(&addr.ip()) && self.ports.contains(addr.port())
+    }
+}
+
+/// The ports an entry allows: one, an inclusive range `LOW-HIGH` (an FTP
+/// server's passive data ports, say), or any (`*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Ports {
+    low: u16,
+    high: u16,
+}
+
+impl Ports {
+    const ANY: Ports = Ports {
+        low: 0,
+        high: u16::MAX,
+    };
+
+    fn contains(self, port: u16) -> bool {
+        (self.low..=self.high).contains(&port)
+    }
+
+    fn within(self, other: Ports) -> bool {
+        other.low <= self.low && self.high <= other.high
+    }
+}
+
+impl fmt::Display for Ports {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.low, self.high) {
+            _ if *self == Ports::ANY => f.write_str("*"),
+            (low, high) if low == high => write!(f, "{low}"),
+            (low, high) => write!(f, "{low}-{high}"),
+        }
     }
 }
 
@@ -77,15 +110,16 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 }
 
 /// How a socket entry is written, for errors.
-const ENTRY_FORMS: &str = "write `HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `db.internal:5432`";
+const ENTRY_FORMS: &str = "write `HOST:PORT` or `CIDR:PORT` (`LOW-HIGH` for a range of ports, `*` for any), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `db.internal:5432`, `127.0.0.1:30000-30009`";
 
 /// One socket allow-list entry as written — `HOST:PORT`, `CIDR:PORT` or
-/// `[v6]:PORT`, `*` for any port — checked for form when parsed. A host name
-/// is resolved only when a session's policy is built from it.
+/// `[v6]:PORT`; `LOW-HIGH` for a range of ports, `*` for any — checked for
+/// form when parsed. A host name is resolved only when a session's policy
+/// is built from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SocketEntry {
     host: EntryHost,
-    port: Option<u16>,
+    ports: Ports,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,12 +153,28 @@ impl SocketEntry {
             }
             (host, port)
         };
-        let port = match port_text {
-            "*" => None,
-            text => match text.parse::<u16>() {
-                Ok(0) => return Err(bad("port 0")),
-                Ok(port) => Some(port),
-                Err(_) => return Err(bad(&format!("bad port `{text}`"))),
+        let port = |text: &str| match text.parse::<u16>() {
+            Ok(0) => Err(bad("port 0")),
+            Ok(port) => Ok(port),
+            Err(_) => Err(bad(&format!("bad port `{text}`"))),
+        };
+        let ports = match port_text {
+            "*" => Ports::ANY,
+            text => match text.split_once('-') {
+                Some((low, high)) => {
+                    let (low, high) = (port(low)?, port(high)?);
+                    if low > high {
+                        return Err(bad(&format!("the port range `{text}` runs backwards")));
+                    }
+                    Ports { low, high }
+                }
+                None => {
+                    let port = port(text)?;
+                    Ports {
+                        low: port,
+                        high: port,
+                    }
+                }
             },
         };
         let host = if host.contains('/') {
@@ -139,16 +189,16 @@ impl SocketEntry {
         } else {
             EntryHost::Name(host.trim_end_matches('.').to_ascii_lowercase())
         };
-        Ok(Self { host, port })
+        Ok(Self { host, ports })
     }
 
     /// Whether every address and port this entry allows, `other` allows too:
     /// a network inside `other`'s network (however either is written), or
-    /// the same host name; the same port, or `other` allows any. A name is
+    /// the same host name; ports among `other`'s. A name is
     /// never within a network: it is resolved later, and may resolve
     /// anywhere. How a tenant's ceiling bounds its instances' socket grants.
     pub fn within(&self, other: &SocketEntry) -> bool {
-        let port = other.port.is_none() || other.port == self.port;
+        let port = self.ports.within(other.ports);
         let host = match (&self.host, &other.host) {
             (EntryHost::Net(inner), EntryHost::Net(outer)) => outer.contains(inner),
             (EntryHost::Name(a), EntryHost::Name(b)) => a == b,
@@ -163,7 +213,7 @@ impl SocketEntry {
             EntryHost::Net(net) => {
                 return Ok(vec![AddrRule {
                     net: *net,
-                    port: self.port,
+                    ports: self.ports,
                 }])
             }
             EntryHost::Name(name) => name,
@@ -171,12 +221,12 @@ impl SocketEntry {
         let bad = |why: String| {
             Error::InvalidGrant(format!("socket entry `{self}`: {why}; {ENTRY_FORMS}"))
         };
-        let resolved: Vec<AddrRule> = (name.as_str(), self.port.unwrap_or(0))
+        let resolved: Vec<AddrRule> = (name.as_str(), self.ports.low)
             .to_socket_addrs()
             .map_err(|e| bad(format!("cannot resolve `{name}`: {e}")))?
             .map(|addr| AddrRule {
                 net: IpNet::from(canonical_ip(addr.ip())),
-                port: self.port,
+                ports: self.ports,
             })
             .collect();
         if resolved.is_empty() {
@@ -209,10 +259,7 @@ impl fmt::Display for SocketEntry {
             EntryHost::Net(net) => write!(f, "{net}")?,
             EntryHost::Name(name) => f.write_str(name)?,
         }
-        match self.port {
-            Some(port) => write!(f, ":{port}"),
-            None => f.write_str(":*"),
-        }
+        write!(f, ":{}", self.ports)
     }
 }
 
@@ -379,7 +426,7 @@ impl SocketsPolicy {
 crate::text_form!(
     SocketEntry,
     "SocketEntry",
-    "`HOST:PORT` or `CIDR:PORT` (`*` for any port), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`."
+    "`HOST:PORT` or `CIDR:PORT` (`LOW-HIGH` for a range of ports, `*` for any), e.g. `127.0.0.1:5432`, `10.0.0.0/8:443`, `[::1]:80`, `127.0.0.1:30000-30009`."
 );
 
 #[cfg(test)]
@@ -461,6 +508,38 @@ mod tests {
     }
 
     #[test]
+    fn a_port_range_allows_its_ports_and_no_other() {
+        let p = tcp(&["127.0.0.1:30000-30003"]);
+        for port in 30000..=30003 {
+            assert!(p
+                .check(
+                    addr(&format!("127.0.0.1:{port}")),
+                    SocketAddrUse::TcpConnect
+                )
+                .is_ok());
+        }
+        for port in [29999, 30004] {
+            let denial = p
+                .check(
+                    addr(&format!("127.0.0.1:{port}")),
+                    SocketAddrUse::TcpConnect,
+                )
+                .unwrap_err();
+            assert_eq!(denial.grant, format!("--allow-tcp 127.0.0.1:{port}"));
+        }
+        assert_eq!(
+            SocketEntry::parse("127.0.0.1:30000-30003")
+                .unwrap()
+                .to_string(),
+            "127.0.0.1:30000-30003"
+        );
+        assert_eq!(
+            SocketEntry::parse("10.0.0.0/8:*").unwrap().to_string(),
+            "10.0.0.0/8:*"
+        );
+    }
+
+    #[test]
     fn malformed_entries_say_what_to_write() {
         for bad in [
             "127.0.0.1",
@@ -468,6 +547,9 @@ mod tests {
             "10.0.0.0/33:80",
             ":80",
             "[::1:80",
+            "127.0.0.1:30009-30000",
+            "127.0.0.1:0-10",
+            "127.0.0.1:1-",
         ] {
             let err = SocketsPolicy::default()
                 .allow_tcp(bad)

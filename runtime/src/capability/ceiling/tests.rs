@@ -125,6 +125,27 @@ fn a_tcp_port_must_match_unless_the_ceiling_allows_any() {
 }
 
 #[test]
+fn a_port_range_fits_only_inside_the_ceilings_range() {
+    let c = serde_json::json!({ "tcp": ["ftp.internal:30000-30009"] });
+    let grant = |entry: &str| serde_json::json!({ "sockets": { "tcp": [entry] } });
+    assert_eq!(fits(grant("ftp.internal:30000-30009"), c.clone()), Ok(()));
+    assert_eq!(fits(grant("ftp.internal:30002-30003"), c.clone()), Ok(()));
+    assert_eq!(fits(grant("ftp.internal:30005"), c.clone()), Ok(()));
+    assert_eq!(
+        fits(grant("ftp.internal:29999-30001"), c.clone()),
+        Err("tcp: ftp.internal:29999-30001".into())
+    );
+    assert_eq!(
+        fits(grant("ftp.internal:30009-30010"), c.clone()),
+        Err("tcp: ftp.internal:30009-30010".into())
+    );
+    assert_eq!(
+        fits(grant("ftp.internal:*"), c),
+        Err("tcp: ftp.internal:*".into())
+    );
+}
+
+#[test]
 fn an_ipv4_mapped_address_is_its_ipv4_address() {
     let c = serde_json::json!({ "tcp": ["10.0.0.1:443"] });
     assert_eq!(
