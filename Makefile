@@ -83,7 +83,7 @@ demo: build
 ## own client libraries the queue tests check with (nats-py, pika, kafka-python), in
 ## target/pytools (installed again when this list changes)
 PYTOOLS := target/pytools
-PYTOOLS_PACKAGES := openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2 kafka-python==3.0.12
+PYTOOLS_PACKAGES := openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2 kafka-python==3.0.12 pyarrow==26.0.1 pyftpdlib==2.2.0
 pytools: $(PYTOOLS)/.installed
 $(PYTOOLS)/.installed: Makefile
 	@command -v python3 >/dev/null || { echo "python3 is needed for the checkers the tests run: install it (Debian: apt-get install python3 python3-venv)"; exit 1; }
@@ -115,7 +115,7 @@ fuzz: guests
 ## prints the table and writes target/bench/results.json (needs PostgreSQL on 127.0.0.1:5432)
 bench: guests services
 	-@$(MAKE) --no-print-directory bench-peers
-	$(CARGO) bench -p sluice-tests --bench suite --features bench-brokers -- $(if $(filter-out 0,$(QUICK)),--quick) $(ONLY)
+	$(CARGO) bench -p sluice-tests --bench suite --features bench-brokers,bench-parquet -- $(if $(filter-out 0,$(QUICK)),--quick) $(ONLY)
 
 ## bench-peers: the tools `make bench` compares with, installed when missing: jq
 ## (Debian) and, in target/bench/peers, the Meltano SDK's tap-postgres and dlt

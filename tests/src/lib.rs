@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod components;
+pub mod ftp;
 pub mod kafka;
 pub mod mqtt;
 pub mod mysql;
@@ -325,6 +326,17 @@ pub fn broker_script(
         "the {module} script failed: {stderr}\n{script}"
     );
     serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+/// Run a Python `script` that uses pyarrow, the reference Parquet
+/// implementation (installed by `make pytools`), its arguments `args` as
+/// JSON on stdin; what it prints, parsed as JSON.
+///
+/// # Panics
+///
+/// When pyarrow is missing or the script fails.
+pub fn pyarrow_script(script: &str, args: &serde_json::Value) -> serde_json::Value {
+    broker_script(script, args, "pyarrow", "pyarrow reaches no server")
 }
 
 /// Records as NDJSON text, one line each.

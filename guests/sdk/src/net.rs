@@ -165,6 +165,17 @@ impl Connection {
     }
 }
 
+/// The peer's bytes as a stream (what is buffered first), for protocols
+/// whose payload is not lines, such as a file transfer's data connection.
+/// Errors carry the typed [`ConnectorError`] (see [`crate::io_error`]).
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.stream
+            .read(buf)
+            .map_err(|e| std::io::Error::other(failure(&self.address, "reading from", e)))
+    }
+}
+
 /// Connect to the first address `address` resolves to that answers.
 fn connect(address: &str, deadlines: Deadlines) -> Result<TcpStream> {
     let targets: Vec<SocketAddr> = match address.parse::<SocketAddr>() {

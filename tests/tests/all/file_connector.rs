@@ -635,11 +635,58 @@ async fn an_unknown_operation_is_unsupported() {
     let dir = tempdir();
     let mut session = open(dir.path(), "rw", json!({})).await;
     let err = session
-        .execute(&ExecuteRequest::new("x.ndjson", "delete", Vec::new()))
+        .execute(&ExecuteRequest::new("x.ndjson", "truncate", Vec::new()))
         .await
         .unwrap_err();
     assert!(
         matches!(err, Error::Connector(ConnectorError::Unsupported(_))),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn delete_removes_a_file_and_needs_a_read_write_mount() {
+    let dir = tempdir();
+    std::fs::write(dir.path().join("gone.ndjson"), "{}\n").unwrap();
+    std::fs::write(dir.path().join("kept.ndjson"), "{}\n").unwrap();
+    let mut read_only = open(dir.path(), "ro", json!({})).await;
+    let err = read_only
+        .execute(&ExecuteRequest::new("kept.ndjson", "delete", Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::Denied(_))),
+        "{err:?}"
+    );
+    assert!(dir.path().join("kept.ndjson").exists());
+
+    let mut session = open(dir.path(), "rw", json!({})).await;
+    let deleted = session
+        .execute(&ExecuteRequest::new("gone.ndjson", "delete", Vec::new()))
+        .await
+        .unwrap();
+    assert_eq!(deleted.affected, 1);
+    assert!(!dir.path().join("gone.ndjson").exists());
+    assert!(dir.path().join("kept.ndjson").exists());
+    let err = session
+        .execute(&ExecuteRequest::new("gone.ndjson", "delete", Vec::new()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::NotFound(_))),
+        "{err:?}"
+    );
+    // A record given to delete is refused rather than ignored.
+    let err = session
+        .execute(&ExecuteRequest::new(
+            "kept.ndjson",
+            "delete",
+            vec![Record::from_json(&json!({"a": 1}))],
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Connector(ConnectorError::InvalidRequest(_))),
         "{err:?}"
     );
 }

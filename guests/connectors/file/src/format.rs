@@ -12,7 +12,7 @@ use crate::compression::Compression;
 
 /// The record encodings the connector reads and writes: `csv` (comma- or
 /// `delimiter`-separated values with a header row), `json` (an array of
-/// objects) and `ndjson` (one object per line).
+/// objects), `ndjson` (one object per line) and `parquet`.
 // The variants carry no doc comments: with them, the derived schema would be a
 // `oneOf` of constants, whose error names no allowed value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -22,6 +22,7 @@ pub enum Format {
     Csv,
     Json,
     Ndjson,
+    Parquet,
 }
 
 /// CSV options from the config.
@@ -75,6 +76,13 @@ pub trait Source {
     /// The stored bytes from `offset` on; an offset past the end is
     /// `invalid-request` ([`past_end`]).
     fn open_at(&self, offset: u64) -> Result<Box<dyn Read>>;
+    /// The stored size in bytes.
+    fn size(&self) -> Result<u64>;
+    /// Exactly `len` bytes from `offset` (which with `len` must lie within
+    /// the size); every range read from one source is of the same version.
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>>;
+    /// The same source, owned.
+    fn clone_box(&self) -> Box<dyn Source>;
 }
 
 /// The error for a checkpoint beyond the end of `name` (`size` bytes).
@@ -95,6 +103,8 @@ pub fn detect(source: &dyn Source, forced: Option<Format>) -> Result<Encoding> {
     };
     let by_ext = if stem.ends_with(".csv") || stem.ends_with(".tsv") {
         Some(Format::Csv)
+    } else if stem.ends_with(".parquet") || stem.ends_with(".parq") {
+        Some(Format::Parquet)
     } else if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
         Some(Format::Ndjson)
     } else if stem.ends_with(".json") {
@@ -104,8 +114,19 @@ pub fn detect(source: &dyn Source, forced: Option<Format>) -> Result<Encoding> {
     };
     let format = match forced.or(by_ext) {
         Some(format) => format,
+        None if compression == Compression::None
+            && head.starts_with(crate::parquet_file::MAGIC) =>
+        {
+            Format::Parquet
+        }
         None => sniff(compression, &head),
     };
+    if format == Format::Parquet && compression != Compression::None {
+        return Err(ConnectorError::Unsupported(format!(
+            "`{}` is a {compression:?}-compressed Parquet file; Parquet compresses its own pages, so store it uncompressed",
+            source.name()
+        )));
+    }
     Ok(Encoding {
         format,
         compression,
@@ -187,8 +208,11 @@ impl Position {
 pub trait RowReader {
     /// The next record, or `None` at the end of the file.
     fn next_row(&mut self) -> Result<Option<Value>>;
-    /// The position just after the last record returned.
-    fn position(&self) -> Position;
+    /// The checkpoint just after the last record returned.
+    fn checkpoint(&self) -> String;
+    /// Records need only these top-level fields (a projection): readers
+    /// that store columns apart read only these. Others ignore it.
+    fn project(&mut self, _fields: Vec<String>) {}
     /// The last record's own JSON text, when it stands for the record as is
     /// (an NDJSON line): passing it on saves serializing the record again.
     fn source_text(&self) -> Option<&str> {
@@ -210,14 +234,21 @@ pub trait RowReader {
     }
 }
 
-/// Open a reader for `source` that starts at `from`.
+/// Open a reader for `source` that starts at `checkpoint` (or the start).
 pub fn reader(
     source: &dyn Source,
     encoding: Encoding,
     csv: &CsvOptions,
-    from: Position,
+    checkpoint: Option<&str>,
 ) -> Result<Box<dyn RowReader>> {
+    let from = match checkpoint {
+        Some(text) if encoding.format != Format::Parquet => Position::from_checkpoint(text)?,
+        _ => Position::START,
+    };
     Ok(match encoding.format {
+        Format::Parquet => Box::new(crate::parquet_file::ParquetReader::open(
+            source, checkpoint,
+        )?),
         Format::Csv => Box::new(CsvReader::new(source, encoding, csv, from)?),
         Format::Ndjson => {
             let input = open(source, encoding, from.offset)?;
@@ -335,8 +366,8 @@ impl RowReader for NdjsonReader {
         Ok(Some(value))
     }
 
-    fn position(&self) -> Position {
-        self.pos
+    fn checkpoint(&self) -> String {
+        self.pos.to_checkpoint()
     }
 
     fn source_text(&self) -> Option<&str> {
@@ -503,8 +534,8 @@ impl RowReader for JsonArrayReader {
         Ok(Some(value))
     }
 
-    fn position(&self) -> Position {
-        self.pos
+    fn checkpoint(&self) -> String {
+        self.pos.to_checkpoint()
     }
 }
 
@@ -568,6 +599,16 @@ impl CsvReader {
     }
 }
 
+impl CsvReader {
+    fn position(&self) -> Position {
+        let p = self.reader.position();
+        Position {
+            offset: self.base.offset + p.byte(),
+            line: self.base.line + p.line() - 1,
+        }
+    }
+}
+
 impl RowReader for CsvReader {
     fn next_row(&mut self) -> Result<Option<Value>> {
         let line = self.position();
@@ -604,12 +645,8 @@ impl RowReader for CsvReader {
         Ok(Some(Value::Object(object)))
     }
 
-    fn position(&self) -> Position {
-        let p = self.reader.position();
-        Position {
-            offset: self.base.offset + p.byte(),
-            line: self.base.line + p.line() - 1,
-        }
+    fn checkpoint(&self) -> String {
+        self.position().to_checkpoint()
     }
 }
 

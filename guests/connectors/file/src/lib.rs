@@ -1,24 +1,29 @@
 //! The `file` connector: CSV, JSON arrays and NDJSON, optionally compressed
-//! (gzip, zstd, bzip2),
-//! read from and written to directories the host mounted, or to objects in
-//! S3 and S3-compatible stores (`root: s3://BUCKET/PREFIX`, see [`s3`]).
+//! (gzip, zstd, bzip2), and Parquet,
+//! read from and written to directories the host mounted, objects in S3 and
+//! S3-compatible stores (`root: s3://BUCKET/PREFIX`, see [`s3`]) or files
+//! on an FTP server (`root: ftp://HOST/DIR`, see [`ftp`]).
 //!
 //! A resource is a path inside a mount, absolute or relative to `root` (with
 //! S3: a key relative to the prefix, or an `s3://BUCKET/KEY` URL).
 //! `fetch` filters, sorts, selects fields and paginates (offset and cursor);
 //! `stream` reads incrementally with bounded memory and emits byte-offset
 //! checkpoints; `discover` lists the files under the mounts with their
-//! inferred fields; `execute` supports `append` and `write` (NDJSON/CSV).
+//! inferred fields; `execute` supports `append` and `write` (NDJSON/CSV),
+//! `write` (Parquet) and `delete`.
 
 mod compression;
 mod format;
+mod ftp;
 mod local;
+mod parquet_file;
 mod s3;
 mod write;
 
 use std::collections::BTreeMap;
 
-use format::{CsvOptions, Encoding, Format, Position, RowReader, Source};
+use format::{CsvOptions, Encoding, Format, RowReader, Source};
+use ftp::{FtpOptions, FtpStore};
 use local::LocalFile;
 use s3::{S3Options, S3Store};
 use serde::Deserialize;
@@ -35,8 +40,9 @@ use sluice_sdk::{
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct Config {
-    /// Directory that relative resource paths start from, or an
-    /// `s3://BUCKET/PREFIX` URL for objects in S3 (see `s3`).
+    /// Directory that relative resource paths start from, an
+    /// `s3://BUCKET/PREFIX` URL for objects in S3 (see `s3`), or an
+    /// `ftp://HOST[:PORT]/DIR` URL for files on an FTP server (see `ftp`).
     #[serde(default = "default_root")]
     root: String,
     /// Force a format instead of detecting it from the extension and content.
@@ -49,6 +55,9 @@ struct Config {
     /// S3 options, used when `root` is an `s3://` URL.
     #[serde(default)]
     s3: S3Options,
+    /// FTP options, used when `root` is an `ftp://` URL.
+    #[serde(default)]
+    ftp: FtpOptions,
 }
 
 fn default_root() -> String {
@@ -61,6 +70,8 @@ struct FileSession {
     config: Config,
     /// The bucket, when `root` is an `s3://` URL.
     store: Option<S3Store>,
+    /// The server, when `root` is an `ftp://` URL.
+    ftp: Option<FtpStore>,
 }
 
 /// Rows a stream reads at most per `next` call.
@@ -79,7 +90,7 @@ impl Connector for FileConnector {
         sluice_sdk::descriptor(
             "file",
             env!("CARGO_PKG_VERSION"),
-            "CSV, JSON and NDJSON files (optionally gzip, zstd or bzip2) in mounted directories or S3 buckets",
+            "CSV, JSON, NDJSON (optionally gzip, zstd or bzip2) and Parquet files in mounted directories or S3 buckets",
         )
         .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
@@ -98,7 +109,8 @@ impl Connector for FileConnector {
         let config: Config = config::parse(config_json)?;
         config.csv.delimiter_byte()?;
         let store = S3Store::from_root(&config.root, &config.s3)?;
-        Ok(FileSession { config, store })
+        let ftp = FtpStore::from_root(&config.root, &config.ftp)?;
+        Ok(FileSession { config, store, ftp })
     }
 }
 
@@ -118,9 +130,10 @@ impl FileSession {
 
     /// Where a resource's bytes come from.
     fn source(&self, resource: &str) -> Result<Box<dyn Source>> {
-        Ok(match &self.store {
-            Some(store) => Box::new(store.object(resource)?),
-            None => Box::new(LocalFile::new(self.path(resource)?)),
+        Ok(match (&self.store, &self.ftp) {
+            (Some(store), _) => Box::new(store.object(resource)?),
+            (_, Some(ftp)) => Box::new(ftp.file(resource)?),
+            _ => Box::new(LocalFile::new(self.path(resource)?)),
         })
     }
 
@@ -128,15 +141,27 @@ impl FileSession {
         format::detect(source, self.config.format)
     }
 
-    fn rows(&self, source: &dyn Source, from: Position) -> Result<Box<dyn RowReader>> {
-        format::reader(source, self.encoding(source)?, &self.config.csv, from)
+    /// A reader of `source` from `checkpoint` (or the start) that needs
+    /// only `fields` (all when empty).
+    fn rows(
+        &self,
+        source: &dyn Source,
+        checkpoint: Option<&str>,
+        fields: Vec<String>,
+    ) -> Result<Box<dyn RowReader>> {
+        let mut rows =
+            format::reader(source, self.encoding(source)?, &self.config.csv, checkpoint)?;
+        if !fields.is_empty() {
+            rows.project(fields);
+        }
+        Ok(rows)
     }
 
     /// Without a sort, read only as far as the page needs.
     fn fetch_unsorted(&self, req: &FetchRequest, source: &dyn Source) -> Result<FetchResponse> {
         let predicate = Predicate::compile(&req.filters)?;
         let (start, page_size) = query::page_window(req)?;
-        let mut rows = self.rows(source, Position::START)?;
+        let mut rows = self.rows(source, None, needed(&req.fields, &predicate, &[]))?;
         let mut records = Vec::new();
         let mut matched: u64 = 0;
         while let Some(row) = rows.next_row()? {
@@ -170,6 +195,9 @@ impl Session for FileSession {
         if let Some(store) = &self.store {
             return store.health_check();
         }
+        if let Some(ftp) = &self.ftp {
+            return ftp.health_check();
+        }
         let root = &self.config.root;
         std::fs::metadata(root)
             .map_err(|e| io_error(root, e))
@@ -186,9 +214,10 @@ impl Session for FileSession {
 
     fn discover(&self) -> Result<Vec<ResourceInfo>> {
         let mut found = Vec::new();
-        match &self.store {
-            Some(store) => found = store.list()?,
-            None => {
+        match (&self.store, &self.ftp) {
+            (Some(store), _) => found = store.list()?,
+            (_, Some(ftp)) => found = ftp.list()?,
+            _ => {
                 for (_, mount) in
                     sluice_sdk::bindings::wasi::filesystem::preopens::get_directories()
                 {
@@ -220,7 +249,8 @@ impl Session for FileSession {
             return self.fetch_unsorted(&req, &*source);
         }
         let predicate = Predicate::compile(&req.filters)?;
-        let mut rows = self.rows(&*source, Position::START)?;
+        let sorted: Vec<String> = req.sort.iter().map(|s| s.field.clone()).collect();
+        let mut rows = self.rows(&*source, None, needed(&req.fields, &predicate, &sorted))?;
         let mut matching = Vec::new();
         while let Some(row) = rows.next_row()? {
             if predicate.matches(&row) {
@@ -245,12 +275,9 @@ impl Session for FileSession {
             ));
         }
         let source = self.source(&req.resource)?;
-        let from = match checkpoint {
-            Some(text) => Position::from_checkpoint(&text)?,
-            None => Position::START,
-        };
         let predicate = Predicate::compile(&req.filters)?;
-        let mut rows = self.rows(&*source, from)?;
+        let needed = needed(&req.fields, &predicate, &[]);
+        let mut rows = self.rows(&*source, checkpoint.as_deref(), needed)?;
         if req.fields.is_empty() {
             // Whole records travel as their source text: only the filtered fields need parsing.
             rows.keep_only(predicate.top_level_fields());
@@ -264,9 +291,32 @@ impl Session for FileSession {
     }
 
     fn execute(&self, req: ExecuteRequest) -> Result<ExecuteResponse> {
+        if req.operation == "delete" {
+            if !req.records.is_empty() {
+                return Err(ConnectorError::InvalidRequest(
+                    "`delete` removes the resource and takes no records".into(),
+                ));
+            }
+            match (&self.store, &self.ftp) {
+                (Some(store), _) => store.object(&req.resource)?.delete()?,
+                (_, Some(ftp)) => ftp.file(&req.resource)?.delete()?,
+                _ => {
+                    let path = self.path(&req.resource)?;
+                    std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
+                }
+            }
+            return Ok(ExecuteResponse {
+                affected: 1,
+                records: Vec::new(),
+            });
+        }
         if let Some(store) = &self.store {
             let object = store.object(&req.resource)?;
             return write::execute_object(&object, &req, self.config.format, &self.config.csv);
+        }
+        if let Some(ftp) = &self.ftp {
+            let file = ftp.file(&req.resource)?;
+            return write::execute_ftp(&file, &req, self.config.format, &self.config.csv);
         }
         let path = self.path(&req.resource)?;
         write::execute(&path, &req, self.config.format, &self.config.csv)
@@ -275,7 +325,10 @@ impl Session for FileSession {
 
 impl FileSession {
     fn infer_schema(&self, source: &dyn Source) -> Result<Value> {
-        let mut rows = self.rows(source, Position::START)?;
+        if self.encoding(source)?.format == Format::Parquet {
+            return Ok(parquet_file::ParquetReader::open(source, None)?.json_schema());
+        }
+        let mut rows = self.rows(source, None, Vec::new())?;
         let mut fields: BTreeMap<String, &'static str> = BTreeMap::new();
         for _ in 0..DISCOVER_SAMPLE {
             let Some(Value::Object(row)) = rows.next_row()? else {
@@ -311,6 +364,27 @@ impl FileSession {
             .collect();
         Ok(json!({ "type": "object", "properties": properties }))
     }
+}
+
+/// The top-level fields a request reads: those it returns, filters on and
+/// sorts by; empty (all) when it returns whole records.
+fn needed(fields: &[String], predicate: &Predicate, sort: &[String]) -> Vec<String> {
+    if fields.is_empty() {
+        return Vec::new();
+    }
+    let mut needed: Vec<String> = fields
+        .iter()
+        .chain(&predicate.top_level_fields())
+        .chain(sort)
+        .flat_map(|field| {
+            // `a.b` is a field of that name, or `b` in the field `a`.
+            let top = field.split('.').next().unwrap_or(field);
+            [field.clone(), top.to_string()]
+        })
+        .collect();
+    needed.sort();
+    needed.dedup();
+    needed
 }
 
 struct FileStream {
@@ -378,7 +452,7 @@ impl RecordStream for FileStream {
         }
         Ok(Some(Batch {
             records,
-            checkpoint: Some(self.rows.position().to_checkpoint()),
+            checkpoint: Some(self.rows.checkpoint()),
         }))
     }
 }

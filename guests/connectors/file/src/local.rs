@@ -8,6 +8,7 @@ use sluice_sdk::{io_error, Result};
 use crate::format::{past_end, read_up_to, Source};
 
 /// One file in a mount.
+#[derive(Debug, Clone)]
 pub struct LocalFile {
     path: String,
 }
@@ -44,6 +45,32 @@ impl Source for LocalFile {
             file.seek(SeekFrom::Start(offset)).map_err(fail)?;
         }
         Ok(Box::new(file))
+    }
+
+    fn size(&self) -> Result<u64> {
+        std::fs::metadata(&self.path)
+            .map(|m| m.len())
+            .map_err(|e| io_error(&self.path, e))
+    }
+
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        self.open_at(offset)?
+            .take(len)
+            .read_to_end(&mut bytes)
+            .map_err(|e| io_error(&self.path, e))?;
+        if (bytes.len() as u64) < len {
+            return Err(past_end(
+                &self.path,
+                offset + len,
+                offset + bytes.len() as u64,
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn clone_box(&self) -> Box<dyn Source> {
+        Box::new(self.clone())
     }
 }
 

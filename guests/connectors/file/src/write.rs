@@ -1,6 +1,8 @@
 //! `execute`: `append` and `write` of NDJSON and CSV, plain or compressed
-//! (by the name's extension: `.gz`, `.zst`, `.bz2`), to a mounted file or
-//! (`write` only) to an object. An append to a compressed file adds a new
+//! (by the name's extension: `.gz`, `.zst`, `.bz2`), and `write` of Parquet
+//! (`.parquet`, see [`crate::parquet_file::write`]), to a mounted file or
+//! (`write` only) to an object. A Parquet file is written whole under a
+//! temporary name and then renamed, so readers never see half of one. An append to a compressed file adds a new
 //! member (gzip member, zstd frame, bzip2 stream), which every reader of
 //! these formats, this connector's included, reads as one file.
 
@@ -12,7 +14,9 @@ use sluice_sdk::{io_error, ConnectorError, ExecuteRequest, ExecuteResponse, Resu
 
 use crate::compression::Compression;
 use crate::format::{self, CsvOptions, Encoding, Format};
+use crate::ftp::FtpFile;
 use crate::local::LocalFile;
+use crate::parquet_file::write as parquet_write;
 use crate::s3::Object;
 
 /// Records checked and ready to encode: nothing was written yet.
@@ -24,6 +28,8 @@ struct Plan {
     /// Whether the CSV header row is written (a new or emptied file).
     write_header: bool,
     rows: Vec<Map<String, Value>>,
+    /// The whole file, for Parquet (encoded before anything is touched).
+    parquet: Option<Vec<u8>>,
 }
 
 impl Plan {
@@ -40,14 +46,16 @@ impl Plan {
             "write" => false,
             other => {
                 return Err(ConnectorError::Unsupported(format!(
-                    "operation `{other}`; the file connector supports `append` and `write`"
-                )))
+                "operation `{other}`; the file connector supports `append`, `write` and `delete`"
+            )))
             }
         };
         let lower = name.to_ascii_lowercase();
         let (compression, stem) = Compression::by_extension(&lower);
         let format = forced.unwrap_or(if stem.ends_with(".csv") || stem.ends_with(".tsv") {
             Format::Csv
+        } else if stem.ends_with(".parquet") || stem.ends_with(".parq") {
+            Format::Parquet
         } else {
             Format::Ndjson
         });
@@ -72,6 +80,29 @@ impl Plan {
                 },
             )
             .collect::<Result<Vec<_>>>()?;
+        let parquet = match format {
+            Format::Parquet if append => {
+                return Err(ConnectorError::Unsupported(format!(
+                    "`append` to the Parquet file `{name}`: `write` replaces it with the records"
+                )))
+            }
+            Format::Parquet if compression != Compression::None => {
+                return Err(ConnectorError::Unsupported(format!(
+                    "`{name}`: Parquet compresses its own pages; write it without a compression extension"
+                )))
+            }
+            Format::Parquet => {
+                let options = match req.options.as_deref() {
+                    Some(text) => Some(serde_json::from_str::<Value>(text).map_err(|e| {
+                        ConnectorError::InvalidRequest(format!("options are not JSON: {e}"))
+                    })?),
+                    None => None,
+                };
+                let columns = parquet_write::columns(&rows, options.as_ref())?;
+                Some(parquet_write::encode(&rows, &columns)?)
+            }
+            _ => None,
+        };
         let existing = match (format, append) {
             (Format::Csv, true) => existing_header(compression)?,
             _ => None,
@@ -98,6 +129,7 @@ impl Plan {
             write_header: existing.is_none() && !header.is_empty(),
             header,
             rows,
+            parquet,
         })
     }
 
@@ -119,6 +151,10 @@ impl Plan {
     fn encode(&self, name: &str, csv: &CsvOptions, out: &mut dyn Write) -> Result<()> {
         let fail = |e: std::io::Error| io_error(name, e);
         match self.format {
+            Format::Parquet => {
+                out.write_all(self.parquet.as_deref().unwrap_or_default())
+                    .map_err(fail)?;
+            }
             Format::Ndjson | Format::Json => {
                 for row in &self.rows {
                     serde_json::to_writer(&mut *out, row).map_err(|e| match e.io_error_kind() {
@@ -169,6 +205,9 @@ pub fn execute(
     let plan = Plan::new(path, req, forced, |compression| {
         read_csv_header(path, compression, csv)
     })?;
+    if plan.format == Format::Parquet {
+        return write_whole(path, &plan, csv);
+    }
     let file = OpenOptions::new()
         .create(true)
         .write(true)
@@ -182,6 +221,23 @@ pub fn execute(
     out.flush().map_err(fail)?;
     out.get_ref().sync_data().map_err(fail)?;
     Ok(plan.response())
+}
+
+/// Write the file under a temporary name beside `path`, then rename it.
+fn write_whole(path: &str, plan: &Plan, csv: &CsvOptions) -> Result<ExecuteResponse> {
+    let temporary = format!("{path}.sluice-partial");
+    let written = (|| {
+        let fail = |e: std::io::Error| io_error(path, e);
+        let mut out = BufWriter::new(std::fs::File::create(&temporary).map_err(fail)?);
+        plan.write_to(path, csv, &mut out)?;
+        out.flush().map_err(fail)?;
+        out.get_ref().sync_data().map_err(fail)?;
+        std::fs::rename(&temporary, path).map_err(fail)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map(|()| plan.response())
 }
 
 /// Run a `write` of `req.records` to `object` (objects cannot be appended to).
@@ -202,6 +258,28 @@ pub fn execute_object(
     let mut upload = object.upload();
     plan.write_to(name, csv, &mut upload)?;
     upload.finish()?;
+    Ok(plan.response())
+}
+
+/// Run a `write` of `req.records` to `file` on an FTP server (stored under
+/// a temporary name, then renamed over it).
+pub fn execute_ftp(
+    file: &FtpFile,
+    req: &ExecuteRequest,
+    forced: Option<Format>,
+    csv: &CsvOptions,
+) -> Result<ExecuteResponse> {
+    use crate::format::Source as _;
+    let name = file.name();
+    if req.operation == "append" {
+        return Err(ConnectorError::Unsupported(format!(
+            "`append` to `{name}`: on FTP, `write` replaces the file"
+        )));
+    }
+    let plan = Plan::new(name, req, forced, |_| Ok(None))?;
+    let mut bytes = Vec::new();
+    plan.write_to(name, csv, &mut bytes)?;
+    file.store(&bytes)?;
     Ok(plan.response())
 }
 

@@ -14,6 +14,9 @@ mod reader;
 mod upload;
 mod xml;
 
+use std::io::Read as _;
+use std::sync::OnceLock;
+
 use serde::Deserialize;
 use sluice_sdk::http::{self, encode_component, StreamingResponse};
 use sluice_sdk::{ConnectorError, Result};
@@ -179,6 +182,7 @@ impl S3Store {
             name: format!("s3://{bucket}/{key}"),
             bucket,
             key,
+            version: OnceLock::new(),
         })
     }
 
@@ -327,6 +331,10 @@ pub struct Object {
     bucket: String,
     key: String,
     name: String,
+    /// The ETag of the version that [`Source::size`] and
+    /// [`Source::read_range`] read, once one of them learnt it: later
+    /// ranges ask for that version only.
+    version: OnceLock<String>,
 }
 
 impl Object {
@@ -343,6 +351,37 @@ impl Object {
 
     fn origin(&self) -> String {
         self.store.origin(&self.bucket)
+    }
+
+    /// The object's size and ETag from a HEAD.
+    fn size_by_head(&self) -> Result<(u64, Option<String>)> {
+        let response = self.send("HEAD", "", &[], None)?.into_response()?;
+        if response.status != 200 {
+            return Err(s3_error(&self.name, &self.origin(), &response));
+        }
+        let size = response
+            .header("content-length")
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                ConnectorError::Unavailable(format!(
+                    "S3 answered a HEAD of `{}` without its length",
+                    self.name
+                ))
+            })?;
+        Ok((size, response.header("etag").map(str::to_string)))
+    }
+
+    /// Delete the object (S3 answers alike whether or not it existed).
+    ///
+    /// # Errors
+    ///
+    /// As S3 answered (see [`s3_error`]).
+    pub fn delete(&self) -> Result<()> {
+        let response = self.send("DELETE", "", &[], None)?.into_response()?;
+        if !matches!(response.status, 200 | 204) {
+            return Err(s3_error(&self.name, &self.origin(), &response));
+        }
+        Ok(())
     }
 
     /// A multipart-capable upload that replaces this object when finished.
@@ -371,6 +410,39 @@ impl Source for Object {
             offset,
             self.store.read_chunk_bytes,
         )?))
+    }
+
+    fn size(&self) -> Result<u64> {
+        let (size, etag) = self.size_by_head()?;
+        if let Some(etag) = etag {
+            let _ = self.version.set(etag);
+        }
+        Ok(size)
+    }
+
+    fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let mut reader =
+            ObjectReader::of_version(self.clone(), offset, len, self.version.get().cloned())?;
+        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+        (&mut reader)
+            .take(len)
+            .read_to_end(&mut bytes)
+            .map_err(|e| sluice_sdk::io_error(&self.name, e))?;
+        if let Some(etag) = reader.etag() {
+            let _ = self.version.set(etag.to_string());
+        }
+        if (bytes.len() as u64) < len {
+            return Err(crate::format::past_end(
+                &self.name,
+                offset + len,
+                offset + bytes.len() as u64,
+            ));
+        }
+        Ok(bytes)
+    }
+
+    fn clone_box(&self) -> Box<dyn Source> {
+        Box::new(self.clone())
     }
 }
 

@@ -26,12 +26,23 @@ impl ObjectReader {
     /// once, so a missing object, a refusal or an offset past the end is
     /// an error here.
     pub fn new(object: Object, offset: u64, chunk: u64) -> Result<Self> {
+        Self::of_version(object, offset, chunk, None)
+    }
+
+    /// [`ObjectReader::new`], for the version with `etag` when given (a
+    /// replaced object is then an error from the first range on).
+    pub fn of_version(
+        object: Object,
+        offset: u64,
+        chunk: u64,
+        etag: Option<String>,
+    ) -> Result<Self> {
         let mut reader = Self {
             object,
             pos: offset,
             chunk: chunk.max(1),
             size: None,
-            etag: None,
+            etag,
             body: None,
         };
         reader.next_range()?;
@@ -83,7 +94,7 @@ impl ObjectReader {
             416 => {
                 let size = match response.header("content-range").and_then(total_of) {
                     Some(size) => size,
-                    None => self.size_by_head()?,
+                    None => self.object.size_by_head()?.0,
                 };
                 if self.pos > size {
                     return Err(past_end(&name, self.pos, size));
@@ -105,26 +116,9 @@ impl ObjectReader {
 }
 
 impl ObjectReader {
-    /// The object's size from a HEAD (for servers that answer an
-    /// unsatisfiable range without saying the size).
-    fn size_by_head(&self) -> Result<u64> {
-        let response = self.object.send("HEAD", "", &[], None)?.into_response()?;
-        if response.status != 200 {
-            return Err(s3_error(
-                &self.object.name,
-                &self.object.origin(),
-                &response,
-            ));
-        }
-        response
-            .header("content-length")
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| {
-                ConnectorError::Unavailable(format!(
-                    "S3 answered a HEAD of `{}` without its length",
-                    self.object.name
-                ))
-            })
+    /// The ETag of the version read, once an answer said it.
+    pub fn etag(&self) -> Option<&str> {
+        self.etag.as_deref()
     }
 }
 
