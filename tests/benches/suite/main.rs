@@ -10,6 +10,8 @@ mod brokers;
 mod file;
 mod interrupt;
 mod mysql;
+#[cfg(feature = "bench-parquet")]
+mod parquet;
 mod peers;
 mod postgres;
 mod report;
@@ -102,6 +104,20 @@ impl Scale {
     }
 }
 
+/// The Parquet rows, when built with arrow-rs (the native baseline).
+async fn parquet(scale: Scale, report: &mut Report) {
+    #[cfg(feature = "bench-parquet")]
+    parquet::run(scale, report).await;
+    #[cfg(not(feature = "bench-parquet"))]
+    {
+        let _ = scale;
+        report.failed(
+            "parquet",
+            "built without `--features bench-parquet` (make bench turns it on)".into(),
+        );
+    }
+}
+
 /// The broker rows, when built with their native clients.
 async fn brokers(scale: Scale, report: &mut Report) {
     #[cfg(feature = "bench-brokers")]
@@ -130,11 +146,12 @@ fn main() {
         .expect("tokio runtime");
     let mut report = Report::new(scale);
     let started = std::time::Instant::now();
-    let suites: [(&str, Suite); 11] = [
+    let suites: [(&str, Suite); 12] = [
         ("startup", |s, r| Box::pin(startup::run(s, r))),
         ("interrupt", |s, r| Box::pin(interrupt::run(s, r))),
         ("file", |s, r| Box::pin(file::run(s, r))),
         ("s3", |s, r| Box::pin(s3::run(s, r))),
+        ("parquet", |s, r| Box::pin(parquet(s, r))),
         ("postgres", |s, r| Box::pin(postgres::run(s, r))),
         ("mysql", |s, r| Box::pin(mysql::run(s, r))),
         ("rest", |s, r| Box::pin(rest::run(s, r))),

@@ -114,6 +114,37 @@ async fn native_count(address: &str, path: &str) -> u64 {
     kept
 }
 
+/// PUT `body` as the object at `path` (`/BUCKET/KEY`), signed.
+pub async fn upload(server: &S3Server, path: &str, body: Bytes) {
+    let put = signed(
+        hyper::Request::put(path),
+        server.address(),
+        None,
+        Full::new(body),
+    );
+    let status = send(server.address(), put).await.status();
+    assert_eq!(status, 200, "the object was uploaded");
+}
+
+/// The whole object at `path` (`/BUCKET/KEY`), by one signed GET.
+#[cfg_attr(not(feature = "bench-parquet"), allow(dead_code))]
+pub async fn download(server: &S3Server, path: &str) -> Bytes {
+    let request = signed(
+        hyper::Request::get(path),
+        server.address(),
+        Some(sigv4::sha256_hex(b"")),
+        Empty::<Bytes>::new(),
+    );
+    let response = send(server.address(), request).await;
+    assert_eq!(response.status(), 200, "the server accepted the signature");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("the object")
+        .to_bytes()
+}
+
 pub async fn run(scale: Scale, report: &mut Report) {
     let bytes = scale.pick(1u64 << 30, 128 << 20);
     let data = crate::file::data_file(bytes);
@@ -124,14 +155,7 @@ pub async fn run(scale: Scale, report: &mut Report) {
     // file put in its directory by hand it would hash the whole file on
     // every GET (each ranged GET of the connector included).
     let body = Bytes::from(std::fs::read(&data).expect("the data file"));
-    let put = signed(
-        hyper::Request::put("/bench/people.ndjson"),
-        server.address(),
-        None,
-        Full::new(body),
-    );
-    let status = send(server.address(), put).await.status();
-    assert_eq!(status, 200, "the object was uploaded");
+    upload(&server, "/bench/people.ndjson", body).await;
 
     let config = server
         .config("s3://bench", serde_json::json!({}))
