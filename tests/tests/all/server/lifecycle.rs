@@ -275,7 +275,7 @@ async fn an_instance_config_that_breaks_the_connector_schema_is_refused_naming_e
         [
             "/bogus: unknown field",
             "/csv/delimiter: \";;\" is longer than 1 character",
-            "/format: \"xml\" is not one of \"csv\", \"json\" or \"ndjson\"",
+            "/format: \"xml\" is not one of \"csv\", \"json\" or 2 other candidates",
             "/root: 5 is not of type \"string\"",
         ]
     );
