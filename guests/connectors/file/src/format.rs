@@ -92,6 +92,21 @@ pub fn past_end(name: &str, offset: u64, size: u64) -> ConnectorError {
     ))
 }
 
+/// The `len` bytes `reader` yields, which start at `offset` of `name`;
+/// fewer is the [`past_end`] error.
+pub fn read_exactly(name: &str, reader: impl Read, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    reader
+        .take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io_error(name, e))?;
+    let got = bytes.len() as u64;
+    if got < len {
+        return Err(past_end(name, offset + len, offset + got));
+    }
+    Ok(bytes)
+}
+
 /// Work out a file's encoding from its extension, then from its first bytes.
 pub fn detect(source: &dyn Source, forced: Option<Format>) -> Result<Encoding> {
     let lower = source.name().to_ascii_lowercase();

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 
 use sluice_sdk::{io_error, Result};
 
-use crate::format::{past_end, read_up_to, Source};
+use crate::format::{past_end, read_exactly, read_up_to, Source};
 
 /// One file in a mount.
 #[derive(Debug, Clone)]
@@ -54,19 +54,7 @@ impl Source for LocalFile {
     }
 
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let mut bytes = Vec::new();
-        self.open_at(offset)?
-            .take(len)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io_error(&self.path, e))?;
-        if (bytes.len() as u64) < len {
-            return Err(past_end(
-                &self.path,
-                offset + len,
-                offset + bytes.len() as u64,
-            ));
-        }
-        Ok(bytes)
+        read_exactly(&self.path, self.open_at(offset)?, offset, len)
     }
 
     fn clone_box(&self) -> Box<dyn Source> {

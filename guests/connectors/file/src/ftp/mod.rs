@@ -380,18 +380,7 @@ impl Source for FtpFile {
 
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let (_, data) = self.retrieve(offset)?;
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        data.take(len)
-            .read_to_end(&mut bytes)
-            .map_err(|e| sluice_sdk::io_error(&self.name, e))?;
-        if (bytes.len() as u64) < len {
-            return Err(crate::format::past_end(
-                &self.name,
-                offset + len,
-                offset + bytes.len() as u64,
-            ));
-        }
-        Ok(bytes)
+        crate::format::read_exactly(&self.name, data, offset, len)
     }
 
     fn clone_box(&self) -> Box<dyn Source> {

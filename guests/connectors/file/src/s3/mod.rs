@@ -14,7 +14,6 @@ mod reader;
 mod upload;
 mod xml;
 
-use std::io::Read as _;
 use std::sync::OnceLock;
 
 use serde::Deserialize;
@@ -423,20 +422,9 @@ impl Source for Object {
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
         let mut reader =
             ObjectReader::of_version(self.clone(), offset, len, self.version.get().cloned())?;
-        let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
-        (&mut reader)
-            .take(len)
-            .read_to_end(&mut bytes)
-            .map_err(|e| sluice_sdk::io_error(&self.name, e))?;
+        let bytes = crate::format::read_exactly(&self.name, &mut reader, offset, len)?;
         if let Some(etag) = reader.etag() {
             let _ = self.version.set(etag.to_string());
-        }
-        if (bytes.len() as u64) < len {
-            return Err(crate::format::past_end(
-                &self.name,
-                offset + len,
-                offset + bytes.len() as u64,
-            ));
         }
         Ok(bytes)
     }
