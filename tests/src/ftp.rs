@@ -64,6 +64,11 @@ impl FtpServer {
         }
     }
 
+    /// Kill the server (its connections close at once) and remove its files.
+    pub fn kill(self) {
+        drop(self.daemon);
+    }
+
     /// `127.0.0.1:PORT` of the control connection.
     pub fn address(&self) -> &str {
         &self.daemon.address

@@ -190,3 +190,39 @@ async fn a_line_break_in_a_path_cannot_smuggle_a_command() {
         vec![json!({"a": 1})]
     );
 }
+
+#[tokio::test]
+async fn a_transfer_cut_midway_ends_the_stream_with_an_error_not_a_short_file() {
+    let server = FtpServer::start();
+    let line = format!("{{\"pad\": \"{}\"}}\n", "x".repeat(1000));
+    server.put("in/big.ndjson", line.repeat(60_000));
+    let mut session = open(&server, "in").await;
+    let mut stream = session
+        .stream(&FetchRequest::new("big.ndjson"), None)
+        .await
+        .unwrap();
+    let first = stream.next(100).await.unwrap().expect("a first batch");
+    assert_eq!(first.records.len(), 100);
+    server.kill();
+    let mut read = 100;
+    let ended = loop {
+        match stream.next(1000).await {
+            Ok(Some(batch)) => read += batch.records.len(),
+            Ok(None) => break None,
+            Err(e) => break Some(e),
+        }
+    };
+    assert!(
+        read < 60_000,
+        "the server was killed before it sent everything"
+    );
+    match ended {
+        Some(Error::Connector(ConnectorError::Unavailable(message))) => {
+            assert!(
+                message.contains("big.ndjson") || message.contains("127.0.0.1"),
+                "{message}"
+            )
+        }
+        other => panic!("after {read} of 60000 records: expected unavailable, got {other:?}"),
+    }
+}
