@@ -5,10 +5,11 @@
 //! on an FTP server (`root: ftp://HOST/DIR`, see [`ftp`]).
 //!
 //! A resource is a path inside a mount, absolute or relative to `root` (with
-//! S3: a key relative to the prefix, or an `s3://BUCKET/KEY` URL).
+//! S3: a key relative to the prefix, or an `s3://BUCKET/KEY` URL; with FTP:
+//! a path relative to the root's directory, or absolute on the server).
 //! `fetch` filters, sorts, selects fields and paginates (offset and cursor);
-//! `stream` reads incrementally with bounded memory and emits byte-offset
-//! checkpoints; `discover` lists the files under the mounts with their
+//! `stream` reads incrementally with bounded memory and emits checkpoints
+//! (byte offsets; a row group and row for Parquet); `discover` lists the files under the mounts with their
 //! inferred fields; `execute` supports `append` and `write` (NDJSON/CSV),
 //! `write` (Parquet) and `delete`.
 
@@ -90,7 +91,7 @@ impl Connector for FileConnector {
         sluice_sdk::descriptor(
             "file",
             env!("CARGO_PKG_VERSION"),
-            "CSV, JSON, NDJSON (optionally gzip, zstd or bzip2) and Parquet files in mounted directories or S3 buckets",
+            "CSV, JSON, NDJSON (optionally gzip, zstd or bzip2) and Parquet files in mounted directories, S3 buckets or on FTP servers",
         )
         .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {

@@ -45,7 +45,10 @@ impl Control {
             530 | 331 | 332 => {
                 let grant = match secret {
                     Some(name) => format!("the password in the secret `{name}`"),
-                    None => "an anonymous login (set `ftp.user` and `ftp.password_secret`)".into(),
+                    None if user == "anonymous" => {
+                        "no password (set `ftp.user` and `ftp.password_secret`)".into()
+                    }
+                    None => "no password (set `ftp.password_secret`)".into(),
                 };
                 return Err(ConnectorError::Denied(format!(
                     "ftp://{address} refused the login of `{user}` with {grant}: {}",
