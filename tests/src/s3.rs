@@ -103,6 +103,15 @@ impl S3Server {
         sigv4_grants(&self.endpoint(), secret_access_key)
     }
 
+    /// [`S3Server::grants`] whose responses may be at most `max_response_bytes`.
+    pub fn grants_capped(&self, max_response_bytes: u64) -> Grants {
+        sigv4_grants_capped(
+            &self.endpoint(),
+            SECRET_ACCESS_KEY,
+            Some(max_response_bytes),
+        )
+    }
+
     /// The file connector's config for `s3://BUCKET/PREFIX` on this server,
     /// with `extra` S3 options.
     pub fn config(&self, root: &str, extra: serde_json::Value) -> serde_json::Value {
@@ -195,7 +204,15 @@ impl S3Server {
 /// An http grant for `origin` with `aws-sigv4` auth: the server's access key
 /// id and `secret_access_key`.
 fn sigv4_grants(origin: &str, secret_access_key: &str) -> Grants {
-    let grants = json!({ "http": {
+    sigv4_grants_capped(origin, secret_access_key, None)
+}
+
+fn sigv4_grants_capped(
+    origin: &str,
+    secret_access_key: &str,
+    max_response_bytes: Option<u64>,
+) -> Grants {
+    let mut grants = json!({ "http": {
         "origins": [origin],
         "auth": [{
             "origin": origin,
@@ -205,6 +222,9 @@ fn sigv4_grants(origin: &str, secret_access_key: &str) -> Grants {
             "region": "us-east-1",
         }],
     }});
+    if let Some(cap) = max_response_bytes {
+        grants["http"]["max_response_bytes"] = json!(cap);
+    }
     Grants::from_json(&grants.to_string())
         .expect("grants parse")
         .secret("s3_key_id", ACCESS_KEY_ID)

@@ -221,6 +221,7 @@ impl WasiHttpHooks for HttpHooks {
                     .and_then(|v| v.parse::<u64>().ok())
             };
             let origin = origin_of(request.uri());
+            let head = request.method() == http::Method::HEAD;
             let (response, state) = match policy.send(request, options, target).await {
                 Ok(sent) => sent,
                 Err(err) => {
@@ -249,8 +250,11 @@ impl WasiHttpHooks for HttpHooks {
                 }
                 .boxed_unsync()
             });
-            // The error names the grant's cap (what the user can change), not the size.
-            if declared(&response).is_some_and(|len| len > policy.max_response_bytes) {
+            // The error names the grant's cap (what the user can change), not
+            // the size. A HEAD, 204 or 304 answer has no body, whatever length
+            // it declares (a HEAD's is the resource's).
+            let bodiless = head || matches!(response.status().as_u16(), 204 | 304);
+            if !bodiless && declared(&response).is_some_and(|len| len > policy.max_response_bytes) {
                 return Err(HttpError::HttpResponseBodySize(Some(
                     policy.max_response_bytes,
                 )));

@@ -420,8 +420,12 @@ impl Source for Object {
     }
 
     fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>> {
-        let mut reader =
-            ObjectReader::of_version(self.clone(), offset, len, self.version.get().cloned())?;
+        let mut reader = ObjectReader::of_version(
+            self.clone(),
+            offset..offset.saturating_add(len),
+            self.store.read_chunk_bytes,
+            self.version.get().cloned(),
+        )?;
         let bytes = crate::format::read_exactly(&self.name, &mut reader, offset, len)?;
         if let Some(etag) = reader.etag() {
             let _ = self.version.set(etag.to_string());

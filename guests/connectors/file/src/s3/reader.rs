@@ -13,6 +13,8 @@ use crate::format::past_end;
 pub struct ObjectReader {
     object: Object,
     pos: u64,
+    /// Where reading stops (the end of the range asked for, or `u64::MAX`).
+    end: u64,
     chunk: u64,
     /// The object's size, once an answer said it.
     size: Option<u64>,
@@ -26,20 +28,22 @@ impl ObjectReader {
     /// once, so a missing object, a refusal or an offset past the end is
     /// an error here.
     pub fn new(object: Object, offset: u64, chunk: u64) -> Result<Self> {
-        Self::of_version(object, offset, chunk, None)
+        Self::of_version(object, offset..u64::MAX, chunk, None)
     }
 
-    /// [`ObjectReader::new`], for the version with `etag` when given (a
-    /// replaced object is then an error from the first range on).
+    /// [`ObjectReader::new`] for the bytes of `range` only (no GET asks for
+    /// more), of the version with `etag` when given (a replaced object is
+    /// then an error from the first range on).
     pub fn of_version(
         object: Object,
-        offset: u64,
+        range: std::ops::Range<u64>,
         chunk: u64,
         etag: Option<String>,
     ) -> Result<Self> {
         let mut reader = Self {
             object,
-            pos: offset,
+            pos: range.start,
+            end: range.end,
             chunk: chunk.max(1),
             size: None,
             etag,
@@ -53,7 +57,8 @@ impl ObjectReader {
     /// the size is known to end at `pos`.
     fn next_range(&mut self) -> Result<()> {
         let name = self.object.name.clone();
-        let range = format!("bytes={}-{}", self.pos, self.pos + self.chunk - 1);
+        let last = self.pos.saturating_add(self.chunk).min(self.end) - 1;
+        let range = format!("bytes={}-{last}", self.pos);
         let mut headers = vec![("range", range.as_str())];
         if let Some(etag) = &self.etag {
             headers.push(("if-match", etag.as_str()));
@@ -124,6 +129,9 @@ impl ObjectReader {
 
 impl Read for ObjectReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = usize::try_from(self.end - self.pos).unwrap_or(usize::MAX);
+        let wanted = buf.len().min(left);
+        let buf = &mut buf[..wanted];
         loop {
             if let Some(body) = &mut self.body {
                 let n = body.read(buf)?;
@@ -137,7 +145,7 @@ impl Read for ObjectReader {
                     self.size = Some(self.pos);
                 }
             }
-            if self.size.is_some_and(|size| self.pos >= size) {
+            if self.pos >= self.end || self.size.is_some_and(|size| self.pos >= size) {
                 return Ok(0);
             }
             self.next_range().map_err(io::Error::other)?;
