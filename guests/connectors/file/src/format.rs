@@ -304,11 +304,19 @@ fn skip(path: &str, input: &mut dyn BufRead, bytes: u64) -> Result<()> {
 /// `invalid-request` naming the file, the line (when known: not 0) and the
 /// byte offset in the decoded content where the bad record starts.
 fn malformed(path: &str, at: Position, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::InvalidRequest(if at.line == 0 {
-        format!("{path}: byte {}: {what}", at.offset)
-    } else {
-        format!("{path}: line {} (byte {}): {what}", at.line, at.offset)
-    })
+    if at.line == 0 {
+        return malformed_at(path, at.offset, what);
+    }
+    ConnectorError::InvalidRequest(format!(
+        "{path}: line {} (byte {}): {what}",
+        at.line, at.offset
+    ))
+}
+
+/// `invalid-request` naming the file and the byte offset of what is wrong
+/// there (for content without lines, such as Parquet).
+pub fn malformed_at(path: &str, offset: u64, what: impl std::fmt::Display) -> ConnectorError {
+    ConnectorError::InvalidRequest(format!("{path}: byte {offset}: {what}"))
 }
 
 /// A failed read: the typed error it carries (a dropped connection, a

@@ -23,7 +23,7 @@ use parquet::schema::types::{SchemaDescriptor, Type as SchemaType};
 use serde_json::Value;
 use sluice_sdk::{ConnectorError, Result};
 
-use crate::format::{RowReader, Source};
+use crate::format::{malformed_at, RowReader, Source};
 use chunks::{Fetched, OneGroup};
 use json::Hints;
 
@@ -66,7 +66,11 @@ impl ParquetReader {
         let name = source.name();
         let size = source.size()?;
         if size < 12 {
-            return Err(bad(name, 0, format!("not a Parquet file ({size} bytes)")));
+            return Err(malformed_at(
+                name,
+                0,
+                format!("not a Parquet file ({size} bytes)"),
+            ));
         }
         let tail_len = size.min(TAIL_GUESS);
         let tail = source.read_range(size - tail_len, tail_len)?;
@@ -77,18 +81,18 @@ impl ParquetReader {
             } else {
                 "not a Parquet file: it does not end with `PAR1` (truncated?)"
             };
-            return Err(bad(name, size - 4, what));
+            return Err(malformed_at(name, size - 4, what));
         }
         let footer_len = u64::from(u32::from_le_bytes([end[0], end[1], end[2], end[3]]));
         if footer_len + 12 > size {
-            return Err(bad(
+            return Err(malformed_at(
                 name,
                 size - 8,
                 format!("the footer says it is {footer_len} bytes, more than the file holds (truncated?)"),
             ));
         }
         if footer_len > MAX_FOOTER_BYTES {
-            return Err(bad(
+            return Err(malformed_at(
                 name,
                 size - 8,
                 format!("a {footer_len}-byte footer is more than the {MAX_FOOTER_BYTES} read"),
@@ -101,7 +105,7 @@ impl ParquetReader {
             source.read_range(footer_at, footer_len)?
         };
         let metadata = ParquetMetaDataReader::decode_metadata(&footer)
-            .map_err(|e| bad(name, footer_at, format!("unreadable footer: {e}")))?;
+            .map_err(|e| malformed_at(name, footer_at, format!("unreadable footer: {e}")))?;
         check_columns(name, metadata.file_metadata().schema_descr())?;
         let hints = Hints::of(metadata.file_metadata().schema());
         let mut reader = Self {
@@ -175,7 +179,7 @@ impl ParquetReader {
             }
             let (start, len) = chunk.byte_range();
             if start.checked_add(len).is_none_or(|end| end > self.size) {
-                return Err(bad(
+                return Err(malformed_at(
                     &name,
                     start,
                     format!(
@@ -247,7 +251,7 @@ impl ParquetReader {
             .map(|c| c.byte_range().0)
             .min()
             .unwrap_or(0);
-        bad(
+        malformed_at(
             self.source.name(),
             at,
             format!("row group {}, row {}: {err}", self.group, self.row),
@@ -363,11 +367,6 @@ fn check_columns(name: &str, schema: &SchemaDescriptor) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `invalid-request` naming the file and the byte offset.
-fn bad(name: &str, offset: u64, what: impl std::fmt::Display) -> ConnectorError {
-    ConnectorError::InvalidRequest(format!("{name}: byte {offset}: {what}"))
 }
 
 #[cfg(test)]
