@@ -212,8 +212,7 @@ struct ZstdPageReader {
 impl ZstdPageReader {
     fn decompress(&self, bytes: &[u8]) -> Result<Bytes> {
         let mut out = Vec::new();
-        let decoder = crate::compression::Compression::Zstd
-            .decoder(Box::new(std::io::Cursor::new(bytes.to_vec())));
+        let decoder = crate::compression::Compression::Zstd.decoder(Box::new(bytes));
         decoder
             .take(self.limit as u64 + 1)
             .read_to_end(&mut out)
@@ -227,69 +226,31 @@ impl ZstdPageReader {
         Ok(Bytes::from(out))
     }
 
-    fn page(&self, page: Page) -> Result<Page> {
-        Ok(match page {
-            Page::DataPage {
-                buf,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                statistics,
-            } => Page::DataPage {
-                buf: self.decompress(&buf)?,
-                num_values,
-                encoding,
-                def_level_encoding,
-                rep_level_encoding,
-                statistics,
-            },
+    fn page(&self, mut page: Page) -> Result<Page> {
+        match &mut page {
+            Page::DataPage { buf, .. } | Page::DictionaryPage { buf, .. } => {
+                *buf = self.decompress(buf)?;
+            }
             Page::DataPageV2 {
                 buf,
-                num_values,
-                encoding,
-                num_nulls,
-                num_rows,
                 def_levels_byte_len,
                 rep_levels_byte_len,
                 is_compressed,
-                statistics,
-            } => {
+                ..
+            } if *is_compressed => {
+                // The levels come first, stored as they are; the values after them.
                 let levels =
-                    (def_levels_byte_len as usize + rep_levels_byte_len as usize).min(buf.len());
-                let buf = if is_compressed {
-                    let values = self.decompress(&buf[levels..])?;
-                    let mut whole = Vec::with_capacity(levels + values.len());
-                    whole.extend_from_slice(&buf[..levels]);
-                    whole.extend_from_slice(&values);
-                    Bytes::from(whole)
-                } else {
-                    buf
-                };
-                Page::DataPageV2 {
-                    buf,
-                    num_values,
-                    encoding,
-                    num_nulls,
-                    num_rows,
-                    def_levels_byte_len,
-                    rep_levels_byte_len,
-                    is_compressed: false,
-                    statistics,
-                }
+                    (*def_levels_byte_len as usize + *rep_levels_byte_len as usize).min(buf.len());
+                let values = self.decompress(&buf[levels..])?;
+                let mut whole = Vec::with_capacity(levels + values.len());
+                whole.extend_from_slice(&buf[..levels]);
+                whole.extend_from_slice(&values);
+                *buf = Bytes::from(whole);
+                *is_compressed = false;
             }
-            Page::DictionaryPage {
-                buf,
-                num_values,
-                encoding,
-                is_sorted,
-            } => Page::DictionaryPage {
-                buf: self.decompress(&buf)?,
-                num_values,
-                encoding,
-                is_sorted,
-            },
-        })
+            Page::DataPageV2 { .. } => {}
+        }
+        Ok(page)
     }
 }
 
