@@ -11,6 +11,7 @@ SLUICE     := target/debug/sluice
 ## setup: install what the build needs (the wasm32-wasip2 target, rustfmt, clippy),
 ## the clients the tests check with: `mysql` (Debian: mariadb-client-core) and
 ## `redis-cli` (Debian: redis-tools), `mosquitto_pub`/`mosquitto_sub` (Debian: mosquitto-clients),
+## the SSH server the SFTP tests start (OpenSSH's sshd and ssh-keygen; Debian: openssh-server),
 ## the Kafka-compatible broker the kafka tests start (tansu, from crates.io)
 ## and the S3-API server the S3 tests start (s3s-fs, from crates.io)
 setup: wasm-target kafka-broker s3-server
@@ -21,6 +22,9 @@ setup: wasm-target kafka-broker s3-server
 		echo "redis-cli is missing and could not be installed: install redis-tools"
 	@command -v mosquitto_sub >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -q mosquitto-clients; } || \
 		echo "mosquitto_sub is missing and could not be installed: install mosquitto-clients"
+	@test -x /usr/sbin/sshd && command -v ssh-keygen >/dev/null || \
+		{ command -v apt-get >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openssh-server; } || \
+		echo "OpenSSH's server is missing and could not be installed: install openssh-server"
 
 wasm-target:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -169,6 +173,9 @@ services:
 		exit 1; }
 	@command -v s3s-fs >/dev/null || { \
 		echo "s3s-fs (an S3-API server) is missing; the S3 tests start it on free ports: run make setup (cargo install s3s-fs, about 5 minutes)"; \
+		exit 1; }
+	@test -x /usr/sbin/sshd && command -v ssh-keygen >/dev/null || { \
+		echo "OpenSSH's server (/usr/sbin/sshd) or ssh-keygen is missing; the SFTP tests start sshd on a free port: run make setup (Debian: apt-get install openssh-server)"; \
 		exit 1; }
 	@(exec 3<>/dev/tcp/127.0.0.1/4222) 2>/dev/null || { \
 		echo "NATS is not reachable on 127.0.0.1:4222; the nats connector's tests need it, with JetStream."; \

@@ -13,6 +13,9 @@ wasmtime::component::bindgen!({
         "sluice:connector/sql.connection": crate::capability::sql::SqlConnection,
         "sluice:connector/sql.transaction": crate::capability::sql::SqlTransaction,
         "sluice:connector/sql.row-stream": crate::capability::sql::SqlRowStream,
+        "sluice:connector/sftp.session": crate::capability::sftp::SftpSession,
+        "sluice:connector/sftp.reader": crate::capability::sftp::SftpReader,
+        "sluice:connector/sftp.upload": crate::capability::sftp::SftpUpload,
     },
     additional_derives: [serde::Serialize, serde::Deserialize, PartialEq],
 });

@@ -37,6 +37,7 @@ const HOST_INTERFACES: &[&str] = &[
     "sluice:connector/types",
     "sluice:connector/log",
     "sluice:connector/sql",
+    "sluice:connector/sftp",
     "sluice:connector/secrets",
 ];
 

@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::artifacts::ArtifactCache;
 use crate::capability::log::{HasLog, LogView};
 use crate::capability::secrets::{HasSecrets, SecretsView};
+use crate::capability::sftp::{HasSftp, SftpView};
 use crate::capability::sql::{HasSql, SqlView};
 use crate::component::Connector;
 use crate::error::Error;
@@ -290,6 +291,14 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             denials: &s.denials,
             expiries: &s.expiries,
             forwarded: &mut s.forwarded,
+        }
+    })?;
+    crate::bindings::sluice::connector::sftp::add_to_linker::<_, HasSftp>(&mut linker, |s| {
+        SftpView {
+            table: &mut s.table,
+            policy: &s.sftp,
+            denials: &s.denials,
+            expiries: &s.expiries,
         }
     })?;
     Ok(linker)

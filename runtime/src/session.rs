@@ -105,6 +105,7 @@ impl Session {
             denials: denials.clone(),
             expiries: expiries.clone(),
             sql: grants.sql.clone(),
+            sftp: grants.sftp.clone(),
             forwarded: Default::default(),
             secrets: grants.secrets.clone(),
         };

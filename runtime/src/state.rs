@@ -1,6 +1,6 @@
 //! The per-store host state: WASI context, HTTP hooks, limits, log tags and
 //! denials. Each capability borrows only its own part of it through a view
-//! (`WasiCtxView`, `WasiHttpCtxView`, `LogView`, `SqlView`, `SecretsView`), linked in
+//! (`WasiCtxView`, `WasiHttpCtxView`, `LogView`, `SqlView`, `SftpView`, `SecretsView`), linked in
 //! `engine.rs`; nothing here implements a capability's interface.
 
 use wasmtime::component::ResourceTable;
@@ -11,6 +11,7 @@ use crate::capability::denial::{Denials, Expiries};
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
 use crate::capability::secrets::SocketSecrets;
+use crate::capability::sftp::SftpPolicy;
 use crate::capability::sql::{ForwardedRecords, SqlPolicy};
 use crate::limits::StoreLimiter;
 
@@ -25,6 +26,7 @@ pub(crate) struct HostState {
     pub denials: Denials,
     pub expiries: Expiries,
     pub sql: SqlPolicy,
+    pub sftp: SftpPolicy,
     /// Records the guest forwarded from a row stream during `record-stream.next`.
     pub forwarded: ForwardedRecords,
     pub secrets: SocketSecrets,

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod rabbitmq;
 pub mod redis;
 pub mod s3;
+pub mod sftp;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -210,6 +211,13 @@ impl Daemon {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         daemon
+    }
+}
+
+impl Daemon {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -107,6 +107,7 @@ mod record;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod secrets;
+pub mod sftp;
 pub mod sql;
 
 pub use bindings::sluice::connector::types::{

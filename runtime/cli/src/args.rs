@@ -126,6 +126,26 @@ pub(crate) struct RunArgs {
     /// Grant a PostgreSQL database read-write as `NAME=URL`. Repeatable.
     #[arg(long = "allow-sql-write", value_name = "NAME=URL")]
     pub allow_sql_write: Vec<String>,
+    /// Grant an SSH server's files (SFTP) read-only as `NAME=sftp://USER@HOST[:PORT]/DIR`;
+    /// log in with --sftp-key or --sftp-password, its host key pinned by
+    /// --sftp-known-hosts. Repeatable.
+    #[arg(long = "allow-sftp", value_name = "NAME=URL")]
+    pub allow_sftp: Vec<String>,
+    /// Grant an SSH server's files (SFTP) read-write as `NAME=URL`. Repeatable.
+    #[arg(long = "allow-sftp-write", value_name = "NAME=URL")]
+    pub allow_sftp_write: Vec<String>,
+    /// The private key (OpenSSH or PEM text, unencrypted) sftp grant NAME logs
+    /// in with, written like --secret; the connector never sees it. Repeatable.
+    #[arg(long = "sftp-key", value_name = "NAME=VALUE|@FILE|env:VAR")]
+    pub sftp_keys: Vec<String>,
+    /// The password sftp grant NAME logs in with, written like --secret. Repeatable.
+    #[arg(long = "sftp-password", value_name = "NAME=VALUE|@FILE|env:VAR")]
+    pub sftp_passwords: Vec<String>,
+    /// The known_hosts file pinning the sftp grants' host keys (plain
+    /// `[HOST]:PORT KEYTYPE KEY` lines, as `ssh-keyscan -p PORT HOST` prints
+    /// them); a server with no line there is refused. Default: ~/.ssh/known_hosts.
+    #[arg(long = "sftp-known-hosts", value_name = "FILE")]
+    pub sftp_known_hosts: Option<PathBuf>,
     /// Provide a secret for http `auth` entries and sql `password_secret`s of
     /// the grants file (the connector never sees it): `NAME=VALUE`,
     /// `NAME=@FILE` (the file's contents, one trailing newline dropped) or

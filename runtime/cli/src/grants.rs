@@ -2,6 +2,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use serde_json::Value;
+use sluice::capability::sftp::{KnownHosts, SftpGrantConfig, SftpMode, SftpUrl};
 use sluice::capability::sql::SqlMode;
 use sluice::Grants;
 
@@ -40,7 +41,105 @@ pub(crate) fn grants(args: &RunArgs) -> Result<Grants> {
         })?;
         grants = grants.allow_sql(name, url, mode)?;
     }
+    sftp_grants(args, grants)
+}
+
+/// The `--allow-sftp` grants, each logging in with its `--sftp-key` or
+/// `--sftp-password` (held by the host as the secret `sftp-key:NAME` or `sftp-password:NAME`) and pinned
+/// by its lines of the known_hosts file.
+fn sftp_grants(args: &RunArgs, mut grants: Grants) -> Result<Grants> {
+    let read_only = args.allow_sftp.iter().map(|e| (e, SftpMode::ReadOnly));
+    let read_write = args
+        .allow_sftp_write
+        .iter()
+        .map(|e| (e, SftpMode::ReadWrite));
+    let logins = |flag: &str, entries: &[String]| -> Result<Vec<(String, String)>> {
+        entries.iter().map(|e| secret_arg(flag, e)).collect()
+    };
+    let keys = logins("--sftp-key", &args.sftp_keys)?;
+    let passwords = logins("--sftp-password", &args.sftp_passwords)?;
+    let mut known_hosts_file: Option<(std::path::PathBuf, String)> = None;
+    for (entry, mode) in read_only.chain(read_write) {
+        let (name, url) = entry.split_once('=').ok_or_else(|| {
+            anyhow!("sftp grant: write NAME=sftp://USER@HOST[:PORT]/DIR, e.g. `drop=sftp://etl@127.0.0.1:2222/upload`")
+        })?;
+        let url = SftpUrl::parse(url).with_context(|| format!("sftp grant `{name}`"))?;
+        let key = keys.iter().find(|(n, _)| n == name);
+        let password = passwords.iter().find(|(n, _)| n == name);
+        let (login, secret) = match (key, password) {
+            (Some((_, key)), None) => (format!("sftp-key:{name}"), key),
+            (None, Some((_, password))) => (format!("sftp-password:{name}"), password),
+            _ => {
+                return Err(anyhow!(
+                    "sftp grant `{name}`: give exactly one of --sftp-key {name}=@FILE and --sftp-password {name}=…"
+                ))
+            }
+        };
+        if known_hosts_file.is_none() {
+            let path = match &args.sftp_known_hosts {
+                Some(path) => path.clone(),
+                None => std::path::PathBuf::from(std::env::var("HOME").unwrap_or_default())
+                    .join(".ssh/known_hosts"),
+            };
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("sftp grant `{name}`: cannot read the known_hosts file `{}` (--sftp-known-hosts)", path.display())
+            })?;
+            known_hosts_file = Some((path, text));
+        }
+        let (path, text) = known_hosts_file.as_ref().expect("read above");
+        let lines = known_host_lines(text, &url);
+        if lines.is_empty() {
+            return Err(anyhow!(
+                "sftp grant `{name}`: `{}` has no plain line for {} (hashed lines are not read); pin the server's key: ssh-keyscan -p {} {} >> {}",
+                path.display(),
+                host_field(&url),
+                url.port,
+                url.host,
+                path.display()
+            ));
+        }
+        let known_hosts = KnownHosts::parse(&lines.join("\n"))
+            .with_context(|| format!("sftp grant `{name}`: `{}`", path.display()))?;
+        let (key_secret, password_secret) = match key {
+            Some(_) => (Some(login.clone()), None),
+            None => (None, Some(login.clone())),
+        };
+        grants = grants.allow_sftp(&SftpGrantConfig {
+            name: name.to_string(),
+            url,
+            known_hosts,
+            key_secret,
+            password_secret,
+            mode,
+            max_connections: None,
+            timeout_ms: None,
+        })?;
+        grants = grants.secret(&login, secret);
+    }
     Ok(grants)
+}
+
+/// How known_hosts names the server: `HOST` on port 22, else `[HOST]:PORT`.
+fn host_field(url: &SftpUrl) -> String {
+    match url.port {
+        22 if !url.host.contains(':') => url.host.clone(),
+        port => format!("[{}]:{port}", url.host),
+    }
+}
+
+/// The lines of a known_hosts text whose host list names `url`'s server.
+fn known_host_lines<'a>(text: &'a str, url: &SftpUrl) -> Vec<&'a str> {
+    let wanted = host_field(url);
+    text.lines()
+        .map(str::trim)
+        .filter(|line| {
+            line.split_whitespace().next().is_some_and(|hosts| {
+                hosts
+                    .split(',')
+                    .any(|host| host.eq_ignore_ascii_case(&wanted))
+            })
+        })
+        .collect()
 }
 
 /// One `--secret` (or `--socket-secret`, the `flag`): `NAME=VALUE`,
@@ -98,6 +197,30 @@ pub(crate) fn grants_file(path: &std::path::Path, allow_http: &[String]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_hosts_lines_are_picked_by_host_and_port() {
+        let text = "\
+[127.0.0.1]:2222 ssh-ed25519 AAAA1
+127.0.0.1 ssh-ed25519 AAAA2
+files.example.com,10.0.0.9 ssh-rsa AAAA3
+|1|hashed= ssh-ed25519 AAAA4
+";
+        let url = |u: &str| SftpUrl::parse(u).unwrap();
+        assert_eq!(
+            known_host_lines(text, &url("sftp://u@127.0.0.1:2222/d")),
+            ["[127.0.0.1]:2222 ssh-ed25519 AAAA1"]
+        );
+        assert_eq!(
+            known_host_lines(text, &url("sftp://u@127.0.0.1/d")),
+            ["127.0.0.1 ssh-ed25519 AAAA2"]
+        );
+        assert_eq!(
+            known_host_lines(text, &url("sftp://u@Files.Example.com/")),
+            ["files.example.com,10.0.0.9 ssh-rsa AAAA3"]
+        );
+        assert!(known_host_lines(text, &url("sftp://u@10.0.0.9:2200/")).is_empty());
+    }
 
     #[test]
     fn secrets_come_from_values_files_and_the_environment() {

@@ -107,7 +107,7 @@ pub(crate) async fn update_instance(
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "secrets_required",
-            "this update changes where the instance's secrets are sent (http `auth`, a sql grant with a `password_secret`, or the connector and sockets that `sockets.secrets` lets read them); supply `secrets` again to make it",
+            "this update changes where the instance's secrets are sent (http `auth`, a sql grant with a `password_secret`, an sftp grant, or the connector and sockets that `sockets.secrets` lets read them); supply `secrets` again to make it",
         ));
     }
     current.connector = meta.id.clone();
@@ -171,13 +171,16 @@ pub(crate) fn record_size<T: serde::Serialize>(record: &T) -> usize {
 
 /// Everything that decides where the host sends an instance's secrets: its
 /// http `auth` entries (origin, kind, header or query name, token URL), the
-/// sql grants that take their password from a secret (URL included), and —
+/// sql grants that take their password from a secret (URL included), the
+/// sftp grants (each logs in with a secret: a password would go to whatever
+/// server the URL and pinned keys name), and —
 /// when the connector may read secrets (`sockets.secrets`) — the connector
 /// that reads them and the socket grants it could send them through.
 #[derive(PartialEq)]
 pub(crate) struct SecretDestinations<'a> {
     pub(crate) auth: &'a [sluice::capability::http::auth::AuthConfig],
     pub(crate) sql: Vec<&'a sluice::capability::sql::SqlGrantConfig>,
+    pub(crate) sftp: &'a [sluice::capability::sftp::SftpGrantConfig],
     pub(crate) readers: Option<(&'a str, &'a sluice::capability::sockets::SocketsConfig)>,
 }
 
@@ -190,6 +193,7 @@ impl<'a> SecretDestinations<'a> {
                 .iter()
                 .filter(|grant| grant.password_secret.is_some())
                 .collect(),
+            sftp: &grants.sftp,
             readers: (!grants.sockets.secrets.is_empty()).then_some((connector, &grants.sockets)),
         }
     }
@@ -288,8 +292,8 @@ fn mount_outside(mount: &MountConfig) -> ApiError {
 }
 
 /// An instance's grants but its mounts: they fit the tenant's ceiling, carry
-/// no password, satisfy the strict sql URL policy, and every sql secret they
-/// name is given.
+/// no password, satisfy the strict sql URL policy, and every sql and sftp
+/// secret they name is given.
 pub(crate) fn grants_without_mounts(
     tenant: &Tenant,
     instance: &Instance,
@@ -305,6 +309,7 @@ pub(crate) fn grants_without_mounts(
         grants = grants.secret(name, value);
     }
     grants.sql.check_secrets()?;
+    grants.sftp.check_secrets()?;
     grants.check_socket_secrets()?;
     Ok(grants)
 }

@@ -22,6 +22,8 @@ pub enum Capability {
     Http,
     /// `sluice:connector/sql`.
     Sql,
+    /// `sluice:connector/sftp`.
+    Sftp,
     /// Mounted directories (`wasi:filesystem` preopens).
     Files,
     /// `sluice:connector/secrets`.
@@ -36,6 +38,7 @@ impl fmt::Display for Capability {
             Capability::Dns => "dns",
             Capability::Http => "http",
             Capability::Sql => "sql",
+            Capability::Sftp => "sftp",
             Capability::Files => "files",
             Capability::Secrets => "secrets",
         })

@@ -13,6 +13,7 @@ use super::files::{FilesPolicy, Mount, MountConfig};
 use super::http::auth::Secret;
 use super::http::{HostPattern, HttpConfig, HttpPolicy};
 use super::secrets::SocketSecrets;
+use super::sftp::{SftpGrantConfig, SftpPolicy};
 use super::sockets::{SocketsConfig, SocketsPolicy};
 use super::sql::{SqlGrantConfig, SqlMode, SqlPolicy};
 use crate::error::Error;
@@ -32,7 +33,10 @@ use crate::error::Error;
 ///                "between_bytes_timeout_ms": 30000, "max_response_bytes": 67108864 },
 ///   "sql":     [{ "name": "main", "url": "postgres://reader@127.0.0.1:5432/app",
 ///                 "password_secret": "db_password",
-///                 "mode": "read-only", "max_connections": 4, "statement_timeout_ms": 30000 }]
+///                 "mode": "read-only", "max_connections": 4, "statement_timeout_ms": 30000 }],
+///   "sftp":    [{ "name": "drop", "url": "sftp://etl@files.example.com:22/upload",
+///                 "known_hosts": "files.example.com ssh-ed25519 AAAAC3Nza…",
+///                 "key_secret": "drop_key", "mode": "read-write" }]
 /// }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -51,6 +55,9 @@ pub struct GrantsConfig {
     /// Databases by name.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub sql: Vec<SqlGrantConfig>,
+    /// SSH servers' files by name (SFTP).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sftp: Vec<SftpGrantConfig>,
 }
 
 impl GrantsConfig {
@@ -79,6 +86,8 @@ pub struct Grants {
     pub http: HttpPolicy,
     /// Databases the guest may open by name (each with its own pool).
     pub sql: SqlPolicy,
+    /// SSH servers the guest may reach files on by name (SFTP).
+    pub sftp: SftpPolicy,
     /// Secrets the connector presents itself over its sockets (`sockets.secrets`).
     pub secrets: SocketSecrets,
 }
@@ -111,6 +120,7 @@ impl Grants {
             sockets: SocketsPolicy::from_config(&config.sockets)?,
             http: HttpPolicy::from_config(&config.http)?,
             sql: SqlPolicy::from_config(&config.sql)?,
+            sftp: SftpPolicy::from_config(&config.sftp)?,
             secrets: SocketSecrets::from_config(&config.sockets.secrets)?,
         })
     }
@@ -165,13 +175,15 @@ impl Grants {
     }
 
     /// Provide the value of the secret `name`, used by http `auth` entries,
-    /// sql grants' `password_secret` and the readable `sockets.secrets`.
+    /// sql grants' `password_secret`, sftp grants' `key_secret` and
+    /// `password_secret`, and the readable `sockets.secrets`.
     /// Only a readable secret reaches the guest; none reaches logs or errors.
     pub fn secret(mut self, name: &str, value: &str) -> Self {
         self.http
             .secrets
             .insert(name.to_string(), Secret::new(value));
         self.sql.provide_secret(name, value);
+        self.sftp.provide_secret(name, value);
         self.secrets.provide(name, value);
         self
     }
@@ -197,6 +209,7 @@ impl Grants {
     pub fn check_secrets(&self) -> Result<(), Error> {
         self.http.check_secrets()?;
         self.sql.check_secrets()?;
+        self.sftp.check_secrets()?;
         self.check_socket_secrets()
     }
 
@@ -211,8 +224,21 @@ impl Grants {
             .http
             .secret_names()
             .chain(self.sql.secret_names())
+            .chain(self.sftp.secret_names())
             .collect();
         self.secrets.check(&host_held)
+    }
+
+    /// Grant the SSH server `grant` describes (SFTP); give its login with
+    /// [`Grants::secret`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a duplicate name, zero bounds, or not
+    /// exactly one login secret.
+    pub fn allow_sftp(mut self, grant: &SftpGrantConfig) -> Result<Self, Error> {
+        self.sftp.add(grant)?;
+        Ok(self)
     }
 
     /// Allow HTTP requests to an origin `scheme://host[:port]` (`*.suffix` hosts allowed).

@@ -15,6 +15,7 @@ mod host;
 pub mod http;
 pub(crate) mod log;
 pub mod secrets;
+pub mod sftp;
 pub mod sockets;
 pub mod sql;
 

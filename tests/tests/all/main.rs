@@ -27,3 +27,4 @@ mod s3;
 mod security;
 mod server;
 mod server_store;
+mod sftp;

@@ -1,12 +1,14 @@
 //! The `file` connector: CSV, JSON arrays and NDJSON, optionally compressed
 //! (gzip, zstd, bzip2), and Parquet,
 //! read from and written to directories the host mounted, objects in S3 and
-//! S3-compatible stores (`root: s3://BUCKET/PREFIX`, see [`s3`]) or files
-//! on an FTP server (`root: ftp://HOST/DIR`, see [`ftp`]).
+//! S3-compatible stores (`root: s3://BUCKET/PREFIX`, see [`s3`]), files
+//! on an FTP server (`root: ftp://HOST/DIR`, see [`ftp`]) or on an SSH
+//! server through an sftp grant (`root: sftp://GRANT/DIR`, see [`sftp`]).
 //!
 //! A resource is a path inside a mount, absolute or relative to `root` (with
 //! S3: a key relative to the prefix, or an `s3://BUCKET/KEY` URL; with FTP:
-//! a path relative to the root's directory, or absolute on the server).
+//! a path relative to the root's directory, or absolute on the server; with
+//! SFTP: relative to the root's directory, or absolute under the grant's root).
 //! `fetch` filters, sorts, selects fields and paginates (offset and cursor);
 //! `stream` reads incrementally with bounded memory and emits checkpoints
 //! (byte offsets; a row group and row for Parquet); `discover` lists the files under the mounts with their
@@ -19,6 +21,7 @@ mod ftp;
 mod local;
 mod parquet_file;
 mod s3;
+mod sftp;
 mod write;
 
 use std::collections::BTreeMap;
@@ -29,6 +32,7 @@ use local::LocalFile;
 use s3::{S3Options, S3Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use sftp::SftpStore;
 use sluice_sdk::query::{self, Predicate};
 use sluice_sdk::{
     config, io_error, Batch, Capabilities, Connector, ConnectorError, Descriptor, ExecuteRequest,
@@ -43,7 +47,9 @@ use sluice_sdk::{
 struct Config {
     /// Directory that relative resource paths start from, an
     /// `s3://BUCKET/PREFIX` URL for objects in S3 (see `s3`), or an
-    /// `ftp://HOST[:PORT]/DIR` URL for files on an FTP server (see `ftp`).
+    /// `ftp://HOST[:PORT]/DIR` URL for files on an FTP server (see `ftp`), or
+    /// an `sftp://GRANT/DIR` URL for files on an SSH server through the sftp
+    /// grant named GRANT (which holds the server and the login).
     #[serde(default = "default_root")]
     root: String,
     /// Force a format instead of detecting it from the extension and content.
@@ -73,6 +79,8 @@ struct FileSession {
     store: Option<S3Store>,
     /// The server, when `root` is an `ftp://` URL.
     ftp: Option<FtpStore>,
+    /// The grant's server, when `root` is an `sftp://` URL.
+    sftp: Option<SftpStore>,
 }
 
 /// Rows a stream reads at most per `next` call.
@@ -91,7 +99,7 @@ impl Connector for FileConnector {
         sluice_sdk::descriptor(
             "file",
             env!("CARGO_PKG_VERSION"),
-            "CSV, JSON, NDJSON (optionally gzip, zstd or bzip2) and Parquet files in mounted directories, S3 buckets or on FTP servers",
+            "CSV, JSON, NDJSON (optionally gzip, zstd or bzip2) and Parquet files in mounted directories, S3 buckets, or on FTP and SFTP servers",
         )
         .config_schema_text(include_str!("../config.schema.json"))
         .capabilities(Capabilities {
@@ -111,7 +119,13 @@ impl Connector for FileConnector {
         config.csv.delimiter_byte()?;
         let store = S3Store::from_root(&config.root, &config.s3)?;
         let ftp = FtpStore::from_root(&config.root, &config.ftp)?;
-        Ok(FileSession { config, store, ftp })
+        let sftp = SftpStore::from_root(&config.root)?;
+        Ok(FileSession {
+            config,
+            store,
+            ftp,
+            sftp,
+        })
     }
 }
 
@@ -131,9 +145,10 @@ impl FileSession {
 
     /// Where a resource's bytes come from.
     fn source(&self, resource: &str) -> Result<Box<dyn Source>> {
-        Ok(match (&self.store, &self.ftp) {
-            (Some(store), _) => Box::new(store.object(resource)?),
-            (_, Some(ftp)) => Box::new(ftp.file(resource)?),
+        Ok(match (&self.store, &self.ftp, &self.sftp) {
+            (Some(store), _, _) => Box::new(store.object(resource)?),
+            (_, Some(ftp), _) => Box::new(ftp.file(resource)?),
+            (_, _, Some(sftp)) => Box::new(sftp.file(resource)?),
             _ => Box::new(LocalFile::new(self.path(resource)?)),
         })
     }
@@ -199,6 +214,9 @@ impl Session for FileSession {
         if let Some(ftp) = &self.ftp {
             return ftp.health_check();
         }
+        if let Some(sftp) = &self.sftp {
+            return sftp.health_check();
+        }
         let root = &self.config.root;
         std::fs::metadata(root)
             .map_err(|e| io_error(root, e))
@@ -215,9 +233,10 @@ impl Session for FileSession {
 
     fn discover(&self) -> Result<Vec<ResourceInfo>> {
         let mut found = Vec::new();
-        match (&self.store, &self.ftp) {
-            (Some(store), _) => found = store.list()?,
-            (_, Some(ftp)) => found = ftp.list()?,
+        match (&self.store, &self.ftp, &self.sftp) {
+            (Some(store), _, _) => found = store.list()?,
+            (_, Some(ftp), _) => found = ftp.list()?,
+            (_, _, Some(sftp)) => found = sftp.list()?,
             _ => {
                 for (_, mount) in
                     sluice_sdk::bindings::wasi::filesystem::preopens::get_directories()
@@ -298,9 +317,10 @@ impl Session for FileSession {
                     "`delete` removes the resource and takes no records".into(),
                 ));
             }
-            match (&self.store, &self.ftp) {
-                (Some(store), _) => store.object(&req.resource)?.delete()?,
-                (_, Some(ftp)) => ftp.file(&req.resource)?.delete()?,
+            match (&self.store, &self.ftp, &self.sftp) {
+                (Some(store), _, _) => store.object(&req.resource)?.delete()?,
+                (_, Some(ftp), _) => ftp.file(&req.resource)?.delete()?,
+                (_, _, Some(sftp)) => sftp.file(&req.resource)?.delete()?,
                 _ => {
                     let path = self.path(&req.resource)?;
                     std::fs::remove_file(&path).map_err(|e| io_error(&path, e))?;
@@ -318,6 +338,10 @@ impl Session for FileSession {
         if let Some(ftp) = &self.ftp {
             let file = ftp.file(&req.resource)?;
             return write::execute_ftp(&file, &req, self.config.format, &self.config.csv);
+        }
+        if let Some(sftp) = &self.sftp {
+            let file = sftp.file(&req.resource)?;
+            return write::execute_sftp(&file, &req, self.config.format, &self.config.csv);
         }
         let path = self.path(&req.resource)?;
         write::execute(&path, &req, self.config.format, &self.config.csv)

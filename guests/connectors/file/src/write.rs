@@ -18,6 +18,7 @@ use crate::ftp::FtpFile;
 use crate::local::LocalFile;
 use crate::parquet_file::write as parquet_write;
 use crate::s3::Object;
+use crate::sftp::SftpFile;
 
 /// Records checked and ready to encode: nothing was written yet.
 struct Plan {
@@ -280,6 +281,26 @@ pub fn execute_ftp(
     let mut bytes = Vec::new();
     plan.write_to(name, csv, &mut bytes)?;
     file.store(&bytes)?;
+    Ok(plan.response())
+}
+
+/// Run a `write` of `req.records` to `file` on an SSH server (streamed to a
+/// temporary name, renamed over it by the host once complete).
+pub fn execute_sftp(
+    file: &SftpFile,
+    req: &ExecuteRequest,
+    forced: Option<Format>,
+    csv: &CsvOptions,
+) -> Result<ExecuteResponse> {
+    use crate::format::Source as _;
+    let name = file.name();
+    if req.operation == "append" {
+        return Err(ConnectorError::Unsupported(format!(
+            "`append` to `{name}`: on SFTP, `write` replaces the file"
+        )));
+    }
+    let plan = Plan::new(name, req, forced, |_| Ok(None))?;
+    file.store(|out| plan.write_to(name, csv, out))?;
     Ok(plan.response())
 }
 

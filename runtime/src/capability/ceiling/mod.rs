@@ -33,7 +33,7 @@ use crate::error::Error;
 ///   "sql_hosts": ["db.internal", "10.0.0.5:5432"],
 ///   "sql": [{ "host": "db.internal", "port": 5432, "databases": ["app"],
 ///             "roles": ["reader"], "mode": "read-only" }],
-///   "sql_privileged_roles": false, "files": true }
+///   "sql_privileged_roles": false, "sftp": ["files.example.com:22"], "files": true }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
@@ -55,6 +55,9 @@ pub struct Ceiling {
     /// member of `pg_execute_server_program` / `pg_write_server_files` /
     /// `pg_read_server_files`, or with `BYPASSRLS` / `REPLICATION`).
     pub sql_privileged_roles: bool,
+    /// SSH servers sftp grants may name (`host:port`, `cidr:port`, `host:*`),
+    /// with any user and directory there.
+    pub sftp: Vec<SocketEntry>,
     /// Whether instances may mount directories (beneath the tenant's own root).
     pub files: bool,
 }
@@ -79,6 +82,8 @@ struct CeilingText {
     /// Whether sql grants may connect as a privileged role. Off by default:
     /// such a role can reach the database server's files and shell.
     sql_privileged_roles: bool,
+    /// SSH servers sftp grants may name (`host:port`, `cidr:port`, `host:*`).
+    sftp: Vec<String>,
     /// Whether instances may mount directories of the tenant's own file root.
     files: bool,
 }
@@ -113,6 +118,7 @@ impl TryFrom<CeilingText> for Ceiling {
             sql_hosts: each("sql_hosts", &text.sql_hosts, SqlHostRule::parse)?,
             sql: text.sql,
             sql_privileged_roles: text.sql_privileged_roles,
+            sftp: each("sftp", &text.sftp, |t| SocketEntry::parse(t).map_err(why))?,
             files: text.files,
         })
     }
@@ -175,6 +181,14 @@ impl GrantsConfig {
         for mount in &self.files {
             if !ceiling.files || !is_plain_relative(&mount.host) {
                 return Err(outside(Capability::Files, mount.host.display()));
+            }
+        }
+        for grant in &self.sftp {
+            let address = grant.url.address();
+            let fits = SocketEntry::parse(&address)
+                .is_ok_and(|entry| ceiling.sftp.iter().any(|allowed| entry.within(allowed)));
+            if !fits {
+                return Err(outside(Capability::Sftp, &grant.url));
             }
         }
         self.sql

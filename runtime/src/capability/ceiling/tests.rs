@@ -304,8 +304,33 @@ fn a_ceiling_round_trips_through_json() {
         "http": ["https://*.example.com"], "http_private_addresses": false,
         "tcp": ["10.0.0.0/8:443", "db:*"], "sql_hosts": ["db", "[::1]:5432"],
         "sql": [{ "host": "db", "port": 5432, "databases": ["*"], "roles": ["r"], "mode": "read-only" }],
-        "sql_privileged_roles": false, "files": true
+        "sql_privileged_roles": false, "sftp": ["files.example.com:22"], "files": true
     });
     let read = ceiling(json.clone());
     assert_eq!(serde_json::to_value(&read).unwrap(), json);
+}
+
+#[test]
+fn an_sftp_grant_fits_only_a_server_of_the_ceilings_sftp_entries() {
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID3PXBqtXbKQxJkKvDeXTnLGtYM4pkOHDRzU5xNl3qbv";
+    let grant = |url: &str| serde_json::json!({ "sftp": [{ "name": "drop", "url": url, "known_hosts": key, "key_secret": "k" }] });
+    let c = serde_json::json!({ "sftp": ["files.internal:22", "10.1.0.0/16:2222"], "tcp": ["other.internal:22"] });
+    assert_eq!(
+        fits(grant("sftp://etl@Files.Internal/upload"), c.clone()),
+        Ok(())
+    );
+    assert_eq!(fits(grant("sftp://etl@10.1.2.3:2222/"), c.clone()), Ok(()));
+    assert_eq!(
+        fits(grant("sftp://etl@files.internal:2222/upload"), c.clone()),
+        Err("sftp: sftp://etl@files.internal:2222/upload".into())
+    );
+    // A tcp entry admits the guest's own sockets, not the host's SSH client.
+    assert_eq!(
+        fits(grant("sftp://etl@other.internal/"), c),
+        Err("sftp: sftp://etl@other.internal:22".into())
+    );
+    assert_eq!(
+        fits(grant("sftp://etl@files.internal/"), serde_json::json!({})),
+        Err("sftp: sftp://etl@files.internal:22".into())
+    );
 }

@@ -8,6 +8,7 @@ mod files_api;
 mod http;
 mod limits;
 mod server;
+mod sftp;
 mod sql;
 mod store;
 mod streams;

@@ -61,9 +61,9 @@ impl FtpStore {
     /// in it, or with characters a command line cannot carry.
     pub fn from_root(root: &str, options: &FtpOptions) -> Result<Option<Self>> {
         let Some(rest) = root.strip_prefix("ftp://") else {
-            if root.starts_with("ftps://") || root.starts_with("sftp://") {
+            if root.starts_with("ftps://") {
                 return Err(ConnectorError::InvalidConfig(format!(
-                    "field `root`: `{root}`: the file connector speaks plain FTP (`ftp://`); FTPS and SFTP are not supported"
+                    "field `root`: `{root}`: the file connector speaks plain FTP (`ftp://`); FTPS is not supported"
                 )));
             }
             return Ok(None);
