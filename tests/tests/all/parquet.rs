@@ -263,6 +263,15 @@ async fn truncated_and_corrupt_files_are_invalid_naming_the_file_and_byte() {
         *b ^= 0x5a;
     }
     std::fs::write(dir.path().join("pages.parquet"), &pages).unwrap();
+    // The first page header (at byte 4: field 1, its type; field 2, its
+    // uncompressed size as a zigzag varint) claims 2 GiB: believed, the
+    // decoder would allocate that much.
+    assert_eq!((bytes[4], bytes[6]), (0x15, 0x15), "a compact page header");
+    let varint_len = bytes[7..].iter().position(|b| b & 0x80 == 0).unwrap() + 1;
+    let mut huge = bytes[..7].to_vec();
+    huge.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    huge.extend_from_slice(&bytes[7 + varint_len..]);
+    std::fs::write(dir.path().join("huge-page.parquet"), &huge).unwrap();
 
     let mut session = open(dir.path(), "ro").await;
     assert_invalid(&mut session, "cut.parquet", "PAR1").await;
@@ -275,6 +284,12 @@ async fn truncated_and_corrupt_files_are_invalid_naming_the_file_and_byte() {
     .await;
     assert_invalid(&mut session, "garbled.parquet", "footer").await;
     assert_invalid(&mut session, "pages.parquet", "row group 0").await;
+    assert_invalid(
+        &mut session,
+        "huge-page.parquet",
+        "byte 4: row group 0, column `id`: a page states 2147483647 bytes uncompressed",
+    )
+    .await;
     // The session survived all of them.
     assert_eq!(fetch_all(&mut session, "good.parquet").await.len(), 2000);
 }

@@ -1,6 +1,8 @@
-//! What the parquet crate decodes from: byte ranges already read, and
-//! zstd pages decompressed here (the crate's zstd codec is C, which does
-//! not build for the guest).
+//! What the parquet crate decodes from: byte ranges already read, and the
+//! pages of zstd, gzip and brotli columns decompressed here, each bounded
+//! (the crate's zstd codec is C, which does not build for the guest, and
+//! its gzip and brotli codecs decompress to the end whatever the page says,
+//! so a small page could expand without limit).
 
 use std::sync::{Arc, Mutex};
 
@@ -44,7 +46,7 @@ impl Fetched {
     }
 
     /// The bytes from `start` to the end of the range holding it.
-    fn from(&self, start: u64) -> Result<Bytes> {
+    pub fn from(&self, start: u64) -> Result<Bytes> {
         self.lock()
             .iter()
             .find(|(at, bytes)| *at <= start && start < *at + bytes.len() as u64)
@@ -87,12 +89,12 @@ pub struct OneGroup {
     metadata: Arc<ParquetMetaData>,
     /// Which row group of the file it is.
     index: usize,
-    /// The row group's metadata with its zstd columns marked uncompressed,
-    /// so the crate hands their pages over as stored.
+    /// The row group's metadata with its zstd, gzip and brotli columns
+    /// marked uncompressed, so the crate hands their pages over as stored.
     group: RowGroupMetaData,
-    /// Per column: the most bytes a zstd page of it may decompress to
-    /// (`None`: not zstd).
-    zstd: Vec<Option<usize>>,
+    /// Per column: the codec its pages are decompressed with here and the
+    /// most bytes a page may decompress to (`None`: the crate decompresses).
+    taken: Vec<Option<(Taken, usize)>>,
     chunks: Arc<Fetched>,
     props: Arc<ReaderProperties>,
 }
@@ -102,27 +104,24 @@ impl OneGroup {
     /// chunks in `chunks`.
     pub fn new(metadata: Arc<ParquetMetaData>, index: usize, chunks: Fetched) -> Result<Self> {
         let original = metadata.row_group(index);
-        let zstd = original
+        let taken: Vec<_> = original
             .columns()
             .iter()
             .map(|c| {
-                matches!(c.compression(), Compression::ZSTD(_)).then(|| {
-                    usize::try_from(c.uncompressed_size())
-                        .unwrap_or(0)
-                        .min(MAX_PAGE_BYTES)
-                })
+                Taken::of(c.compression()).map(|codec| (codec, page_limit(c.uncompressed_size())))
             })
             .collect();
         let columns = original
             .columns()
             .iter()
-            .map(|c| match c.compression() {
-                Compression::ZSTD(_) => c
+            .zip(&taken)
+            .map(|(c, taken)| match taken {
+                Some(_) => c
                     .clone()
                     .into_builder()
                     .set_compression(Compression::UNCOMPRESSED)
                     .build(),
-                _ => Ok(c.clone()),
+                None => Ok(c.clone()),
             })
             .collect::<Result<Vec<_>>>()?;
         let group = original
@@ -134,15 +133,48 @@ impl OneGroup {
             metadata,
             index,
             group,
-            zstd,
+            taken,
             chunks: Arc::new(chunks),
-            props: Arc::new(ReaderProperties::builder().build()),
+            // Hadoop-framed LZ4 only: the fallback to LZ4 frames decompresses
+            // to the end whatever the page says.
+            props: Arc::new(
+                ReaderProperties::builder()
+                    .set_backward_compatible_lz4(false)
+                    .build(),
+            ),
         })
     }
 }
 
-/// The most bytes one zstd page may decompress to.
-const MAX_PAGE_BYTES: usize = 128 << 20;
+/// The most bytes one page may decompress to, whatever its column says.
+pub const MAX_PAGE_BYTES: usize = 64 << 20;
+
+/// The most bytes one page of a column chunk that states
+/// `total_uncompressed` bytes may decompress to.
+pub fn page_limit(total_uncompressed: i64) -> usize {
+    usize::try_from(total_uncompressed)
+        .unwrap_or(0)
+        .min(MAX_PAGE_BYTES)
+}
+
+/// A codec whose pages are decompressed here rather than by the crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    Zstd,
+    Gzip,
+    Brotli,
+}
+
+impl Taken {
+    fn of(codec: Compression) -> Option<Self> {
+        match codec {
+            Compression::ZSTD(_) => Some(Self::Zstd),
+            Compression::GZIP(_) => Some(Self::Gzip),
+            Compression::BROTLI(_) => Some(Self::Brotli),
+            _ => None,
+        }
+    }
+}
 
 impl FileReader for OneGroup {
     fn metadata(&self) -> &ParquetMetaData {
@@ -154,14 +186,14 @@ impl FileReader for OneGroup {
     }
 
     fn get_row_group(&self, _: usize) -> Result<Box<dyn RowGroupReader + '_>> {
-        Ok(Box::new(ZstdPages {
+        Ok(Box::new(BoundedPages {
             inner: SerializedRowGroupReader::new(
                 Arc::clone(&self.chunks),
                 &self.group,
                 self.metadata.page_index_for_row_group(self.index),
                 Arc::clone(&self.props),
             )?,
-            zstd: &self.zstd,
+            taken: &self.taken,
         }))
     }
 
@@ -170,13 +202,13 @@ impl FileReader for OneGroup {
     }
 }
 
-/// A row group whose zstd columns' pages are decompressed here.
-struct ZstdPages<'a> {
+/// A row group whose zstd, gzip and brotli columns' pages are decompressed here.
+struct BoundedPages<'a> {
     inner: SerializedRowGroupReader<'a, Fetched>,
-    zstd: &'a [Option<usize>],
+    taken: &'a [Option<(Taken, usize)>],
 }
 
-impl RowGroupReader for ZstdPages<'_> {
+impl RowGroupReader for BoundedPages<'_> {
     fn metadata(&self) -> &RowGroupMetaData {
         self.inner.metadata()
     }
@@ -187,8 +219,12 @@ impl RowGroupReader for ZstdPages<'_> {
 
     fn get_column_page_reader(&self, i: usize) -> Result<Box<dyn PageReader>> {
         let pages = self.inner.get_column_page_reader(i)?;
-        Ok(match self.zstd.get(i).copied().flatten() {
-            Some(limit) => Box::new(ZstdPageReader { pages, limit }),
+        Ok(match self.taken.get(i).copied().flatten() {
+            Some((codec, limit)) => Box::new(BoundedPageReader {
+                pages,
+                codec,
+                limit,
+            }),
             None => pages,
         })
     }
@@ -202,25 +238,30 @@ impl RowGroupReader for ZstdPages<'_> {
     }
 }
 
-/// The pages of a zstd column, decompressed as they are read.
-struct ZstdPageReader {
+/// The pages of a column, decompressed as they are read, each to at most `limit` bytes.
+struct BoundedPageReader {
     pages: Box<dyn PageReader>,
+    codec: Taken,
     /// The most bytes a page may decompress to.
     limit: usize,
 }
 
-impl ZstdPageReader {
+impl BoundedPageReader {
     fn decompress(&self, bytes: &[u8]) -> Result<Bytes> {
+        let decoder: Box<dyn std::io::Read + '_> = match self.codec {
+            Taken::Zstd => crate::compression::Compression::Zstd.decoder(Box::new(bytes)),
+            Taken::Gzip => crate::compression::Compression::Gzip.decoder(Box::new(bytes)),
+            Taken::Brotli => Box::new(brotli_decompressor::Decompressor::new(bytes, 4096)),
+        };
         let mut out = Vec::new();
-        let decoder = crate::compression::Compression::Zstd.decoder(Box::new(bytes));
         decoder
             .take(self.limit as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|e| ParquetError::General(format!("zstd page: {e}")))?;
+            .map_err(|e| ParquetError::General(format!("{:?} page: {e}", self.codec)))?;
         if out.len() > self.limit {
             return Err(ParquetError::General(format!(
-                "a zstd page decompresses to more than {} bytes",
-                self.limit
+                "a {:?} page decompresses to more than the {} bytes its column chunk allows",
+                self.codec, self.limit
             )));
         }
         Ok(Bytes::from(out))
@@ -254,7 +295,7 @@ impl ZstdPageReader {
     }
 }
 
-impl Iterator for ZstdPageReader {
+impl Iterator for BoundedPageReader {
     type Item = Result<Page>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -262,7 +303,7 @@ impl Iterator for ZstdPageReader {
     }
 }
 
-impl PageReader for ZstdPageReader {
+impl PageReader for BoundedPageReader {
     fn get_next_page(&mut self) -> Result<Option<Page>> {
         match self.pages.get_next_page()? {
             Some(page) => self.page(page).map(Some),
@@ -276,5 +317,61 @@ impl PageReader for ZstdPageReader {
 
     fn skip_next_page(&mut self) -> Result<()> {
         self.pages.skip_next_page()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use super::*;
+
+    /// A column with no pages: the decompression is what is tested.
+    struct NoPages;
+
+    impl Iterator for NoPages {
+        type Item = Result<Page>;
+
+        fn next(&mut self) -> Option<Self::Item> {
+            None
+        }
+    }
+
+    impl PageReader for NoPages {
+        fn get_next_page(&mut self) -> Result<Option<Page>> {
+            Ok(None)
+        }
+
+        fn peek_next_page(&mut self) -> Result<Option<PageMetadata>> {
+            Ok(None)
+        }
+
+        fn skip_next_page(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn reader(codec: Taken, limit: usize) -> BoundedPageReader {
+        BoundedPageReader {
+            pages: Box::new(NoPages),
+            codec,
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_page_that_expands_past_its_limit_is_an_error_not_a_bomb() {
+        let zeros = vec![0u8; 8 << 20];
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gzip.write_all(&zeros).unwrap();
+        let gzip = gzip.finish().unwrap();
+        assert!(gzip.len() < 64 << 10, "a small page");
+        let err = reader(Taken::Gzip, 1 << 20).decompress(&gzip).unwrap_err();
+        assert!(
+            err.to_string().contains("more than the 1048576 bytes"),
+            "{err}"
+        );
+        let whole = reader(Taken::Gzip, 8 << 20).decompress(&gzip).unwrap();
+        assert_eq!(whole.len(), 8 << 20);
     }
 }

@@ -11,6 +11,7 @@
 
 mod chunks;
 mod json;
+mod pages;
 pub mod write;
 
 use std::sync::Arc;
@@ -156,6 +157,7 @@ impl ParquetReader {
         let fields = self.projected_fields(&schema);
         let group = self.metadata.row_group(self.group);
         let mut ranges = Vec::new();
+        let mut chunks = Vec::new();
         for (i, column) in schema.columns().iter().enumerate() {
             if !fields.iter().any(|f| f.name() == column.path().parts()[0]) {
                 continue;
@@ -190,6 +192,12 @@ impl ParquetReader {
                 ));
             }
             ranges.push((start, len));
+            chunks.push((
+                column.path().string(),
+                start,
+                len,
+                chunks::page_limit(chunk.uncompressed_size()),
+            ));
         }
         let ranges = coalesce(ranges);
         let total: u64 = ranges.iter().map(|(_, len)| len).sum();
@@ -202,6 +210,20 @@ impl ParquetReader {
         let fetched = Fetched::new(self.size);
         for (start, len) in ranges {
             fetched.insert(start, self.source.read_range(start, len)?);
+        }
+        for (column, start, len, limit) in chunks {
+            let bytes = fetched
+                .from(start)
+                .map_err(|e| ConnectorError::Internal(format!("`{name}`: {e}")))?;
+            let chunk = &bytes[..usize::try_from(len).unwrap_or(usize::MAX).min(bytes.len())];
+            pages::check(chunk, start, limit as u64).map_err(|(at, why)| {
+                let group = self.group;
+                malformed_at(
+                    &name,
+                    at,
+                    format!("row group {group}, column `{column}`: {why}"),
+                )
+            })?;
         }
         let projection = SchemaType::group_type_builder(schema.root_schema().name())
             .with_fields(fields)
