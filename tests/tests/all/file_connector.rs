@@ -317,6 +317,66 @@ async fn a_truncated_compressed_file_is_invalid_naming_the_file_and_byte() {
     }
 }
 
+/// `head`, then `fill` repeated to `len` bytes, gzipped, without holding it whole.
+fn gzip_endless(head: &str, fill: u8, len: usize) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![fill; 1 << 20];
+    for _ in 0..len / chunk.len() {
+        encoder.write_all(&chunk).unwrap();
+    }
+    encoder.finish().unwrap()
+}
+
+#[tokio::test]
+async fn a_small_file_that_expands_to_one_endless_record_is_invalid_not_a_trap() {
+    let dir = tempdir();
+    // Each is a megabyte or so, and 300 MB decompressed: more than the
+    // session's memory, in one record.
+    let files = [
+        (
+            "line.ndjson.gz",
+            gzip_endless("{\"a\": \"", b'a', 300 << 20),
+        ),
+        (
+            "element.json.gz",
+            gzip_endless("[{\"a\": \"", b'a', 300 << 20),
+        ),
+        ("row.csv.gz", gzip_endless("a,b\n1,2\n\"", b'x', 300 << 20)),
+    ];
+    for (name, bytes) in &files {
+        assert!(bytes.len() < 2 << 20, "{name}: {} bytes", bytes.len());
+        std::fs::write(dir.path().join(name), bytes).unwrap();
+    }
+    std::fs::write(dir.path().join("fine.ndjson"), "{\"n\": 1}\n").unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    for (name, starts) in [
+        ("line.ndjson.gz", "line 1 (byte 0)"),
+        ("element.json.gz", "line 1 (byte 1)"),
+        ("row.csv.gz", "line 3 (byte 8)"),
+    ] {
+        match session.fetch(&FetchRequest::new(name)).await {
+            Err(Error::Connector(ConnectorError::InvalidRequest(m))) => assert!(
+                m.contains(&format!("/data/{name}: {starts}"))
+                    && m.contains("a record longer than 33554432 bytes"),
+                "{name}: {m}"
+            ),
+            other => panic!("{name}: expected invalid-request, got {other:?}"),
+        }
+    }
+    // The session survived every one of them.
+    assert_eq!(
+        data(
+            &session
+                .fetch(&FetchRequest::new("fine.ndjson"))
+                .await
+                .unwrap()
+                .records
+        ),
+        [json!({"n": 1})]
+    );
+}
+
 #[tokio::test]
 async fn compressed_files_are_written_and_appended_to_by_extension() {
     let dir = tempdir();

@@ -331,6 +331,51 @@ fn read_failed(path: &str, at: Position, err: io::Error) -> ConnectorError {
     malformed(path, at, err)
 }
 
+/// The most bytes one record (an NDJSON line, a JSON array element, a CSV
+/// row) may take: a longer one (a file without line breaks, or a small
+/// compressed file that expands to one endless line) is `invalid-request`
+/// naming where it starts, not memory growing until the guest traps.
+pub const MAX_RECORD_BYTES: u64 = 32 << 20;
+
+fn record_too_long(path: &str, at: Position) -> ConnectorError {
+    malformed(
+        path,
+        at,
+        format!("a record longer than {MAX_RECORD_BYTES} bytes starts here (is the format right?)"),
+    )
+}
+
+/// CSV input that fails once the csv parser has been handed more than
+/// [`MAX_RECORD_BYTES`] (plus its buffer) past the start of the row it is
+/// reading, which [`CsvReader`] marks before each row.
+struct RecordBound {
+    inner: Box<dyn BufRead>,
+    /// Bytes handed out so far.
+    read: u64,
+    /// Where the row being read starts, in the same count.
+    start: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+/// The csv parser's own read-ahead, allowed on top of a row's bound.
+const CSV_BUFFER: u64 = 64 << 10;
+
+impl io::Read for RecordBound {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let used = self.read.saturating_sub(self.start.get());
+        let left = (MAX_RECORD_BYTES + CSV_BUFFER).saturating_sub(used);
+        if left == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, TOO_LONG));
+        }
+        let len = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..len])?;
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// The message of [`RecordBound`]'s error, recognised by [`CsvReader`].
+const TOO_LONG: &str = "record too long";
+
 struct NdjsonReader {
     path: String,
     input: Box<dyn BufRead>,
@@ -349,12 +394,15 @@ impl NdjsonReader {
     fn next_line(&mut self) -> Result<Option<Position>> {
         loop {
             self.buf.clear();
-            let n = self
-                .input
+            let n = (&mut self.input)
+                .take(MAX_RECORD_BYTES + 1)
                 .read_line(&mut self.buf)
                 .map_err(|e| read_failed(&self.path, self.pos, e))?;
             if n == 0 {
                 return Ok(None);
+            }
+            if n as u64 > MAX_RECORD_BYTES {
+                return Err(record_too_long(&self.path, self.pos));
             }
             let line = self.pos;
             self.pos.offset += n as u64;
@@ -529,6 +577,9 @@ impl RowReader for JsonArrayReader {
                 malformed(&self.path, line, "unexpected end of file inside an element")
             })?;
             self.element.push(byte);
+            if self.element.len() as u64 > MAX_RECORD_BYTES {
+                return Err(record_too_long(&self.path, line));
+            }
             if in_string {
                 match (escaped, byte) {
                     (true, _) => escaped = false,
@@ -564,7 +615,9 @@ impl RowReader for JsonArrayReader {
 
 struct CsvReader {
     path: String,
-    reader: csv::Reader<Box<dyn BufRead>>,
+    reader: csv::Reader<RecordBound>,
+    /// Where the row being read starts, for [`RecordBound`].
+    row_start: std::rc::Rc<std::cell::Cell<u64>>,
     headers: Vec<String>,
     base: Position,
     infer_types: bool,
@@ -586,7 +639,11 @@ impl CsvReader {
             .has_headers(false)
             .flexible(false);
         // Read the header row from the start of the file in every case.
-        let mut header_reader = builder.from_reader(open(source, encoding, 0)?);
+        let mut header_reader = builder.from_reader(RecordBound {
+            inner: open(source, encoding, 0)?,
+            read: 0,
+            start: std::rc::Rc::default(),
+        });
         let mut header = csv::StringRecord::new();
         let has_header = header_reader
             .read_record(&mut header)
@@ -610,10 +667,16 @@ impl CsvReader {
         } else {
             from
         };
-        let reader = builder.from_reader(open(source, encoding, base.offset)?);
+        let row_start = std::rc::Rc::default();
+        let reader = builder.from_reader(RecordBound {
+            inner: open(source, encoding, base.offset)?,
+            read: 0,
+            start: std::rc::Rc::clone(&row_start),
+        });
         Ok(Self {
             path: path.to_string(),
             reader,
+            row_start,
             headers,
             base,
             infer_types: options.infer_types,
@@ -635,6 +698,7 @@ impl CsvReader {
 impl RowReader for CsvReader {
     fn next_row(&mut self) -> Result<Option<Value>> {
         let line = self.position();
+        self.row_start.set(self.reader.position().byte());
         let more = self.reader.read_record(&mut self.record).map_err(|e| {
             let at = e.position().map_or(line, |p| Position {
                 offset: self.base.offset + p.byte(),
@@ -675,6 +739,9 @@ impl RowReader for CsvReader {
 
 /// A CSV read error: an I/O failure keeps its type, anything else is malformed content.
 fn csv_failed(path: &str, at: Position, err: csv::Error) -> ConnectorError {
+    if matches!(err.kind(), csv::ErrorKind::Io(io) if io.to_string() == TOO_LONG) {
+        return record_too_long(path, at);
+    }
     if !matches!(err.kind(), csv::ErrorKind::Io(_)) {
         return malformed(path, at, err);
     }
