@@ -439,3 +439,18 @@ pub async fn assert_every_checkpoint_resumes_exactly(
         );
     }
 }
+
+/// Read `stream` on after its source was cut, `read` records in: how many
+/// came in all, and the error it ended with (`None`: it ended as if whole).
+pub async fn read_on_after_a_cut(
+    stream: &mut sluice::RecordStream<'_>,
+    mut read: usize,
+) -> (usize, Option<sluice::Error>) {
+    loop {
+        match stream.next(1000).await {
+            Ok(Some(batch)) => read += batch.records.len(),
+            Ok(None) => return (read, None),
+            Err(e) => return (read, Some(e)),
+        }
+    }
+}

@@ -6,7 +6,7 @@ use sluice::{ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Reco
 use sluice_tests::ftp::{FtpServer, PASSWORD, PASSWORD_SECRET};
 use sluice_tests::{
     assert_every_checkpoint_resumes_exactly, data, fetch_all, file_connector, gzip, ndjson,
-    stream_all,
+    read_on_after_a_cut, stream_all,
 };
 
 async fn open(server: &FtpServer, dir: &str) -> Session {
@@ -204,14 +204,7 @@ async fn a_transfer_cut_midway_ends_the_stream_with_an_error_not_a_short_file() 
     let first = stream.next(100).await.unwrap().expect("a first batch");
     assert_eq!(first.records.len(), 100);
     server.kill();
-    let mut read = 100;
-    let ended = loop {
-        match stream.next(1000).await {
-            Ok(Some(batch)) => read += batch.records.len(),
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
+    let (read, ended) = read_on_after_a_cut(&mut stream, 100).await;
     assert!(
         read < 60_000,
         "the server was killed before it sent everything"

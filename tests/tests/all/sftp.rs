@@ -9,8 +9,8 @@ use sluice::capability::sftp::SftpMode;
 use sluice::{ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Record, Session};
 use sluice_tests::sftp::{key_pair, SftpServer};
 use sluice_tests::{
-    assert_every_checkpoint_resumes_exactly, fetch_all, file_connector, gzip, ndjson, root,
-    sluice_bin, stream_all,
+    assert_every_checkpoint_resumes_exactly, fetch_all, file_connector, gzip, ndjson,
+    read_on_after_a_cut, root, sluice_bin, stream_all,
 };
 
 async fn open(server: &SftpServer, dir: &str, mode: SftpMode) -> Session {
@@ -326,14 +326,7 @@ async fn a_server_killed_midway_ends_the_stream_with_an_error_not_a_short_file()
     let first = stream.next(100).await.unwrap().expect("a first batch");
     assert_eq!(first.records.len(), 100);
     server.kill();
-    let mut read = 100;
-    let ended = loop {
-        match stream.next(1000).await {
-            Ok(Some(batch)) => read += batch.records.len(),
-            Ok(None) => break None,
-            Err(e) => break Some(e),
-        }
-    };
+    let (read, ended) = read_on_after_a_cut(&mut stream, 100).await;
     assert!(
         read < 20_000,
         "the server was killed before it sent everything"

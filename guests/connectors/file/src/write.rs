@@ -271,17 +271,11 @@ pub fn execute_ftp(
     csv: &CsvOptions,
 ) -> Result<ExecuteResponse> {
     use crate::format::Source as _;
-    let name = file.name();
-    if req.operation == "append" {
-        return Err(ConnectorError::Unsupported(format!(
-            "`append` to `{name}`: on FTP, `write` replaces the file"
-        )));
-    }
-    let plan = Plan::new(name, req, forced, |_| Ok(None))?;
-    let mut bytes = Vec::new();
-    plan.write_to(name, csv, &mut bytes)?;
-    file.store(&bytes)?;
-    Ok(plan.response())
+    execute_replacing(file.name(), "FTP", req, forced, csv, |encode| {
+        let mut bytes = Vec::new();
+        encode(&mut bytes)?;
+        file.store(&bytes)
+    })
 }
 
 /// Run a `write` of `req.records` to `file` on an SSH server (streamed to a
@@ -293,14 +287,29 @@ pub fn execute_sftp(
     csv: &CsvOptions,
 ) -> Result<ExecuteResponse> {
     use crate::format::Source as _;
-    let name = file.name();
+    execute_replacing(file.name(), "SFTP", req, forced, csv, |encode| {
+        file.store(|out| encode(out))
+    })
+}
+
+/// Run a `write` of `req.records` to the file `name` on a server over
+/// `protocol`, where only whole files are replaced: `store` is given the
+/// encoder of the records and puts what it writes under the file's name.
+fn execute_replacing(
+    name: &str,
+    protocol: &str,
+    req: &ExecuteRequest,
+    forced: Option<Format>,
+    csv: &CsvOptions,
+    store: impl FnOnce(&dyn Fn(&mut dyn Write) -> Result<()>) -> Result<()>,
+) -> Result<ExecuteResponse> {
     if req.operation == "append" {
         return Err(ConnectorError::Unsupported(format!(
-            "`append` to `{name}`: on SFTP, `write` replaces the file"
+            "`append` to `{name}`: on {protocol}, `write` replaces the file"
         )));
     }
     let plan = Plan::new(name, req, forced, |_| Ok(None))?;
-    file.store(|out| plan.write_to(name, csv, out))?;
+    store(&|out| plan.write_to(name, csv, out))?;
     Ok(plan.response())
 }
 
