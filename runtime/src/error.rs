@@ -80,7 +80,11 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The guest trapped (a panic, a stack overflow, an out-of-bounds access, ...).
+    /// The guest trapped (a panic, a stack overflow, an out-of-bounds
+    /// access, ...): what happened, then — when the guest wrote anything to
+    /// stdout or stderr during the call — [`OUTPUT_FOLLOWS`] and the last
+    /// few KiB of it (a panic message, a traceback); [`Error::guest_output`]
+    /// gives that part alone.
     #[error("the connector crashed: {0}")]
     Trap(String),
     /// An earlier call failed in a way that leaves the session unusable.
@@ -95,7 +99,19 @@ pub enum Error {
     Host(String),
 }
 
+/// What separates a crash from the guest's last output in [`Error::Trap`].
+pub const OUTPUT_FOLLOWS: &str = "\n--- the connector's last output (stdout and stderr) ---\n";
+
 impl Error {
+    /// For a crash, the last few KiB the guest wrote to stdout and stderr
+    /// during the call, if it wrote anything.
+    pub fn guest_output(&self) -> Option<&str> {
+        match self {
+            Error::Trap(text) => text.split_once(OUTPUT_FOLLOWS).map(|(_, output)| output),
+            _ => None,
+        }
+    }
+
     /// Whether the error is a deadline: the wall clock, the CPU limit, a grant's timeout or the connector's own `timeout`.
     pub fn is_timeout(&self) -> bool {
         matches!(

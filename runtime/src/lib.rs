@@ -107,8 +107,9 @@ pub use bindings::{
 };
 pub use capability::denial::{Capability, Denial, GrantTimeout};
 pub use capability::grants::{Grants, GrantsConfig};
+pub use capability::output::TAIL_BYTES as GUEST_OUTPUT_TAIL;
 pub use component::{host_provides, Connector, CONNECTOR_EXPORT};
 pub use engine::{ComponentBounds, PoolingConfig, Runtime, RuntimeConfig, DEFAULT_EPOCH_TICK};
-pub use error::Error;
+pub use error::{Error, OUTPUT_FOLLOWS};
 pub use limits::Limits;
 pub use session::{RecordStream, Session};

@@ -23,8 +23,9 @@ use crate::capability::denial::{Denial, Denials, Expiries};
 use crate::capability::grants::Grants;
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
+use crate::capability::output::{GuestOutput, GuestStream};
 use crate::component::Connector;
-use crate::error::Error;
+use crate::error::{Error, OUTPUT_FOLLOWS};
 use crate::limits::{LimitExceeded, Limits, StoreLimiter};
 use crate::state::HostState;
 
@@ -76,6 +77,18 @@ impl Session {
         let expiries = Expiries::default();
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_blocking_current_thread(runtime.config().inline_file_io);
+        let output = GuestOutput::default();
+        let tags = LogTags {
+            connector: connector.name_arc(),
+            session: id,
+        };
+        let stream = |name| GuestStream {
+            output: output.clone(),
+            name,
+            tags: tags.clone(),
+            secrets: grants.secrets.clone(),
+        };
+        wasi.stdout(stream("stdout")).stderr(stream("stderr"));
         grants.files.apply(&mut wasi)?;
         Arc::new(grants.sockets.clone()).apply(&mut wasi, &denials);
         let mut table = ResourceTable::new();
@@ -98,16 +111,14 @@ impl Session {
                     .as_ref()
                     .map(|p| p.max_memory_bytes),
             ),
-            log: LogTags {
-                connector: connector.name_arc(),
-                session: id,
-            },
+            log: tags,
             denials: denials.clone(),
             expiries: expiries.clone(),
             sql: grants.sql.clone(),
             sftp: grants.sftp.clone(),
             forwarded: Default::default(),
             secrets: grants.secrets.clone(),
+            output,
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);
@@ -308,6 +319,7 @@ impl Session {
             return Err(Error::SessionPoisoned(reason.clone()));
         }
         self.release_abandoned().await?;
+        self.store.data().output.clear();
         self.reset_cpu();
         self.expiries.take();
         Ok(self.denials.len())
@@ -355,7 +367,16 @@ impl Session {
                     },
                 });
             }
-            Ok(Err(trap)) => classify_trap(trap, &self.limits),
+            Ok(Err(trap)) => match classify_trap(trap, &self.limits) {
+                Error::Trap(what) => {
+                    let state = self.store.data();
+                    Error::Trap(match state.output.tail(&state.secrets) {
+                        Some(output) => format!("{what}{OUTPUT_FOLLOWS}{output}"),
+                        None => what,
+                    })
+                }
+                other => other,
+            },
             Err(_elapsed) => Error::Timeout(self.limits.wall_clock_per_call),
         };
         tracing::warn!(session = self.id, error = %error, "connector call stopped");
@@ -386,7 +407,8 @@ fn classify_trap(err: wasmtime::Error, limits: &Limits) -> Error {
         let what = match trap {
             wasmtime::Trap::StackOverflow => "stack overflow (recursion too deep)".to_string(),
             wasmtime::Trap::UnreachableCodeReached => {
-                "the connector panicked (wasm `unreachable`)".to_string()
+                "wasm `unreachable` reached (a panic, an uncaught exception or an abort)"
+                    .to_string()
             }
             other => format!("wasm trap: {other}"),
         };

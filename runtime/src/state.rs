@@ -10,6 +10,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::capability::denial::{Denials, Expiries};
 use crate::capability::http::HttpHooks;
 use crate::capability::log::LogTags;
+use crate::capability::output::GuestOutput;
 use crate::capability::secrets::SocketSecrets;
 use crate::capability::sftp::SftpPolicy;
 use crate::capability::sql::{ForwardedRecords, SqlPolicy};
@@ -30,6 +31,8 @@ pub(crate) struct HostState {
     /// Records the guest forwarded from a row stream during `record-stream.next`.
     pub forwarded: ForwardedRecords,
     pub secrets: SocketSecrets,
+    /// The tail of what the guest wrote to stdout and stderr during the current call.
+    pub output: GuestOutput,
 }
 
 impl WasiView for HostState {

@@ -149,9 +149,14 @@ impl From<Error> for ApiError {
             | Error::HostcallLimit { .. } => {
                 ApiError::new(S::BAD_GATEWAY, "limit_exceeded", message)
             }
-            Error::Trap(_) | Error::SessionPoisoned(_) => {
-                ApiError::new(S::BAD_GATEWAY, "connector_failed", message)
+            Error::Trap(_) => {
+                let crashed = ApiError::new(S::BAD_GATEWAY, "connector_failed", message);
+                match err.guest_output() {
+                    Some(output) => crashed.details(json!({ "output": output })),
+                    None => crashed,
+                }
             }
+            Error::SessionPoisoned(_) => ApiError::new(S::BAD_GATEWAY, "connector_failed", message),
             _ => ApiError::new(
                 S::INTERNAL_SERVER_ERROR,
                 "internal",

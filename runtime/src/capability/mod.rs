@@ -14,6 +14,7 @@ pub(crate) mod grants;
 mod host;
 pub mod http;
 pub(crate) mod log;
+pub(crate) mod output;
 pub mod secrets;
 pub mod sftp;
 pub mod sockets;

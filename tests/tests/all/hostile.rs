@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use sluice::{ConnectorError, Error, Grants, Limits};
+use sluice::{ConnectorError, Error, Grants, Limits, GUEST_OUTPUT_TAIL};
 use sluice_tests::{data, probe, probe_request};
 
 fn tight_limits() -> Limits {
@@ -89,10 +89,51 @@ async fn a_trap_inside_fetch_returns_an_error() {
         .await
         .unwrap_err();
     match &err {
-        Error::Trap(what) => assert!(what.contains("panicked"), "{what}"),
+        Error::Trap(what) => assert!(what.contains("wasm `unreachable` reached"), "{what}"),
         other => panic!("expected a trap, got {other:?}"),
     }
+    // What the guest wrote to stderr comes with the crash: Rust's panic
+    // message and where it was raised.
+    let output = err.guest_output().expect("the guest's last output");
+    assert!(output.contains("panicked at"), "{output}");
+    assert!(output.contains("probe asked to trap"), "{output}");
     assert_runtime_still_serves().await;
+}
+
+#[tokio::test]
+async fn a_crash_carries_only_the_tail_of_what_its_own_call_printed() {
+    // A secret the guest may read: it must not leave through its output either.
+    let grants = Grants::none()
+        .allow_socket_secret("pw")
+        .unwrap()
+        .secret("pw", "hunter2");
+    let mut session = probe().open("{}", &grants).await.unwrap();
+    // A call that prints a lot and succeeds: nothing of it is kept for later calls.
+    let printed = session
+        .fetch(&probe_request(
+            "print",
+            json!({ "text": "an earlier call", "count": 10_000 }),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(data(&printed.records)[0]["printed"], 10_001);
+    // The next call prints a long line ending in the secret, then crashes.
+    let said = format!("{} the password is hunter2", "x".repeat(10_000));
+    let err = session
+        .fetch(&probe_request("trap", json!({ "text": said })))
+        .await
+        .unwrap_err();
+    let output = err.guest_output().expect("the guest's last output");
+    assert!(!output.contains("an earlier call"), "{output}");
+    assert!(output.contains("xxx the password is ***\n"), "{output}");
+    assert!(!output.contains("hunter2"), "{output}");
+    assert!(output.contains("probe asked to trap"), "{output}");
+    assert!(
+        output.len() <= GUEST_OUTPUT_TAIL,
+        "at most the tail: {} bytes",
+        output.len()
+    );
+    assert!(err.to_string().contains(output), "the message shows it too");
 }
 
 #[tokio::test]

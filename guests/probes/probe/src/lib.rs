@@ -375,7 +375,21 @@ impl Session for ProbeSession {
                 }
             }
             "recursion" => Ok(one(json!({ "depth": recurse(0) }))),
-            "trap" => panic!("probe asked to trap"),
+            "trap" => {
+                // What a crashing guest printed first comes with the crash.
+                if !p.text.is_empty() {
+                    println!("{}", p.text);
+                }
+                panic!("probe asked to trap")
+            }
+            "print" => {
+                // `text` `count` times to stdout, then once to stderr.
+                for _ in 0..p.count {
+                    println!("{}", p.text);
+                }
+                eprintln!("{}", p.text);
+                Ok(one(json!({ "printed": p.count + 1 })))
+            }
             "sleep" => {
                 std::thread::sleep(std::time::Duration::from_millis(p.ms));
                 Ok(one(json!({ "slept_ms": p.ms })))

@@ -330,3 +330,29 @@ async fn uploads_past_the_stored_bytes_quota_are_refused_with_429() {
     let listed = api(addr, Some(&token)).get("/v1/connectors").await.json();
     assert_eq!(listed["items"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_crash_answers_502_with_the_connectors_last_output_in_the_details() {
+    let dir = tempdir();
+    let (addr, _server) = start(dir.path()).await;
+    let (_, token) = tenant(addr, json!({ "name": "crash" })).await;
+    let connector = upload(addr, &token, "sluice_probe").await;
+    let instance = new_instance(addr, &token, &json!({ "connector": connector })).await;
+    let reply = api(addr, Some(&token))
+        .post_json(
+            &format!("/v1/instances/{instance}/fetch"),
+            &json!({ "resource": "trap", "options": { "text": "about to fail" } }),
+        )
+        .await;
+    assert_eq!(
+        reply.status,
+        502,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let error = &reply.json()["error"];
+    assert_eq!(error["code"], "connector_failed");
+    let output = error["details"]["output"].as_str().expect("the output");
+    assert!(output.starts_with("about to fail\n"), "{output}");
+    assert!(output.contains("probe asked to trap"), "{output}");
+}
