@@ -396,3 +396,20 @@ fn the_command_line_grants_a_server_with_a_key_file_and_a_known_hosts_file() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn a_directory_listing_past_the_hosts_bound_is_refused_not_held() {
+    let server = SftpServer::start();
+    let many = server.files().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..=100_000 {
+        std::fs::File::create(many.join(format!("{i}"))).unwrap();
+    }
+    let mut session = open(&server, "many", SftpMode::ReadOnly).await;
+    match session.discover().await {
+        Err(Error::Connector(ConnectorError::InvalidRequest(message))) => {
+            assert!(message.contains("more than 100000 entries"), "{message}")
+        }
+        other => panic!("expected invalid-request, got {:?}", other.map(|r| r.len())),
+    }
+}

@@ -25,7 +25,13 @@ pub(crate) enum Failure {
     Unavailable(String),
     /// The grant's `timeout_ms` expired waiting for what is named.
     Timeout(String),
+    /// The request cannot be answered within the host's bounds.
+    TooLarge(String),
 }
+
+/// Entries one directory listing may hold; a server sending more (or
+/// without end) is refused rather than held in memory.
+pub(crate) const MAX_LIST_ENTRIES: usize = 100_000;
 
 pub(crate) type SftpResult<T> = Result<T, Failure>;
 
@@ -209,13 +215,9 @@ impl Connection {
         .await
     }
 
-    /// Rename `from` over `to`: atomically with OpenSSH's
-    /// `posix-rename@openssh.com`; on a server without it, by removing `to`
-    /// first (plain SFTP rename refuses an existing target).
-    pub async fn replace(&self, from: &str, to: &str) -> SftpResult<()> {
-        let what = format!("rename {from} to {to}");
-        let raw = self
-            .raw
+    /// The second SFTP channel, opened on first use.
+    async fn raw(&self) -> SftpResult<&RawSftpSession> {
+        self.raw
             .get_or_try_init(|| async {
                 let channel = self
                     .handle
@@ -230,10 +232,54 @@ impl Connection {
                     channel.into_stream(),
                     sftp_config(&self.grant),
                 );
-                self.request(&what, raw.init()).await?;
+                self.request("the start of a second SFTP channel", raw.init())
+                    .await?;
                 Ok::<_, Failure>(raw)
             })
-            .await?;
+            .await
+    }
+
+    /// The entries of the directory `dir` (the server's path), at most
+    /// [`MAX_LIST_ENTRIES`], read a server packet at a time.
+    pub async fn list(&self, dir: &str) -> SftpResult<Vec<russh_sftp::protocol::File>> {
+        let what = format!("list {dir}");
+        let raw = self.raw().await?;
+        let handle = self.request(&what, raw.opendir(dir)).await?.handle;
+        let mut entries = Vec::new();
+        let listed = loop {
+            let next = self
+                .request(&what, async {
+                    match raw.readdir(handle.as_str()).await {
+                        Ok(name) => Ok(Some(name.files)),
+                        Err(SftpError::Status(status)) if status.status_code == StatusCode::Eof => {
+                            Ok(None)
+                        }
+                        Err(other) => Err(other),
+                    }
+                })
+                .await;
+            match next {
+                Ok(Some(files)) => entries.extend(files),
+                Ok(None) => break Ok(entries),
+                Err(other) => break Err(other),
+            }
+            if entries.len() > MAX_LIST_ENTRIES {
+                break Err(Failure::TooLarge(format!(
+                    "sftp grant `{}`: {what}: more than {MAX_LIST_ENTRIES} entries; list a smaller directory",
+                    self.grant.name
+                )));
+            }
+        };
+        let _ = self.request(&what, raw.close(handle)).await;
+        listed
+    }
+
+    /// Rename `from` over `to`: atomically with OpenSSH's
+    /// `posix-rename@openssh.com`; on a server without it, by removing `to`
+    /// first (plain SFTP rename refuses an existing target).
+    pub async fn replace(&self, from: &str, to: &str) -> SftpResult<()> {
+        let what = format!("rename {from} to {to}");
+        let raw = self.raw().await?;
         let mut data = Vec::new();
         for text in [from, to] {
             let len = u32::try_from(text.len()).unwrap_or(u32::MAX);

@@ -68,6 +68,7 @@ impl SftpView<'_> {
             Failure::Denied(m) => ConnectorError::Denied(m),
             Failure::NotFound(m) => ConnectorError::NotFound(m),
             Failure::Unavailable(m) => ConnectorError::Unavailable(m),
+            Failure::TooLarge(m) => ConnectorError::InvalidRequest(m),
             Failure::Timeout(waited_for) => {
                 self.expiries.record(GrantTimeout {
                     capability: Capability::Sftp,
@@ -139,7 +140,7 @@ impl HostSession for SftpView<'_> {
                 Ok(Err(ConnectorError::Timeout))
             }
             Err(Failure::Denied(m)) => Ok(Err(ConnectorError::Denied(m))),
-            Err(Failure::NotFound(m) | Failure::Unavailable(m)) => {
+            Err(Failure::NotFound(m) | Failure::Unavailable(m) | Failure::TooLarge(m)) => {
                 Ok(Err(ConnectorError::Unavailable(m)))
             }
         }
@@ -175,20 +176,17 @@ impl HostSession for SftpView<'_> {
         let connection = self.connection(&this)?;
         let result = async {
             let full = connection.path(&path)?;
-            let what = format!("list {full}");
-            let listing = connection
-                .request(&what, connection.sftp.read_dir(full.clone()))
-                .await?;
+            let listing = connection.list(&full).await?;
             let prefix = path.trim_matches('/');
             Ok(listing
-                .filter(|item| !matches!(item.file_name().as_str(), "." | ".."))
+                .into_iter()
+                .filter(|item| !matches!(item.filename.as_str(), "." | ".."))
                 .map(|item| {
-                    let name = item.file_name();
                     let relative = match prefix {
-                        "" => name,
-                        dir => format!("{dir}/{name}"),
+                        "" => item.filename,
+                        dir => format!("{dir}/{}", item.filename),
                     };
-                    entry(relative, &item.metadata())
+                    entry(relative, &item.attrs)
                 })
                 .collect())
         }
