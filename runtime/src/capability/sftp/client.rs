@@ -167,37 +167,14 @@ impl Connection {
         })
     }
 
-    /// `path` (relative to the grant's root, `/`-separated; a leading `/`
-    /// also means the root) as the server's absolute path. `..` is refused
-    /// rather than resolved, so no spelling leaves the root; `.` and empty
-    /// parts are dropped.
+    /// `path` as the server's absolute path ([`resolve`]).
     pub fn path(&self, path: &str) -> SftpResult<String> {
-        let mut full = self.grant.url.root.clone();
-        for part in path.split('/') {
-            match part {
-                "" | "." => {}
-                ".." => {
-                    return Err(Failure::Denied(format!(
-                        "sftp grant `{}`: path `{path}` climbs with `..`; paths stay within the grant's root",
-                        self.grant.name
-                    )))
-                }
-                _ if part.chars().any(char::is_control) => {
-                    return Err(Failure::Denied(format!(
-                        "sftp grant `{}`: path {path:?} holds a control character",
-                        self.grant.name
-                    )))
-                }
-                _ => {
-                    full.push('/');
-                    full.push_str(part);
-                }
-            }
-        }
-        if full.is_empty() {
-            full.push('/');
-        }
-        Ok(full)
+        resolve(&self.grant, path)
+    }
+
+    /// `path` as the server's absolute path of a file ([`resolve_file`]).
+    pub fn file_path(&self, path: &str) -> SftpResult<String> {
+        resolve_file(&self.grant, path)
     }
 
     /// Run one SFTP request within the grant's timeout, its failure named
@@ -395,5 +372,111 @@ fn failure(grant: &SftpGrant, what: &str, e: SftpError) -> Failure {
         other => Failure::Unavailable(format!(
             "sftp grant `{name}`: {what}: the connection failed: {other}"
         )),
+    }
+}
+
+/// `path` (relative to the grant's root, `/`-separated; a leading `/` also
+/// means the root) as the server's absolute path. `..` is refused rather
+/// than resolved, so no spelling leaves the root; `.` and empty parts are
+/// dropped.
+fn resolve(grant: &SftpGrant, path: &str) -> SftpResult<String> {
+    let mut full = grant.url.root.clone();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(Failure::Denied(format!(
+                    "sftp grant `{}`: path `{path}` climbs with `..`; paths stay within the grant's root",
+                    grant.name
+                )))
+            }
+            _ if part.chars().any(char::is_control) => {
+                return Err(Failure::Denied(format!(
+                    "sftp grant `{}`: path {path:?} holds a control character",
+                    grant.name
+                )))
+            }
+            _ => {
+                full.push('/');
+                full.push_str(part);
+            }
+        }
+    }
+    if full.is_empty() {
+        full.push('/');
+    }
+    Ok(full)
+}
+
+/// [`resolve`] for a file to write or remove: at least one name below the
+/// root (the root itself is refused: its temporary file would sit beside
+/// the root, outside it).
+fn resolve_file(grant: &SftpGrant, path: &str) -> SftpResult<String> {
+    let full = resolve(grant, path)?;
+    if full.len() <= grant.url.root.len().max(1) {
+        return Err(Failure::Denied(format!(
+            "sftp grant `{}`: path `{path}` names the grant's root, not a file under it",
+            grant.name
+        )));
+    }
+    Ok(full)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capability::sftp::{KnownHosts, SftpGrantConfig, SftpMode, SftpPolicy, SftpUrl};
+
+    fn grant(root: &str) -> Arc<SftpGrant> {
+        let spec = SftpGrantConfig {
+            name: "g".into(),
+            url: SftpUrl::parse(&format!("sftp://u@h{root}")).unwrap(),
+            known_hosts: KnownHosts::parse(
+                "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID3PXBqtXbKQxJkKvDeXTnLGtYM4pkOHDRzU5xNl3qbv",
+            )
+            .unwrap(),
+            key_secret: None,
+            password_secret: Some("pw".into()),
+            mode: SftpMode::ReadWrite,
+            max_connections: None,
+            timeout_ms: None,
+        };
+        let policy = SftpPolicy::from_config(&[spec]).unwrap();
+        Arc::clone(policy.grant("g").unwrap())
+    }
+
+    fn denied(result: SftpResult<String>) -> String {
+        match result {
+            Err(Failure::Denied(why)) => why,
+            other => panic!("expected denied, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn paths_stay_under_the_root_however_written() {
+        let g = grant("/srv/x");
+        assert_eq!(resolve(&g, "a/./b//c.csv").unwrap(), "/srv/x/a/b/c.csv");
+        assert_eq!(resolve(&g, "/a.csv").unwrap(), "/srv/x/a.csv");
+        assert_eq!(resolve(&g, "").unwrap(), "/srv/x");
+        for path in ["..", "a/../../b", "/../x", "a/..", "a\nb"] {
+            denied(resolve(&g, path));
+        }
+        assert_eq!(resolve(&grant(""), "").unwrap(), "/");
+        assert_eq!(resolve(&grant(""), "a").unwrap(), "/a");
+    }
+
+    #[test]
+    fn a_file_to_write_or_remove_is_below_the_root_never_the_root() {
+        for root in ["/srv/x", ""] {
+            let g = grant(root);
+            for path in ["", "/", ".", "./"] {
+                let why = denied(resolve_file(&g, path));
+                assert!(
+                    why.contains("names the grant's root"),
+                    "{root} {path}: {why}"
+                );
+            }
+            assert_eq!(resolve_file(&g, "f").unwrap(), format!("{root}/f"));
+        }
     }
 }
