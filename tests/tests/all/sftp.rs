@@ -6,7 +6,9 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 use sluice::capability::sftp::SftpMode;
-use sluice::{ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Record, Session};
+use sluice::{
+    ConnectorError, Error, ExecuteRequest, FetchRequest, FilterOp, Grants, Record, Session,
+};
 use sluice_tests::sftp::{key_pair, SftpServer};
 use sluice_tests::{
     assert_every_checkpoint_resumes_exactly, fetch_all, file_connector, gzip, ndjson,
@@ -411,5 +413,31 @@ async fn a_directory_listing_past_the_hosts_bound_is_refused_not_held() {
             assert!(message.contains("more than 100000 entries"), "{message}")
         }
         other => panic!("expected invalid-request, got {:?}", other.map(|r| r.len())),
+    }
+}
+
+#[tokio::test]
+async fn a_password_login_the_server_refuses_is_denied_without_the_password() {
+    let server = SftpServer::start();
+    server.put("in/a.ndjson", "{\"a\": 1}\n");
+    // This server takes keys only: the password is refused, and never shown.
+    let mut grant = server.grant("drop", SftpMode::ReadOnly);
+    grant.key_secret = None;
+    grant.password_secret = Some("drop_password".into());
+    let grants = Grants::none()
+        .allow_sftp(&grant)
+        .unwrap()
+        .secret("drop_password", "hunter2-sftp");
+    let mut session = file_connector()
+        .open(&server.config("in").to_string(), &grants)
+        .await
+        .unwrap();
+    match session.fetch(&FetchRequest::new("a.ndjson")).await {
+        Err(Error::Connector(ConnectorError::Denied(message))) => {
+            assert!(message.contains("refused the login"), "{message}");
+            assert!(message.contains("with the grant's password"), "{message}");
+            assert!(!message.contains("hunter2"), "{message}");
+        }
+        other => panic!("expected denied, got {other:?}"),
     }
 }
