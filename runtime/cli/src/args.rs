@@ -159,6 +159,13 @@ pub(crate) struct RunArgs {
     /// connector's log events and errors. Repeatable.
     #[arg(long = "socket-secret", value_name = "NAME=VALUE|@FILE|env:VAR")]
     pub socket_secrets: Vec<String>,
+    /// Learn the grants this run needs (UNSAFE: it grants what the connector
+    /// asks for): run it, grant each denied TCP address or HTTP origin, run
+    /// it again from the start, until it succeeds; then print the grants file
+    /// that was missing instead of the data. Reads only; nothing is
+    /// acknowledged. Use it on connectors you trust; the server has no such mode.
+    #[arg(long)]
+    pub learn: bool,
     /// Memory limit of the connector, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub memory_mib: usize,

@@ -2,6 +2,7 @@
 
 mod args;
 mod grants;
+mod learn;
 mod progress;
 mod run;
 

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
 use sluice::wire;
 use sluice::{
-    ArtifactCache, ExecuteRequest, FetchRequest, FilterOp, Limits, Record, SortDirection,
+    ArtifactCache, ExecuteRequest, FetchRequest, FilterOp, Limits, Record, Session, SortDirection,
 };
 
 use crate::args::{Operation, QueryArgs, RunArgs};
@@ -200,18 +200,78 @@ fn records_json(records: &[Record]) -> Result<Vec<Value>> {
 
 pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<()> {
     let config = json_arg(&args.config, "--config")?;
-    let grants = grants(&args)?;
     let limits = Limits {
         memory_bytes: args.memory_mib.saturating_mul(1 << 20),
         cpu_per_call: Duration::from_millis(args.cpu_ms),
         wall_clock_per_call: Duration::from_millis(args.timeout_ms),
         ..Limits::default()
     };
+    if args.learn {
+        let (_runtime, connector) = load(&args.wasm, cache)?;
+        return crate::learn::learn(&args, &connector, &config, &limits).await;
+    }
+    let grants = grants(&args)?;
     let (_runtime, connector) = load(&args.wasm, cache)?;
     let mut session = connector
         .open_with_limits(&config, &grants, &limits)
         .await?;
-    match args.operation {
+    operate(&mut session, args.operation).await?;
+    session.close().await?;
+    Ok(())
+}
+
+/// Run the connector's reads as `operation` would, printing nothing and
+/// acknowledging nothing (a queue delivers its records again): what
+/// `--learn` runs. Errors keep their type, so a denial can be read off them.
+pub(crate) async fn operate_quietly(session: &mut Session, operation: &Operation) -> Result<()> {
+    match operation {
+        Operation::Health => session.health().await?,
+        Operation::Discover => {
+            session.discover().await?;
+        }
+        Operation::Fetch {
+            resource,
+            query,
+            page_size,
+            offset,
+            cursor,
+        } => {
+            let mut req = fetch_request(resource, query)?;
+            if let Some(size) = page_size {
+                req = req.page(*size, *offset, cursor.clone());
+            }
+            session.fetch(&req).await?;
+        }
+        Operation::Stream {
+            resource,
+            query,
+            checkpoint,
+            batch_size,
+            max,
+            ..
+        } => {
+            let req = fetch_request(resource, query)?;
+            let mut stream = session.stream(&req, checkpoint.as_deref()).await?;
+            let mut remaining = max.unwrap_or(u64::MAX);
+            while remaining > 0 {
+                let asked = u64::from((*batch_size).max(1)).min(remaining) as u32;
+                let Some(batch) = stream.next(asked).await? else {
+                    break;
+                };
+                remaining = remaining.saturating_sub(batch.records.len() as u64);
+            }
+            stream.close().await?;
+        }
+        Operation::Execute { .. } => {
+            bail!("--learn runs reads only (health, discover, fetch, stream): it runs the connector again and again")
+        }
+    }
+    Ok(())
+}
+
+/// Run `operation` on `session`, printing its result.
+async fn operate(session: &mut Session, operation: Operation) -> Result<()> {
+    match operation {
         Operation::Health => {
             session.health().await?;
             print_json(&json!({ "healthy": true }))?;
@@ -316,13 +376,13 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
                         batch.push(record);
                         if batch.len() >= batch_size as usize {
                             written
-                                .execute(&mut session, &resource, &operation, &options, &mut batch)
+                                .execute(session, &resource, &operation, &options, &mut batch)
                                 .await?;
                         }
                     }
                     wire::Message::Checkpoint(checkpoint) => {
                         written
-                            .execute(&mut session, &resource, &operation, &options, &mut batch)
+                            .execute(session, &resource, &operation, &options, &mut batch)
                             .await?;
                         written.checkpoint = Some(checkpoint);
                     }
@@ -344,7 +404,7 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
                 }
             }
             written
-                .execute(&mut session, &resource, &operation, &options, &mut batch)
+                .execute(session, &resource, &operation, &options, &mut batch)
                 .await?;
             print_json(&json!({
                 "affected": written.affected,
@@ -353,7 +413,6 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
             }))?;
         }
     }
-    session.close().await?;
     Ok(())
 }
 

@@ -620,3 +620,77 @@ fn stream_says_so_when_written_records_cannot_be_acknowledged() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn learn_mode_finds_the_grants_a_run_needs_and_they_suffice() {
+    let upstream = sluice_tests::upstream::Upstream::start().await;
+    let probe = guest("sluice_probe").display().to_string();
+    let redis = guest("sluice_redis").display().to_string();
+    let options = json!({ "url": upstream.url("/hello") }).to_string();
+    let dir = tempdir();
+    let learned_file = dir.path().join("learned.json");
+    let learned_path = learned_file.display().to_string();
+    let (learned, rerun, tcp, execute, sql) = tokio::task::spawn_blocking(move || {
+        let learned = sluice(&[
+            "run",
+            &probe,
+            "--learn",
+            "fetch",
+            "http",
+            "--options",
+            &options,
+        ]);
+        std::fs::write(&learned_file, &learned.stdout).unwrap();
+        let rerun = sluice(&[
+            "run",
+            &probe,
+            "--grants",
+            &learned_path,
+            "fetch",
+            "http",
+            "--options",
+            &options,
+        ]);
+        let config = json!({ "address": "127.0.0.1:6379" }).to_string();
+        let tcp = sluice(&["run", &redis, "--config", &config, "--learn", "health"]);
+        let execute = sluice(&["run", &probe, "--learn", "execute", "x", "append"]);
+        let sql_options = json!({ "grant": "main", "statements": [["SELECT 1", []]] }).to_string();
+        let sql = sluice(&[
+            "run",
+            &probe,
+            "--learn",
+            "fetch",
+            "sql",
+            "--options",
+            &sql_options,
+        ]);
+        (learned, rerun, tcp, execute, sql)
+    })
+    .await
+    .unwrap();
+    // The HTTP origin was denied, granted, and the second round succeeded.
+    assert_eq!(
+        stdout_json(&learned),
+        json!({ "http": { "origins": [upstream.origin()] } })
+    );
+    let stderr = String::from_utf8_lossy(&learned.stderr);
+    assert!(
+        stderr.contains("use it only on a connector you trust"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("succeeded in round 2"), "{stderr}");
+    // What it printed is a grants file that lets the run through.
+    assert_eq!(stdout_json(&rerun)["records"][0]["data"]["status"], 200);
+    // A TCP address, learned the same way.
+    assert_eq!(
+        stdout_json(&tcp),
+        json!({ "sockets": { "tcp": ["127.0.0.1:6379"] } })
+    );
+    // Writes are never run again and again; a sql grant cannot be guessed.
+    assert!(!execute.status.success());
+    assert!(String::from_utf8_lossy(&execute.stderr).contains("--learn runs reads only"));
+    assert!(!sql.status.success());
+    let stderr = String::from_utf8_lossy(&sql.stderr);
+    assert!(stderr.contains("--learn cannot grant this"), "{stderr}");
+    assert!(stderr.contains("a sql grant named `main`"), "{stderr}");
+}
