@@ -251,3 +251,28 @@ impl Grants {
         Ok(self)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sftp_login_is_host_held_and_can_never_be_readable_too() {
+        let grants = Grants::from_json(
+            r#"{ "sftp": [{ "name": "drop", "url": "sftp://etl@127.0.0.1:2222/upload",
+                  "known_hosts": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAID3PXBqtXbKQxJkKvDeXTnLGtYM4pkOHDRzU5xNl3qbv",
+                  "key_secret": "drop_key" }] }"#,
+        )
+        .unwrap()
+        .secret("drop_key", "-----BEGIN OPENSSH PRIVATE KEY----- not a key");
+        let refused = grants.check_secrets().unwrap_err().to_string();
+        assert!(
+            refused.contains("not an unencrypted private key"),
+            "{refused}"
+        );
+        let readable = grants.allow_socket_secret("drop_key").unwrap();
+        let refused = readable.check_socket_secrets().unwrap_err().to_string();
+        assert!(refused.contains("an sftp grant"), "{refused}");
+        assert!(!refused.contains("not a key"), "{refused}");
+    }
+}

@@ -99,7 +99,7 @@ impl SocketSecrets {
         for name in &self.readable {
             if host_held.contains(name.as_str()) {
                 return Err(Error::InvalidGrant(format!(
-                    "the secret `{name}` is used by an http `auth` entry or a sql grant, whose secrets never enter the connector; it cannot also be in sockets.secrets (give the connector a secret of its own)"
+                    "the secret `{name}` is used by an http `auth` entry, a sql grant or an sftp grant, whose secrets never enter the connector; it cannot also be in sockets.secrets (give the connector a secret of its own)"
                 )));
             }
             if !self.values.contains_key(name) {
