@@ -148,6 +148,13 @@ impl SftpServer {
         self.dir.path().join("files")
     }
 
+    /// How many connections it serves now (the processes it forked for them).
+    pub fn connections(&self) -> usize {
+        self.daemon
+            .as_ref()
+            .map_or(0, |daemon| children(daemon.pid()).len())
+    }
+
     /// Kill the server and the processes it forked for each connection
     /// (their connections close at once).
     pub fn kill(&mut self) {

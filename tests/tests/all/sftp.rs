@@ -441,3 +441,24 @@ async fn a_password_login_the_server_refuses_is_denied_without_the_password() {
         other => panic!("expected denied, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_closed_session_closes_its_ssh_connection() {
+    let server = SftpServer::start();
+    server.put("in/a.ndjson", "{\"a\": 1}\n");
+    let mut session = open(&server, "in", SftpMode::ReadOnly).await;
+    assert_eq!(fetch_all(&mut session, "a.ndjson").await, [json!({"a": 1})]);
+    assert!(
+        server.connections() > 0,
+        "sshd serves the session's connection"
+    );
+    session.close().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while server.connections() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SSH connection outlived its session by 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
