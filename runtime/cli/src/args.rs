@@ -40,6 +40,10 @@ pub(crate) enum Command {
     },
     /// Open a session with a config and grants, and run one operation.
     Run(Box<RunArgs>),
+    /// Check a connector against the contract: describe, its config schema,
+    /// open, health, discover, fetch with each advertised capability, stream
+    /// checkpoints, typed errors. One line per check; fails when any does.
+    TestConnector(Box<TestArgs>),
     /// Serve the multi-tenant HTTP API (tenants, connector uploads, instances, invocations).
     Serve(ServeArgs),
 }
@@ -97,13 +101,9 @@ pub(crate) struct ServeArgs {
     pub metrics_token: Option<String>,
 }
 
+/// What a session may touch: a grants file and the flags that add to it.
 #[derive(Args)]
-pub(crate) struct RunArgs {
-    /// The connector component (.wasm).
-    pub wasm: PathBuf,
-    /// Connector config: a JSON object, or a file holding one.
-    #[arg(long, short, default_value = "{}")]
-    pub config: String,
+pub(crate) struct GrantArgs {
     /// Grants file (JSON: files, sockets, http); flags below add to it.
     #[arg(long)]
     pub grants: Option<PathBuf>,
@@ -159,6 +159,31 @@ pub(crate) struct RunArgs {
     /// connector's log events and errors. Repeatable.
     #[arg(long = "socket-secret", value_name = "NAME=VALUE|@FILE|env:VAR")]
     pub socket_secrets: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct TestArgs {
+    /// The connector component (.wasm).
+    pub wasm: PathBuf,
+    /// A config the connector should accept: a JSON object, or a file holding one.
+    #[arg(long, short, default_value = "{}")]
+    pub config: String,
+    #[command(flatten)]
+    pub grant: GrantArgs,
+    /// The resource to fetch and stream (default: the first one `discover` lists).
+    #[arg(long)]
+    pub resource: Option<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// The connector component (.wasm).
+    pub wasm: PathBuf,
+    /// Connector config: a JSON object, or a file holding one.
+    #[arg(long, short, default_value = "{}")]
+    pub config: String,
+    #[command(flatten)]
+    pub grant: GrantArgs,
     /// Learn the grants this run needs (UNSAFE: it grants what the connector
     /// asks for): run it, grant each denied TCP address or HTTP origin, run
     /// it again from the start, until it succeeds; then print the grants file

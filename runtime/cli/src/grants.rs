@@ -6,9 +6,9 @@ use sluice::capability::sftp::{KnownHosts, SftpGrantConfig, SftpMode, SftpUrl};
 use sluice::capability::sql::SqlMode;
 use sluice::Grants;
 
-use crate::args::RunArgs;
+use crate::args::GrantArgs;
 
-pub(crate) fn grants(args: &RunArgs) -> Result<Grants> {
+pub(crate) fn grants(args: &GrantArgs) -> Result<Grants> {
     let mut grants = match &args.grants {
         Some(path) => grants_file(path, &args.allow_http)?,
         None => Grants::none(),
@@ -47,7 +47,7 @@ pub(crate) fn grants(args: &RunArgs) -> Result<Grants> {
 /// The `--allow-sftp` grants, each logging in with its `--sftp-key` or
 /// `--sftp-password` (held by the host as the secret `sftp-key:NAME` or `sftp-password:NAME`) and pinned
 /// by its lines of the known_hosts file.
-fn sftp_grants(args: &RunArgs, mut grants: Grants) -> Result<Grants> {
+fn sftp_grants(args: &GrantArgs, mut grants: Grants) -> Result<Grants> {
     let read_only = args.allow_sftp.iter().map(|e| (e, SftpMode::ReadOnly));
     let read_write = args
         .allow_sftp_write

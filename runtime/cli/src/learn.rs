@@ -91,7 +91,7 @@ pub(crate) async fn learn(
     );
     let mut learned = Learned::default();
     for round in 1..=MAX_ROUNDS {
-        let grants = learned.add_to(grants(args)?)?;
+        let grants = learned.add_to(grants(&args.grant)?)?;
         let outcome = async {
             let mut session = connector.open_with_limits(config, &grants, limits).await?;
             operate_quietly(&mut session, &args.operation).await?;

@@ -1,6 +1,7 @@
 //! The `sluice` command line: describe, inspect and run connectors.
 
 mod args;
+mod conformance;
 mod grants;
 mod learn;
 mod progress;
@@ -122,6 +123,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Describe { wasm } => describe(wasm, cache()).await,
         Command::Inspect { wasm } => inspect(wasm, cache()).await,
         Command::Run(args) => run(*args, cache()).await,
+        Command::TestConnector(args) => conformance::test_connector(&args, cache()).await,
         Command::Serve(args) => serve(args).await,
     }
 }

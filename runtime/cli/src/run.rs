@@ -16,7 +16,7 @@ use crate::progress::Progress;
 use crate::{load, print_json};
 
 /// A JSON argument given inline or as a file.
-fn json_arg(text: &str, what: &str) -> Result<String> {
+pub(crate) fn json_arg(text: &str, what: &str) -> Result<String> {
     let trimmed = text.trim_start();
     let body = if trimmed.starts_with('{') || trimmed.starts_with('[') {
         text.to_string()
@@ -210,7 +210,7 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
         let (_runtime, connector) = load(&args.wasm, cache)?;
         return crate::learn::learn(&args, &connector, &config, &limits).await;
     }
-    let grants = grants(&args)?;
+    let grants = grants(&args.grant)?;
     let (_runtime, connector) = load(&args.wasm, cache)?;
     let mut session = connector
         .open_with_limits(&config, &grants, &limits)

@@ -694,3 +694,59 @@ async fn learn_mode_finds_the_grants_a_run_needs_and_they_suffice() {
     assert!(stderr.contains("--learn cannot grant this"), "{stderr}");
     assert!(stderr.contains("a sql grant named `main`"), "{stderr}");
 }
+
+#[test]
+fn test_connector_passes_the_file_connector_and_names_each_failed_check() {
+    let wasm = file_wasm();
+    let good = sluice(&[
+        "test-connector",
+        &wasm,
+        "--mount",
+        "examples/data:/data:ro",
+        "--config",
+        r#"{"root": "/data", "csv": {"infer_types": true}}"#,
+        "--resource",
+        "people.csv",
+    ]);
+    let report = String::from_utf8_lossy(&good.stdout);
+    assert!(
+        good.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&good.stderr)
+    );
+    for check in [
+        "ok    describe is pure",
+        "ok    the config schema is a JSON Schema",
+        "ok    a config breaking the schema is invalid-config",
+        "ok    fetch honours fields",
+        "ok    fetch honours filters",
+        "ok    fetch honours sort",
+        "ok    pages cover the records once, in order",
+        "ok    a stream resumes from a checkpoint exactly",
+        "ok    an unknown resource is a typed error",
+    ] {
+        assert!(
+            report.lines().any(|l| l == check),
+            "no `{check}` in:\n{report}"
+        );
+    }
+    assert!(report.trim_end().ends_with("passed, 0 failed"), "{report}");
+
+    // A config the connector's schema refuses: each failed check says why.
+    let bad = sluice(&[
+        "test-connector",
+        &wasm,
+        "--mount",
+        "examples/data:/data:ro",
+        "--config",
+        r#"{"root": "/data", "bogus": true}"#,
+    ]);
+    assert!(!bad.status.success());
+    let report = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        report.contains("FAIL  the given config fits the schema: /bogus: unknown field"),
+        "{report}"
+    );
+    assert!(report.contains("FAIL  open: "), "{report}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("check(s) failed"));
+}
