@@ -220,6 +220,24 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
     Ok(())
 }
 
+/// A `fetch` of one page (all records without `--page-size`).
+fn page_request(
+    resource: &str,
+    query: &QueryArgs,
+    page_size: Option<u32>,
+    offset: Option<u64>,
+    cursor: Option<String>,
+) -> Result<FetchRequest> {
+    let req = fetch_request(resource, query)?;
+    match page_size {
+        Some(size) => Ok(req.page(size, offset, cursor)),
+        None if offset.is_some() || cursor.is_some() => {
+            bail!("--offset and --cursor need --page-size")
+        }
+        None => Ok(req),
+    }
+}
+
 /// Run the connector's reads as `operation` would, printing nothing and
 /// acknowledging nothing (a queue delivers its records again): what
 /// `--learn` runs. Errors keep their type, so a denial can be read off them.
@@ -236,10 +254,7 @@ pub(crate) async fn operate_quietly(session: &mut Session, operation: &Operation
             offset,
             cursor,
         } => {
-            let mut req = fetch_request(resource, query)?;
-            if let Some(size) = page_size {
-                req = req.page(*size, *offset, cursor.clone());
-            }
+            let req = page_request(resource, query, *page_size, *offset, cursor.clone())?;
             session.fetch(&req).await?;
         }
         Operation::Stream {
@@ -296,14 +311,7 @@ async fn operate(session: &mut Session, operation: Operation) -> Result<()> {
             offset,
             cursor,
         } => {
-            let mut req = fetch_request(&resource, &query)?;
-            match page_size {
-                Some(size) => req = req.page(size, offset, cursor),
-                None if offset.is_some() || cursor.is_some() => {
-                    bail!("--offset and --cursor need --page-size")
-                }
-                None => {}
-            }
+            let req = page_request(&resource, &query, page_size, offset, cursor)?;
             let page = session.fetch(&req).await?;
             print_json(&json!({
                 "records": records_json(&page.records)?,
