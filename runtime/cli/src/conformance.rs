@@ -6,9 +6,11 @@
 //! the given config fits; a config that breaks the schema is refused with
 //! `invalid-config`; `open` and `health` work; `discover` answers; `fetch`
 //! honours `fields` and each capability the descriptor advertises (filters,
-//! sort, pagination, its largest page size); `stream` resumes from a
-//! checkpoint with exactly the records after it; an unknown resource is a
-//! typed error, not a crash.
+//! sort, pagination, its largest page size) and answers `unsupported` for
+//! one it does not (or honours it anyway), never ignoring it; `stream`
+//! resumes from a checkpoint with exactly the records after it (a queue's
+//! checkpoints are acknowledgements: skipped); an unknown resource is a
+//! typed error, not a crash. Nothing read is acknowledged.
 
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
@@ -311,15 +313,24 @@ impl Checks<'_> {
     }
 
     async fn filters(&mut self, first: &Map<String, Value>) -> Result<Outcome> {
-        if !self.capabilities.filtering {
-            return Ok(Outcome::Skip("not advertised".into()));
-        }
         let Some((field, value)) = first
             .iter()
             .find(|(_, v)| v.is_string() || v.is_number() || v.is_boolean())
         else {
             return Ok(Outcome::Skip("no scalar field to filter on".into()));
         };
+        if !self.capabilities.filtering {
+            // Not advertised: `unsupported`, or honoured anyway — never ignored.
+            let excluding = self.base().filter(field, FilterOp::Ne, &value.to_string());
+            return Ok(match self.fetch(excluding).await {
+                Err(Error::Connector(ConnectorError::Unsupported(_))) => Outcome::Ok,
+                Err(e) => Outcome::Fail(e.to_string()),
+                Ok(got) if got.iter().any(|r| &r[field] == value) => Outcome::Fail(format!(
+                    "filtering is not advertised, and `{field}` != {value} was ignored instead of answered `unsupported`"
+                )),
+                Ok(_) => Outcome::Ok,
+            });
+        }
         let got = self
             .fetch(self.base().filter(field, FilterOp::Eq, &value.to_string()))
             .await?;
@@ -337,9 +348,6 @@ impl Checks<'_> {
     }
 
     async fn sort(&mut self, first: &Map<String, Value>) -> Result<Outcome> {
-        if !self.capabilities.sorting {
-            return Ok(Outcome::Skip("not advertised".into()));
-        }
         let Some(field) = first
             .iter()
             .find(|(_, v)| v.is_number() || v.is_string())
@@ -347,9 +355,15 @@ impl Checks<'_> {
         else {
             return Ok(Outcome::Skip("no number or string field to sort by".into()));
         };
-        let got = self
+        let got = match self
             .fetch(self.base().sort(&field, SortDirection::Desc))
-            .await?;
+            .await
+        {
+            Err(Error::Connector(ConnectorError::Unsupported(_))) if !self.capabilities.sorting => {
+                return Ok(Outcome::Ok)
+            }
+            other => other?,
+        };
         let values: Vec<&Value> = got.iter().map(|r| &r[&field]).collect();
         let ordered = values.windows(2).all(|pair| match (pair[0], pair[1]) {
             (Value::Number(a), Value::Number(b)) => {
@@ -361,21 +375,37 @@ impl Checks<'_> {
         Ok(if ordered {
             Outcome::Ok
         } else {
-            Outcome::Fail(format!("sorted by `{field}` descending, got {values:?}"))
+            Outcome::Fail(format!(
+                "sorted by `{field}` descending{}, got {values:?}",
+                if self.capabilities.sorting {
+                    ""
+                } else {
+                    " (not advertised, and not answered `unsupported`)"
+                }
+            ))
         })
     }
 
     async fn pages(&mut self, sample: &[Value]) -> Result<Outcome> {
         if !self.capabilities.pagination {
-            return Ok(Outcome::Skip("not advertised".into()));
+            // Not advertised: `unsupported`, or honoured anyway — never ignored.
+            let asked = FetchRequest::new(self.resource).page(2, None, None);
+            return Ok(match self.session.fetch(&asked).await {
+                Err(Error::Connector(ConnectorError::Unsupported(_))) => Outcome::Ok,
+                Err(e) => Outcome::Fail(e.to_string()),
+                Ok(page) if page.records.len() > 2 => Outcome::Fail(format!(
+                    "pagination is not advertised, and a page of 2 came back with {} records instead of `unsupported`",
+                    page.records.len()
+                )),
+                Ok(_) => Outcome::Ok,
+            });
         }
         let mut paged = Vec::new();
         let mut cursor = None;
-        let mut offset = Some(0);
         while paged.len() < sample.len() {
             let page = self
                 .session
-                .fetch(&FetchRequest::new(self.resource).page(2, offset, cursor.clone()))
+                .fetch(&FetchRequest::new(self.resource).page(2, None, cursor.clone()))
                 .await?;
             if page.records.is_empty() {
                 break;
@@ -388,10 +418,7 @@ impl Checks<'_> {
             }
             paged.extend(data(&page.records));
             match page.next_cursor {
-                Some(next) => {
-                    cursor = Some(next);
-                    offset = None;
-                }
+                Some(next) => cursor = Some(next),
                 None => break,
             }
         }
@@ -438,14 +465,29 @@ impl Checks<'_> {
         };
         let mut batches = Vec::new();
         let mut read = 0u32;
+        let mut queue = false;
         while read < SAMPLE {
-            let Some(batch) = stream.next(2).await? else {
+            // An empty batch: a queue with nothing more for now.
+            let Some(batch) = stream.next(2).await?.filter(|b| !b.records.is_empty()) else {
                 break;
             };
             read += batch.records.len() as u32;
+            // A queue says whether a record comes again: its checkpoints are
+            // acknowledgements, not positions.
+            queue |= batch.records.iter().any(|r| {
+                r.metadata
+                    .as_deref()
+                    .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                    .is_some_and(|m| m.get("redelivered").is_some())
+            });
             batches.push((data(&batch.records), batch.checkpoint));
         }
         stream.close().await?;
+        if queue {
+            return Ok(Outcome::Skip(
+                "a queue (its records say whether they are redelivered): resuming is acknowledging, which this check does not do".into(),
+            ));
+        }
         let Some(at) = batches.iter().position(|(_, cp)| cp.is_some()) else {
             return Ok(Outcome::Skip("no checkpoint in the first records".into()));
         };
@@ -457,7 +499,7 @@ impl Checks<'_> {
         let mut resumed = self.session.stream(&req, Some(&checkpoint)).await?;
         let mut again = Vec::new();
         while again.len() < after.len() {
-            let Some(batch) = resumed.next(2).await? else {
+            let Some(batch) = resumed.next(2).await?.filter(|b| !b.records.is_empty()) else {
                 break;
             };
             again.extend(data(&batch.records));

@@ -749,4 +749,45 @@ fn test_connector_passes_the_file_connector_and_names_each_failed_check() {
     );
     assert!(report.contains("FAIL  open: "), "{report}");
     assert!(String::from_utf8_lossy(&bad.stderr).contains("check(s) failed"));
+
+    // A queue that advertises neither filters nor sort passes too: it
+    // answers them `unsupported`, and its stream is not resumed by position.
+    let key = format!("sluice-conformance-{}", std::process::id());
+    let redis_cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(args)
+            .output()
+            .expect("redis-cli runs");
+        assert!(out.status.success(), "redis-cli {args:?}");
+    };
+    for n in 1..=7 {
+        redis_cli(&["XADD", &key, "*", "n", &n.to_string()]);
+    }
+    let redis = guest("sluice_redis").display().to_string();
+    let queue = sluice(&[
+        "test-connector",
+        &redis,
+        "--allow-tcp",
+        "127.0.0.1:6379",
+        "--config",
+        r#"{"address": "127.0.0.1:6379"}"#,
+        "--resource",
+        &key,
+    ]);
+    redis_cli(&["DEL", &key]);
+    let report = String::from_utf8_lossy(&queue.stdout);
+    assert!(
+        queue.status.success(),
+        "{report}{}",
+        String::from_utf8_lossy(&queue.stderr)
+    );
+    assert!(report.contains("ok    fetch honours filters"), "{report}");
+    assert!(
+        report.contains("ok    pages cover the records once, in order"),
+        "{report}"
+    );
+    assert!(
+        report.contains("skip  a stream resumes from a checkpoint exactly: a queue"),
+        "{report}"
+    );
 }
