@@ -270,7 +270,10 @@ pub(crate) async fn operate_quietly(session: &mut Session, operation: &Operation
             let mut remaining = max.unwrap_or(u64::MAX);
             while remaining > 0 {
                 let asked = u64::from((*batch_size).max(1)).min(remaining) as u32;
-                let Some(batch) = stream.next(asked).await? else {
+                // An empty batch: a queue with nothing more for now; a
+                // learning run ends there rather than wait for more.
+                let Some(batch) = stream.next(asked).await?.filter(|b| !b.records.is_empty())
+                else {
                     break;
                 };
                 remaining = remaining.saturating_sub(batch.records.len() as u64);

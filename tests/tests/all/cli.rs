@@ -653,6 +653,20 @@ async fn learn_mode_finds_the_grants_a_run_needs_and_they_suffice() {
         ]);
         let config = json!({ "address": "127.0.0.1:6379" }).to_string();
         let tcp = sluice(&["run", &redis, "--config", &config, "--learn", "health"]);
+        // A queue's stream ends the learning run once it has nothing more, not never.
+        let key = format!("sluice-learn-{}", std::process::id());
+        let xadd = Command::new("redis-cli")
+            .args(["XADD", &key, "*", "n", "1"])
+            .output();
+        assert!(xadd.is_ok_and(|o| o.status.success()), "redis-cli XADD");
+        let queue = sluice(&[
+            "run", &redis, "--config", &config, "--learn", "stream", &key,
+        ]);
+        let _ = Command::new("redis-cli").args(["DEL", &key]).output();
+        assert_eq!(
+            stdout_json(&queue),
+            json!({ "sockets": { "tcp": ["127.0.0.1:6379"] } })
+        );
         let execute = sluice(&["run", &probe, "--learn", "execute", "x", "append"]);
         let sql_options = json!({ "grant": "main", "statements": [["SELECT 1", []]] }).to_string();
         let sql = sluice(&[
