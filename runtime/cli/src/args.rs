@@ -114,6 +114,10 @@ pub(crate) struct GrantArgs {
     /// addresses (denied by default; addresses written in a grant always pass).
     #[arg(long = "allow-http-private")]
     pub allow_http_private: bool,
+    /// Allow an `http://` origin and speak HTTP/2 to it with prior knowledge
+    /// (h2c), as a gRPC server without TLS expects. Repeatable.
+    #[arg(long = "allow-http-h2c", value_name = "ORIGIN")]
+    pub allow_http_h2c: Vec<String>,
     /// Mount a host directory, `HOST:GUEST[:ro|rw]` (read-only by default). Repeatable.
     #[arg(long, value_name = "HOST:GUEST[:ro|rw]")]
     pub mount: Vec<String>,

@@ -19,6 +19,9 @@ pub(crate) fn grants(args: &GrantArgs) -> Result<Grants> {
     for origin in &args.allow_http {
         grants = grants.allow_http(origin)?;
     }
+    for origin in &args.allow_http_h2c {
+        grants = grants.allow_http_h2c(origin)?;
+    }
     for mount in &args.mount {
         grants = grants.mount(mount)?;
     }

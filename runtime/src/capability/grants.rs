@@ -250,6 +250,19 @@ impl Grants {
         self.http.allow(HostPattern::parse(origin)?);
         Ok(self)
     }
+
+    /// Allow an `http://` origin and speak HTTP/2 to it with prior knowledge
+    /// (h2c), as a gRPC server without TLS expects.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for a malformed or `https://` origin.
+    pub fn allow_http_h2c(mut self, origin: &str) -> Result<Self, Error> {
+        let origin = HostPattern::parse(origin)?;
+        self.http.allow(origin.clone());
+        self.http.speak_h2c(origin)?;
+        Ok(self)
+    }
 }
 
 #[cfg(test)]

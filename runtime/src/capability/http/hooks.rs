@@ -50,6 +50,7 @@ impl HttpPolicy {
             (Some(body), None)
         };
         let auth = self.auth_for(&parts.uri);
+        let h2c = self.prior_knowledge(&parts.uri);
         let mut refreshed = false;
         let mut delayed = Duration::ZERO;
         let mut attempt = 0;
@@ -102,10 +103,16 @@ impl HttpPolicy {
                 address::pin(&mut request, target);
             }
             let can_retry = retryable && attempt < self.retry.max_attempts;
-            match state.connections.send(request, options, target).await {
+            match state.connections.send(request, options, target, h2c).await {
                 Ok(mut response) => {
-                    // What the host added never comes back to the guest in a header.
+                    // What the host added never comes back to the guest in a
+                    // header or a trailer.
                     injected.scrub(response.headers_mut());
+                    if !injected.is_empty() {
+                        response = response.map(|inner| {
+                            injected::ScrubbedTrailers { inner, injected }.boxed_unsync()
+                        });
+                    }
                     let status = response.status().as_u16();
                     trial.finish(status < 500);
                     if status == 401 && !refreshed {
@@ -190,7 +197,15 @@ impl WasiHttpHooks for HttpHooks {
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
-        if let Err(denial) = self.policy.check(request.method(), request.uri()) {
+        if let Err(mut denial) = self.policy.check(request.method(), request.uri()) {
+            if grpc_without_tls(&request) {
+                // gRPC needs HTTP/2, which an `http://` origin speaks only as h2c.
+                let origin = origin_of(request.uri());
+                denial.grant = format!("--allow-http-h2c {origin}");
+                denial.api_grant = format!(
+                    "`{origin}` to the instance's `grants.http.origins` and `grants.http.h2c`"
+                );
+            }
             self.denials.record(denial);
             return Box::new(async { Err(HttpError::HttpRequestDenied) });
         }
@@ -264,6 +279,16 @@ impl WasiHttpHooks for HttpHooks {
             Ok((response, io))
         })
     }
+}
+
+/// Whether `request` is a gRPC call to an `http://` origin.
+fn grpc_without_tls(request: &http::Request<WasiBody>) -> bool {
+    request.uri().scheme_str() == Some("http")
+        && request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/grpc"))
 }
 
 /// `scheme://authority` of a request.

@@ -9,10 +9,18 @@
 //! holding an injected secret (as sent, or percent-encoded) is scrubbed: the
 //! injected query parameter is removed from URLs (the host adds it again to
 //! the next request), and any other occurrence is replaced by `[redacted]`.
+//! Trailers (HTTP/2 and chunked HTTP/1.1; gRPC's status and message live in
+//! them) are scrubbed the same way as they pass ([`ScrubbedTrailers`]).
 //! The host cannot scrub a response *body* that echoes a secret: it does not
 //! know the body's format, and rewriting it could corrupt data.
 
 use std::borrow::Cow;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
 /// Credentials the host added to one request.
 #[derive(Debug, Default)]
@@ -24,9 +32,14 @@ pub(crate) struct Injected {
 }
 
 impl Injected {
+    /// Whether nothing secret was injected.
+    pub fn is_empty(&self) -> bool {
+        self.values.iter().all(String::is_empty)
+    }
+
     /// Scrub every header of `headers` that holds an injected value.
     pub fn scrub(&self, headers: &mut http::HeaderMap) {
-        if self.values.iter().all(String::is_empty) {
+        if self.is_empty() {
             return;
         }
         let mut changed = Vec::new();
@@ -62,6 +75,39 @@ impl Injected {
             }
         }
         out
+    }
+}
+
+/// A response body whose trailers are scrubbed of injected values, as its
+/// headers were.
+pub(crate) struct ScrubbedTrailers {
+    pub inner: WasiBody,
+    pub injected: Injected,
+}
+
+impl Body for ScrubbedTrailers {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+        let mut frame = std::task::ready!(Pin::new(&mut self.inner).poll_frame(cx));
+        if let Some(Ok(frame)) = &mut frame {
+            if let Some(trailers) = frame.trailers_mut() {
+                self.injected.scrub(trailers);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 
@@ -139,6 +185,32 @@ mod tests {
             query_param: Some("api_key".into()),
             values: vec![value.into()],
         }
+    }
+
+    #[tokio::test]
+    async fn trailers_are_scrubbed_like_headers() {
+        use http_body_util::{BodyExt, Full};
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-message", "bad token Bearer%20s3cr3t".parse().unwrap());
+        trailers.insert("x-echo", "s3cr3t".parse().unwrap());
+        trailers.insert("grpc-status", "16".parse().unwrap());
+        let inner = Full::new(Bytes::from_static(b"s3cr3t in the body stays"))
+            .with_trailers(async move { Some(Ok(trailers)) })
+            .map_err(|never| match never {})
+            .boxed_unsync();
+        let body = ScrubbedTrailers {
+            inner,
+            injected: Injected {
+                query_param: None,
+                values: vec!["s3cr3t".into()],
+            },
+        };
+        let collected = body.collect().await.unwrap();
+        let trailers = collected.trailers().cloned().unwrap();
+        assert_eq!(trailers["grpc-message"], "bad token Bearer%20[redacted]");
+        assert_eq!(trailers["x-echo"], "[redacted]");
+        assert_eq!(trailers["grpc-status"], "16");
+        assert_eq!(collected.to_bytes(), "s3cr3t in the body stays");
     }
 
     #[test]

@@ -116,6 +116,11 @@ impl HostPattern {
         self.admits(&Target::new(scheme, host, port))
     }
 
+    /// Whether this pattern's scheme is `scheme`.
+    pub fn matches_scheme(&self, scheme: &str) -> bool {
+        self.scheme.eq_ignore_ascii_case(scheme)
+    }
+
     /// Whether a request to `target` is allowed by this pattern.
     pub(crate) fn admits(&self, target: &Target) -> bool {
         if !self.scheme.eq_ignore_ascii_case(&target.scheme) || self.port != target.port {

@@ -52,6 +52,8 @@ pub struct HttpPolicy {
     /// Whether granted names may resolve to loopback, private or link-local
     /// addresses (addresses written literally in the grant always may).
     pub allow_private_addresses: bool,
+    /// `http://` origins spoken to over HTTP/2 with prior knowledge (h2c).
+    h2c: Vec<HostPattern>,
     /// Rate-limit budgets, breakers and counters, shared by every clone of this policy.
     pub(super) states: Arc<OriginStates>,
 }
@@ -70,6 +72,7 @@ impl Default for HttpPolicy {
             auth: Vec::new(),
             secrets: HashMap::new(),
             allow_private_addresses: false,
+            h2c: Vec::new(),
             states: Arc::default(),
         }
     }
@@ -112,6 +115,11 @@ pub struct HttpConfig {
     /// Whether granted names may resolve to loopback, private or link-local addresses.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub allow_private_addresses: bool,
+    /// `http://` origins of `origins` spoken to over HTTP/2 with prior
+    /// knowledge (h2c: a gRPC server without TLS, say). `https://` origins
+    /// need no entry: they speak HTTP/2 when the server offers it (ALPN `h2`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub h2c: Vec<HostPattern>,
 }
 
 impl HttpConfig {
@@ -144,6 +152,9 @@ impl HttpPolicy {
             .map_or(policy.between_bytes_timeout, ms);
         policy.max_response_bytes = spec.max_response_bytes.unwrap_or(policy.max_response_bytes);
         policy.allow_private_addresses = spec.allow_private_addresses;
+        for origin in &spec.h2c {
+            policy.speak_h2c(origin.clone())?;
+        }
         if let Some(limit) = spec.rate_limit {
             if !(limit.rps > 0.0 && limit.rps.is_finite()) || limit.burst == 0 {
                 return Err(Error::InvalidGrant(
@@ -203,6 +214,36 @@ impl HttpPolicy {
         if !self.origins.contains(&origin) {
             self.origins.push(origin);
         }
+    }
+
+    /// Speak HTTP/2 with prior knowledge (h2c) to `origin`, an allowed
+    /// `http://` origin.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidGrant`] for an `https://` origin (it negotiates
+    /// HTTP/2 by ALPN) or one the grant does not allow.
+    pub fn speak_h2c(&mut self, origin: HostPattern) -> Result<(), Error> {
+        if !origin.matches_scheme("http") {
+            return Err(Error::InvalidGrant(format!(
+                "h2c origin {origin}: h2c is HTTP/2 without TLS, for `http://` origins; an `https://` origin speaks HTTP/2 when its server offers it"
+            )));
+        }
+        if !self.origins.iter().any(|o| origin.within(o)) {
+            return Err(Error::InvalidGrant(format!(
+                "h2c origin {origin} is not granted; add it to `origins` (CLI: --allow-http-h2c grants it too)"
+            )));
+        }
+        if !self.h2c.contains(&origin) {
+            self.h2c.push(origin);
+        }
+        Ok(())
+    }
+
+    /// Whether requests to `uri` go over HTTP/2 with prior knowledge.
+    pub(crate) fn prior_knowledge(&self, uri: &http::Uri) -> bool {
+        let target = Target::of(uri);
+        self.h2c.iter().any(|o| o.admits(&target))
     }
 
     /// The allowed origins.
@@ -329,6 +370,29 @@ pub(super) enum Wait {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h2c_is_only_for_granted_http_origins() {
+        let config = |h2c: &str| HttpConfig {
+            origins: vec![
+                HostPattern::parse("http://127.0.0.1:50051").unwrap(),
+                HostPattern::parse("https://api.example.com").unwrap(),
+            ],
+            h2c: vec![HostPattern::parse(h2c).unwrap()],
+            ..HttpConfig::default()
+        };
+        let policy = HttpPolicy::from_config(&config("http://127.0.0.1:50051")).unwrap();
+        assert!(policy.prior_knowledge(&"http://127.0.0.1:50051/a.B/C".parse().unwrap()));
+        assert!(!policy.prior_knowledge(&"http://127.0.0.1:50052/a.B/C".parse().unwrap()));
+        assert!(!policy.prior_knowledge(&"https://api.example.com/".parse().unwrap()));
+        let tls = HttpPolicy::from_config(&config("https://api.example.com")).unwrap_err();
+        assert!(
+            tls.to_string().contains("h2c is HTTP/2 without TLS"),
+            "{tls}"
+        );
+        let ungranted = HttpPolicy::from_config(&config("http://127.0.0.1:9")).unwrap_err();
+        assert!(ungranted.to_string().contains("not granted"), "{ungranted}");
+    }
 
     fn policy(origins: &[&str]) -> HttpPolicy {
         let mut p = HttpPolicy::default();

@@ -15,6 +15,12 @@
 //! request goes out (hyper hands the unsent request back) and the request
 //! goes out on a fresh connection, whatever its method: nothing was sent.
 //!
+//! HTTP/2 connections are shared instead: one per endpoint carries every
+//! request at once, as streams. `https://` connections offer `h2` by ALPN
+//! and speak what the server picks; an `http://` origin the grant lists
+//! under `h2c` is spoken to in HTTP/2 with prior knowledge. Trailers pass
+//! through both ways (gRPC's status lives in them).
+//!
 //! The connection is made to the address the host checked (see
 //! [`address`](super::address)): for `https://` too, where the TLS handshake
 //! must still prove the granted name.
@@ -29,6 +35,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
+use hyper::client::conn::http2;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
@@ -47,7 +54,30 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub(crate) struct ConnectionPool {
     idle: Mutex<Idle>,
+    /// The HTTP/2 connection of each endpoint that speaks it, shared by
+    /// every request in flight to it.
+    shared: Mutex<Vec<(Endpoint, http2::SendRequest<WasiBody>)>>,
     tls: OnceLock<Arc<rustls::ClientConfig>>,
+}
+
+/// A new connection's request sender, in the protocol it speaks.
+enum Connected {
+    Http1(SendRequest<WasiBody>),
+    Http2(http2::SendRequest<WasiBody>),
+}
+
+/// Runs hyper's HTTP/2 connection tasks on the current tokio runtime.
+#[derive(Clone, Copy)]
+struct Spawn;
+
+impl<F> hyper::rt::Executor<F> for Spawn
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, future: F) {
+        tokio::spawn(future);
+    }
 }
 
 #[derive(Default)]
@@ -72,15 +102,17 @@ impl std::fmt::Debug for ConnectionPool {
     }
 }
 
-/// Where a connection goes: the address dialled, and the name TLS must prove.
+/// Where a connection goes: the address dialled, the name TLS must prove,
+/// and whether it speaks HTTP/2 without TLS (h2c, by prior knowledge).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Endpoint {
     dial: String,
     tls_name: Option<String>,
+    h2c: bool,
 }
 
 impl Endpoint {
-    fn of(uri: &http::Uri, target: Option<SocketAddr>) -> Result<Self, HttpError> {
+    fn of(uri: &http::Uri, target: Option<SocketAddr>, h2c: bool) -> Result<Self, HttpError> {
         let authority = uri.authority().ok_or(HttpError::HttpRequestUriInvalid)?;
         let tls = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
@@ -91,31 +123,42 @@ impl Endpoint {
         Ok(Self {
             dial,
             tls_name: tls.then(|| authority.host().to_string()),
+            h2c: h2c && !tls,
         })
     }
 }
 
 impl ConnectionPool {
     /// Send `request` on a waiting connection to its endpoint, or on a new one.
-    /// `target` is the checked address a granted name resolved to.
+    /// `target` is the checked address a granted name resolved to; `h2c`
+    /// says an `http://` endpoint speaks HTTP/2 with prior knowledge.
     pub(crate) async fn send(
         self: &Arc<Self>,
         mut request: http::Request<WasiBody>,
         options: RequestOptions,
         target: Option<SocketAddr>,
+        h2c: bool,
     ) -> Result<http::Response<WasiBody>, HttpError> {
-        let endpoint = Endpoint::of(request.uri(), target)?;
-        // The request line carries the path only (no proxy in between).
-        let path = request
-            .uri()
+        let endpoint = Endpoint::of(request.uri(), target, h2c)?;
+        let first_byte = options
+            .first_byte_timeout
+            .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
+        if let Some(sender) = self.shared_with(&endpoint) {
+            match self.send_http2(sender, request, first_byte, options).await {
+                Ok(response) => return Ok(response),
+                // The connection went away before the request was sent.
+                Err(Unsent::Back(back)) => request = back,
+                Err(Unsent::Failed(err)) => return Err(err),
+            }
+        }
+        let uri = request.uri().clone();
+        // HTTP/1.1's request line carries the path only (no proxy in between).
+        let path = uri
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .parse::<http::Uri>()
             .map_err(|_| HttpError::HttpRequestUriInvalid)?;
         *request.uri_mut() = path;
-        let first_byte = options
-            .first_byte_timeout
-            .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT);
         while let Some(mut sender) = self.take(&endpoint) {
             // A waiting connection is ready at once, or closed; one that is
             // neither within the first-byte timeout is not used.
@@ -135,12 +178,77 @@ impl ConnectionPool {
                 },
             }
         }
-        let mut sender = self.connect(&endpoint, options).await?;
-        match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
-            Ok(Ok(response)) => Ok(self.wrap(response, sender, endpoint, options)),
-            Err(_) => Err(HttpError::ConnectionReadTimeout),
-            Ok(Err(failed)) => Err(failed.into_error().into()),
+        match self.connect(&endpoint, options).await? {
+            Connected::Http1(mut sender) => {
+                match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
+                    Ok(Ok(response)) => Ok(self.wrap(response, sender, endpoint, options)),
+                    Err(_) => Err(HttpError::ConnectionReadTimeout),
+                    Ok(Err(failed)) => Err(failed.into_error().into()),
+                }
+            }
+            Connected::Http2(sender) => {
+                *request.uri_mut() = uri;
+                self.share(endpoint, sender.clone());
+                match self.send_http2(sender, request, first_byte, options).await {
+                    Ok(response) => Ok(response),
+                    Err(Unsent::Back(_)) => Err(HttpError::ConnectionTerminated),
+                    Err(Unsent::Failed(err)) => Err(err),
+                }
+            }
         }
+    }
+
+    /// Send `request` as a stream of a shared HTTP/2 connection. Its URI
+    /// stays absolute (`:scheme` and `:authority`); the `Host` header the
+    /// address check may have set becomes the `:authority`.
+    async fn send_http2(
+        &self,
+        mut sender: http2::SendRequest<WasiBody>,
+        mut request: http::Request<WasiBody>,
+        first_byte: Duration,
+        options: RequestOptions,
+    ) -> Result<http::Response<WasiBody>, Unsent> {
+        if let Some(host) = request.headers_mut().remove(http::header::HOST) {
+            let mut parts = request.uri().clone().into_parts();
+            if let Ok(authority) = http::uri::Authority::try_from(host.as_bytes()) {
+                parts.authority = Some(authority);
+                if let Ok(uri) = http::Uri::from_parts(parts) {
+                    *request.uri_mut() = uri;
+                }
+            }
+        }
+        if !matches!(
+            tokio::time::timeout(first_byte, sender.ready()).await,
+            Ok(Ok(()))
+        ) {
+            return Err(Unsent::Back(request));
+        }
+        match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
+            Ok(Ok(response)) => Ok(wrap_body(response, options, None)),
+            Err(_) => Err(Unsent::Failed(HttpError::ConnectionReadTimeout)),
+            Ok(Err(mut failed)) => match failed.take_message() {
+                Some(unsent) => Err(Unsent::Back(unsent)),
+                None => Err(Unsent::Failed(failed.into_error().into())),
+            },
+        }
+    }
+
+    /// The open HTTP/2 connection to `endpoint`, if there is one.
+    fn shared_with(&self, endpoint: &Endpoint) -> Option<http2::SendRequest<WasiBody>> {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.retain(|(_, sender)| !sender.is_closed());
+        shared
+            .iter()
+            .find(|(e, _)| e == endpoint)
+            .map(|(_, sender)| sender.clone())
+    }
+
+    /// Keep `sender`'s connection for the next requests to `endpoint`; the
+    /// one it replaces ends once its streams have.
+    fn share(&self, endpoint: Endpoint, sender: http2::SendRequest<WasiBody>) {
+        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        shared.retain(|(e, s)| e != &endpoint && !s.is_closed());
+        shared.push((endpoint, sender));
     }
 
     /// How many connections wait.
@@ -192,7 +300,7 @@ impl ConnectionPool {
         &self,
         endpoint: &Endpoint,
         options: RequestOptions,
-    ) -> Result<SendRequest<WasiBody>, HttpError> {
+    ) -> Result<Connected, HttpError> {
         let connect_timeout = options.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
         let tcp =
             match tokio::time::timeout(connect_timeout, TcpStream::connect(&endpoint.dial)).await {
@@ -201,23 +309,39 @@ impl ConnectionPool {
                 Err(_) => return Err(HttpError::ConnectionTimeout),
             };
         let _ = tcp.set_nodelay(true);
-        let stream: Box<dyn Stream> = match &endpoint.tls_name {
+        let (stream, http2): (Box<dyn Stream>, bool) = match &endpoint.tls_name {
             Some(name) => {
                 let name = rustls::pki_types::ServerName::try_from(name.trim_matches(['[', ']']))
                     .map_err(|_| HttpError::HttpRequestUriInvalid)?
                     .to_owned();
                 let connector = tokio_rustls::TlsConnector::from(Arc::clone(self.tls_config()));
                 match tokio::time::timeout(connect_timeout, connector.connect(name, tcp)).await {
-                    Ok(Ok(tls)) => Box::new(tls),
+                    Ok(Ok(tls)) => {
+                        let http2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                        (Box::new(tls), http2)
+                    }
                     Ok(Err(err)) => return Err(HttpError::Tls(err)),
                     Err(_) => return Err(HttpError::ConnectionTimeout),
                 }
             }
-            None => Box::new(tcp),
+            None => (Box::new(tcp), endpoint.h2c),
         };
+        let io = TokioIo::new(stream);
+        if http2 {
+            let (sender, connection) =
+                tokio::time::timeout(connect_timeout, http2::Builder::new(Spawn).handshake(io))
+                    .await
+                    .map_err(|_| HttpError::ConnectionTimeout)??;
+            tokio::spawn(async move {
+                if let Err(err) = connection.await {
+                    tracing::debug!("shared HTTP/2 connection ended: {err}");
+                }
+            });
+            return Ok(Connected::Http2(sender));
+        }
         let (sender, connection) = tokio::time::timeout(
             connect_timeout,
-            hyper::client::conn::http1::Builder::new().handshake(TokioIo::new(stream)),
+            hyper::client::conn::http1::Builder::new().handshake(io),
         )
         .await
         .map_err(|_| HttpError::ConnectionTimeout)??;
@@ -226,7 +350,7 @@ impl ConnectionPool {
                 tracing::debug!("pooled HTTP connection ended: {err}");
             }
         });
-        Ok(sender)
+        Ok(Connected::Http1(sender))
     }
 
     fn tls_config(&self) -> &Arc<rustls::ClientConfig> {
@@ -234,11 +358,12 @@ impl ConnectionPool {
             let roots = rustls::RootCertStore {
                 roots: webpki_roots::TLS_SERVER_ROOTS.into(),
             };
-            Arc::new(
-                rustls::ClientConfig::builder()
-                    .with_root_certificates(roots)
-                    .with_no_client_auth(),
-            )
+            let mut config = rustls::ClientConfig::builder()
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            // The server picks: HTTP/2 when it speaks it, else HTTP/1.1.
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            Arc::new(config)
         })
     }
 
@@ -249,22 +374,46 @@ impl ConnectionPool {
         endpoint: Endpoint,
         options: RequestOptions,
     ) -> http::Response<WasiBody> {
-        let between = options
-            .between_bytes_timeout
-            .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT)
-            .max(Duration::from_nanos(1));
-        response.map(|incoming| {
-            let mut timeout = tokio::time::interval(between);
-            timeout.reset();
-            PooledBody {
-                incoming,
-                timeout,
-                ended: false,
-                connection: Some((Arc::clone(self), endpoint, sender)),
-            }
-            .boxed_unsync()
-        })
+        wrap_body(
+            response,
+            options,
+            Some((Arc::clone(self), endpoint, sender)),
+        )
     }
+}
+
+/// A request an HTTP/2 connection did not take: handed back when nothing
+/// of it was sent, or the error when something was.
+enum Unsent {
+    Back(http::Request<WasiBody>),
+    Failed(HttpError),
+}
+
+/// A pooled connection to give back once its response has been read.
+type GiveBack = (Arc<ConnectionPool>, Endpoint, SendRequest<WasiBody>);
+
+/// The response with its body timed between bytes (and, for HTTP/1.1,
+/// giving its connection back once read to the end).
+fn wrap_body(
+    response: http::Response<hyper::body::Incoming>,
+    options: RequestOptions,
+    connection: Option<GiveBack>,
+) -> http::Response<WasiBody> {
+    let between = options
+        .between_bytes_timeout
+        .unwrap_or(DEFAULT_BETWEEN_BYTES_TIMEOUT)
+        .max(Duration::from_nanos(1));
+    response.map(|incoming| {
+        let mut timeout = tokio::time::interval(between);
+        timeout.reset();
+        PooledBody {
+            incoming,
+            timeout,
+            ended: false,
+            connection,
+        }
+        .boxed_unsync()
+    })
 }
 
 /// Drop connections idle longer than [`IDLE_TIMEOUT`] until none is left.
@@ -292,7 +441,7 @@ struct PooledBody {
     incoming: hyper::body::Incoming,
     timeout: tokio::time::Interval,
     ended: bool,
-    connection: Option<(Arc<ConnectionPool>, Endpoint, SendRequest<WasiBody>)>,
+    connection: Option<GiveBack>,
 }
 
 impl Body for PooledBody {
@@ -394,7 +543,7 @@ mod tests {
 
     async fn read(pool: Arc<ConnectionPool>, addr: SocketAddr) -> Bytes {
         let response = pool
-            .send(get(addr), RequestOptions::default(), None)
+            .send(get(addr), RequestOptions::default(), None, false)
             .await
             .unwrap();
         response.into_body().collect().await.unwrap().to_bytes()
@@ -409,7 +558,7 @@ mod tests {
         let mut responses = Vec::new();
         for _ in 0..in_flight {
             responses.push(
-                pool.send(get(addr), RequestOptions::default(), None)
+                pool.send(get(addr), RequestOptions::default(), None, false)
                     .await
                     .unwrap(),
             );
@@ -430,5 +579,80 @@ mod tests {
             in_flight,
             "one after another, the requests reused a waiting connection"
         );
+    }
+
+    /// An h2c (HTTP/2, prior knowledge) server that answers each request
+    /// with its HTTP version, its request trailer `x-sent` and the response
+    /// trailer `grpc-status: 0`; counts its connections.
+    async fn h2c_server() -> (SocketAddr, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&accepted);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        |req: http::Request<hyper::body::Incoming>| async move {
+                            let version = format!("{:?}", req.version());
+                            let collected = req.into_body().collect().await.unwrap();
+                            let sent = collected
+                                .trailers()
+                                .and_then(|t| t.get("x-sent"))
+                                .map_or("none".to_string(), |v| v.to_str().unwrap().to_string());
+                            let mut trailers = http::HeaderMap::new();
+                            trailers.insert("grpc-status", "0".parse().unwrap());
+                            let body = Full::new(Bytes::from(format!("{version} {sent}")))
+                                .with_trailers(async move { Some(Ok(trailers)) });
+                            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(Spawn)
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn h2c_requests_share_one_connection_and_carry_trailers_both_ways() {
+        let (addr, accepted) = h2c_server().await;
+        let pool = Arc::new(ConnectionPool::default());
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("x-sent", "yes".parse().unwrap());
+        let post = || {
+            let trailers = trailers.clone();
+            let body = Full::new(Bytes::from_static(b"message"))
+                .with_trailers(async move { Some(Ok(trailers)) })
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let mut request = http::Request::new(body);
+            *request.method_mut() = http::Method::POST;
+            *request.uri_mut() = format!("http://{addr}/lab.Lab/Echo").parse().unwrap();
+            request
+        };
+        // Requests in flight at once are streams of one connection.
+        let mut responses = Vec::new();
+        for _ in 0..8 {
+            responses.push(
+                pool.send(post(), RequestOptions::default(), None, true)
+                    .await
+                    .unwrap(),
+            );
+        }
+        for response in responses {
+            assert_eq!(response.version(), http::Version::HTTP_2);
+            let collected = response.into_body().collect().await.unwrap();
+            let trailers = collected.trailers().cloned().expect("response trailers");
+            assert_eq!(trailers["grpc-status"], "0");
+            assert_eq!(collected.to_bytes(), "HTTP/2.0 yes");
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "one shared connection");
+        // A plain HTTP/1.1 request to the same address is another endpoint.
+        let (http1, _) = server().await;
+        assert_eq!(read(Arc::clone(&pool), http1).await, "ok");
     }
 }
