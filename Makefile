@@ -84,10 +84,12 @@ demo: build
 
 ## pytools: third-party checkers the tests run against the server's output
 ## (openapi-spec-validator, prometheus_client's text parser) and the brokers'
-## own client libraries the queue tests check with (nats-py, pika, kafka-python), in
-## target/pytools (installed again when this list changes)
+## own client libraries the queue tests check with (nats-py, pika, kafka-python), and the
+## gRPC server the grpc tests start (grpcio with server reflection; grpcio-tools compiles
+## its .proto), in target/pytools (installed again when this list changes)
 PYTOOLS := target/pytools
-PYTOOLS_PACKAGES := openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2 kafka-python==3.0.12 pyarrow==26.0.1 pyftpdlib==2.2.0
+PYTOOLS_PACKAGES := openapi-spec-validator==0.9.0 prometheus-client==0.26.0 nats-py==2.16.0 pika==1.3.2 kafka-python==3.0.12 pyarrow==26.0.1 pyftpdlib==2.2.0 \
+	grpcio==1.85.1 grpcio-reflection==1.85.1 grpcio-tools==1.85.1
 pytools: $(PYTOOLS)/.installed
 $(PYTOOLS)/.installed: Makefile
 	@command -v python3 >/dev/null || { echo "python3 is needed for the checkers the tests run: install it (Debian: apt-get install python3 python3-venv)"; exit 1; }

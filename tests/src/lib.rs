@@ -4,6 +4,7 @@
 pub mod client;
 pub mod components;
 pub mod ftp;
+pub mod grpc;
 pub mod kafka;
 pub mod mqtt;
 pub mod mysql;

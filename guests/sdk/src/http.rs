@@ -232,8 +232,8 @@ impl std::io::Read for BodyReader {
                 Ok(chunk.len())
             }
             Err(StreamError::Closed) => {
+                // The body stays until its trailers are read or it is dropped.
                 self.stream = None;
-                self.incoming = None;
                 Ok(0)
             }
             Err(StreamError::LastOperationFailed(err)) => {
@@ -245,6 +245,39 @@ impl std::io::Read for BodyReader {
                 };
                 Err(std::io::Error::other(error))
             }
+        }
+    }
+}
+
+impl BodyReader {
+    /// The trailers that followed the body (gRPC's status lives in them),
+    /// once the body has been read to its end; empty when there were none.
+    ///
+    /// # Errors
+    ///
+    /// `internal` when the body was not read to its end; the transport's
+    /// typed error when the trailers could not be read.
+    pub fn trailers(mut self) -> Result<Vec<(String, Vec<u8>)>> {
+        if self.stream.is_some() {
+            return Err(ConnectorError::Internal(
+                "trailers asked for before the body was read to its end".into(),
+            ));
+        }
+        let Some(incoming) = self.incoming.take() else {
+            return Ok(Vec::new());
+        };
+        let future = IncomingBody::finish(incoming);
+        let trailers = loop {
+            match future.get() {
+                Some(result) => break result,
+                None => future.subscribe().block(),
+            }
+        };
+        match trailers {
+            Ok(Ok(Some(fields))) => Ok(fields.entries()),
+            Ok(Ok(None)) => Ok(Vec::new()),
+            Ok(Err(code)) => Err(http_error(&self.origin, code)),
+            Err(()) => Err(ConnectorError::Internal("trailers taken twice".into())),
         }
     }
 }

@@ -7,6 +7,7 @@ mod embedding;
 mod file_connector;
 mod ftp;
 mod graphql;
+mod grpc;
 mod hostile;
 mod http;
 mod http_pool;

@@ -158,8 +158,8 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     assert_eq!(
         names(&listed),
         [
-            "file", "graphql", "kafka", "mqtt", "mysql", "nats", "postgres", "rabbitmq", "redis",
-            "rest"
+            "file", "graphql", "grpc", "kafka", "mqtt", "mysql", "nats", "postgres", "rabbitmq",
+            "redis", "rest"
         ]
     );
     let file = listed["items"]
@@ -184,8 +184,8 @@ async fn bundled_connectors_are_offered_to_every_tenant() {
     assert_eq!(
         names(&listed),
         [
-            "file", "graphql", "kafka", "mqtt", "mysql", "nats", "postgres", "rabbitmq", "redis",
-            "rest"
+            "file", "graphql", "grpc", "kafka", "mqtt", "mysql", "nats", "postgres", "rabbitmq",
+            "redis", "rest"
         ]
     );
     let deleted = api(addr, Some(&token))

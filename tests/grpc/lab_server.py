@@ -1,0 +1,106 @@
+"""The gRPC server the grpc tests call: grpcio serving lab.v1.Lab (see
+lab.proto) with server reflection, on 127.0.0.1:PORT, h2c.
+
+    lab_server.py PORT CALL_LOG DESCRIPTOR_SET_OUT
+
+It compiles lab.proto at start (grpcio-tools), writes the compiled
+FileDescriptorSet (imports included) to DESCRIPTOR_SET_OUT, and appends one
+JSON line per call to CALL_LOG: the method, each request message as the
+proto3 JSON mapping writes it, the `x-` metadata and whether a deadline came.
+"""
+
+import importlib
+import json
+import os
+import sys
+import tempfile
+import threading
+from concurrent import futures
+
+import grpc
+from google.protobuf import json_format
+from grpc_reflection.v1alpha import reflection
+from grpc_tools import protoc
+import grpc_tools
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+port, call_log, descriptor_out = sys.argv[1], sys.argv[2], sys.argv[3]
+
+out = tempfile.mkdtemp(prefix="lab-proto-")
+include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
+status = protoc.main([
+    "protoc", f"-I{HERE}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
+    f"--descriptor_set_out={descriptor_out}", "--include_imports", os.path.join(HERE, "lab.proto"),
+])
+if status != 0:
+    sys.exit(f"protoc failed ({status})")
+sys.path.insert(0, out)
+lab_pb2 = importlib.import_module("lab_pb2")
+lab_pb2_grpc = importlib.import_module("lab_pb2_grpc")
+
+lock = threading.Lock()
+
+
+def log(method, context, requests):
+    entry = {
+        "method": method,
+        "requests": [json.loads(json_format.MessageToJson(r)) for r in requests],
+        "metadata": {k: v for k, v in context.invocation_metadata() if k.startswith("x-")},
+        "deadline": context.time_remaining() is not None,
+    }
+    with lock, open(call_log, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+class Lab(lab_pb2_grpc.LabServicer):
+    def Echo(self, request, context):
+        log("Echo", context, [request])
+        return request
+
+    def ListItems(self, request, context):
+        log("ListItems", context, [request])
+        size = request.page_size or 2
+        start = int(request.page_token or "0")
+        end = min(start + size, request.count)
+        items = [lab_pb2.Item(id=i, name=f"item-{i}") for i in range(start + 1, end + 1)]
+        token = str(end) if end < request.count else ""
+        return lab_pb2.ListResponse(items=items, next_page_token=token)
+
+    def Count(self, request, context):
+        log("Count", context, [request])
+        after = int(request.page_token or "0")
+        for i in range(after + 1, request.count + 1):
+            yield lab_pb2.Item(id=i, name=f"item-{i}")
+
+    def Collect(self, request_iterator, context):
+        items = list(request_iterator)
+        log("Collect", context, items)
+        return lab_pb2.Summary(count=len(items), total=sum(i.id for i in items), names=[i.name for i in items])
+
+    def Fail(self, request, context):
+        log("Fail", context, [request])
+        context.abort(_code(request.code), request.message)
+
+    def Big(self, request, context):
+        log("Big", context, [request])
+        return lab_pb2.Blob(data=b"x" * request.bytes)
+
+
+def _code(number):
+    for code in grpc.StatusCode:
+        if code.value[0] == number:
+            return code
+    raise ValueError(number)
+
+
+server = grpc.server(
+    futures.ThreadPoolExecutor(max_workers=8),
+    options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
+)
+lab_pb2_grpc.add_LabServicer_to_server(Lab(), server)
+reflection.enable_server_reflection(
+    (lab_pb2.DESCRIPTOR.services_by_name["Lab"].full_name, reflection.SERVICE_NAME), server
+)
+server.add_insecure_port(f"127.0.0.1:{port}")
+server.start()
+server.wait_for_termination()
