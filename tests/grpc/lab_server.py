@@ -13,7 +13,6 @@ import importlib
 import json
 import os
 import sys
-import tempfile
 import threading
 from concurrent import futures
 
@@ -26,7 +25,8 @@ import grpc_tools
 HERE = os.path.dirname(os.path.abspath(__file__))
 port, call_log, descriptor_out = sys.argv[1], sys.argv[2], sys.argv[3]
 
-out = tempfile.mkdtemp(prefix="lab-proto-")
+# Generated code goes beside the descriptor set, in the test's own directory.
+out = os.path.dirname(os.path.abspath(descriptor_out))
 include = os.path.join(os.path.dirname(grpc_tools.__file__), "_proto")
 status = protoc.main([
     "protoc", f"-I{HERE}", f"-I{include}", f"--python_out={out}", f"--grpc_python_out={out}",
