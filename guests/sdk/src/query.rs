@@ -288,6 +288,18 @@ pub fn project(record: Value, fields: &[String]) -> Value {
     }
 }
 
+/// A built record with only `fields` of its data kept (all of them when
+/// `fields` is empty); data that is not a JSON object is left as it is.
+pub fn project_record(mut record: crate::Record, fields: &[String]) -> crate::Record {
+    if fields.is_empty() {
+        return record;
+    }
+    if let Ok(data @ Value::Object(_)) = serde_json::from_str::<Value>(&record.data) {
+        record.data = project(data, fields).to_string();
+    }
+    record
+}
+
 /// Encode an offset as an opaque page cursor.
 pub fn offset_cursor(offset: u64) -> String {
     format!("offset:{offset}")

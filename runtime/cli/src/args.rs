@@ -177,6 +177,10 @@ pub(crate) struct TestArgs {
     /// The resource to fetch and stream (default: the first one `discover` lists).
     #[arg(long)]
     pub resource: Option<String>,
+    /// Options every fetch and stream of the resource carries (a JSON object:
+    /// the connector's own request parameters, e.g. a gRPC request message).
+    #[arg(long, value_name = "JSON")]
+    pub options: Option<String>,
 }
 
 #[derive(Args)]

@@ -3,6 +3,7 @@
 mod api;
 mod capabilities;
 mod cli;
+mod conformance;
 mod embedding;
 mod file_connector;
 mod ftp;

@@ -83,7 +83,10 @@ pub fn start(
         ConnectorError::Denied(why) if endpoint.starts_with("http://") => ConnectorError::Denied(
             format!("{why}; a gRPC server without TLS is granted with --allow-http-h2c {}", origin(endpoint)),
         ),
-        ConnectorError::Unavailable(why) if endpoint.starts_with("http://") => {
+        // An HTTP/1.1 request to an HTTP/2-only server: its answer does not parse.
+        ConnectorError::Unavailable(why)
+            if endpoint.starts_with("http://") && why.contains("HttpProtocolError") =>
+        {
             ConnectorError::Unavailable(format!(
                 "{why} (a gRPC server without TLS speaks HTTP/2 only: grant it with --allow-http-h2c {}, or `h2c` in the http grant)",
                 origin(endpoint)

@@ -258,7 +258,10 @@ impl Session for MqttSession {
                 if let Some(packet_id) = publish.packet_id {
                     client.conn.send(&packet::puback(packet_id))?;
                 }
-                records.push(record(&publish, publish.topic.clone()));
+                records.push(sluice_sdk::query::project_record(
+                    record(&publish, publish.topic.clone()),
+                    &req.fields,
+                ));
             }
             // Retained messages come at once: done when a poll brings no more.
             Ok(got == 0 && !records.is_empty())

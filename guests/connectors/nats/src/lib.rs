@@ -259,6 +259,11 @@ impl Session for NatsSession {
                 "offset pagination: page with the cursor (the next stream sequence)".into(),
             ));
         }
+        if !req.filters.is_empty() || !req.sort.is_empty() {
+            return Err(ConnectorError::Unsupported(
+                "filters and sort on a JetStream stream: it is read in sequence order".into(),
+            ));
+        }
         let size = page.map_or(100, |p| p.page_size.clamp(1, 1000)) as usize;
         let info = self.api(&format!("STREAM.INFO.{}", req.resource), &json!({}))?;
         let first = info["state"]["first_seq"].as_u64().unwrap_or(1);
@@ -277,7 +282,10 @@ impl Session for NatsSession {
                 &json!({ "seq": seq }),
             );
             match got {
-                Ok(answer) => records.push(stored_record(&answer["message"])?),
+                Ok(answer) => records.push(sluice_sdk::query::project_record(
+                    stored_record(&answer["message"])?,
+                    &req.fields,
+                )),
                 // Deleted or purged: nothing at this sequence.
                 Err(ConnectorError::NotFound(_)) => {}
                 Err(e) => return Err(e),

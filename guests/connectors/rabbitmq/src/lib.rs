@@ -208,17 +208,15 @@ impl Session for RabbitSession {
 
     /// A queue's counts, read without consuming: `{queue, messages, consumers}`.
     fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
+        // A fetch reads the queue's state without consuming: one record,
+        // to which the request's filters, sort, page and fields apply.
         let (messages, consumers) =
             self.with_client(|client| queue_stats(client, &req.resource))?;
-        Ok(FetchResponse {
-            records: vec![RecordBuilder::new(
-                json!({ "queue": req.resource, "messages": messages, "consumers": consumers }),
-            )
-            .id(req.resource.clone())
-            .build()],
-            total_count: Some(1),
-            next_cursor: None,
-        })
+        let state = RecordBuilder::new(
+            json!({ "queue": req.resource, "messages": messages, "consumers": consumers }),
+        )
+        .id(req.resource.clone());
+        sluice_sdk::query::apply(&req, [state])
     }
 
     fn stream(
