@@ -27,6 +27,8 @@ const MAX_ROUNDS: usize = 32;
 struct Learned {
     tcp: BTreeSet<String>,
     origins: BTreeSet<String>,
+    /// `http://` origins a gRPC call needs in HTTP/2 (h2c).
+    h2c: BTreeSet<String>,
     private_addresses: bool,
 }
 
@@ -42,10 +44,14 @@ impl Learned {
             Capability::Http if denial.grant.starts_with("`allow_private_addresses") => {
                 !std::mem::replace(&mut self.private_addresses, true)
             }
-            Capability::Http => denial
-                .grant
-                .strip_prefix("--allow-http ")
-                .is_some_and(|origin| self.origins.insert(origin.to_string())),
+            Capability::Http => match denial.grant.strip_prefix("--allow-http-h2c ") {
+                // A gRPC call to an `http://` origin: granted, and spoken to in HTTP/2.
+                Some(origin) => self.h2c.insert(origin.to_string()),
+                None => denial
+                    .grant
+                    .strip_prefix("--allow-http ")
+                    .is_some_and(|origin| self.origins.insert(origin.to_string())),
+            },
             _ => false,
         }
     }
@@ -58,6 +64,9 @@ impl Learned {
         for origin in &self.origins {
             grants = grants.allow_http(origin)?;
         }
+        for origin in &self.h2c {
+            grants = grants.allow_http_h2c(origin)?;
+        }
         grants.http.allow_private_addresses |= self.private_addresses;
         Ok(grants)
     }
@@ -68,8 +77,12 @@ impl Learned {
         if !self.tcp.is_empty() {
             file["sockets"] = json!({ "tcp": self.tcp });
         }
-        if !self.origins.is_empty() || self.private_addresses {
-            file["http"] = json!({ "origins": self.origins });
+        if !self.origins.is_empty() || !self.h2c.is_empty() || self.private_addresses {
+            let origins: BTreeSet<&String> = self.origins.iter().chain(&self.h2c).collect();
+            file["http"] = json!({ "origins": origins });
+            if !self.h2c.is_empty() {
+                file["http"]["h2c"] = json!(self.h2c);
+            }
             if self.private_addresses {
                 file["http"]["allow_private_addresses"] = json!(true);
             }

@@ -543,3 +543,25 @@ async fn an_oversized_message_is_stopped_by_the_response_cap_and_the_message_lim
         "{err}"
     );
 }
+
+#[test]
+fn learn_mode_learns_the_h2c_grant_a_grpc_server_needs() {
+    let server = GrpcServer::start();
+    let config = json!({ "endpoint": server.origin() }).to_string();
+    let wasm = sluice_tests::guest("sluice_grpc").display().to_string();
+    let out = std::process::Command::new(sluice_tests::sluice_bin())
+        .args(["run", &wasm, "--learn", "--config", &config, "discover"])
+        .env_remove("SLUICE_LOG")
+        .output()
+        .expect("sluice runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let learned: Value = serde_json::from_slice(&out.stdout).expect("a grants file");
+    assert_eq!(
+        learned,
+        json!({ "http": { "origins": [server.origin()], "h2c": [server.origin()] } })
+    );
+}
