@@ -208,7 +208,8 @@ impl ConnectionPool {
         first_byte: Duration,
         options: RequestOptions,
     ) -> Result<http::Response<WasiBody>, Unsent> {
-        if let Some(host) = request.headers_mut().remove(http::header::HOST) {
+        let host = request.headers_mut().remove(http::header::HOST);
+        if let Some(host) = &host {
             let mut parts = request.uri().clone().into_parts();
             if let Ok(authority) = http::uri::Authority::try_from(host.as_bytes()) {
                 parts.authority = Some(authority);
@@ -217,17 +218,24 @@ impl ConnectionPool {
                 }
             }
         }
+        // Handed back as it came, for a connection of another protocol.
+        let back = |mut request: http::Request<WasiBody>| {
+            if let Some(host) = host.clone() {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
+            Unsent::Back(request)
+        };
         if !matches!(
             tokio::time::timeout(first_byte, sender.ready()).await,
             Ok(Ok(()))
         ) {
-            return Err(Unsent::Back(request));
+            return Err(back(request));
         }
         match tokio::time::timeout(first_byte, sender.try_send_request(request)).await {
             Ok(Ok(response)) => Ok(wrap_body(response, options, None)),
             Err(_) => Err(Unsent::Failed(HttpError::ConnectionReadTimeout)),
             Ok(Err(mut failed)) => match failed.take_message() {
-                Some(unsent) => Err(Unsent::Back(unsent)),
+                Some(unsent) => Err(back(unsent)),
                 None => Err(Unsent::Failed(failed.into_error().into())),
             },
         }
