@@ -173,3 +173,98 @@ fn the_nats_connector_passes_every_check() {
     has(&report, "ok    fetch honours fields");
     has(&report, "ok    pages cover the records once, in order");
 }
+
+#[test]
+fn the_kafka_connector_passes_every_check() {
+    let broker = sluice_tests::kafka::Broker::start();
+    broker.create_topic("conformance", 1);
+    broker.produce(
+        "conformance",
+        &(1..=7)
+            .map(|n| json!({ "value": sluice_tests::kafka::base64(format!("{{\"n\": {n}}}").as_bytes()) }))
+            .collect::<Vec<_>>(),
+    );
+    let config = json!({ "bootstrap": [broker.address()], "block_ms": 300 }).to_string();
+    let report = passes(
+        "sluice_kafka",
+        &[
+            "--allow-tcp",
+            broker.address(),
+            "--config",
+            &config,
+            "--resource",
+            "conformance",
+            "--options",
+            r#"{"end_when_idle": true}"#,
+        ],
+    );
+    has(&report, "ok    pages cover the records once, in order");
+}
+
+#[test]
+fn the_mqtt_connector_passes_every_check() {
+    let topic = sluice_tests::mqtt::TestTopic::new();
+    let config =
+        json!({ "address": "127.0.0.1:1883", "client_id": topic.client_id, "block_ms": 300 })
+            .to_string();
+    let report = passes(
+        "sluice_mqtt",
+        &[
+            "--allow-tcp",
+            "127.0.0.1:1883",
+            "--config",
+            &config,
+            "--resource",
+            &topic.topic,
+            "--options",
+            r#"{"end_when_idle": true}"#,
+        ],
+    );
+    has(&report, "ok    an unknown resource is a typed error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_and_graphql_connectors_pass_every_check() {
+    let upstream = sluice_tests::upstream::Upstream::start().await;
+    let origin = upstream.origin();
+    let rest = json!({
+        "base_url": origin,
+        "resources": { "items": { "path": "/api/items", "records_path": "/data", "id_field": "id",
+            "pagination": { "type": "offset", "page_size": 10 }, "filters": { "status": "status" } } }
+    })
+    .to_string();
+    let graphql = json!({
+        "endpoint": upstream.url("/graphql"),
+        "resources": { "items": {
+            "query": "query($first: Int, $after: String, $status: String) { items(first: $first, after: $after, status: $status) { edges { node { id name status } cursor } pageInfo { hasNextPage endCursor } } }",
+            "records_path": "/data/items/edges", "node_path": "/node", "id_field": "id",
+            "pagination": { "type": "relay", "page_info_path": "/data/items/pageInfo", "page_size": 10 },
+            "filters": { "status": "status" } } }
+    })
+    .to_string();
+    let (rest, graphql) = tokio::task::spawn_blocking(move || {
+        let grant = ["--allow-http", origin.as_str()];
+        let rest = passes(
+            "sluice_rest",
+            &[grant[0], grant[1], "--config", &rest, "--resource", "items"],
+        );
+        let graphql = passes(
+            "sluice_graphql",
+            &[
+                grant[0],
+                grant[1],
+                "--config",
+                &graphql,
+                "--resource",
+                "items",
+            ],
+        );
+        (rest, graphql)
+    })
+    .await
+    .unwrap();
+    for report in [&rest, &graphql] {
+        has(report, "ok    pages cover the records once, in order");
+        has(report, "ok    a stream resumes from a checkpoint exactly");
+    }
+}

@@ -363,10 +363,9 @@ impl Session for KafkaSession {
     }
 
     fn fetch(&self, req: FetchRequest) -> Result<FetchResponse> {
-        if !req.filters.is_empty() || !req.sort.is_empty() || !req.fields.is_empty() {
+        if !req.filters.is_empty() || !req.sort.is_empty() {
             return Err(ConnectorError::Unsupported(
-                "filters, sort and fields on a Kafka topic (records come in offset order, whole)"
-                    .into(),
+                "filters and sort on a Kafka topic (records come in offset order)".into(),
             ));
         }
         let (topic, only) = parse_resource(&req.resource)?;
@@ -414,7 +413,10 @@ impl Session for KafkaSession {
                 continue;
             }
             for (partition, record) in reader.take(size - records.len()) {
-                records.push(message::to_record(topic, partition, &record));
+                records.push(sluice_sdk::query::project_record(
+                    message::to_record(topic, partition, &record),
+                    &req.fields,
+                ));
             }
         }
         let more = reader.positions().iter().any(|(p, next)| *next < ends[p]);
