@@ -54,9 +54,6 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Default)]
 pub(crate) struct ConnectionPool {
     idle: Mutex<Idle>,
-    /// The HTTP/2 connection of each endpoint that speaks it, shared by
-    /// every request in flight to it.
-    shared: Mutex<Vec<(Endpoint, http2::SendRequest<WasiBody>)>>,
     tls: OnceLock<Arc<rustls::ClientConfig>>,
 }
 
@@ -83,8 +80,28 @@ where
 #[derive(Default)]
 struct Idle {
     connections: Vec<Waiting>,
+    /// The HTTP/2 connection of each endpoint that speaks it, shared by
+    /// every request to it; dropped [`IDLE_TIMEOUT`] after the last request
+    /// began (the connection ends once its streams have).
+    shared: Vec<Shared>,
     /// Whether a task is sweeping out connections idle too long.
     sweeping: bool,
+}
+
+struct Shared {
+    endpoint: Endpoint,
+    sender: http2::SendRequest<WasiBody>,
+    used: Instant,
+}
+
+impl Idle {
+    /// Drop what was closed or unused for [`IDLE_TIMEOUT`].
+    fn expire(&mut self, now: Instant) {
+        self.connections
+            .retain(|w| !w.sender.is_closed() && now.duration_since(w.since) < IDLE_TIMEOUT);
+        self.shared
+            .retain(|s| !s.sender.is_closed() && now.duration_since(s.used) < IDLE_TIMEOUT);
+    }
 }
 
 struct Waiting {
@@ -243,20 +260,45 @@ impl ConnectionPool {
 
     /// The open HTTP/2 connection to `endpoint`, if there is one.
     fn shared_with(&self, endpoint: &Endpoint) -> Option<http2::SendRequest<WasiBody>> {
-        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.retain(|(_, sender)| !sender.is_closed());
-        shared
-            .iter()
-            .find(|(e, _)| e == endpoint)
-            .map(|(_, sender)| sender.clone())
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        idle.expire(now);
+        let shared = idle.shared.iter_mut().find(|s| &s.endpoint == endpoint)?;
+        shared.used = now;
+        Some(shared.sender.clone())
     }
 
     /// Keep `sender`'s connection for the next requests to `endpoint`; the
     /// one it replaces ends once its streams have.
-    fn share(&self, endpoint: Endpoint, sender: http2::SendRequest<WasiBody>) {
-        let mut shared = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        shared.retain(|(e, s)| e != &endpoint && !s.is_closed());
-        shared.push((endpoint, sender));
+    fn share(self: &Arc<Self>, endpoint: Endpoint, sender: http2::SendRequest<WasiBody>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.shared.retain(|s| s.endpoint != endpoint);
+        idle.shared.push(Shared {
+            endpoint,
+            sender,
+            used: Instant::now(),
+        });
+        self.sweep_later(&mut idle);
+    }
+
+    /// Start the task that expires unused connections, unless it runs.
+    fn sweep_later(self: &Arc<Self>, idle: &mut Idle) {
+        if !idle.sweeping {
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                idle.sweeping = true;
+                runtime.spawn(sweep(Arc::downgrade(self)));
+            }
+        }
+    }
+
+    /// How many HTTP/2 connections are kept.
+    #[cfg(test)]
+    fn shared(&self) -> usize {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .shared
+            .len()
     }
 
     /// How many connections wait.
@@ -271,9 +313,7 @@ impl ConnectionPool {
 
     fn take(&self, endpoint: &Endpoint) -> Option<SendRequest<WasiBody>> {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        idle.connections
-            .retain(|w| !w.sender.is_closed() && now.duration_since(w.since) < IDLE_TIMEOUT);
+        idle.expire(Instant::now());
         // The most recently used first: the likeliest to be still open.
         let at = idle
             .connections
@@ -296,12 +336,7 @@ impl ConnectionPool {
             sender,
             since: Instant::now(),
         });
-        if !idle.sweeping {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                idle.sweeping = true;
-                runtime.spawn(sweep(Arc::downgrade(self)));
-            }
-        }
+        self.sweep_later(&mut idle);
     }
 
     async fn connect(
@@ -424,16 +459,14 @@ fn wrap_body(
     })
 }
 
-/// Drop connections idle longer than [`IDLE_TIMEOUT`] until none is left.
+/// Drop connections unused for [`IDLE_TIMEOUT`] until none is left.
 async fn sweep(pool: Weak<ConnectionPool>) {
     loop {
         tokio::time::sleep(IDLE_TIMEOUT / 2).await;
         let Some(pool) = pool.upgrade() else { return };
         let mut idle = pool.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        idle.connections
-            .retain(|w| !w.sender.is_closed() && now.duration_since(w.since) < IDLE_TIMEOUT);
-        if idle.connections.is_empty() {
+        idle.expire(Instant::now());
+        if idle.connections.is_empty() && idle.shared.is_empty() {
             idle.sweeping = false;
             return;
         }
@@ -659,6 +692,7 @@ mod tests {
             assert_eq!(collected.to_bytes(), "HTTP/2.0 yes");
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 1, "one shared connection");
+        assert_eq!((pool.shared(), pool.idle()), (1, 0));
         // A plain HTTP/1.1 request to the same address is another endpoint.
         let (http1, _) = server().await;
         assert_eq!(read(Arc::clone(&pool), http1).await, "ok");
