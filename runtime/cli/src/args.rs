@@ -46,6 +46,43 @@ pub(crate) enum Command {
     TestConnector(Box<TestArgs>),
     /// Serve the multi-tenant HTTP API (tenants, connector uploads, instances, invocations).
     Serve(ServeArgs),
+    /// Make a new connector project that builds with one command (`make`)
+    /// and passes `sluice test-connector` as it is.
+    New(NewArgs),
+}
+
+/// `sluice new`.
+#[derive(Args)]
+pub(crate) struct NewArgs {
+    /// The connector's name: lower-case letters, digits and `-`.
+    pub name: String,
+    /// The language it is written in.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    pub lang: Lang,
+    /// Where the project goes (default: a new directory NAME).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// A language `sluice new` makes projects in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    /// Rust, with the sluice SDK.
+    Rust,
+    /// Python (componentize-py).
+    Python,
+    /// JavaScript (jco).
+    Js,
+}
+
+impl std::fmt::Display for Lang {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lang::Rust => "rust",
+            Lang::Python => "python",
+            Lang::Js => "js",
+        })
+    }
 }
 
 #[derive(Args)]

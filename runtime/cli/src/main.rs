@@ -4,6 +4,7 @@ mod args;
 mod conformance;
 mod grants;
 mod learn;
+mod new;
 mod progress;
 mod run;
 
@@ -125,6 +126,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(*args, cache()).await,
         Command::TestConnector(args) => conformance::test_connector(&args, cache()).await,
         Command::Serve(args) => serve(args).await,
+        Command::New(args) => new::new_project(&args),
     }
 }
 

@@ -805,3 +805,68 @@ fn test_connector_passes_the_file_connector_and_names_each_failed_check() {
         "{report}"
     );
 }
+
+#[test]
+fn sluice_new_makes_a_rust_connector_that_builds_and_passes_the_conformance_suite() {
+    let dir = tempdir();
+    let project = dir.path().join("acme-numbers");
+    let project_arg = project.display().to_string();
+    let made = sluice(&["new", "acme-numbers", "--dir", &project_arg]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(String::from_utf8_lossy(&made.stdout).contains("make && make check"));
+    // The project's one build command, into the guests' target directory so
+    // the dependencies the guests compiled are reused.
+    let target = root().join("guests/target");
+    let built = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .current_dir(&project)
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = target
+        .join("wasm32-wasip2/release/acme_numbers.wasm")
+        .display()
+        .to_string();
+    let checked = sluice(&["test-connector", &wasm, "--config", r#"{"up_to": 9}"#]);
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{report}");
+    assert!(
+        report.trim_end().ends_with("15 passed, 0 failed"),
+        "{report}"
+    );
+    let summed = sluice(&[
+        "run",
+        &wasm,
+        "--config",
+        r#"{"up_to": 3}"#,
+        "execute",
+        "numbers",
+        "sum",
+        "--records",
+        r#"[{"n": 1}, {"n": 2}]"#,
+    ]);
+    assert_eq!(
+        stdout_json(&summed)["records"][0]["data"],
+        json!({ "sum": 3 })
+    );
+
+    let again = sluice(&["new", "acme-numbers", "--dir", &project_arg]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let bad = sluice(&[
+        "new",
+        "Acme",
+        "--dir",
+        &dir.path().join("x").display().to_string(),
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("lower-case letters"));
+}
