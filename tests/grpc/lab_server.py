@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import threading
+import time
 from concurrent import futures
 
 import grpc
@@ -70,6 +71,8 @@ class Lab(lab_pb2_grpc.LabServicer):
         log("Count", context, [request])
         after = int(request.page_token or "0")
         for i in range(after + 1, request.count + 1):
+            if i > after + 1 and request.delay_ms:
+                time.sleep(request.delay_ms / 1000)
             yield lab_pb2.Item(id=i, name=f"item-{i}")
 
     def Collect(self, request_iterator, context):

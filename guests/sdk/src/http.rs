@@ -250,6 +250,15 @@ impl std::io::Read for BodyReader {
 }
 
 impl BodyReader {
+    /// Whether a read would return at once: bytes have arrived, or the body
+    /// has ended (or failed). A stream reading messages as they come asks
+    /// this between messages, so a batch does not wait for the next one.
+    pub fn is_ready(&self) -> bool {
+        self.stream
+            .as_ref()
+            .is_none_or(|stream| stream.subscribe().ready())
+    }
+
     /// The trailers that followed the body (gRPC's status lives in them),
     /// once the body has been read to its end; empty when there were none.
     ///

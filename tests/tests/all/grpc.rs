@@ -262,14 +262,28 @@ async fn a_stream_resumes_exactly_after_its_checkpoint() {
     assert_eq!(first.checkpoint.as_deref(), Some("2"));
     let mut stream = session.stream(&req, Some("2")).await.unwrap();
     let mut rest = Vec::new();
-    let mut checkpoints = Vec::new();
     while let Some(batch) = stream.next(2).await.unwrap() {
-        rest.extend(data(&batch.records));
-        checkpoints.push(batch.checkpoint);
+        let records = data(&batch.records);
+        assert!((1..=2).contains(&records.len()));
+        // Each batch's checkpoint is the position of its last message.
+        let last = records.last().unwrap()["id"].as_str().unwrap().to_string();
+        assert_eq!(batch.checkpoint, Some(last));
+        rest.extend(records);
     }
     stream.close().await.unwrap();
     assert_eq!(rest, vec![item(3), item(4), item(5)]);
-    assert_eq!(checkpoints, [Some("4".to_string()), Some("5".to_string())]);
+
+    // A batch holds what has arrived: it does not wait for the next message.
+    let slow = FetchRequest::new(COUNT).options(&json!({ "count": 3, "delay_ms": 1500 }));
+    let mut stream = session.stream(&slow, None).await.unwrap();
+    let first = stream.next(100).await.unwrap().unwrap();
+    assert_eq!(data(&first.records), vec![item(1)]);
+    let mut rest = Vec::new();
+    while let Some(batch) = stream.next(100).await.unwrap() {
+        rest.extend(data(&batch.records));
+    }
+    stream.close().await.unwrap();
+    assert_eq!(rest, vec![item(2), item(3)]);
 
     // A paged unary method streams page by page, the token as checkpoint.
     let req = FetchRequest::new(LIST).options(&json!({ "count": 5 }));

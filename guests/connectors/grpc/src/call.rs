@@ -190,6 +190,12 @@ impl Answer {
         Ok(Some(message))
     }
 
+    /// Whether the next message (or the end) has begun to arrive, so
+    /// [`Answer::next_message`] would not wait for the server.
+    pub fn is_ready(&self) -> bool {
+        self.body.as_ref().is_none_or(BodyReader::is_ready)
+    }
+
     /// Every remaining message, then the status.
     ///
     /// # Errors

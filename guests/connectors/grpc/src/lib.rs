@@ -720,6 +720,10 @@ impl RecordStream for GrpcStream {
         let mut records = Vec::new();
         let mut checkpoint = None;
         while records.len() < max.max(1) as usize {
+            // A batch holds what has arrived: it does not wait for more.
+            if !records.is_empty() && !answer.is_ready() {
+                break;
+            }
             let Some(message) = answer.next_message()? else {
                 self.done = true;
                 break;
