@@ -1,7 +1,7 @@
-//! Embeds what `sluice new --lang rust` writes beside a new connector: the
-//! SDK's sources (`guests/sdk`), the WIT it is built against (`wit/`) and
-//! the guests' `Cargo.lock` (so a new project builds with the versions this
-//! repository tests).
+//! Embeds what `sluice new` writes beside a new connector: the Rust SDK's
+//! sources (`guests/sdk`), the Python kit (`guests/kits/python/sluice_kit`),
+//! the WIT they are built against (`wit/`) and the guests' `Cargo.lock` (so
+//! a new Rust project builds with the versions this repository tests).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ fn main() {
     let mut files = Vec::new();
     collect(&root.join("guests/sdk/src"), &mut files);
     collect(&root.join("wit"), &mut files);
+    collect(&root.join("guests/kits/python/sluice_kit"), &mut files);
     files.push(root.join("guests/Cargo.lock"));
     files.sort();
     let mut out = String::from(
@@ -34,6 +35,10 @@ fn main() {
         root.join("guests/sdk/src").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("guests/kits/python/sluice_kit").display()
+    );
     let dest = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(dest.join("embedded.rs"), out).expect("OUT_DIR is writable");
 }
@@ -44,7 +49,11 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
         let path = entry.expect("a directory entry").path();
         if path.is_dir() {
             collect(&path, files);
-        } else {
+        } else if path
+            .extension()
+            .is_some_and(|e| ["rs", "wit", "py"].contains(&e.to_str().unwrap_or_default()))
+        {
+            // Sources only: never a `__pycache__` or an editor's leftovers.
             files.push(path);
         }
     }

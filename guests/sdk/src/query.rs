@@ -476,4 +476,93 @@ mod tests {
         // Numbers are matched by their text; null never is.
         assert_eq!(matching(FilterOp::Like, "\"%\""), [1, 3]);
     }
+
+    /// The cases every kit's `apply` answers alike (`guests/kits/query-cases.json`).
+    #[test]
+    fn the_shared_cases_answer_as_every_kit_does() {
+        use crate::{Pagination, SortDirection, SortField};
+        let suite: Value =
+            serde_json::from_str(include_str!("../../kits/query-cases.json")).unwrap();
+        let op = |name: &str| match name {
+            "eq" => FilterOp::Eq,
+            "ne" => FilterOp::Ne,
+            "lt" => FilterOp::Lt,
+            "le" => FilterOp::Le,
+            "gt" => FilterOp::Gt,
+            "ge" => FilterOp::Ge,
+            "in" => FilterOp::In,
+            "not-in" => FilterOp::NotIn,
+            "like" => FilterOp::Like,
+            "is-null" => FilterOp::IsNull,
+            "is-not-null" => FilterOp::IsNotNull,
+            other => panic!("unknown op {other}"),
+        };
+        let text = |v: &Value| v.as_str().unwrap().to_string();
+        for case in suite["cases"].as_array().unwrap() {
+            let list = |key: &str| case[key].as_array().cloned().unwrap_or_default();
+            let req = FetchRequest {
+                resource: "r".into(),
+                filters: list("filters")
+                    .iter()
+                    .map(|f| Filter {
+                        field: text(&f[0]),
+                        op: op(f[1].as_str().unwrap()),
+                        value: text(&f[2]),
+                    })
+                    .collect(),
+                sort: list("sort")
+                    .iter()
+                    .map(|s| SortField {
+                        field: text(&s[0]),
+                        direction: if s[1] == true {
+                            SortDirection::Desc
+                        } else {
+                            SortDirection::Asc
+                        },
+                    })
+                    .collect(),
+                fields: list("fields").iter().map(text).collect(),
+                pagination: case.get("page").map(|p| Pagination {
+                    page_size: p[0].as_u64().unwrap() as u32,
+                    offset: p[1].as_u64(),
+                    cursor: p[2].as_str().map(str::to_string),
+                }),
+                options: None,
+            };
+            let records = suite["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| RecordBuilder::new(r["data"].clone()).id(text(&r["id"])));
+            match (apply(&req, records), case.get("error")) {
+                (Err(err), Some(expected)) => {
+                    let message = format!("{err:?}");
+                    assert!(
+                        message.contains(expected.as_str().unwrap()),
+                        "{case}: {message}"
+                    );
+                }
+                (Err(err), None) => panic!("{case}: {err:?}"),
+                (Ok(_), Some(_)) => panic!("{case}: no error"),
+                (Ok(page), None) => {
+                    let ids: Vec<Value> = page.records.iter().map(|r| json!(r.id)).collect();
+                    assert_eq!(Value::Array(ids), case["ids"], "{case}");
+                    if let Some(total) = case.get("total") {
+                        assert_eq!(json!(page.total_count), *total, "{case}");
+                    }
+                    if let Some(next) = case.get("next_cursor") {
+                        assert_eq!(json!(page.next_cursor), *next, "{case}");
+                    }
+                    if let Some(data) = case.get("data") {
+                        let got: Vec<Value> = page
+                            .records
+                            .iter()
+                            .map(|r| serde_json::from_str(&r.data).unwrap())
+                            .collect();
+                        assert_eq!(Value::Array(got), *data, "{case}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -1,10 +1,11 @@
-//! `sluice new NAME --lang rust`: a connector project that builds with one
-//! command (`make`) and passes `sluice test-connector` as it is.
+//! `sluice new NAME --lang rust|python`: a connector project that builds
+//! with one command (`make`) and passes `sluice test-connector` as it is.
 //!
-//! The project holds the SDK's sources and the WIT they are built against,
-//! as embedded in this binary (see `build.rs`), and the lockfile this
-//! repository's guests are tested with, so it builds with the same
-//! versions and needs nothing from this repository.
+//! The project holds the SDK's (or the Python kit's) sources and the WIT
+//! they are built against, as embedded in this binary (see `build.rs`); a
+//! Rust project also the lockfile this repository's guests are tested with,
+//! a Python one a Makefile that installs the pinned componentize-py into
+//! the project. Neither needs anything from this repository.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,18 @@ const RUST_TEMPLATE: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Python project's own files, `{{name}}` and `{{crate}}` filled in.
+const PYTHON_TEMPLATE: &[(&str, &str)] = &[
+    ("app.py", include_str!("../templates/python/app.py")),
+    (
+        "connector_api.py",
+        include_str!("../templates/python/connector_api.py"),
+    ),
+    ("Makefile", include_str!("../templates/python/Makefile")),
+    ("README.md", include_str!("../templates/python/README.md")),
+    (".gitignore", "/.venv\n/*.wasm\n__pycache__/\n"),
+];
+
 /// Make the project; print where it is and what to run next.
 pub(crate) fn new_project(args: &NewArgs) -> Result<()> {
     check_name(&args.name)?;
@@ -46,9 +59,9 @@ pub(crate) fn new_project(args: &NewArgs) -> Result<()> {
     }
     match args.lang {
         Lang::Rust => write_rust(&dir, &args.name)?,
-        Lang::Python | Lang::Js => bail!(
-            "--lang {}: only Rust projects can be made so far (a Python or JavaScript connector builds against wit/connector.wit with componentize-py or jco; see the README)",
-            args.lang
+        Lang::Python => write_python(&dir, &args.name)?,
+        Lang::Js => bail!(
+            "--lang js: not made yet (a JavaScript connector builds against wit/connector.wit with jco; see the README)"
         ),
     }
     println!("{}: a new sluice connector. Next:", dir.display());
@@ -68,22 +81,42 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `text` with the project's name and its identifier form filled in.
+fn fill(text: &str, name: &str) -> String {
+    text.replace("{{name}}", name)
+        .replace("{{crate}}", &name.replace('-', "_"))
+}
+
 fn write_rust(dir: &Path, name: &str) -> Result<()> {
-    let crate_name = name.replace('-', "_");
-    let fill = |text: &str| {
-        text.replace("{{name}}", name)
-            .replace("{{crate}}", &crate_name)
-    };
     for (path, text) in RUST_TEMPLATE {
-        write(dir, path, &fill(text))?;
+        write(dir, path, &fill(text, name))?;
     }
     for (path, text) in EMBEDDED {
         let target = if let Some(rest) = path.strip_prefix("guests/sdk/") {
             format!("sluice/sdk/{rest}")
         } else if *path == "guests/Cargo.lock" {
             "Cargo.lock".to_string()
-        } else {
+        } else if path.starts_with("wit/") {
             (*path).to_string()
+        } else {
+            continue;
+        };
+        write(dir, &target, text)?;
+    }
+    Ok(())
+}
+
+fn write_python(dir: &Path, name: &str) -> Result<()> {
+    for (path, text) in PYTHON_TEMPLATE {
+        write(dir, path, &fill(text, name))?;
+    }
+    for (path, text) in EMBEDDED {
+        let target = if let Some(rest) = path.strip_prefix("guests/kits/python/") {
+            rest.to_string()
+        } else if path.starts_with("wit/") {
+            (*path).to_string()
+        } else {
+            continue;
         };
         write(dir, &target, text)?;
     }
@@ -122,6 +155,8 @@ mod tests {
             "wit/connector.wit",
             "wit/deps/http/http.wit",
             "guests/Cargo.lock",
+            "guests/kits/python/sluice_kit/__init__.py",
+            "guests/kits/python/sluice_kit/query.py",
         ] {
             assert!(paths.contains(&expected), "{expected} in {paths:?}");
         }

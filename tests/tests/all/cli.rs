@@ -870,3 +870,90 @@ fn sluice_new_makes_a_rust_connector_that_builds_and_passes_the_conformance_suit
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lower-case letters"));
 }
+
+#[test]
+fn sluice_new_makes_a_python_connector_that_builds_and_passes_the_conformance_suite() {
+    let dir = tempdir();
+    let project = dir.path().join("py-numbers");
+    let project_arg = project.display().to_string();
+    let made = sluice(&[
+        "new",
+        "py-numbers",
+        "--lang",
+        "python",
+        "--dir",
+        &project_arg,
+    ]);
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // One command: it installs componentize-py into the project, then builds.
+    let make = |project: &std::path::Path| {
+        let built = Command::new("make")
+            .current_dir(project)
+            .output()
+            .expect("make runs");
+        assert!(
+            built.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&built.stdout),
+            String::from_utf8_lossy(&built.stderr)
+        );
+    };
+    make(&project);
+    let wasm = project.join("py_numbers.wasm").display().to_string();
+    let checked = sluice(&["test-connector", &wasm, "--config", r#"{"up_to": 9}"#]);
+    let report = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{report}");
+    assert!(
+        report.trim_end().ends_with("15 passed, 0 failed"),
+        "{report}"
+    );
+    let summed = sluice(&[
+        "run",
+        &wasm,
+        "--config",
+        r#"{"up_to": 3}"#,
+        "execute",
+        "numbers",
+        "sum",
+        "--records",
+        r#"[{"n": 1}, {"n": 2}]"#,
+    ]);
+    assert_eq!(
+        stdout_json(&summed)["records"][0]["data"],
+        json!({ "sum": 3 })
+    );
+    let refused = sluice(&["run", &wasm, "--config", r#"{"up_to": 0}"#, "health"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("invalid config: field `up_to`: at least 1"),
+        "{stderr}"
+    );
+
+    // An uncaught exception is `internal` with its traceback, not a crash.
+    let source = project.join("connector_api.py");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let broken = text.replacen(
+        "    def health_check(self):\n        return None",
+        "    def health_check(self):\n        raise ValueError(\"the upstream said no\")",
+        1,
+    );
+    assert_ne!(text, broken, "the template's health_check moved");
+    std::fs::write(&source, broken).unwrap();
+    make(&project);
+    let failed = sluice(&["run", &wasm, "--config", r#"{"up_to": 3}"#, "health"]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains("connector bug: Traceback"), "{stderr}");
+    assert!(
+        stderr.contains("ValueError: the upstream said no"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("connector_api.py"),
+        "the traceback names the file: {stderr}"
+    );
+}
