@@ -105,12 +105,14 @@ test: build services pytools
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) guest-tests
 
-## guest-tests: the SDK's, the Python kit's and the connectors' own tests, natively (among them: each
+## guest-tests: the SDK's, the Python and JavaScript kits' and the connectors' own tests, natively (among them: each
 ## connector's config.schema.json is the schema derived from its config type;
 ## SLUICE_UPDATE_SCHEMAS=1 rewrites them)
 guest-tests:
 	cd guests && $(CARGO) test --workspace --exclude sluice-probe --lib --target $$(rustc -vV | sed -n 's/^host: //p')
 	python3 -m unittest discover -s guests/kits/python/tests
+	@command -v node >/dev/null || { echo "node is needed for the JavaScript kit's tests: install Node.js 20 or later (Debian: nodejs)"; exit 1; }
+	node --test guests/kits/js/tests
 
 ## fuzz: the fuzz targets (uploads, grants against ceilings, config schemas), FUZZ_SECONDS each (default 600);
 ## `make test` runs them for 3 s each

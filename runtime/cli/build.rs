@@ -1,5 +1,5 @@
 //! Embeds what `sluice new` writes beside a new connector: the Rust SDK's
-//! sources (`guests/sdk`), the Python kit (`guests/kits/python/sluice_kit`),
+//! sources (`guests/sdk`), the Python and JavaScript kits (`guests/kits`),
 //! the WIT they are built against (`wit/`) and the guests' `Cargo.lock` (so
 //! a new Rust project builds with the versions this repository tests).
 
@@ -12,6 +12,7 @@ fn main() {
     collect(&root.join("guests/sdk/src"), &mut files);
     collect(&root.join("wit"), &mut files);
     collect(&root.join("guests/kits/python/sluice_kit"), &mut files);
+    collect(&root.join("guests/kits/js/sluice_kit"), &mut files);
     files.push(root.join("guests/Cargo.lock"));
     files.sort();
     let mut out = String::from(
@@ -35,10 +36,10 @@ fn main() {
         root.join("guests/sdk/src").display()
     );
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("guests/kits/python/sluice_kit").display()
-    );
+    for kit in ["python", "js"] {
+        let dir = root.join(format!("guests/kits/{kit}/sluice_kit"));
+        println!("cargo:rerun-if-changed={}", dir.display());
+    }
     let dest = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     std::fs::write(dest.join("embedded.rs"), out).expect("OUT_DIR is writable");
 }
@@ -51,7 +52,7 @@ fn collect(dir: &Path, files: &mut Vec<PathBuf>) {
             collect(&path, files);
         } else if path
             .extension()
-            .is_some_and(|e| ["rs", "wit", "py"].contains(&e.to_str().unwrap_or_default()))
+            .is_some_and(|e| ["rs", "wit", "py", "js"].contains(&e.to_str().unwrap_or_default()))
         {
             // Sources only: never a `__pycache__` or an editor's leftovers.
             files.push(path);

@@ -1,11 +1,12 @@
-//! `sluice new NAME --lang rust|python`: a connector project that builds
+//! `sluice new NAME --lang rust|python|js`: a connector project that builds
 //! with one command (`make`) and passes `sluice test-connector` as it is.
 //!
-//! The project holds the SDK's (or the Python kit's) sources and the WIT
-//! they are built against, as embedded in this binary (see `build.rs`); a
-//! Rust project also the lockfile this repository's guests are tested with,
-//! a Python one a Makefile that installs the pinned componentize-py into
-//! the project. Neither needs anything from this repository.
+//! The project holds the SDK's (or the language's kit's) sources and the
+//! WIT they are built against, as embedded in this binary (see `build.rs`);
+//! a Rust project also the lockfile this repository's guests are tested
+//! with, a Python or JavaScript one a Makefile that installs the pinned
+//! componentize-py or componentize-js into the project. None needs
+//! anything from this repository.
 
 use std::path::{Path, PathBuf};
 
@@ -44,6 +45,15 @@ const PYTHON_TEMPLATE: &[(&str, &str)] = &[
     (".gitignore", "/.venv\n/*.wasm\n__pycache__/\n"),
 ];
 
+/// The JavaScript project's own files, `{{name}}` and `{{crate}}` filled in.
+const JS_TEMPLATE: &[(&str, &str)] = &[
+    ("app.js", include_str!("../templates/js/app.js")),
+    ("package.json", include_str!("../templates/js/package.json")),
+    ("Makefile", include_str!("../templates/js/Makefile")),
+    ("README.md", include_str!("../templates/js/README.md")),
+    (".gitignore", "/node_modules\n/*.wasm\n"),
+];
+
 /// Make the project; print where it is and what to run next.
 pub(crate) fn new_project(args: &NewArgs) -> Result<()> {
     check_name(&args.name)?;
@@ -59,10 +69,8 @@ pub(crate) fn new_project(args: &NewArgs) -> Result<()> {
     }
     match args.lang {
         Lang::Rust => write_rust(&dir, &args.name)?,
-        Lang::Python => write_python(&dir, &args.name)?,
-        Lang::Js => bail!(
-            "--lang js: not made yet (a JavaScript connector builds against wit/connector.wit with jco; see the README)"
-        ),
+        Lang::Python => write_kit_project(&dir, &args.name, PYTHON_TEMPLATE, "python")?,
+        Lang::Js => write_kit_project(&dir, &args.name, JS_TEMPLATE, "js")?,
     }
     println!("{}: a new sluice connector. Next:", dir.display());
     println!("  cd {} && make && make check", dir.display());
@@ -106,12 +114,15 @@ fn write_rust(dir: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn write_python(dir: &Path, name: &str) -> Result<()> {
-    for (path, text) in PYTHON_TEMPLATE {
+/// A project in a language with a kit: its template, the kit
+/// (`guests/kits/LANG/sluice_kit`) and the WIT.
+fn write_kit_project(dir: &Path, name: &str, template: &[(&str, &str)], lang: &str) -> Result<()> {
+    for (path, text) in template {
         write(dir, path, &fill(text, name))?;
     }
+    let kit = format!("guests/kits/{lang}/");
     for (path, text) in EMBEDDED {
-        let target = if let Some(rest) = path.strip_prefix("guests/kits/python/") {
+        let target = if let Some(rest) = path.strip_prefix(kit.as_str()) {
             rest.to_string()
         } else if path.starts_with("wit/") {
             (*path).to_string()
@@ -157,6 +168,8 @@ mod tests {
             "guests/Cargo.lock",
             "guests/kits/python/sluice_kit/__init__.py",
             "guests/kits/python/sluice_kit/query.py",
+            "guests/kits/js/sluice_kit/index.js",
+            "guests/kits/js/sluice_kit/query.js",
         ] {
             assert!(paths.contains(&expected), "{expected} in {paths:?}");
         }

@@ -871,25 +871,27 @@ fn sluice_new_makes_a_rust_connector_that_builds_and_passes_the_conformance_suit
     assert!(String::from_utf8_lossy(&bad.stderr).contains("lower-case letters"));
 }
 
-#[test]
-fn sluice_new_makes_a_python_connector_that_builds_and_passes_the_conformance_suite() {
+/// `sluice new NAME --lang LANG`, `make` (which installs the language's
+/// componentizer into the project), the conformance suite, an `execute`, a
+/// config the schema refuses, and an exception thrown by `health_check`
+/// after `original` is replaced by `broken` in `source`: a traceback, not a crash.
+fn kit_project_builds_and_passes(
+    lang: &str,
+    name: &str,
+    source: &str,
+    original: &str,
+    broken: &str,
+    exception: &str,
+) {
     let dir = tempdir();
-    let project = dir.path().join("py-numbers");
+    let project = dir.path().join(name);
     let project_arg = project.display().to_string();
-    let made = sluice(&[
-        "new",
-        "py-numbers",
-        "--lang",
-        "python",
-        "--dir",
-        &project_arg,
-    ]);
+    let made = sluice(&["new", name, "--lang", lang, "--dir", &project_arg]);
     assert!(
         made.status.success(),
         "{}",
         String::from_utf8_lossy(&made.stderr)
     );
-    // One command: it installs componentize-py into the project, then builds.
     let make = |project: &std::path::Path| {
         let built = Command::new("make")
             .current_dir(project)
@@ -903,7 +905,10 @@ fn sluice_new_makes_a_python_connector_that_builds_and_passes_the_conformance_su
         );
     };
     make(&project);
-    let wasm = project.join("py_numbers.wasm").display().to_string();
+    let wasm = project
+        .join(format!("{}.wasm", name.replace('-', "_")))
+        .display()
+        .to_string();
     let checked = sluice(&["test-connector", &wasm, "--config", r#"{"up_to": 9}"#]);
     let report = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{report}");
@@ -934,26 +939,43 @@ fn sluice_new_makes_a_python_connector_that_builds_and_passes_the_conformance_su
     );
 
     // An uncaught exception is `internal` with its traceback, not a crash.
-    let source = project.join("connector_api.py");
-    let text = std::fs::read_to_string(&source).unwrap();
-    let broken = text.replacen(
-        "    def health_check(self):\n        return None",
-        "    def health_check(self):\n        raise ValueError(\"the upstream said no\")",
-        1,
-    );
-    assert_ne!(text, broken, "the template's health_check moved");
-    std::fs::write(&source, broken).unwrap();
+    let path = project.join(source);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replacen(original, broken, 1);
+    assert_ne!(text, changed, "the template's health_check moved");
+    std::fs::write(&path, changed).unwrap();
     make(&project);
     let failed = sluice(&["run", &wasm, "--config", r#"{"up_to": 3}"#, "health"]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(!failed.status.success());
-    assert!(stderr.contains("connector bug: Traceback"), "{stderr}");
+    assert!(stderr.contains("connector bug: "), "{stderr}");
+    assert!(stderr.contains(exception), "{stderr}");
     assert!(
-        stderr.contains("ValueError: the upstream said no"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("connector_api.py"),
+        stderr.contains(source),
         "the traceback names the file: {stderr}"
+    );
+}
+
+#[test]
+fn sluice_new_makes_a_python_connector_that_builds_and_passes_the_conformance_suite() {
+    kit_project_builds_and_passes(
+        "python",
+        "py-numbers",
+        "connector_api.py",
+        "    def health_check(self):\n        return None",
+        "    def health_check(self):\n        raise ValueError(\"the upstream said no\")",
+        "ValueError: the upstream said no",
+    );
+}
+
+#[test]
+fn sluice_new_makes_a_javascript_connector_that_builds_and_passes_the_conformance_suite() {
+    kit_project_builds_and_passes(
+        "js",
+        "js-numbers",
+        "app.js",
+        "  healthCheck() {}",
+        "  healthCheck() {\n    throw new TypeError(\"the upstream said no\");\n  }",
+        "TypeError: the upstream said no",
     );
 }
