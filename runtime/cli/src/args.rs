@@ -71,7 +71,7 @@ pub(crate) enum Lang {
     Rust,
     /// Python (componentize-py).
     Python,
-    /// JavaScript (jco).
+    /// JavaScript (componentize-js).
     Js,
 }
 
@@ -96,7 +96,8 @@ pub(crate) struct ServeArgs {
     /// Admin token (default: the stored one, or a new one printed once).
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
-    /// Largest connector upload, in MiB.
+    /// Largest connector upload, in MiB (a Python or JavaScript connector
+    /// is 16-19 MB: it carries its interpreter).
     #[arg(long, value_name = "MIB", default_value_t = 32)]
     pub max_upload_mib: usize,
     /// Directory of bundled `.wasm` connectors offered to every tenant.
@@ -109,7 +110,8 @@ pub(crate) struct ServeArgs {
     /// files stay in each node's data directory.
     #[arg(long, value_name = "URL", env = "SLUICE_STORE", hide_env_values = true)]
     pub store: Option<String>,
-    /// How long compiling one uploaded connector may take, in milliseconds.
+    /// How long compiling one uploaded connector may take, in milliseconds
+    /// (a Python or JavaScript connector takes 5-6 s on two cores).
     #[arg(long, value_name = "MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub compile_timeout_ms: u64,
     /// Connector instances the pooling allocator keeps slots for (0 turns

@@ -9,8 +9,9 @@
 //! sort, pagination, its largest page size) and answers `unsupported` for
 //! one it does not (or honours it anyway), never ignoring it; `stream`
 //! resumes from a checkpoint with exactly the records after it (a queue's
-//! checkpoints are acknowledgements: skipped); an unknown resource is a
-//! typed error, not a crash. Nothing read is acknowledged.
+//! checkpoints are acknowledgements: skipped); nothing was tried beyond
+//! the grants given; an unknown resource is a typed error, not a crash.
+//! Nothing read is acknowledged.
 
 use anyhow::{bail, Result};
 use serde_json::{json, Map, Value};
@@ -187,6 +188,21 @@ pub(crate) async fn test_connector(
             Outcome::Skip("no resource discovered; name one with --resource".into()),
         );
     }
+    // What the checks above tried beyond the grants (the unknown resource
+    // below may be refused on purpose: a path outside every mount, say).
+    let denials = session.denials();
+    report.record(
+        "no capability used outside the grants given",
+        match denials.first() {
+            None => Outcome::Ok,
+            Some(denial) => Outcome::Fail(format!(
+                "{} attempt(s) the grants do not allow, first: {} (would need {})",
+                denials.len(),
+                denial.attempted,
+                denial.grant
+            )),
+        },
+    );
     let unknown = session
         .fetch(&FetchRequest::new("sluice-conformance/no-such-resource"))
         .await;

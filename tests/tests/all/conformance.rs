@@ -268,3 +268,23 @@ async fn the_rest_and_graphql_connectors_pass_every_check() {
         has(report, "ok    a stream resumes from a checkpoint exactly");
     }
 }
+
+#[test]
+fn a_capability_used_outside_the_grants_fails_the_suite_naming_the_grant() {
+    // A port nothing listens on: the host refuses the request before any connection.
+    let config = json!({ "base_url": "http://127.0.0.1:9", "resources": { "items": { "path": "/x", "records_path": "/data" } } })
+        .to_string();
+    let wasm = guest("sluice_rest").display().to_string();
+    let out = Command::new(sluice_bin())
+        .args(["test-connector", &wasm, "--config", &config])
+        .current_dir(root())
+        .env_remove("SLUICE_LOG")
+        .output()
+        .expect("sluice runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(
+        report.contains("FAIL  no capability used outside the grants given: 1 attempt(s) the grants do not allow, first: GET http://127.0.0.1:9/x (would need --allow-http http://127.0.0.1:9)"),
+        "{report}"
+    );
+}
