@@ -836,7 +836,24 @@ fn sluice_new_makes_a_rust_connector_that_builds_and_passes_the_conformance_suit
         .join("wasm32-wasip2/release/acme_numbers.wasm")
         .display()
         .to_string();
-    let checked = sluice(&["test-connector", &wasm, "--config", r#"{"up_to": 9}"#]);
+    the_numbers_example_works(&wasm);
+
+    let again = sluice(&["new", "acme-numbers", "--dir", &project_arg]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    let bad = sluice(&[
+        "new",
+        "Acme",
+        "--dir",
+        &dir.path().join("x").display().to_string(),
+    ]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("lower-case letters"));
+}
+
+/// The `numbers` example `sluice new` makes, in any language: it passes the
+/// conformance suite, `execute` sums, a config out of bounds is refused.
+fn the_numbers_example_works(wasm: &str) {
+    let checked = sluice(&["test-connector", wasm, "--config", r#"{"up_to": 9}"#]);
     let report = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{report}");
     assert!(
@@ -845,7 +862,7 @@ fn sluice_new_makes_a_rust_connector_that_builds_and_passes_the_conformance_suit
     );
     let summed = sluice(&[
         "run",
-        &wasm,
+        wasm,
         "--config",
         r#"{"up_to": 3}"#,
         "execute",
@@ -858,17 +875,12 @@ fn sluice_new_makes_a_rust_connector_that_builds_and_passes_the_conformance_suit
         stdout_json(&summed)["records"][0]["data"],
         json!({ "sum": 3 })
     );
-
-    let again = sluice(&["new", "acme-numbers", "--dir", &project_arg]);
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
-    let bad = sluice(&[
-        "new",
-        "Acme",
-        "--dir",
-        &dir.path().join("x").display().to_string(),
-    ]);
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("lower-case letters"));
+    let refused = sluice(&["run", wasm, "--config", r#"{"up_to": 0}"#, "health"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("invalid config: field `up_to`: "),
+        "{stderr}"
+    );
 }
 
 /// `sluice new NAME --lang LANG`, `make` (which installs the language's
@@ -909,34 +921,7 @@ fn kit_project_builds_and_passes(
         .join(format!("{}.wasm", name.replace('-', "_")))
         .display()
         .to_string();
-    let checked = sluice(&["test-connector", &wasm, "--config", r#"{"up_to": 9}"#]);
-    let report = String::from_utf8_lossy(&checked.stdout);
-    assert!(checked.status.success(), "{report}");
-    assert!(
-        report.trim_end().ends_with("16 passed, 0 failed"),
-        "{report}"
-    );
-    let summed = sluice(&[
-        "run",
-        &wasm,
-        "--config",
-        r#"{"up_to": 3}"#,
-        "execute",
-        "numbers",
-        "sum",
-        "--records",
-        r#"[{"n": 1}, {"n": 2}]"#,
-    ]);
-    assert_eq!(
-        stdout_json(&summed)["records"][0]["data"],
-        json!({ "sum": 3 })
-    );
-    let refused = sluice(&["run", &wasm, "--config", r#"{"up_to": 0}"#, "health"]);
-    let stderr = String::from_utf8_lossy(&refused.stderr);
-    assert!(
-        stderr.contains("invalid config: field `up_to`: at least 1"),
-        "{stderr}"
-    );
+    the_numbers_example_works(&wasm);
 
     // An uncaught exception is `internal` with its traceback, not a crash.
     let path = project.join(source);

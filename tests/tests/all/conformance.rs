@@ -11,9 +11,9 @@ use sluice_tests::postgres::TestSchema;
 use sluice_tests::rabbitmq::TestQueue;
 use sluice_tests::{guest, root, sluice_bin};
 
-/// Run `sluice test-connector` on `connector` with `args`; its report,
-/// asserted to have passed with no failed check.
-fn passes(connector: &str, args: &[&str]) -> String {
+/// Run `sluice test-connector` on `connector` with `args`: whether it
+/// passed, its report, and what it wrote to stderr.
+fn suite(connector: &str, args: &[&str]) -> (bool, String, String) {
     let wasm = guest(connector).display().to_string();
     let out = Command::new(sluice_bin())
         .arg("test-connector")
@@ -23,12 +23,17 @@ fn passes(connector: &str, args: &[&str]) -> String {
         .env_remove("SLUICE_LOG")
         .output()
         .expect("sluice runs");
-    let report = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
+    (
         out.status.success(),
-        "{connector}:\n{report}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// [`suite`]'s report, asserted to have passed with no failed check.
+fn passes(connector: &str, args: &[&str]) -> String {
+    let (passed, report, stderr) = suite(connector, args);
+    assert!(passed, "{connector}:\n{report}{stderr}");
     assert!(
         report.trim_end().ends_with("passed, 0 failed"),
         "{connector}:\n{report}"
@@ -274,15 +279,8 @@ fn a_capability_used_outside_the_grants_fails_the_suite_naming_the_grant() {
     // A port nothing listens on: the host refuses the request before any connection.
     let config = json!({ "base_url": "http://127.0.0.1:9", "resources": { "items": { "path": "/x", "records_path": "/data" } } })
         .to_string();
-    let wasm = guest("sluice_rest").display().to_string();
-    let out = Command::new(sluice_bin())
-        .args(["test-connector", &wasm, "--config", &config])
-        .current_dir(root())
-        .env_remove("SLUICE_LOG")
-        .output()
-        .expect("sluice runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success(), "{report}");
+    let (passed, report, _) = suite("sluice_rest", &["--config", &config]);
+    assert!(!passed, "{report}");
     assert!(
         report.contains("FAIL  no capability used outside the grants given: 1 attempt(s) the grants do not allow, first: GET http://127.0.0.1:9/x (would need --allow-http http://127.0.0.1:9)"),
         "{report}"
