@@ -611,14 +611,37 @@ impl Session for GrpcSession {
             // Every record is a message of one call.
             read(self.start(&name, &requests)?)?;
         } else {
-            for request in requests {
-                read(self.start(&name, &[request])?)?;
+            for (i, request) in requests.into_iter().enumerate() {
+                // The calls before this one were made: the error says how many.
+                self.start(&name, &[request])
+                    .and_then(&mut read)
+                    .map_err(|err| after_calls(err, i))?;
             }
         }
         Ok(ExecuteResponse {
             affected: req.records.len() as u64,
             records,
         })
+    }
+}
+
+/// `err` of record `i` of an execute whose records before it were each
+/// sent and answered: the message says so (a retry must not repeat them).
+fn after_calls(err: ConnectorError, i: usize) -> ConnectorError {
+    if i == 0 {
+        return err;
+    }
+    let note =
+        |m: String| format!("record {i}: {m} (the {i} record(s) before it were sent and answered)");
+    match err {
+        ConnectorError::InvalidConfig(m) => ConnectorError::InvalidConfig(note(m)),
+        ConnectorError::InvalidRequest(m) => ConnectorError::InvalidRequest(note(m)),
+        ConnectorError::Unsupported(m) => ConnectorError::Unsupported(note(m)),
+        ConnectorError::Denied(m) => ConnectorError::Denied(note(m)),
+        ConnectorError::NotFound(m) => ConnectorError::NotFound(note(m)),
+        ConnectorError::Unavailable(m) => ConnectorError::Unavailable(note(m)),
+        ConnectorError::Internal(m) => ConnectorError::Internal(note(m)),
+        other @ (ConnectorError::RateLimited(_) | ConnectorError::Timeout) => other,
     }
 }
 
