@@ -61,7 +61,7 @@ class Lab(lab_pb2_grpc.LabServicer):
     def ListItems(self, request, context):
         log("ListItems", context, [request])
         size = request.page_size or 2
-        start = int(request.page_token or "0")
+        start = _token(request.page_token, context)
         end = min(start + size, request.count)
         items = [lab_pb2.Item(id=i, name=f"item-{i}") for i in range(start + 1, end + 1)]
         token = str(end) if end < request.count else ""
@@ -69,7 +69,7 @@ class Lab(lab_pb2_grpc.LabServicer):
 
     def Count(self, request, context):
         log("Count", context, [request])
-        after = int(request.page_token or "0")
+        after = _token(request.page_token, context)
         for i in range(after + 1, request.count + 1):
             if i > after + 1 and request.delay_ms:
                 time.sleep(request.delay_ms / 1000)
@@ -89,6 +89,15 @@ class Lab(lab_pb2_grpc.LabServicer):
     def Big(self, request, context):
         log("Big", context, [request])
         return lab_pb2.Blob(data=b"x" * request.bytes)
+
+
+def _token(text, context):
+    """A page token this server issued (a number), or INVALID_ARGUMENT as AIP-158 asks."""
+    if not text:
+        return 0
+    if not text.isdigit():
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"page token {text!r} was not issued here")
+    return int(text)
 
 
 def _code(number):

@@ -9,7 +9,8 @@
 //! sort, pagination, its largest page size) and answers `unsupported` for
 //! one it does not (or honours it anyway), never ignoring it; `stream`
 //! resumes from a checkpoint with exactly the records after it (a queue's
-//! checkpoints are acknowledgements: skipped); nothing was tried beyond
+//! checkpoints are acknowledgements: skipped); a filter value that is not
+//! JSON and a foreign cursor are typed errors; nothing was tried beyond
 //! the grants given; an unknown resource is a typed error, not a crash.
 //! Nothing read is acknowledged.
 
@@ -327,6 +328,38 @@ impl Checks<'_> {
         report.record("the largest page size is kept", outcome);
         let outcome = check(self.stream_resumes().await);
         report.record("a stream resumes from a checkpoint exactly", outcome);
+        let outcome = self.malformed(&first).await;
+        report.record("a malformed filter or cursor is a typed error", outcome);
+    }
+
+    /// A filter whose value is not JSON, and a cursor the connector never
+    /// issued: `invalid-request` (or `unsupported`), never a crash, never
+    /// records as if nothing were wrong.
+    async fn malformed(&mut self, first: &Map<String, Value>) -> Outcome {
+        let field = first
+            .keys()
+            .next()
+            .map_or("sluice_conformance", String::as_str);
+        let mut asked = vec![(
+            "a filter value that is not JSON",
+            self.base().filter(field, FilterOp::Eq, "{not json"),
+        )];
+        if self.capabilities.pagination {
+            let cursor = Some("sluice-conformance: not a cursor".to_string());
+            asked.push(("a foreign cursor", self.request().page(2, None, cursor)));
+        }
+        for (what, req) in asked {
+            match self.session.fetch(&req).await {
+                Err(Error::Connector(
+                    ConnectorError::InvalidRequest(_) | ConnectorError::Unsupported(_),
+                )) => {}
+                Err(other) => {
+                    return Outcome::Fail(format!("{what}: expected invalid-request, got: {other}"))
+                }
+                Ok(_) => return Outcome::Fail(format!("{what}: answered as if it were fine")),
+            }
+        }
+        Outcome::Ok
     }
 
     async fn fields(&mut self, first: &Map<String, Value>) -> Result<Outcome> {

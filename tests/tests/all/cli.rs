@@ -857,7 +857,7 @@ fn the_numbers_example_works(wasm: &str) {
     let report = String::from_utf8_lossy(&checked.stdout);
     assert!(checked.status.success(), "{report}");
     assert!(
-        report.trim_end().ends_with("16 passed, 0 failed"),
+        report.trim_end().ends_with("17 passed, 0 failed"),
         "{report}"
     );
     let summed = sluice(&[
