@@ -14,6 +14,7 @@ use crate::engine::Runtime;
 use crate::error::Error;
 use crate::limits::Limits;
 use crate::session::Session;
+use crate::tape::Tape;
 
 /// The export every connector must provide.
 pub const CONNECTOR_EXPORT: &str = "sluice:connector/connector-api@0.1.0";
@@ -221,7 +222,7 @@ impl Connector {
     /// As [`Connector::describe`], plus [`Error::InvalidConfig`] for unusable limits.
     pub async fn describe_with_limits(&self, limits: &Limits) -> Result<Descriptor, Error> {
         limits.validate()?;
-        let mut session = Session::instantiate(self, &Grants::none(), limits).await?;
+        let mut session = Session::instantiate(self, &Grants::none(), limits, None).await?;
         session.describe().await
     }
 
@@ -247,7 +248,28 @@ impl Connector {
         limits: &Limits,
     ) -> Result<Session, Error> {
         limits.validate()?;
-        let mut session = Session::instantiate(self, grants, limits).await?;
+        let mut session = Session::instantiate(self, grants, limits, None).await?;
+        session.connect(config).await?;
+        Ok(session)
+    }
+
+    /// Open a session whose host answers go through `tape`: written to a
+    /// recording as they happen ([`Tape::Record`]), or taken from one with
+    /// no network ([`Tape::Replay`], with [`Player::grants`](crate::tape::Player::grants)).
+    /// See [`tape`](crate::tape).
+    ///
+    /// # Errors
+    ///
+    /// As [`Connector::open_with_limits`].
+    pub async fn open_taped(
+        &self,
+        config: &str,
+        grants: &Grants,
+        limits: &Limits,
+        tape: Tape,
+    ) -> Result<Session, Error> {
+        limits.validate()?;
+        let mut session = Session::instantiate(self, grants, limits, Some(&tape)).await?;
         session.connect(config).await?;
         Ok(session)
     }

@@ -271,6 +271,7 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
     let mut linker = Linker::<HostState>::new(engine);
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+    crate::tape::files::shadow(&mut linker)?;
     crate::bindings::sluice::connector::log::add_to_linker::<_, HasLog>(&mut linker, |s| {
         LogView {
             tags: &s.log,
@@ -291,6 +292,7 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             denials: &s.denials,
             expiries: &s.expiries,
             forwarded: &mut s.forwarded,
+            tape: s.tape.as_ref(),
         }
     })?;
     crate::bindings::sluice::connector::sftp::add_to_linker::<_, HasSftp>(&mut linker, |s| {

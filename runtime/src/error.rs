@@ -97,6 +97,9 @@ pub enum Error {
     /// An unexpected host-side failure.
     #[error("host error: {0}")]
     Host(String),
+    /// A file that is not a recording this version can replay.
+    #[error("bad recording: {0}")]
+    Recording(String),
 }
 
 /// What separates a crash from the guest's last output in [`Error::Trap`].

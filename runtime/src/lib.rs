@@ -98,6 +98,7 @@ mod limits;
 mod request;
 mod session;
 mod state;
+pub mod tape;
 pub mod wire;
 
 pub use artifacts::{ArtifactCache, CacheStats};

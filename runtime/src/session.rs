@@ -28,6 +28,7 @@ use crate::component::Connector;
 use crate::error::{Error, OUTPUT_FOLLOWS};
 use crate::limits::{LimitExceeded, Limits, StoreLimiter};
 use crate::state::HostState;
+use crate::tape::Tape;
 
 /// An open connector session. Dropping it disconnects: the store and every
 /// host resource it holds (files, sockets, requests) are released.
@@ -68,6 +69,7 @@ impl Session {
         connector: &Connector,
         grants: &Grants,
         limits: &Limits,
+        tape: Option<&Tape>,
     ) -> Result<Self, Error> {
         let started = std::time::Instant::now();
         let runtime = connector.runtime();
@@ -89,6 +91,9 @@ impl Session {
             secrets: grants.secrets.clone(),
         };
         wasi.stdout(stream("stdout")).stderr(stream("stderr"));
+        if let Some(tape) = tape {
+            crate::tape::apply_clocks(&mut wasi, tape);
+        }
         grants.files.apply(&mut wasi)?;
         Arc::new(grants.sockets.clone()).apply(&mut wasi, &denials);
         let mut table = ResourceTable::new();
@@ -100,6 +105,7 @@ impl Session {
                 policy: Arc::new(grants.http.clone()),
                 denials: denials.clone(),
                 expiries: expiries.clone(),
+                tape: tape.cloned(),
             },
             table,
             limiter: StoreLimiter::new(
@@ -119,6 +125,8 @@ impl Session {
             forwarded: Default::default(),
             secrets: grants.secrets.clone(),
             output,
+            tape: tape.cloned(),
+            opened: Default::default(),
         };
         let mut store = Store::new(runtime.engine(), state);
         store.limiter(|state| &mut state.limiter);

@@ -15,6 +15,8 @@ use crate::capability::secrets::SocketSecrets;
 use crate::capability::sftp::SftpPolicy;
 use crate::capability::sql::{ForwardedRecords, SqlPolicy};
 use crate::limits::StoreLimiter;
+use crate::tape::files::OpenedPaths;
+use crate::tape::Tape;
 
 /// The `T` of `Store<T>` for every connector store.
 pub(crate) struct HostState {
@@ -33,6 +35,10 @@ pub(crate) struct HostState {
     pub secrets: SocketSecrets,
     /// The tail of what the guest wrote to stdout and stderr during the current call.
     pub output: GuestOutput,
+    /// Where host answers are recorded or replayed from, if anywhere.
+    pub tape: Option<Tape>,
+    /// The paths of the files and directories the guest opened, while a tape runs.
+    pub opened: OpenedPaths,
 }
 
 impl WasiView for HostState {

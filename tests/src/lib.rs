@@ -94,6 +94,20 @@ pub fn sluice_bin() -> PathBuf {
     path
 }
 
+/// `sluice ARGS` run from the workspace root with the default log level, to its end.
+///
+/// # Panics
+///
+/// When the binary cannot be started.
+pub fn sluice(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(sluice_bin())
+        .args(args)
+        .current_dir(root())
+        .env_remove("SLUICE_LOG")
+        .output()
+        .expect("sluice runs")
+}
+
 /// A fresh temporary directory, removed when dropped.
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().expect("temporary directory")

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
 
 /// Run WebAssembly data connectors in a sandbox that grants only what you allow.
 #[derive(Parser)]
@@ -49,6 +50,21 @@ pub(crate) enum Command {
     /// Make a new connector project that builds with one command (`make`)
     /// and passes `sluice test-connector` as it is.
     New(NewArgs),
+    /// Run a connector again against a recording (`sluice run --record`),
+    /// with no network and no credentials: every HTTP exchange, sql result,
+    /// file, clock reading and random byte comes from the recording. Prints
+    /// what the run prints, then reports the first call that differs from
+    /// the recorded one; exits non-zero when one does.
+    Replay(ReplayArgs),
+}
+
+/// `sluice replay`.
+#[derive(Args)]
+pub(crate) struct ReplayArgs {
+    /// The recording (`sluice run --record FILE`).
+    pub recording: PathBuf,
+    /// The connector component (.wasm): the recorded build or a new one.
+    pub wasm: PathBuf,
 }
 
 /// `sluice new`.
@@ -236,8 +252,14 @@ pub(crate) struct RunArgs {
     /// it again from the start, until it succeeds; then print the grants file
     /// that was missing instead of the data. Reads only; nothing is
     /// acknowledged. Use it on connectors you trust; the server has no such mode.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "record")]
     pub learn: bool,
+    /// Write every host call and its answer (HTTP exchanges, sql results,
+    /// files opened and listed, clock readings, random bytes) to FILE, with
+    /// secrets redacted, for `sluice replay FILE connector.wasm`. Raw TCP
+    /// and SFTP traffic is not recorded.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
     /// Memory limit of the connector, in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 256)]
     pub memory_mib: usize,
@@ -251,7 +273,7 @@ pub(crate) struct RunArgs {
     pub operation: Operation,
 }
 
-#[derive(Args, Clone, Default)]
+#[derive(Args, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct QueryArgs {
     /// Filter `field=op:value`; op is eq ne lt le gt ge in not-in like is-null is-not-null.
     /// The value is JSON when it parses as JSON, else a string. Repeatable (all must hold).
@@ -268,7 +290,8 @@ pub(crate) struct QueryArgs {
     pub options: Option<String>,
 }
 
-#[derive(Subcommand)]
+#[derive(Subcommand, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(crate) enum Operation {
     /// Check the upstream is reachable.
     Health,

@@ -7,6 +7,7 @@ mod learn;
 mod new;
 mod progress;
 mod run;
+mod tape;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -127,6 +128,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Command::TestConnector(args) => conformance::test_connector(&args, cache()).await,
         Command::Serve(args) => serve(args).await,
         Command::New(args) => new::new_project(&args),
+        Command::Replay(args) => tape::replay(&args, cache()).await,
     }
 }
 

@@ -212,6 +212,9 @@ pub(crate) async fn run(args: RunArgs, cache: Option<ArtifactCache>) -> Result<(
     }
     let grants = grants(&args.grant)?;
     let (_runtime, connector) = load(&args.wasm, cache)?;
+    if let Some(path) = &args.record {
+        return crate::tape::record(path, &args, &connector, &config, &grants, &limits).await;
+    }
     let mut session = connector
         .open_with_limits(&config, &grants, &limits)
         .await?;
@@ -288,7 +291,7 @@ pub(crate) async fn operate_quietly(session: &mut Session, operation: &Operation
 }
 
 /// Run `operation` on `session`, printing its result.
-async fn operate(session: &mut Session, operation: Operation) -> Result<()> {
+pub(crate) async fn operate(session: &mut Session, operation: Operation) -> Result<()> {
     match operation {
         Operation::Health => {
             session.health().await?;

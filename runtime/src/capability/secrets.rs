@@ -84,6 +84,11 @@ impl SocketSecrets {
             .flatten()
     }
 
+    /// Every value provided, readable or host-held (what a recording redacts).
+    pub(crate) fn values(&self) -> impl Iterator<Item = &str> {
+        self.values.values().map(|v| &**v)
+    }
+
     /// The names the connector may read.
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.readable.iter().map(String::as_str)

@@ -3,16 +3,7 @@
 use std::process::{Command, Output};
 
 use serde_json::{json, Value};
-use sluice_tests::{guest, root, sluice_bin, tempdir};
-
-fn sluice(args: &[&str]) -> Output {
-    Command::new(sluice_bin())
-        .args(args)
-        .current_dir(root())
-        .env_remove("SLUICE_LOG")
-        .output()
-        .expect("sluice runs")
-}
+use sluice_tests::{guest, root, sluice, sluice_bin, tempdir};
 
 fn stdout_json(out: &Output) -> Value {
     assert!(

@@ -30,3 +30,4 @@ mod security;
 mod server;
 mod server_store;
 mod sftp;
+mod tape;

@@ -394,6 +394,21 @@ impl Session for ProbeSession {
                 std::thread::sleep(std::time::Duration::from_millis(p.ms));
                 Ok(one(json!({ "slept_ms": p.ms })))
             }
+            "entropy" => {
+                // What a run cannot predict: both clocks and every random source.
+                use sluice_sdk::bindings::wasi::clocks::{monotonic_clock, wall_clock};
+                use sluice_sdk::bindings::wasi::random::{insecure, insecure_seed, random};
+                let wall = wall_clock::now();
+                let started = monotonic_clock::now();
+                Ok(one(json!({
+                    "wall": [wall.seconds, wall.nanoseconds],
+                    "monotonic": [started, monotonic_clock::now()],
+                    "random": random::get_random_bytes(16),
+                    "random_u64": random::get_random_u64(),
+                    "insecure": insecure::get_insecure_random_bytes(8),
+                    "seed": insecure_seed::insecure_seed(),
+                })))
+            }
             other => Err(ConnectorError::NotFound(format!(
                 "no probe action `{other}`"
             ))),

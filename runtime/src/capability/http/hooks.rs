@@ -16,6 +16,7 @@ use super::policy::{HttpPolicy, Wait, MAX_RETRIED_BODY_BYTES};
 use super::resilience::{retry_after, retryable_status, BreakerOpen, OriginState};
 use super::{address, injected};
 use crate::capability::denial::{Capability, Denial, Denials, Expiries};
+use crate::tape::{self, Tape};
 
 impl HttpPolicy {
     /// Send one request through the rate limit, the breaker and the retry loop.
@@ -172,23 +173,25 @@ impl HttpPolicy {
 }
 
 /// The `wasi:http` hooks of one session: the policy plus its denial and
-/// expired-timeout logs.
+/// expired-timeout logs, and the tape when the session is recorded or replayed.
+#[derive(Clone)]
 pub(crate) struct HttpHooks {
     pub policy: Arc<HttpPolicy>,
     pub denials: Denials,
     pub expiries: Expiries,
+    pub tape: Option<Tape>,
 }
 
 /// The connection-driving future that accompanies a response.
-type IoFuture = Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>;
+pub(crate) type IoFuture = Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>;
 
 /// A response and its connection future.
-type Sent = (http::Response<WasiBody>, IoFuture);
+pub(crate) type Sent = (http::Response<WasiBody>, IoFuture);
 
 /// A response as it came from upstream and the origin's state (its byte counter).
 type Received = (http::Response<WasiBody>, Arc<OriginState>);
 
-type SendFuture = Box<dyn std::future::Future<Output = Result<Sent, HttpError>> + Send>;
+pub(crate) type SendFuture = Box<dyn std::future::Future<Output = Result<Sent, HttpError>> + Send>;
 
 impl WasiHttpHooks for HttpHooks {
     fn send_request(
@@ -196,6 +199,26 @@ impl WasiHttpHooks for HttpHooks {
         request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         _fut: Box<dyn std::future::Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        match &self.tape {
+            None => self.send(request, options),
+            Some(Tape::Replay(player)) => tape::http::replay(Arc::clone(player), request),
+            Some(Tape::Record(recorder)) => {
+                let hooks = self.clone();
+                tape::http::record(Arc::clone(recorder), request, move |request| {
+                    hooks.send(request, options)
+                })
+            }
+        }
+    }
+}
+
+impl HttpHooks {
+    /// Check `request` against the policy and send it.
+    fn send(
+        &self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
     ) -> SendFuture {
         if let Err(mut denial) = self.policy.check(request.method(), request.uri()) {
             if grpc_without_tls(&request) {

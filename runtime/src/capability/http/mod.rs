@@ -55,7 +55,7 @@ pub mod pool;
 pub mod resilience;
 pub mod sigv4;
 
-pub(crate) use hooks::HttpHooks;
+pub(crate) use hooks::{HttpHooks, IoFuture, SendFuture};
 pub use origin::HostPattern;
 pub use policy::{
     HttpConfig, HttpPolicy, DEFAULT_BETWEEN_BYTES_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,

@@ -20,6 +20,8 @@ use crate::bindings::sluice::connector::sql::{
     RecordShape, RowSet, SqlError,
 };
 use crate::capability::denial::{Capability, Denial, Denials, Expiries, GrantTimeout};
+use crate::tape::sql::{self as taped, SqlAnswer, Taped};
+use crate::tape::Tape;
 
 /// What the sql host borrows from a store's state for one call.
 pub(crate) struct SqlView<'a> {
@@ -33,6 +35,8 @@ pub(crate) struct SqlView<'a> {
     pub expiries: &'a Expiries,
     /// Records forwarded to the running `record-stream.next` call.
     pub forwarded: &'a mut ForwardedRecords,
+    /// Where calls are recorded or replayed from, if anywhere.
+    pub tape: Option<&'a Tape>,
 }
 
 /// Links [`SqlView`] into `add_to_linker`.
@@ -115,13 +119,29 @@ enum Link {
     Mysql(Slot<mysql::MyDriver>),
 }
 
-/// A guest's connection resource.
+/// A guest's connection resource: a grant's client, or — in a replay —
+/// nothing but the recorded dialect.
 pub struct SqlConnection {
+    live: Option<LiveConnection>,
+    dialect: String,
+}
+
+/// A connection to a granted database.
+struct LiveConnection {
     grant: Arc<SqlGrant>,
     link: Link,
 }
 
 impl SqlConnection {
+    /// The live connection; a replayed one has none.
+    fn live(&mut self) -> SqlResult<&mut LiveConnection> {
+        self.live
+            .as_mut()
+            .ok_or_else(|| SqlFailure::Unavailable("a replayed connection has no database".into()))
+    }
+}
+
+impl LiveConnection {
     async fn open(grant: Arc<SqlGrant>) -> SqlResult<Self> {
         let link = match &grant.backend {
             Backend::Postgres(pool) => Link::Postgres(Slot::open(pool).await?),
@@ -234,7 +254,7 @@ pub struct SqlRowStream {
     pending: VecDeque<String>,
 }
 
-impl SqlView<'_> {
+impl<'a> SqlView<'a> {
     fn sql_grant(&self, name: &str) -> Result<Arc<SqlGrant>, SqlError> {
         match self.policy.grant(name) {
             Some(grant) => Ok(Arc::clone(grant)),
@@ -253,6 +273,35 @@ impl SqlView<'_> {
         }
     }
 
+    /// What a call needs besides the table: error typing and the tape.
+    fn taping(&self) -> Taping<'a> {
+        Taping {
+            policy: self.policy,
+            expiries: self.expiries,
+            tape: self.tape,
+        }
+    }
+
+    /// A command channel whose task never runs: what a replayed
+    /// transaction or stream holds (the tape answers instead).
+    fn replayed_commands<C>() -> mpsc::Sender<C> {
+        mpsc::channel(1).0
+    }
+
+    fn replaying(&self) -> bool {
+        self.tape.is_some_and(|t| t.player().is_some())
+    }
+}
+
+/// The parts of a [`SqlView`] a call uses while it holds a resource of the table.
+#[derive(Clone, Copy)]
+struct Taping<'a> {
+    policy: &'a SqlPolicy,
+    expiries: &'a Expiries,
+    tape: Option<&'a Tape>,
+}
+
+impl Taping<'_> {
     /// The WIT error for a failure; an expired statement timeout is recorded,
     /// so the call's resulting `timeout` names the grant's setting.
     fn sql_error(&self, failure: SqlFailure) -> SqlError {
@@ -268,6 +317,35 @@ impl SqlView<'_> {
         }
         failure.into_wit()
     }
+
+    /// Answer `call` from the tape when replaying; else run `live` (its
+    /// failure typed like every sql error) and record the answer when recording.
+    async fn run<T: Taped>(
+        self,
+        call: &str,
+        text: &str,
+        params: &[String],
+        live: impl std::future::Future<Output = SqlResult<T>>,
+    ) -> SqlAnswer<T> {
+        let call = taped::call(call, text, params);
+        if let Some(answer) = taped::replayed(self.tape, &call) {
+            return answer;
+        }
+        let answer = live.await.map_err(|e| self.sql_error(e));
+        taped::record(self.tape, &call, &answer);
+        answer
+    }
+
+    /// The next batch of a row stream's task (or of the recording).
+    async fn next_batch(
+        self,
+        commands: mpsc::Sender<StreamCommand>,
+    ) -> SqlAnswer<Option<Vec<String>>> {
+        self.run("next", "", &[], async move {
+            ask(&commands, StreamCommand::Next).await
+        })
+        .await
+    }
 }
 
 impl SqlHost for SqlView<'_> {}
@@ -277,18 +355,38 @@ impl HostConnection for SqlView<'_> {
         &mut self,
         grant: String,
     ) -> wasmtime::Result<Result<Resource<SqlConnection>, SqlError>> {
-        let grant = match self.sql_grant(&grant) {
-            Ok(grant) => grant,
-            Err(e) => return Ok(Err(e)),
+        let mut live = None;
+        let answer = if self.replaying() {
+            self.taping()
+                .run("open", &grant, &[], async { Ok(String::new()) })
+                .await
+        } else {
+            match self.sql_grant(&grant) {
+                Err(e) => {
+                    let answer = Err(e);
+                    taped::record::<String>(self.tape, &taped::call("open", &grant, &[]), &answer);
+                    answer
+                }
+                Ok(granted) => {
+                    self.taping()
+                        .run("open", &grant, &[], async {
+                            let connection = LiveConnection::open(granted).await?;
+                            let dialect = connection.grant.dialect().as_str().to_string();
+                            live = Some(connection);
+                            Ok(dialect)
+                        })
+                        .await
+                }
+            }
         };
-        match SqlConnection::open(grant).await {
-            Ok(connection) => Ok(Ok(self.table.push(connection)?)),
-            Err(e) => Ok(Err(self.sql_error(e))),
+        match answer {
+            Ok(dialect) => Ok(Ok(self.table.push(SqlConnection { live, dialect })?)),
+            Err(e) => Ok(Err(e)),
         }
     }
 
     async fn dialect(&mut self, this: Resource<SqlConnection>) -> wasmtime::Result<String> {
-        Ok(self.table.get(&this)?.grant.dialect().as_str().to_string())
+        Ok(self.table.get(&this)?.dialect.clone())
     }
 
     async fn query(
@@ -297,11 +395,14 @@ impl HostConnection for SqlView<'_> {
         statement: String,
         params: Vec<String>,
     ) -> wasmtime::Result<Result<RowSet, SqlError>> {
+        let taping = self.taping();
         let conn = self.table.get_mut(&this)?;
-        let result = conn.run(&statement, &params, true).await;
-        Ok(result
-            .map(|(columns, rows, _)| RowSet { columns, rows })
-            .map_err(|e| self.sql_error(e)))
+        Ok(taping
+            .run("query", &statement, &params, async {
+                let (columns, rows, _) = conn.live()?.run(&statement, &params, true).await?;
+                Ok(RowSet { columns, rows })
+            })
+            .await)
     }
 
     async fn query_stream(
@@ -311,18 +412,30 @@ impl HostConnection for SqlView<'_> {
         params: Vec<String>,
         batch_size: u32,
     ) -> wasmtime::Result<Result<Resource<SqlRowStream>, SqlError>> {
+        let taping = self.taping();
         let conn = self.table.get_mut(&this)?;
         let batch_size = batch_size.clamp(1, 100_000);
-        match conn.stream(statement, params, batch_size).await {
-            Ok((columns, commands)) => {
+        let mut commands = None;
+        let answer = taping
+            .run("query-stream", &statement, &params, async {
+                let (columns, sender) = conn
+                    .live()?
+                    .stream(statement.clone(), params.clone(), batch_size)
+                    .await?;
+                commands = Some(sender);
+                Ok(columns)
+            })
+            .await;
+        match answer {
+            Ok(columns) => {
                 let stream = SqlRowStream {
                     columns,
-                    commands,
+                    commands: commands.unwrap_or_else(Self::replayed_commands),
                     pending: VecDeque::new(),
                 };
                 Ok(Ok(self.table.push_child(stream, &this)?))
             }
-            Err(e) => Ok(Err(self.sql_error(e))),
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -332,21 +445,37 @@ impl HostConnection for SqlView<'_> {
         statement: String,
         params: Vec<String>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
+        let taping = self.taping();
         let conn = self.table.get_mut(&this)?;
-        let result = conn.run(&statement, &params, false).await;
-        Ok(result.map(|(_, _, n)| n).map_err(|e| self.sql_error(e)))
+        Ok(taping
+            .run("execute", &statement, &params, async {
+                let (_, _, count) = conn.live()?.run(&statement, &params, false).await?;
+                Ok(count)
+            })
+            .await)
     }
 
     async fn begin(
         &mut self,
         this: Resource<SqlConnection>,
     ) -> wasmtime::Result<Result<Resource<SqlTransaction>, SqlError>> {
+        let taping = self.taping();
         let conn = self.table.get_mut(&this)?;
-        match conn.begin().await {
-            Ok(commands) => Ok(Ok(self
-                .table
-                .push_child(SqlTransaction { commands }, &this)?)),
-            Err(e) => Ok(Err(self.sql_error(e))),
+        let mut commands = None;
+        let answer = taping
+            .run("begin", "", &[], async {
+                commands = Some(conn.live()?.begin().await?);
+                Ok(())
+            })
+            .await;
+        match answer {
+            Ok(()) => {
+                let commands = commands.unwrap_or_else(Self::replayed_commands);
+                Ok(Ok(self
+                    .table
+                    .push_child(SqlTransaction { commands }, &this)?))
+            }
+            Err(e) => Ok(Err(e)),
         }
     }
 
@@ -364,13 +493,16 @@ impl HostTransaction for SqlView<'_> {
         params: Vec<String>,
     ) -> wasmtime::Result<Result<RowSet, SqlError>> {
         let commands = self.table.get(&this)?.commands.clone();
-        let result = ask(&commands, |reply| {
-            TxCommand::Query(statement, params, reply)
-        })
-        .await;
-        Ok(result
-            .map(|(columns, rows)| RowSet { columns, rows })
-            .map_err(|e| self.sql_error(e)))
+        Ok(self
+            .taping()
+            .run("tx-query", &statement, &params, async {
+                let (columns, rows) = ask(&commands, |reply| {
+                    TxCommand::Query(statement.clone(), params.clone(), reply)
+                })
+                .await?;
+                Ok(RowSet { columns, rows })
+            })
+            .await)
     }
 
     async fn execute(
@@ -380,11 +512,15 @@ impl HostTransaction for SqlView<'_> {
         params: Vec<String>,
     ) -> wasmtime::Result<Result<u64, SqlError>> {
         let commands = self.table.get(&this)?.commands.clone();
-        let result = ask(&commands, |reply| {
-            TxCommand::Execute(statement, params, reply)
-        })
-        .await;
-        Ok(result.map_err(|e| self.sql_error(e)))
+        Ok(self
+            .taping()
+            .run("tx-execute", &statement, &params, async {
+                ask(&commands, |reply| {
+                    TxCommand::Execute(statement.clone(), params.clone(), reply)
+                })
+                .await
+            })
+            .await)
     }
 
     async fn commit(
@@ -392,9 +528,12 @@ impl HostTransaction for SqlView<'_> {
         this: Resource<SqlTransaction>,
     ) -> wasmtime::Result<Result<(), SqlError>> {
         let tx = self.table.delete(this)?;
-        Ok(ask(&tx.commands, |reply| TxCommand::Finish(true, reply))
-            .await
-            .map_err(|e| self.sql_error(e)))
+        Ok(self
+            .taping()
+            .run("commit", "", &[], async {
+                ask(&tx.commands, |reply| TxCommand::Finish(true, reply)).await
+            })
+            .await)
     }
 
     async fn rollback(
@@ -402,9 +541,12 @@ impl HostTransaction for SqlView<'_> {
         this: Resource<SqlTransaction>,
     ) -> wasmtime::Result<Result<(), SqlError>> {
         let tx = self.table.delete(this)?;
-        Ok(ask(&tx.commands, |reply| TxCommand::Finish(false, reply))
-            .await
-            .map_err(|e| self.sql_error(e)))
+        Ok(self
+            .taping()
+            .run("rollback", "", &[], async {
+                ask(&tx.commands, |reply| TxCommand::Finish(false, reply)).await
+            })
+            .await)
     }
 
     async fn drop(&mut self, this: Resource<SqlTransaction>) -> wasmtime::Result<()> {
@@ -428,9 +570,7 @@ impl HostRowStream for SqlView<'_> {
             return Ok(Ok(Some(stream.pending.drain(..).collect())));
         }
         let commands = stream.commands.clone();
-        Ok(ask(&commands, StreamCommand::Next)
-            .await
-            .map_err(|e| self.sql_error(e)))
+        Ok(self.taping().next_batch(commands).await)
     }
 
     async fn forward_records(
@@ -439,22 +579,23 @@ impl HostRowStream for SqlView<'_> {
         shape: RecordShape,
         max: u32,
     ) -> wasmtime::Result<Result<Option<Forwarded>, SqlError>> {
+        let taping = self.taping();
         let room = match self.forwarded.room() {
             Ok(room) => room,
-            Err(e) => return Ok(Err(self.sql_error(e))),
+            Err(e) => return Ok(Err(taping.sql_error(e))),
         };
         let stream = self.table.get_mut(&this)?;
         // A shape that does not fit the columns is refused before any row is taken.
         let shaper = match Shaper::new(&shape, &stream.columns) {
             Ok(shaper) => shaper,
-            Err(e) => return Ok(Err(self.sql_error(e))),
+            Err(e) => return Ok(Err(taping.sql_error(e))),
         };
         if stream.pending.is_empty() {
             let commands = stream.commands.clone();
-            match ask(&commands, StreamCommand::Next).await {
+            match taping.next_batch(commands).await {
                 Ok(Some(rows)) => self.table.get_mut(&this)?.pending.extend(rows),
                 Ok(None) => return Ok(Ok(None)),
-                Err(e) => return Ok(Err(self.sql_error(e))),
+                Err(e) => return Ok(Err(e)),
             }
         }
         let stream = self.table.get_mut(&this)?;
@@ -471,7 +612,7 @@ impl HostRowStream for SqlView<'_> {
                     last_position,
                 })))
             }
-            Err(e) => Ok(Err(self.sql_error(e))),
+            Err(e) => Ok(Err(taping.sql_error(e))),
         }
     }
 
