@@ -339,3 +339,48 @@ async fn clock_readings_and_random_bytes_replay_exactly_through_the_library() {
     assert!(player.finish(None).is_faithful());
     assert!(!events(&path, "clock").is_empty() && !events(&path, "random").is_empty());
 }
+
+#[test]
+fn tcp_traffic_is_not_recorded_and_says_so_and_its_replay_is_refused_it() {
+    let dir = tempdir();
+    let recording = dir.path().join("redis.tape");
+    let redis = guest("sluice_redis").display().to_string();
+    let recorded = sluice(&[
+        "run",
+        &redis,
+        "--allow-tcp",
+        "127.0.0.1:6379",
+        "--config",
+        r#"{"address": "127.0.0.1:6379"}"#,
+        "--record",
+        &recording.display().to_string(),
+        "health",
+    ]);
+    let said = stderr(&recorded);
+    assert!(
+        recorded.status.success(),
+        "redis must run on 127.0.0.1:6379: {said}"
+    );
+    assert!(
+        said.contains("--record does not capture TCP sockets traffic"),
+        "{said}"
+    );
+    let header: Value = serde_json::from_str(
+        std::fs::read_to_string(&recording)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["unrecorded"], json!(["tcp"]));
+
+    let replayed = replay(&recording, &redis);
+    let why = stderr(&replayed);
+    assert!(!replayed.status.success());
+    assert!(
+        why.contains("the recorded run also used tcp, which the recording does not hold")
+            && why.contains("the recorded run ended with success; the replay ended with the error"),
+        "{why}"
+    );
+}
