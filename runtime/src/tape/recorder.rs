@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::event::{Event, Outcome, RecordedMount, RecordingHeader, FORMAT_VERSION};
-use super::redact::{redact_config, Redactor};
+use super::redact::Redactor;
 use crate::capability::files::MountMode;
 use crate::component::Connector;
 use crate::error::Error;
@@ -54,7 +54,8 @@ impl Recorder {
     /// Create (or truncate) the recording at `path` and write its header:
     /// the connector, `config` with secret-looking fields redacted, what
     /// `grants` mount and what they grant that is not recorded, and
-    /// `invocation` (the caller's own description of what it runs).
+    /// `invocation` (the caller's own description of what it runs, redacted
+    /// as the config is).
     ///
     /// Every secret value `grants` were given, and every redacted config
     /// value, is redacted wherever it appears in the recording.
@@ -72,14 +73,10 @@ impl Recorder {
     ) -> Result<Self, Error> {
         let mut config: Value = serde_json::from_str(config)
             .map_err(|e| Error::InvalidConfig(format!("the config is not JSON: {e}")))?;
-        let from_config = redact_config(&mut config);
-        let redactor = Redactor::new(
-            grants
-                .secrets
-                .values()
-                .map(str::to_string)
-                .chain(from_config),
-        );
+        let redactor = Redactor::new(grants.secrets.values().map(str::to_string));
+        redactor.json(&mut config);
+        let mut invocation = invocation;
+        redactor.json(&mut invocation);
         let mut unrecorded = Vec::new();
         if !grants.sockets.is_empty() {
             unrecorded.push("tcp".to_string());

@@ -384,3 +384,76 @@ fn tcp_traffic_is_not_recorded_and_says_so_and_its_replay_is_refused_it() {
         "{why}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_the_connector_makes_itself_leaves_no_secret_in_the_recording() {
+    let upstream = Upstream::start().await;
+    let dir = tempdir();
+    let recording = dir.path().join("login.tape");
+    let login = json!({
+        "url": upstream.url("/token"),
+        "method": "POST",
+        "text": format!("grant_type=client_credentials&client_id=app&client_secret={}", sluice_tests::upstream::CLIENT_SECRET),
+    })
+    .to_string();
+    let probe = guest("sluice_probe").display().to_string();
+    let args = vec![
+        "run".to_string(),
+        probe.clone(),
+        "--allow-http".into(),
+        upstream.origin(),
+        "--allow-http-private".into(),
+        "--record".into(),
+        recording.display().to_string(),
+        "fetch".into(),
+        "http".into(),
+        "--options".into(),
+        login,
+    ];
+    let recorded = tokio::task::spawn_blocking(move || {
+        sluice(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert!(recorded.status.success(), "{}", stderr(&recorded));
+    drop(upstream);
+    // The live run got its token; the recording has neither it nor the client secret.
+    let page: Value = serde_json::from_slice(&recorded.stdout).unwrap();
+    let body: Value =
+        serde_json::from_str(page["records"][0]["data"]["body"].as_str().unwrap()).unwrap();
+    let token = body["access_token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("tok-"), "{body}");
+    let text = std::fs::read_to_string(&recording).unwrap();
+    let exchange = &events(&recording, "http")[0];
+    use base64::Engine as _;
+    let sent = base64::engine::general_purpose::STANDARD
+        .decode(exchange["request"]["body"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(sent).unwrap(),
+        "grant_type=client_credentials&client_id=app&client_secret=***"
+    );
+    assert!(!text.contains(sluice_tests::upstream::CLIENT_SECRET));
+    let answered = events(&recording, "http_body")
+        .iter()
+        .map(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b["data"].as_str().unwrap())
+                .unwrap()
+        })
+        .collect::<Vec<_>>()
+        .concat();
+    let answered = String::from_utf8(answered).unwrap();
+    assert!(
+        answered.contains(r#""access_token":"***""#) && !answered.contains(&token),
+        "{answered}"
+    );
+    // The replay sends the same (redacted) login and gets the redacted token.
+    let replayed = replay(&recording, &probe);
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    let page: Value = serde_json::from_slice(&replayed.stdout).unwrap();
+    assert!(page["records"][0]["data"]["body"]
+        .as_str()
+        .unwrap()
+        .contains(r#""access_token":"***""#));
+}
