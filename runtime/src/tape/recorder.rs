@@ -106,7 +106,17 @@ impl Recorder {
             path: path.display().to_string(),
             source,
         };
-        let file = std::fs::File::create(path).map_err(io)?;
+        // The records themselves are in it: readable by this user alone.
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(io)?
+        };
         let mut out = std::io::BufWriter::new(file);
         let line = serde_json::to_string(&header).map_err(|e| Error::Host(e.to_string()))?;
         writeln!(out, "{line}")
