@@ -300,10 +300,6 @@ pub(crate) fn lay_out(
         .unwrap_or_default()
         .as_nanos();
     let root = std::env::temp_dir().join(format!("sluice-replay-{}-{nanos}", std::process::id()));
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io { path, source }
-    };
     // Made here and now, readable by this user alone: never a directory
     // (or a link) someone else put there.
     {
@@ -326,10 +322,6 @@ fn lay_out_in(
     contents: &[(String, Vec<u8>)],
     listings: &[(String, Vec<DirEntry>)],
 ) -> Result<(), Error> {
-    let io = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| Error::Io { path, source }
-    };
     for index in 0..mounts.len() {
         let dir = mount_dir(root, index);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
@@ -379,6 +371,12 @@ fn lay_out_in(
         std::fs::write(&at, bytes).map_err(io(&at))?;
     }
     Ok(())
+}
+
+/// The error of an I/O failure at `path`.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.display().to_string();
+    move |source| Error::Io { path, source }
 }
 
 /// Whether `path` is `mount` or beneath it.
