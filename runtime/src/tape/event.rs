@@ -139,6 +139,17 @@ pub(crate) struct HttpFailure {
     pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// For a request the host denied, what it said (so a replay names the same grant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denial: Option<RecordedDenial>,
+}
+
+/// A host denial as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RecordedDenial {
+    pub attempted: String,
+    pub grant: String,
+    pub api_grant: String,
 }
 
 /// A directory entry.

@@ -12,10 +12,11 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, Full};
 use wasmtime_wasi_http::{Error as HttpError, WasiBody};
 
-use super::event::{Event, HeaderLine, HttpAnswer, HttpFailure, HttpRequest};
+use super::event::{Event, HeaderLine, HttpAnswer, HttpFailure, HttpRequest, RecordedDenial};
 use super::player::{Player, RecordedBody};
 use super::recorder::Recorder;
 use super::redact::Redactor;
+use crate::capability::denial::{Capability, Denial, Denials};
 use crate::capability::http::{IoFuture, SendFuture};
 
 /// The largest request body a recorded or replayed session sends (it is
@@ -66,10 +67,12 @@ fn header_lines(redactor: &Redactor, headers: &http::HeaderMap) -> Vec<HeaderLin
         .collect()
 }
 
-/// Send `request` with `send`, recording the exchange.
+/// Send `request` with `send`, recording the exchange (and, for a request
+/// the host denies, the denial it adds to `denials`).
 pub(crate) fn record(
     recorder: Arc<Recorder>,
     request: http::Request<WasiBody>,
+    denials: Denials,
     send: impl FnOnce(http::Request<WasiBody>) -> SendFuture + Send + 'static,
 ) -> SendFuture {
     Box::new(async move {
@@ -77,12 +80,22 @@ pub(crate) fn record(
         let body = whole(body).await?;
         let recorded = recorded_request(recorder.redactor(), &parts, &body);
         let id = recorder.next_http_id();
+        let before = denials.len();
         match Box::into_pin(send(http::Request::from_parts(parts, full(body)))).await {
             Err(error) => {
+                let redactor = recorder.redactor();
+                let mut failure = failure_of(redactor, &error);
+                if matches!(error, HttpError::HttpRequestDenied) {
+                    failure.denial = denials.first_since(before).map(|d| RecordedDenial {
+                        attempted: redactor.text(&d.attempted),
+                        grant: redactor.text(&d.grant),
+                        api_grant: redactor.text(&d.api_grant),
+                    });
+                }
                 recorder.write(Event::Http {
                     id,
                     request: recorded,
-                    answer: HttpAnswer::Failed(failure_of(recorder.redactor(), &error)),
+                    answer: HttpAnswer::Failed(failure),
                 });
                 Err(error)
             }
@@ -165,8 +178,13 @@ impl Body for TeeBody {
 }
 
 /// Answer `request` from the recording: the next recorded exchange, when
-/// the request is the one recorded; a divergence otherwise.
-pub(crate) fn replay(player: Arc<Player>, request: http::Request<WasiBody>) -> SendFuture {
+/// the request is the one recorded (a recorded denial is added to
+/// `denials` again); a divergence otherwise.
+pub(crate) fn replay(
+    player: Arc<Player>,
+    request: http::Request<WasiBody>,
+    denials: Denials,
+) -> SendFuture {
     Box::new(async move {
         let (parts, body) = request.into_parts();
         let body = whole(body).await?;
@@ -194,7 +212,18 @@ pub(crate) fn replay(player: Arc<Player>, request: http::Request<WasiBody>) -> S
         }
         player.matched();
         let (status, headers) = match exchange.answer {
-            HttpAnswer::Failed(failure) => return Err(error_of(&failure)),
+            HttpAnswer::Failed(failure) => {
+                if let Some(denial) = &failure.denial {
+                    denials.record(Denial {
+                        capability: Capability::Http,
+                        attempted: denial.attempted.clone(),
+                        grant: denial.grant.clone(),
+                        api_grant: denial.api_grant.clone(),
+                        connector_error: None,
+                    });
+                }
+                return Err(error_of(&failure));
+            }
             HttpAnswer::Response { status, headers } => (status, headers),
         };
         let mut response = http::Response::new(
@@ -329,6 +358,7 @@ fn failure_of(redactor: &Redactor, error: &HttpError) -> HttpFailure {
     let code = |code: &str| HttpFailure {
         code: code.to_string(),
         detail: None,
+        denial: None,
     };
     match error {
         HttpError::HttpRequestDenied => code("HTTP-request-denied"),
@@ -343,16 +373,16 @@ fn failure_of(redactor: &Redactor, error: &HttpError) -> HttpFailure {
         HttpError::TlsCertificateError => code("TLS-certificate-error"),
         HttpError::TlsProtocolError => code("TLS-protocol-error"),
         HttpError::HttpResponseBodySize(limit) => HttpFailure {
-            code: "HTTP-response-body-size".into(),
             detail: limit.map(|l| l.to_string()),
+            ..code("HTTP-response-body-size")
         },
         HttpError::InternalError(detail) => HttpFailure {
-            code: "internal-error".into(),
             detail: detail.as_deref().map(|d| redactor.text(d)),
+            ..code("internal-error")
         },
         other => HttpFailure {
-            code: "internal-error".into(),
             detail: Some(redactor.text(&format!("{other:?}"))),
+            ..code("internal-error")
         },
     }
 }

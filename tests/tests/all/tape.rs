@@ -457,3 +457,44 @@ async fn a_login_the_connector_makes_itself_leaves_no_secret_in_the_recording() 
         .unwrap()
         .contains(r#""access_token":"***""#));
 }
+
+#[test]
+fn a_recorded_denial_replays_naming_the_same_grant() {
+    let dir = tempdir();
+    let recording = dir.path().join("denied.tape");
+    let probe = guest("sluice_probe").display().to_string();
+    let options = json!({ "url": "http://127.0.0.1:9/x" }).to_string();
+    let recorded = sluice(&[
+        "run",
+        &probe,
+        "--record",
+        &recording.display().to_string(),
+        "fetch",
+        "http",
+        "--options",
+        &options,
+    ]);
+    assert!(!recorded.status.success());
+    let denied = stderr(&recorded);
+    assert!(
+        denied.contains("--allow-http http://127.0.0.1:9"),
+        "{denied}"
+    );
+    let exchange = &events(&recording, "http")[0];
+    assert_eq!(
+        exchange["answer"]["failed"]["denial"]["grant"],
+        "--allow-http http://127.0.0.1:9"
+    );
+
+    let replayed = replay(&recording, &probe);
+    let why = stderr(&replayed);
+    assert!(replayed.status.success(), "{why}");
+    assert!(
+        why.contains("the replayed run failed")
+            && why.contains("--allow-http http://127.0.0.1:9")
+            && why.contains(
+                "replay matched the recording: 1 of 1 recorded calls, ending the same way"
+            ),
+        "{why}"
+    );
+}

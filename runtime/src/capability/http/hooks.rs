@@ -202,10 +202,13 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         match &self.tape {
             None => self.send(request, options),
-            Some(Tape::Replay(player)) => tape::http::replay(Arc::clone(player), request),
+            Some(Tape::Replay(player)) => {
+                tape::http::replay(Arc::clone(player), request, self.denials.clone())
+            }
             Some(Tape::Record(recorder)) => {
                 let hooks = self.clone();
-                tape::http::record(Arc::clone(recorder), request, move |request| {
+                let denials = self.denials.clone();
+                tape::http::record(Arc::clone(recorder), request, denials, move |request| {
                     hooks.send(request, options)
                 })
             }
