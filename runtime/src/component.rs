@@ -40,6 +40,7 @@ const HOST_INTERFACES: &[&str] = &[
     "sluice:connector/sql",
     "sluice:connector/sftp",
     "sluice:connector/secrets",
+    "sluice:connector/json-lines",
 ];
 
 /// Whether the host provides the import named `name`.

@@ -18,6 +18,7 @@ use crate::capability::sftp::{HasSftp, SftpView};
 use crate::capability::sql::{HasSql, SqlView};
 use crate::component::Connector;
 use crate::error::Error;
+use crate::json_lines::{HasJsonLines, JsonLinesView};
 use crate::limits::Limits;
 use crate::state::HostState;
 
@@ -284,6 +285,10 @@ fn host_linker(engine: &Engine) -> wasmtime::Result<Linker<HostState>> {
             secrets: &s.secrets,
             denials: &s.denials,
         },
+    )?;
+    crate::bindings::sluice::connector::json_lines::add_to_linker::<_, HasJsonLines>(
+        &mut linker,
+        |_| JsonLinesView,
     )?;
     crate::bindings::sluice::connector::sql::add_to_linker::<_, HasSql>(&mut linker, |s| {
         SqlView {

@@ -94,6 +94,7 @@ pub mod capability;
 mod component;
 mod engine;
 mod error;
+mod json_lines;
 mod limits;
 mod request;
 mod session;

@@ -98,6 +98,7 @@ pub mod config;
 mod export;
 pub mod fields;
 pub mod http;
+pub mod json_lines;
 pub mod link;
 pub mod log;
 pub mod net;

@@ -780,6 +780,10 @@ async fn a_filtered_ndjson_stream_keeps_whole_records_and_still_checks_every_lin
     .unwrap();
     let req = FetchRequest::new("bad.ndjson").filter("a.b", FilterOp::Eq, "1");
     let mut stream = session.stream(&req, None).await.unwrap();
+    // The good line before it goes out first.
+    let first = stream.next(10).await.unwrap().expect("a batch");
+    assert_eq!(first.records.len(), 1);
+    assert_eq!(first.checkpoint.as_deref(), Some("byte:14:line:2"));
     let err = stream.next(10).await.unwrap_err();
     match err {
         Error::Connector(ConnectorError::InvalidRequest(message)) => {
@@ -789,5 +793,128 @@ async fn a_filtered_ndjson_stream_keeps_whole_records_and_still_checks_every_lin
             )
         }
         other => panic!("expected invalid-request, got {other:?}"),
+    }
+}
+
+/// NDJSON over several of the chunks the host checks at a time: lines of
+/// varied width, blank lines, CRLF, leading blanks, non-ASCII text, and a
+/// last line without a newline. `(text, kept)`: the file and, in order, the
+/// lines whose `k` is 0, as written.
+fn chunked_ndjson(count: u64) -> (String, Vec<String>) {
+    let (mut text, mut kept) = (String::new(), Vec::new());
+    for i in 0..count {
+        let line = format!(
+            "{{\"n\":{i},\"name\":\"ä-{}\",\"k\":{}}}",
+            "x".repeat((i % 97) as usize),
+            i % 3
+        );
+        match i % 5 {
+            0 => text.push_str(&format!("  {line}\r\n")),
+            1 => text.push_str(&format!("{line}\n\n")),
+            _ => text.push_str(&format!("{line}\n")),
+        }
+        if i % 3 == 0 {
+            kept.push(line);
+        }
+    }
+    text.pop();
+    (text, kept)
+}
+
+#[tokio::test]
+async fn a_filtered_stream_over_many_chunks_keeps_every_line_and_resumes_at_any_checkpoint() {
+    let dir = tempdir();
+    let (text, kept) = chunked_ndjson(20_000);
+    assert!(text.len() > 1 << 20, "several chunks: {} bytes", text.len());
+    std::fs::write(dir.path().join("many.ndjson"), &text).unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let req = FetchRequest::new("many.ndjson").filter("k", FilterOp::Eq, "0");
+    // The records are the lines as written.
+    let mut stream = session.stream(&req, None).await.unwrap();
+    let mut texts = Vec::new();
+    while let Some(batch) = stream.next(1000).await.unwrap() {
+        texts.extend(batch.records.into_iter().map(|r| r.data));
+    }
+    stream.close().await.unwrap();
+    assert_eq!(texts, kept);
+    let rows: Vec<Value> = kept
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let batches = stream_all(&mut session, &req, None, 1000).await;
+    assert_eq!(batches.len(), rows.len().div_ceil(1000));
+    assert_every_checkpoint_resumes_exactly(&mut session, &req, &batches, &rows, 700, "many").await;
+    // Without a filter every line is a record.
+    let all = stream_all(&mut session, &FetchRequest::new("many.ndjson"), None, 4096).await;
+    assert_eq!(all.iter().map(|(r, _)| r.len()).sum::<usize>(), 20_000);
+}
+
+#[tokio::test]
+async fn a_malformed_line_after_many_chunks_ends_the_stream_after_every_line_before_it() {
+    let dir = tempdir();
+    let (good, kept) = chunked_ndjson(20_000);
+    // The bad line is in a field the filter does not read.
+    let text = format!("{good}\n{{\"n\":1,\"k\":0,\"x\":oops}}\n{{\"k\":0}}\n");
+    std::fs::write(dir.path().join("late.ndjson"), &text).unwrap();
+    let line = good.lines().count() + 1;
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    let req = FetchRequest::new("late.ndjson").filter("k", FilterOp::Eq, "0");
+    let says = format!("/data/late.ndjson: line {line} (byte {}):", good.len() + 1);
+    let mut stream = session.stream(&req, None).await.unwrap();
+    let (mut delivered, mut last) = (0, None);
+    let err = loop {
+        match stream.next(1000).await {
+            Ok(Some(batch)) => {
+                delivered += batch.records.len();
+                last = batch.checkpoint;
+            }
+            Ok(None) => panic!("the stream ended as if whole"),
+            Err(err) => break err,
+        }
+    };
+    assert_eq!(delivered, kept.len(), "every good line before the bad one");
+    match err {
+        Error::Connector(ConnectorError::InvalidRequest(message)) => assert!(
+            message.contains(&says) && message.contains("expected value"),
+            "{message}"
+        ),
+        other => panic!("expected invalid-request, got {other:?}"),
+    }
+    stream.close().await.unwrap();
+    // Resumed after the last record, the stream meets the bad line at once.
+    let mut resumed = session.stream(&req, last.as_deref()).await.unwrap();
+    match resumed.next(1000).await {
+        Err(Error::Connector(ConnectorError::InvalidRequest(message))) => {
+            assert!(message.contains(&says), "{message}")
+        }
+        other => panic!("expected the same invalid-request, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_endless_line_is_invalid_not_a_trap() {
+    let dir = tempdir();
+    std::fs::write(
+        dir.path().join("line.ndjson.gz"),
+        gzip_endless("{\"a\": 1}\n{\"a\": \"", b'a', 300 << 20),
+    )
+    .unwrap();
+    let mut session = open(dir.path(), "ro", json!({})).await;
+    for req in [
+        FetchRequest::new("line.ndjson.gz"),
+        FetchRequest::new("line.ndjson.gz").filter("a", FilterOp::Eq, "1"),
+    ] {
+        let mut stream = session.stream(&req, None).await.unwrap();
+        let first = stream.next(10).await.unwrap().expect("the first line");
+        assert_eq!(data(&first.records), [json!({"a": 1})]);
+        match stream.next(10).await {
+            Err(Error::Connector(ConnectorError::InvalidRequest(m))) => assert!(
+                m.contains("/data/line.ndjson.gz: line 2 (byte 9)")
+                    && m.contains("a record longer than 33554432 bytes"),
+                "{m}"
+            ),
+            other => panic!("expected invalid-request, got {other:?}"),
+        }
+        stream.close().await.unwrap();
     }
 }

@@ -336,3 +336,64 @@ async fn zero_limits_are_rejected() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn json_lines_bounds_what_one_scan_may_cost_the_host() {
+    let limits = Limits {
+        memory_bytes: 256 << 20,
+        ..Limits::default()
+    };
+    let mut session = probe()
+        .open_with_limits("{}", &Grants::none(), &limits)
+        .await
+        .unwrap();
+    let mut scan = async |params| {
+        session
+            .fetch(&probe_request("json-lines", params))
+            .await
+            .map(|page| data(&page.records).remove(0))
+    };
+    // One byte over the chunk's bound, and one field over the list's.
+    for (params, says) in [
+        (
+            json!({"text": "x", "count": (64 << 20) + 1}),
+            "at most 64 MiB",
+        ),
+        (
+            json!({"text": "{}\n", "count": 1, "batch": 65}),
+            "at most 64 fields",
+        ),
+    ] {
+        match scan(params).await {
+            Err(Error::Connector(ConnectorError::InvalidRequest(m))) => {
+                assert!(m.contains(says), "{m}")
+            }
+            other => panic!("expected invalid-request saying {says:?}, got {other:?}"),
+        }
+    }
+    // A line nested 400,000 deep, 2 MiB long (past what is scanned on the
+    // calling thread): checked without recursing, so no host stack is at
+    // risk, and malformed (it never closes).
+    let deep = scan(json!({"text": "{\"a\":", "count": 400_000}))
+        .await
+        .unwrap();
+    assert_eq!(deep["found"], 0);
+    assert_eq!(deep["malformed"]["line"], 0);
+    assert!(
+        deep["malformed"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("EOF while parsing a value at line 1 column 2000000"),
+        "{deep}"
+    );
+    // A million lines in one chunk are each checked and found.
+    let many = scan(json!({"text": "{\"f0\": 1}\n", "count": 1 << 20, "batch": 1}))
+        .await
+        .unwrap();
+    assert_eq!(
+        (&many["found"], &many["lines"], &many["consumed"]),
+        (&json!(1 << 20), &json!(1 << 20), &json!(10 << 20))
+    );
+    assert_eq!(many["malformed"], json!(null));
+    assert_runtime_still_serves().await;
+}

@@ -4,7 +4,6 @@ use std::io::{self, BufRead, BufReader, Read};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use sluice_sdk::fields::read_fields;
 use sluice_sdk::query::Predicate;
 use sluice_sdk::{io_error, ConnectorError, Result};
 
@@ -267,14 +266,7 @@ pub fn reader(
         Format::Csv => Box::new(CsvReader::new(source, encoding, csv, from)?),
         Format::Ndjson => {
             let input = open(source, encoding, from.offset)?;
-            Box::new(NdjsonReader {
-                path: source.name().to_string(),
-                input,
-                pos: from,
-                buf: String::new(),
-                keep: None,
-                slots: Vec::new(),
-            })
+            Box::new(crate::ndjson::NdjsonReader::new(source.name(), input, from))
         }
         Format::Json => Box::new(JsonArrayReader::new(source, encoding, from)?),
     })
@@ -303,7 +295,7 @@ fn skip(path: &str, input: &mut dyn BufRead, bytes: u64) -> Result<()> {
 
 /// `invalid-request` naming the file, the line (when known: not 0) and the
 /// byte offset in the decoded content where the bad record starts.
-fn malformed(path: &str, at: Position, what: impl std::fmt::Display) -> ConnectorError {
+pub(crate) fn malformed(path: &str, at: Position, what: impl std::fmt::Display) -> ConnectorError {
     if at.line == 0 {
         return malformed_at(path, at.offset, what);
     }
@@ -321,7 +313,7 @@ pub fn malformed_at(path: &str, offset: u64, what: impl std::fmt::Display) -> Co
 
 /// A failed read: the typed error it carries (a dropped connection, a
 /// timeout), else the content is malformed there (bad UTF-8, bad compressed data).
-fn read_failed(path: &str, at: Position, err: io::Error) -> ConnectorError {
+pub(crate) fn read_failed(path: &str, at: Position, err: io::Error) -> ConnectorError {
     if err
         .get_ref()
         .is_some_and(|inner| inner.is::<ConnectorError>())
@@ -337,7 +329,7 @@ fn read_failed(path: &str, at: Position, err: io::Error) -> ConnectorError {
 /// naming where it starts, not memory growing until the guest traps.
 pub const MAX_RECORD_BYTES: u64 = 32 << 20;
 
-fn record_too_long(path: &str, at: Position) -> ConnectorError {
+pub(crate) fn record_too_long(path: &str, at: Position) -> ConnectorError {
     malformed(
         path,
         at,
@@ -375,110 +367,6 @@ impl io::Read for RecordBound {
 
 /// The message of [`RecordBound`]'s error, recognised by [`CsvReader`].
 const TOO_LONG: &str = "record too long";
-
-struct NdjsonReader {
-    path: String,
-    input: Box<dyn BufRead>,
-    pos: Position,
-    buf: String,
-    /// When set, only these fields are parsed into the returned value.
-    keep: Option<Vec<String>>,
-    /// The kept fields' values in the line `next_matches` read last (by
-    /// position in `keep`; `None` when the line does not have the field).
-    slots: Vec<Option<Value>>,
-}
-
-impl NdjsonReader {
-    /// Read the next line that is not blank into `buf`; where it starts, or
-    /// `None` at the end.
-    fn next_line(&mut self) -> Result<Option<Position>> {
-        loop {
-            self.buf.clear();
-            let n = (&mut self.input)
-                .take(MAX_RECORD_BYTES + 1)
-                .read_line(&mut self.buf)
-                .map_err(|e| read_failed(&self.path, self.pos, e))?;
-            if n == 0 {
-                return Ok(None);
-            }
-            if n as u64 > MAX_RECORD_BYTES {
-                return Err(record_too_long(&self.path, self.pos));
-            }
-            let line = self.pos;
-            self.pos.offset += n as u64;
-            self.pos.line += 1;
-            if !self.buf.trim().is_empty() {
-                return Ok(Some(line));
-            }
-        }
-    }
-}
-
-impl RowReader for NdjsonReader {
-    fn next_row(&mut self) -> Result<Option<Value>> {
-        let Some(line) = self.next_line()? else {
-            return Ok(None);
-        };
-        let text = self.buf.trim();
-        if let Some(keep) = &self.keep {
-            read_fields(text, keep, &mut self.slots).map_err(|e| malformed(&self.path, line, e))?;
-            let object: Map<String, Value> = keep
-                .iter()
-                .zip(self.slots.drain(..))
-                .filter_map(|(name, value)| Some((name.clone(), value?)))
-                .collect();
-            return Ok(Some(Value::Object(object)));
-        }
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| malformed(&self.path, line, e))?;
-        if !value.is_object() {
-            return Err(malformed(&self.path, line, "expected a JSON object"));
-        }
-        Ok(Some(value))
-    }
-
-    fn checkpoint(&self) -> String {
-        self.pos.to_checkpoint()
-    }
-
-    fn source_text(&self) -> Option<&str> {
-        Some(self.buf.trim())
-    }
-
-    fn keep_only(&mut self, fields: Vec<String>) {
-        self.keep = Some(fields);
-    }
-
-    fn matches_in_place(&self) -> bool {
-        self.keep.is_some()
-    }
-
-    /// The line is checked whole and only the kept fields are built, into
-    /// slots reused from line to line: no map, no key copied per line.
-    fn next_matches(&mut self, predicate: &Predicate) -> Result<Option<bool>> {
-        if self.keep.is_none() {
-            return Ok(self.next_row()?.map(|row| predicate.matches(&row)));
-        }
-        let Some(line) = self.next_line()? else {
-            return Ok(None);
-        };
-        let Self {
-            keep,
-            slots,
-            buf,
-            path,
-            ..
-        } = self;
-        let keep = keep.as_deref().unwrap_or_default();
-        read_fields(buf.trim(), keep, slots).map_err(|e| malformed(path, line, e))?;
-        let slots = &*slots;
-        Ok(Some(predicate.matches_fields(|field| {
-            keep.iter()
-                .position(|kept| kept == field)
-                .and_then(|at| slots[at].as_ref())
-        })))
-    }
-}
 
 /// Splits a JSON array into its elements without holding more than one.
 struct JsonArrayReader {

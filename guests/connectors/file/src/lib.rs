@@ -19,6 +19,7 @@ mod compression;
 mod format;
 mod ftp;
 mod local;
+mod ndjson;
 mod parquet_file;
 mod s3;
 mod sftp;
@@ -307,6 +308,7 @@ impl Session for FileSession {
             predicate,
             fields: req.fields,
             done: false,
+            failed: None,
         }))
     }
 
@@ -417,10 +419,31 @@ struct FileStream {
     predicate: Predicate,
     fields: Vec<String>,
     done: bool,
+    /// What stopped an in-place reader after records of the batch being
+    /// filled: those go out first, then this ends the stream.
+    failed: Option<ConnectorError>,
+}
+
+/// The records read before `error`, kept by setting `failed` when there
+/// are any; the error itself when there are none.
+fn keep_read(
+    records: &[Record],
+    failed: &mut Option<ConnectorError>,
+    error: ConnectorError,
+) -> Result<()> {
+    if records.is_empty() {
+        return Err(error);
+    }
+    *failed = Some(error);
+    Ok(())
 }
 
 impl RecordStream for FileStream {
     fn next(&mut self, max: u32) -> Result<Option<Batch>> {
+        if let Some(error) = self.failed.take() {
+            self.done = true;
+            return Err(error);
+        }
         if self.done {
             return Ok(None);
         }
@@ -431,10 +454,19 @@ impl RecordStream for FileStream {
         let mut scanned = 0;
         if self.fields.is_empty() && self.rows.matches_in_place() {
             // Whole records that are their own lines: only the filtered
-            // fields are built, and a kept line is the record as it is.
+            // fields are built, and a kept line is the record as it is. The
+            // reader's checkpoint stays after the last good line when one
+            // fails, so the lines before it go out before the error.
             while records.len() < max && scanned < MAX_ROWS_SCANNED_PER_BATCH {
                 scanned += 1;
-                match self.rows.next_matches(&self.predicate)? {
+                let matched = match self.rows.next_matches(&self.predicate) {
+                    Ok(matched) => matched,
+                    Err(error) => {
+                        keep_read(&records, &mut self.failed, error)?;
+                        break;
+                    }
+                };
+                match matched {
                     Some(true) => records.push(Record {
                         id: None,
                         data: self.rows.source_text().unwrap_or_default().to_string(),
@@ -449,7 +481,11 @@ impl RecordStream for FileStream {
                 }
             }
         }
-        while !self.done && records.len() < max && scanned < MAX_ROWS_SCANNED_PER_BATCH {
+        while !self.done
+            && self.failed.is_none()
+            && records.len() < max
+            && scanned < MAX_ROWS_SCANNED_PER_BATCH
+        {
             scanned += 1;
             match self.rows.next_row()? {
                 Some(row) if self.predicate.matches(&row) => {

@@ -360,6 +360,22 @@ impl Session for ProbeSession {
                     "login with {value} refused"
                 )))
             }
+            "json-lines" => {
+                // `text` `count` times as one chunk, looking for `batch`
+                // fields (f0, f1, ...): what the host checks and answers.
+                let chunk = p.text.repeat(p.count);
+                let fields: Vec<String> = (0..p.batch).map(|i| format!("f{i}")).collect();
+                let scanned = sluice_sdk::json_lines::scan(chunk.as_bytes(), &fields, true)?;
+                let found = sluice_sdk::json_lines::lines(&scanned, fields.len()).count();
+                Ok(one(json!({
+                    "consumed": scanned.consumed,
+                    "lines": scanned.lines,
+                    "found": found,
+                    "malformed": scanned.malformed.map(|bad| json!({
+                        "line": bad.line, "start": bad.start, "message": bad.message,
+                    })),
+                })))
+            }
             "spin" => Ok(one(json!({ "hash": spin(p.count as u64) }))),
             "loop" => {
                 let mut n: u64 = 0;
