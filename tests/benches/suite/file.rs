@@ -98,6 +98,9 @@ pub async fn stream_filtered(session: &mut Session, resource: &str) -> (u64, Dur
     (kept, took, peak)
 }
 
+/// How many times each side streams the file; the best run counts.
+const ROUNDS: usize = 2;
+
 pub async fn run(scale: Scale, report: &mut Report) {
     let bytes = scale.pick(1u64 << 30, 128 << 20);
     let path = data_file(bytes);
@@ -117,17 +120,22 @@ pub async fn run(scale: Scale, report: &mut Report) {
         .open_with_limits(r#"{"root": "/data", "format": "ndjson"}"#, &grants, &limits)
         .await
         .expect("file connector opens");
-    let (kept, took, peak) = stream_filtered(&mut session, &name).await;
-
-    let began = Instant::now();
-    let native_kept = tokio::task::spawn_blocking({
-        let path = path.clone();
-        move || native_count(&path)
-    })
-    .await
-    .unwrap();
-    let native_took = began.elapsed();
-    assert_eq!(kept, native_kept, "both kept the same records");
+    // Each side's best of ROUNDS runs, taken in turns: a shared machine's
+    // passing slowdowns land on one run, not on one side.
+    let (mut took, mut native_took, mut peak, mut kept) = (Duration::MAX, Duration::MAX, 0, 0);
+    for _ in 0..ROUNDS {
+        let (sluice_kept, sluice_took, sluice_peak) = stream_filtered(&mut session, &name).await;
+        let began = Instant::now();
+        let native_kept = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || native_count(&path)
+        })
+        .await
+        .unwrap();
+        native_took = native_took.min(began.elapsed());
+        assert_eq!(sluice_kept, native_kept, "both kept the same records");
+        (took, peak, kept) = (took.min(sluice_took), peak.max(sluice_peak), sluice_kept);
+    }
 
     let mb = size as f64 / 1e6;
     let metric = format!("file: stream {} MB NDJSON with a filter", size / 1_000_000);
@@ -143,7 +151,7 @@ pub async fn run(scale: Scale, report: &mut Report) {
         sluice: mb / took.as_secs_f64(),
         baseline: mb / native_took.as_secs_f64(),
         target: Target::RatioAtLeast(0.7),
-        note: format!("{kept} of the records kept (age >= 90), batches of 1000; native: BufReader lines, serde parsing only the filtered field, the same filter, the line kept as the record; peer: jq -c 'select(.age >= 90)'"),
+        note: format!("{kept} of the records kept (age >= 90), batches of 1000, each side's best of {ROUNDS} runs in turns; native: BufReader lines, serde parsing only the filtered field, the same filter, the line kept as the record; peer: jq -c 'select(.age >= 90)'"),
     });
     report.peer(&metric, "jq", jq.map(|took| mb / took.as_secs_f64()));
     report.add(Row {

@@ -16,8 +16,10 @@ use crate::format::{
     malformed, read_failed, record_too_long, Position, RowReader, MAX_RECORD_BYTES,
 };
 
-/// How many bytes are read for each chunk the host checks.
-const READ_AHEAD: usize = 256 << 10;
+/// How many bytes are read for each chunk the host checks: small enough
+/// that the chunk is read, copied to the host and scanned while it is still
+/// in the core's cache (chunks of 1 MiB measured about a fifth slower).
+const READ_AHEAD: usize = 64 << 10;
 
 pub struct NdjsonReader {
     path: String,
@@ -184,18 +186,25 @@ impl NdjsonReader {
             }
             // What is kept from before holds no newline: look only in what is new.
             let searched = chunk.bytes.len();
-            while chunk.bytes.len() < searched + READ_AHEAD {
-                let available = input
-                    .fill_buf()
-                    .map_err(|e| read_failed(path, chunk.base, e))?;
-                if available.is_empty() {
-                    chunk.ended = true;
-                    break;
+            // Straight into the chunk: a read as large as the input's own
+            // buffer passes it by once it is empty, saving a copy of each byte.
+            let mut filled = searched;
+            chunk.bytes.resize(searched + READ_AHEAD, 0);
+            while filled < chunk.bytes.len() {
+                match input.read(&mut chunk.bytes[filled..]) {
+                    Ok(0) => {
+                        chunk.ended = true;
+                        break;
+                    }
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        chunk.bytes.truncate(filled);
+                        return Err(read_failed(path, chunk.base, e));
+                    }
                 }
-                let n = available.len();
-                chunk.bytes.extend_from_slice(available);
-                input.consume(n);
             }
+            chunk.bytes.truncate(filled);
             if chunk.ended {
                 continue;
             }
